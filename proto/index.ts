@@ -1,0 +1,7 @@
+// The shared wire layer: frames, method ids, status codes, errors and protobuf messages.
+// Imported by quic-front, edge and sdk alike.
+export * from "./wire/frames.ts";
+export * from "./wire/status.ts";
+export * from "./wire/methods.ts";
+export * from "./wire/errors.ts";
+export * from "./wire/messages.ts";

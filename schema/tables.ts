@@ -1,0 +1,64 @@
+// D1 schema (drizzle). The cold path lives here: accounts, sessions, keys, channels.
+// Per-recipient message queues live in RecipientQueue Durable Objects, not in D1.
+import { sqliteTable, text, integer, blob, primaryKey, index, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+const bytes = (name: string) => blob(name, { mode: "buffer" }).$type<Uint8Array>();
+
+export const users = sqliteTable("users", {
+  username: text("username").primaryKey(),
+  identityKey: bytes("identity_key").notNull(),
+  opaqueRecord: bytes("opaque_record").notNull(),
+  createdAt: integer("created_at").notNull(),
+}, (t) => [uniqueIndex("users_identity_key").on(t.identityKey)]);
+
+/** Sessions are stored by SHA-256 of the token: a leaked table grants nothing. */
+export const sessions = sqliteTable("sessions", {
+  tokenHash: bytes("token_hash").primaryKey(),
+  identityKey: bytes("identity_key").notNull(),
+  deviceId: bytes("device_id").notNull(),
+  createdAt: integer("created_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+}, (t) => [index("sessions_identity").on(t.identityKey)]);
+
+/** OPAQUE server login state between LoginStart and LoginFinish (<= 60 s, consumed once). */
+export const pendingLogins = sqliteTable("pending_logins", {
+  id: bytes("id").primaryKey(),
+  username: text("username").notNull(),
+  serverState: bytes("server_state").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+}, (t) => [index("pending_logins_expiry").on(t.expiresAt)]);
+
+/** Single-use MLS KeyPackages, FIFO per identity. */
+export const keyPackages = sqliteTable("key_packages", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  identityKey: bytes("identity_key").notNull(),
+  package: bytes("package").notNull(),
+  fingerprint: bytes("fingerprint").notNull(),
+  createdAt: integer("created_at").notNull(),
+}, (t) => [index("key_packages_owner").on(t.identityKey, t.id)]);
+
+export const hybridKeys = sqliteTable("hybrid_keys", {
+  identityKey: bytes("identity_key").primaryKey(),
+  publicKey: bytes("public_key").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const channels = sqliteTable("channels", {
+  id: bytes("id").primaryKey(),
+  kind: text("kind", { enum: ["direct", "group"] }).notNull(),
+  creatorKey: bytes("creator_key").notNull(),
+  name: text("name").notNull().default(""),
+  description: text("description").notNull().default(""),
+  defaultTtlSecs: integer("default_ttl_secs").notNull().default(0),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const channelMembers = sqliteTable("channel_members", {
+  channelId: bytes("channel_id").notNull(),
+  identityKey: bytes("identity_key").notNull(),
+  role: text("role", { enum: ["creator", "admin", "member"] }).notNull(),
+  joinedAt: integer("joined_at").notNull(),
+}, (t) => [
+  primaryKey({ columns: [t.channelId, t.identityKey] }),
+  index("channel_members_identity").on(t.identityKey),
+]);
