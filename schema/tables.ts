@@ -1,8 +1,21 @@
 // D1 schema (drizzle). The cold path lives here: accounts, sessions, keys, channels.
 // Per-recipient message queues live in RecipientQueue Durable Objects, not in D1.
-import { sqliteTable, text, integer, blob, primaryKey, index, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer, primaryKey, index, uniqueIndex, customType } from "drizzle-orm/sqlite-core";
 
-const bytes = (name: string) => blob(name, { mode: "buffer" }).$type<Uint8Array>();
+/**
+ * BLOB as Uint8Array on every runtime. drizzle's "buffer" mode needs node:buffer, and D1 hands
+ * blobs back as number arrays or ArrayBuffers depending on the call.
+ */
+const bytes = customType<{ data: Uint8Array; driverData: ArrayBuffer | ArrayBufferView | number[] }>({
+  dataType: () => "blob",
+  toDriver: (value) => value,
+  fromDriver: (value) => {
+    if (value instanceof Uint8Array) return value;
+    if (Array.isArray(value)) return Uint8Array.from(value);
+    if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    return new Uint8Array(value);
+  },
+});
 
 export const users = sqliteTable("users", {
   username: text("username").primaryKey(),

@@ -4,14 +4,15 @@ import { badRequest, type ErrorReply } from "./errors.ts";
 
 export const pb = qpq.v1;
 
-interface Codec<T> {
+interface Decoder<T> {
   decode(reader: Uint8Array): T;
+}
+interface Encoder<T> {
   encode(message: T): { finish(): Uint8Array };
-  name?: string;
 }
 
 /** Decodes a request payload; malformed protobuf is the client's fault (BadRequest). */
-export function decode<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
+export function decode<T>(codec: Decoder<T>, bytes: Uint8Array, what: string): T {
   try {
     return codec.decode(bytes);
   } catch {
@@ -19,7 +20,7 @@ export function decode<T>(codec: Codec<T>, bytes: Uint8Array, what: string): T {
   }
 }
 
-export function encode<T>(codec: Codec<T>, message: T): Uint8Array {
+export function encode<T>(codec: Encoder<T>, message: T): Uint8Array {
   return codec.encode(message).finish();
 }
 

@@ -1,0 +1,48 @@
+// Everything a handler needs, built once per isolate from the bindings (worker.ts) or from test
+// fixtures. Handlers never read `env` directly.
+import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
+import type { AppEnv } from "./env.ts";
+import { limitsFrom, sessionTtlMs, type QueueLimits } from "./lib/limits.ts";
+import { importAssertionKey } from "./lib/caller-assertion.ts";
+import { importSigningKey } from "./lib/delivery-proof.ts";
+import { sha256 } from "./lib/crypto.ts";
+import * as tables from "../schema/tables.ts";
+
+export type Db = DrizzleD1Database<typeof tables>;
+
+export interface EdgeDeps {
+  db: Db;
+  queues: AppEnv["RECIPIENT_QUEUE"];
+  opaqueSetup: string;
+  limits: QueueLimits;
+  sessionTtlMs: number;
+  version: string;
+  startedAt: number;
+  /** SHA-256 of the front secret, compared in constant time with the presented one's digest. */
+  frontSecretDigest: Promise<Uint8Array>;
+  assertionKey: Promise<CryptoKey>;
+  signing: Promise<{ privateKey: CryptoKey; publicKey: Uint8Array }>;
+}
+
+export class ConfigError extends Error {}
+
+export function depsFromEnv(env: AppEnv): EdgeDeps {
+  for (const name of ["FRONT_SECRET", "OPAQUE_SERVER_SETUP", "DELIVERY_SIGNING_KEY"] as const) {
+    if (!env[name]) throw new ConfigError(`secret ${name} is not set`);
+  }
+  const deps: EdgeDeps = {
+    db: drizzle(env.DB, { schema: tables }),
+    queues: env.RECIPIENT_QUEUE,
+    opaqueSetup: env.OPAQUE_SERVER_SETUP,
+    limits: limitsFrom(env),
+    sessionTtlMs: sessionTtlMs(env),
+    version: env.QPQ_VERSION ?? "0.0.0",
+    startedAt: Date.now(),
+    frontSecretDigest: sha256(new TextEncoder().encode(env.FRONT_SECRET)),
+    assertionKey: importAssertionKey(env.FRONT_SECRET),
+    signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
+  };
+  // Surface bad secrets on first use, not as unhandled rejections.
+  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing]) p.catch(() => {});
+  return deps;
+}

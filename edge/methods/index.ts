@@ -1,0 +1,17 @@
+// The dispatch table: one entry per implemented method id. Ids absent here answer UnknownMethod.
+import type { MethodTable } from "../rpc.ts";
+import { authMethods } from "./auth.ts";
+import { deliveryMethods } from "./delivery.ts";
+import { keyMethods } from "./keys.ts";
+import { channelMethods } from "./channel.ts";
+import { userMethods } from "./user.ts";
+import { healthMethods } from "./health.ts";
+
+export const methods: MethodTable = {
+  ...authMethods,
+  ...deliveryMethods,
+  ...keyMethods,
+  ...channelMethods,
+  ...userMethods,
+  ...healthMethods,
+};

@@ -1,0 +1,78 @@
+// 300-304: MLS KeyPackages (single use, FIFO) and hybrid post-quantum keys.
+import { eq, inArray, sql } from "drizzle-orm";
+import { Method, pb, forbidden, rateLimited, badRequest } from "../../proto/index.ts";
+import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
+import * as v from "../lib/validate.ts";
+import { LIMITS } from "../lib/limits.ts";
+import { equalBytes, sha256, toHex } from "../lib/crypto.ts";
+import { keyPackages, hybridKeys } from "../../schema/tables.ts";
+
+function ownKey(ctx: RpcContext, identityKey: Uint8Array): Uint8Array {
+  const caller = requireCaller(ctx);
+  v.identityKey(identityKey, "identity_key");
+  if (!equalBytes(identityKey, caller.identityKey)) throw forbidden("identity_key is not the caller's identity");
+  return identityKey;
+}
+
+export const keyMethods: MethodTable = {
+  [Method.UploadKeyPackage]: unary("user", pb.UploadKeyPackageRequest, pb.UploadKeyPackageResponse, async (ctx, req) => {
+    const identityKey = ownKey(ctx, req.identityKey);
+    const pkg = v.keyPackage(req.package);
+    const fingerprint = await sha256(pkg);
+    const { db } = ctx.deps;
+    // Insert only while the identity is under its cap: one statement, so concurrent uploads
+    // cannot overshoot it.
+    const inserted = await db.run(sql`
+      INSERT INTO ${keyPackages} (identity_key, package, fingerprint, created_at)
+      SELECT ${identityKey}, ${pkg}, ${fingerprint}, ${Date.now()}
+      WHERE (SELECT COUNT(*) FROM ${keyPackages} WHERE identity_key = ${identityKey}) < ${LIMITS.keyPackagesPerIdentity}`);
+    if (inserted.meta.changes !== 1) {
+      throw rateLimited(`key package store is full (${LIMITS.keyPackagesPerIdentity} per identity); wait until some are fetched`, 60_000);
+    }
+    return { fingerprint };
+  }),
+
+  [Method.FetchKeyPackage]: unary("user", pb.FetchKeyPackageRequest, pb.FetchKeyPackageResponse, async (ctx, req) => {
+    requireCaller(ctx);
+    const identityKey = v.identityKey(req.identityKey, "identity_key");
+    // One DELETE ... RETURNING: atomic, so two concurrent fetches never get the same package.
+    const row = await ctx.deps.db.delete(keyPackages)
+      .where(eq(keyPackages.id, sql`(SELECT id FROM ${keyPackages} WHERE identity_key = ${identityKey} ORDER BY id LIMIT 1)`))
+      .returning({ pkg: keyPackages.package }).get();
+    return { package: row?.pkg ?? new Uint8Array(0) };
+  }),
+
+  [Method.UploadHybridKey]: unary("user", pb.UploadHybridKeyRequest, pb.UploadHybridKeyResponse, async (ctx, req) => {
+    const identityKey = ownKey(ctx, req.identityKey);
+    const publicKey = v.hybridKey(req.hybridPublicKey);
+    const updatedAt = Date.now();
+    await ctx.deps.db.insert(hybridKeys).values({ identityKey, publicKey, updatedAt })
+      .onConflictDoUpdate({ target: hybridKeys.identityKey, set: { publicKey, updatedAt } });
+    return {};
+  }),
+
+  [Method.FetchHybridKey]: unary("user", pb.FetchHybridKeyRequest, pb.FetchHybridKeyResponse, async (ctx, req) => {
+    requireCaller(ctx);
+    const identityKey = v.identityKey(req.identityKey, "identity_key");
+    const row = await ctx.deps.db.select({ key: hybridKeys.publicKey }).from(hybridKeys)
+      .where(eq(hybridKeys.identityKey, identityKey)).get();
+    return { hybridPublicKey: row?.key ?? new Uint8Array(0) };
+  }),
+
+  [Method.FetchHybridKeys]: unary("user", pb.FetchHybridKeysRequest, pb.FetchHybridKeysResponse, async (ctx, req) => {
+    requireCaller(ctx);
+    if (req.identityKeys.length > LIMITS.hybridKeysPerLookup) {
+      throw badRequest(`identity_keys must hold at most ${LIMITS.hybridKeysPerLookup} keys, got ${req.identityKeys.length}`);
+    }
+    req.identityKeys.forEach((k, i) => v.identityKey(k, `identity_keys[${i}]`));
+    if (req.identityKeys.length === 0) return { keys: [] };
+    const byKey = new Map<string, Uint8Array>();
+    // D1 binds at most 100 parameters per statement.
+    for (let i = 0; i < req.identityKeys.length; i += 90) {
+      const rows = await ctx.deps.db.select().from(hybridKeys)
+        .where(inArray(hybridKeys.identityKey, req.identityKeys.slice(i, i + 90))).all();
+      for (const r of rows) byKey.set(toHex(r.identityKey), r.publicKey);
+    }
+    return { keys: req.identityKeys.map((k) => byKey.get(toHex(k)) ?? new Uint8Array(0)) };
+  }),
+};

@@ -1,0 +1,26 @@
+// 500-501: directory look-ups by username and by identity key.
+import { eq } from "drizzle-orm";
+import { Method, pb, notFound } from "../../proto/index.ts";
+import { unary, requireCaller, type MethodTable } from "../rpc.ts";
+import * as v from "../lib/validate.ts";
+import { users } from "../../schema/tables.ts";
+
+export const userMethods: MethodTable = {
+  // The key-transparency inclusion proof is left unset until the KT log lands (docs/protocol.md).
+  [Method.ResolveUser]: unary("user", pb.ResolveUserRequest, pb.ResolveUserResponse, async (ctx, req) => {
+    requireCaller(ctx);
+    const username = v.username(req.username);
+    const row = await ctx.deps.db.select({ identityKey: users.identityKey }).from(users).where(eq(users.username, username)).get();
+    if (!row) throw notFound("no such user");
+    return { identityKey: row.identityKey };
+  }),
+
+  [Method.ResolveIdentity]: unary("user", pb.ResolveIdentityRequest, pb.ResolveIdentityResponse, async (ctx, req) => {
+    requireCaller(ctx);
+    const identityKey = v.identityKey(req.identityKey, "identity_key");
+    const row = await ctx.deps.db.select({ username: users.username, createdAt: users.createdAt }).from(users)
+      .where(eq(users.identityKey, identityKey)).get();
+    if (!row) throw notFound("no user has this identity key");
+    return { username: row.username, createdAtMs: row.createdAt };
+  }),
+};

@@ -1,0 +1,31 @@
+// Development secrets: generated once per data directory and kept there (mode 0600). Production
+// deployments set them with `wrangler secret put` and the front's environment instead.
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as opaque from "@serenity-kit/opaque";
+
+export interface EdgeSecrets {
+  FRONT_SECRET: string;
+  OPAQUE_SERVER_SETUP: string;
+  DELIVERY_SIGNING_KEY: string;
+}
+
+export async function generateSecrets(): Promise<EdgeSecrets> {
+  await opaque.ready;
+  const { privateKey } = generateKeyPairSync("ed25519");
+  return {
+    FRONT_SECRET: randomBytes(32).toString("base64url"),
+    OPAQUE_SERVER_SETUP: opaque.server.createSetup(),
+    DELIVERY_SIGNING_KEY: privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),
+  };
+}
+
+export async function loadOrCreateSecrets(dataDir: string): Promise<EdgeSecrets> {
+  const file = join(dataDir, "secrets.json");
+  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as EdgeSecrets;
+  mkdirSync(dataDir, { recursive: true });
+  const secrets = await generateSecrets();
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}

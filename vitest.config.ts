@@ -1,0 +1,41 @@
+// Three tiers: pure modules under Node (unit), the edge inside workerd (workers), and the whole
+// system over real QUIC (e2e).
+import { defineConfig } from "vitest/config";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { generateSecrets } from "./local/secrets.ts";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: { name: "unit", include: ["tests/unit/**/*.test.ts", "plugins/**/*.test.ts"], environment: "node" },
+      },
+      {
+        plugins: [
+          cloudflareTest(async () => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                ...(await generateSecrets()),
+                TEST_MIGRATIONS: await readD1Migrations("./schema/migrations"),
+                MAX_QUEUE_MESSAGES: "50",
+                MAX_QUEUE_BYTES: "65536",
+              },
+            },
+          })),
+        ],
+        test: { name: "workers", include: ["tests/workers/**/*.test.ts"], setupFiles: ["tests/workers/setup.ts"] },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["tests/e2e/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
