@@ -1,25 +1,18 @@
 // The edge engine: a Hono app built from explicit dependencies. worker.ts turns bindings into
 // dependencies; tests may build it from fixtures.
 import { Hono } from "hono";
-import { Status, encodeError, toErrorReply, unknownMethod, unauthorized } from "../proto/index.ts";
+import {
+  Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader as H,
+} from "../proto/index.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext } from "./rpc.ts";
 import { methods } from "./methods/index.ts";
 import { sha256, timingSafeEqual, toHex } from "./lib/crypto.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
 
-/** Relay contract headers (docs/protocol.md, "Front ⇄ edge"). */
-export const H = {
-  frontAuth: "x-qpq-front-auth",
-  requestId: "x-qpq-request-id",
-  clientAddr: "x-qpq-client-addr",
-  connection: "x-qpq-connection",
-  caller: "x-qpq-caller",
-  status: "x-qpq-status",
-  retryAfter: "x-qpq-retry-after-ms",
-  /** Set on a successful login/resume: the new caller assertion, then identity and session expiry. */
-  session: "x-qpq-session",
-} as const;
+
+/** Re-exported for tests that speak the relay contract. */
+export { H };
 
 const encoder = new TextEncoder();
 
@@ -67,7 +60,9 @@ export function createApp(deps: EdgeDeps): Hono {
         const s = ctx.session;
         const expires = Math.min(s.sessionExpiresAt, Date.now() + ASSERTION_TTL_MS);
         const minted = await mintAssertion(await deps.assertionKey, s, expires);
-        headers[H.session] = `${minted};${toHex(s.identityKey)};${s.sessionExpiresAt};${expires}`;
+        headers[H.session] = formatSessionGrant({
+          assertion: minted, identityKeyHex: toHex(s.identityKey), sessionExpiresAt: s.sessionExpiresAt, assertionExpiresAt: expires,
+        });
       }
     } catch (err) {
       const reply = toErrorReply(err);

@@ -5,3 +5,4 @@ export * from "./wire/status.ts";
 export * from "./wire/methods.ts";
 export * from "./wire/errors.ts";
 export * from "./wire/messages.ts";
+export * from "./wire/relay.ts";

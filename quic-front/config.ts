@@ -1,0 +1,92 @@
+// Front configuration from the environment (names mirror the Rust qpq server's).
+export interface FrontConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  edgeUrl: string;
+  frontSecret: string;
+  /** id this front reports to the edge in connection ids (many fronts can share one edge). */
+  frontId: string;
+  rpcTimeoutMs: number;
+  drainTimeoutMs: number;
+  metricsListen?: { host: string; port: number };
+  production: boolean;
+  maxConnections: number;
+  maxStreamsPerConnection: number;
+  /** Token bucket per connection: sustained RPCs per second and burst. */
+  rpcPerSecond: number;
+  rpcBurst: number;
+  /** Login/registration attempts per client address per minute. */
+  authPerMinute: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+export class ConfigError extends Error {}
+
+export function parseHostPort(value: string, what: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());
+  if (!m) throw new ConfigError(`${what} must be host:port, got "${value}"`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`${what} port out of range: ${port}`);
+  return { host: m[1] || "0.0.0.0", port };
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${name} must be a non-negative integer, got "${raw}"`);
+  return n;
+}
+
+/** Durations accept "30", "30s" or "30000ms". */
+function duration(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallbackMs;
+  const m = /^(\d+)(ms|s)?$/.exec(raw.trim());
+  if (!m) throw new ConfigError(`${name} must be a duration like 30s or 500ms, got "${raw}"`);
+  return m[2] === "ms" ? Number(m[1]) : Number(m[1]) * 1000;
+}
+
+export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontConfig> = {}): FrontConfig {
+  const listen = parseHostPort(env.QPQ_LISTEN ?? "0.0.0.0:5001", "QPQ_LISTEN");
+  const production = env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true";
+  const level = env.QPQ_LOG_LEVEL ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(level)) throw new ConfigError(`QPQ_LOG_LEVEL must be debug|info|warn|error`);
+  const cfg: FrontConfig = {
+    host: listen.host,
+    port: listen.port,
+    dataDir: env.QPQ_DATA_DIR ?? ".qpq-data",
+    tlsCertFile: env.QPQ_TLS_CERT || undefined,
+    tlsKeyFile: env.QPQ_TLS_KEY || undefined,
+    edgeUrl: env.QPQ_EDGE_URL ?? "",
+    frontSecret: env.QPQ_FRONT_SECRET ?? "",
+    frontId: env.QPQ_FRONT_ID ?? `front-${process.pid}`,
+    rpcTimeoutMs: duration(env, "QPQ_RPC_TIMEOUT", 30_000),
+    drainTimeoutMs: duration(env, "QPQ_DRAIN_TIMEOUT", 30_000),
+    metricsListen: env.QPQ_METRICS_LISTEN ? parseHostPort(env.QPQ_METRICS_LISTEN, "QPQ_METRICS_LISTEN") : undefined,
+    production,
+    maxConnections: int(env, "QPQ_MAX_CONNECTIONS", 10_000),
+    maxStreamsPerConnection: int(env, "QPQ_MAX_STREAMS", 1000),
+    rpcPerSecond: int(env, "QPQ_RPC_PER_SECOND", 500),
+    rpcBurst: int(env, "QPQ_RPC_BURST", 1000),
+    authPerMinute: int(env, "QPQ_AUTH_PER_MINUTE", 60),
+    logLevel: level as FrontConfig["logLevel"],
+    ...overrides,
+  };
+  validate(cfg);
+  return cfg;
+}
+
+export function validate(cfg: FrontConfig): void {
+  if (!cfg.edgeUrl) throw new ConfigError("QPQ_EDGE_URL is required");
+  if (!/^https?:\/\//.test(cfg.edgeUrl)) throw new ConfigError("QPQ_EDGE_URL must be an http(s) URL");
+  if (!cfg.frontSecret) throw new ConfigError("QPQ_FRONT_SECRET is required");
+  if (cfg.production) {
+    if (!cfg.tlsCertFile || !cfg.tlsKeyFile) throw new ConfigError("production mode refuses the development certificate: set QPQ_TLS_CERT and QPQ_TLS_KEY");
+    if (cfg.frontSecret.length < 32) throw new ConfigError("production mode needs a QPQ_FRONT_SECRET of at least 32 characters");
+    if (!cfg.edgeUrl.startsWith("https://")) throw new ConfigError("production mode needs an https:// QPQ_EDGE_URL");
+  }
+}

@@ -1,0 +1,131 @@
+// Relays one RPC to the edge over HTTP (relay contract in docs/protocol.md): a keep-alive pool,
+// the front secret, the caller assertion, and a retry only where a second attempt cannot have a
+// second effect.
+import { Pool } from "undici";
+import {
+  Method, Status, isIdempotent, pb, encodeError, isStatusCode, parseSessionGrant, RelayHeader as H,
+  type StatusCode, type SessionGrant,
+} from "../proto/index.ts";
+import type { Logger } from "./log.ts";
+
+
+export interface RelayRequest {
+  methodId: number;
+  requestId: number;
+  payload: Uint8Array;
+  connectionId: string;
+  clientAddr: string;
+  /** Caller assertion of the connection's session, if any. */
+  assertion?: string;
+  /** Extra time the edge may hold the call (FetchWait). */
+  extraTimeoutMs?: number;
+}
+
+
+export interface RelayResponse {
+  status: StatusCode;
+  payload: Uint8Array;
+  session?: SessionGrant;
+}
+
+export interface RelayOptions {
+  edgeUrl: string;
+  frontSecret: string;
+  rpcTimeoutMs: number;
+  connections?: number;
+  logger: Logger;
+  onError?: (kind: string) => void;
+}
+
+const RETRYABLE_CODES = new Set(["UND_ERR_SOCKET", "ECONNRESET", "ECONNREFUSED", "EPIPE", "UND_ERR_CLOSED"]);
+
+function errorCode(err: unknown): string {
+  if (err && typeof err === "object" && "code" in err && typeof err.code === "string") return err.code;
+  return "unknown";
+}
+
+
+export function errorResponse(status: StatusCode, message: string, retryAfterMs = 0): RelayResponse {
+  return { status, payload: encodeError({ message, retryAfterMs }) };
+}
+
+/** Enqueue/BatchEnqueue become idempotent when they carry a message id (field 5). */
+function carriesMessageId(req: RelayRequest): boolean {
+  try {
+    if (req.methodId === Method.Enqueue) return pb.EnqueueRequest.decode(req.payload).messageId.length > 0;
+    if (req.methodId === Method.BatchEnqueue) return pb.BatchEnqueueRequest.decode(req.payload).messageId.length > 0;
+  } catch {
+    return false;
+  }
+  return false;
+}
+
+export class EdgeRelay {
+  private readonly pool: Pool;
+  private readonly opts: RelayOptions;
+
+  constructor(opts: RelayOptions) {
+    this.opts = opts;
+    this.pool = new Pool(opts.edgeUrl, {
+      connections: opts.connections ?? 64,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      // Long-polls are bounded by per-request timeouts below.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  async call(req: RelayRequest): Promise<RelayResponse> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once(req);
+      } catch (err) {
+        const code = errorCode(err);
+        if (err instanceof DOMException && err.name === "TimeoutError") {
+          this.opts.onError?.("timeout");
+          return errorResponse(Status.DeadlineExceeded, "the edge did not answer in time");
+        }
+        // A failure before any response byte may be retried only if a second attempt cannot
+        // have a second effect: refused connections never reached the edge at all.
+        const safe = code === "ECONNREFUSED" || isIdempotent(req.methodId) || carriesMessageId(req);
+        if (attempt < 3 && RETRYABLE_CODES.has(code) && safe) continue;
+        this.opts.onError?.(code);
+        this.opts.logger.warn("relay failed", { method: req.methodId, requestId: req.requestId, code, attempt });
+        return errorResponse(Status.Unavailable, "the edge cannot be reached", 1000);
+      }
+    }
+  }
+
+  private async once(req: RelayRequest): Promise<RelayResponse> {
+    const headers: Record<string, string> = {
+      [H.frontAuth]: this.opts.frontSecret,
+      [H.requestId]: String(req.requestId),
+      [H.clientAddr]: req.clientAddr,
+      [H.connection]: req.connectionId,
+      "content-type": "application/x-protobuf",
+    };
+    if (req.assertion) headers[H.caller] = req.assertion;
+    const res = await this.pool.request({
+      path: `/rpc/${req.methodId}`,
+      method: "POST",
+      headers,
+      body: req.payload,
+      signal: AbortSignal.timeout(this.opts.rpcTimeoutMs + (req.extraTimeoutMs ?? 0)),
+    });
+    const body = new Uint8Array(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) {
+      this.opts.logger.error("edge refused the relay", { status: res.statusCode, method: req.methodId });
+      this.opts.onError?.(`http_${res.statusCode}`);
+      return errorResponse(Status.Unavailable, "the edge refused the request", 1000);
+    }
+    const raw = Number(res.headers[H.status]);
+    const status: StatusCode = isStatusCode(raw) ? raw : Status.Internal;
+    return { status, payload: body, session: parseSessionGrant(res.headers[H.session] as string | undefined) };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+

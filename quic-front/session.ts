@@ -1,0 +1,58 @@
+// Per-connection session state. A connection becomes authenticated by OpaqueLoginFinish or
+// SessionResume on it; afterwards the front attaches the edge-minted caller assertion to every
+// RPC and re-validates the session (SessionResume) when the assertion nears expiry.
+import { Method, Status, pb, type SessionGrant } from "../proto/index.ts";
+import type { EdgeRelay, RelayRequest } from "./relay.ts";
+
+/** Refresh this long before the assertion expires, so in-flight RPCs never carry a stale one. */
+const REFRESH_MARGIN_MS = 30_000;
+
+export class ConnectionSession {
+  private token: Uint8Array;
+  private deviceId: Uint8Array;
+  private grant: SessionGrant;
+  private refreshing: Promise<boolean> | undefined;
+
+  constructor(token: Uint8Array, deviceId: Uint8Array, grant: SessionGrant) {
+    this.token = token;
+    this.deviceId = deviceId;
+    this.grant = grant;
+  }
+
+  get identityKeyHex(): string {
+    return this.grant.identityKeyHex;
+  }
+
+  /** A usable assertion, refreshed through the edge when needed; undefined if the session ended. */
+  async assertion(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<string | undefined> {
+    if (now >= this.grant.sessionExpiresAt) return undefined;
+    if (now < this.grant.assertionExpiresAt - REFRESH_MARGIN_MS) return this.grant.assertion;
+    this.refreshing ??= this.refresh(relay, base).finally(() => (this.refreshing = undefined));
+    return (await this.refreshing) ? this.grant.assertion : undefined;
+  }
+
+  private async refresh(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<boolean> {
+    const payload = pb.SessionResumeRequest.encode({ accessToken: this.token, deviceId: this.deviceId }).finish();
+    const res = await relay.call({ ...base, methodId: Method.SessionResume, requestId: 0, payload });
+    if (res.status !== Status.Ok || !res.session) return false;
+    this.grant = res.session;
+    return true;
+  }
+
+  /** Builds the session a successful login/resume response establishes, or undefined. */
+  static fromGrant(methodId: number, request: Uint8Array, response: Uint8Array, grant: SessionGrant): ConnectionSession | undefined {
+    try {
+      if (methodId === Method.OpaqueLoginFinish) {
+        const token = pb.OpaqueLoginFinishResponse.decode(response).sessionToken;
+        return new ConnectionSession(token, new Uint8Array(0), grant);
+      }
+      if (methodId === Method.SessionResume) {
+        const req = pb.SessionResumeRequest.decode(request);
+        return new ConnectionSession(req.accessToken, req.deviceId, grant);
+      }
+    } catch {
+      return undefined;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,194 @@
+// The qpq client SDK: typed calls for every implemented method, OPAQUE registration/login,
+// session resume. Errors come back as QpqCallError carrying the wire status.
+import * as opaque from "@serenity-kit/opaque";
+import { Method, Status, pb, decodeError, statusName, type StatusCode } from "../proto/index.ts";
+import { QuicTransport, type ConnectOptions } from "./transport.ts";
+
+export class QpqCallError extends Error {
+  readonly status: number;
+  readonly retryAfterMs: number;
+  constructor(method: number, status: number, message: string, retryAfterMs: number) {
+    super(`${statusName(status)} (${status}) from method ${method}: ${message}`);
+    this.name = "QpqCallError";
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+interface Codec<T> {
+  encode(message: T): { finish(): Uint8Array };
+}
+interface Decoder<T> {
+  decode(bytes: Uint8Array): T;
+}
+
+const b64u = {
+  encode: (b: Uint8Array) => Buffer.from(b).toString("base64url"),
+  decode: (s: string) => new Uint8Array(Buffer.from(s, "base64url")),
+};
+
+export interface Envelope {
+  seq: number;
+  data: Uint8Array;
+}
+
+function envelopes(list: { seq?: number | null; data?: Uint8Array | null }[]): Envelope[] {
+  return list.map((e) => ({ seq: e.seq ?? 0, data: e.data ?? new Uint8Array(0) }));
+}
+
+export class QpqClient {
+  readonly transport: QuicTransport;
+  /** Identity key of this connection's session, once logged in or resumed. */
+  identityKey: Uint8Array | undefined;
+  sessionToken: Uint8Array | undefined;
+
+  constructor(transport: QuicTransport) {
+    this.transport = transport;
+  }
+
+  static async connect(opts: ConnectOptions): Promise<QpqClient> {
+    return new QpqClient(await QuicTransport.connect(opts));
+  }
+
+  /** Raw call: status and payload bytes, no exception for non-Ok statuses. */
+  async raw(methodId: number, payload: Uint8Array): Promise<{ status: number; payload: Uint8Array }> {
+    const res = await this.transport.request(methodId, payload);
+    return { status: res.status, payload: res.payload };
+  }
+
+  async call<Req, Res>(methodId: number, reqCodec: Codec<Req>, req: Req, resCodec: Decoder<Res>): Promise<Res> {
+    const res = await this.raw(methodId, reqCodec.encode(req).finish());
+    if (res.status !== Status.Ok) {
+      const e = decodeError(res.payload);
+      throw new QpqCallError(methodId, res.status, e.message, e.retryAfterMs);
+    }
+    return resCodec.decode(res.payload);
+  }
+
+  // ── Auth ──────────────────────────────────────────────────────────────
+
+  /** OPAQUE registration binding `identityKey` to `username`. Returns false if taken. */
+  async register(username: string, password: string, identityKey: Uint8Array): Promise<boolean> {
+    await opaque.ready;
+    const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
+    const start = await this.call(Method.OpaqueRegisterStart, pb.OpaqueRegisterStartRequest,
+      { username, request: b64u.decode(registrationRequest) }, pb.OpaqueRegisterStartResponse);
+    const { registrationRecord } = opaque.client.finishRegistration({
+      clientRegistrationState, registrationResponse: b64u.encode(start.response), password,
+    });
+    const finish = await this.call(Method.OpaqueRegisterFinish, pb.OpaqueRegisterFinishRequest,
+      { username, upload: b64u.decode(registrationRecord), identityKey }, pb.OpaqueRegisterFinishResponse);
+    return finish.success;
+  }
+
+  /** OPAQUE login; on success this connection is authenticated and the token is returned. */
+  async login(username: string, password: string, identityKey: Uint8Array): Promise<Uint8Array> {
+    await opaque.ready;
+    const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
+    const start = await this.call(Method.OpaqueLoginStart, pb.OpaqueLoginStartRequest,
+      { username, request: b64u.decode(startLoginRequest) }, pb.OpaqueLoginStartResponse);
+    const result = opaque.client.finishLogin({
+      clientLoginState, loginResponse: b64u.encode(start.response), password,
+    });
+    // A wrong password fails on the client already; tell the server so its login state is consumed.
+    const finalization = result ? b64u.decode(result.finishLoginRequest) : crypto.getRandomValues(new Uint8Array(64));
+    const finish = await this.call(Method.OpaqueLoginFinish, pb.OpaqueLoginFinishRequest,
+      { username, finalization, identityKey }, pb.OpaqueLoginFinishResponse);
+    this.identityKey = identityKey;
+    this.sessionToken = finish.sessionToken;
+    return finish.sessionToken;
+  }
+
+  /** Binds an existing session token to this (new) connection. */
+  async resume(token: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)): Promise<{ identityKey: Uint8Array; expiresAtMs: number }> {
+    const res = await this.call(Method.SessionResume, pb.SessionResumeRequest, { accessToken: token, deviceId }, pb.SessionResumeResponse);
+    this.identityKey = res.identityKey;
+    this.sessionToken = token;
+    return { identityKey: res.identityKey, expiresAtMs: res.expiresAtMs };
+  }
+
+  // ── Delivery ──────────────────────────────────────────────────────────
+
+  enqueue(req: { recipientKey: Uint8Array; payload: Uint8Array; channelId?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array }) {
+    return this.call(Method.Enqueue, pb.EnqueueRequest, req, pb.EnqueueResponse);
+  }
+
+  batchEnqueue(req: { recipientKeys: Uint8Array[]; payload: Uint8Array; channelId?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array }) {
+    return this.call(Method.BatchEnqueue, pb.BatchEnqueueRequest, req, pb.BatchEnqueueResponse);
+  }
+
+  async fetch(req: { channelId?: Uint8Array; limit?: number; deviceId?: Uint8Array } = {}): Promise<Envelope[]> {
+    const res = await this.call(Method.Fetch, pb.FetchRequest, { ...req, recipientKey: this.self() }, pb.FetchResponse);
+    return envelopes(res.payloads);
+  }
+
+  async fetchWait(req: { timeoutMs: number; channelId?: Uint8Array; limit?: number; deviceId?: Uint8Array }): Promise<Envelope[]> {
+    const res = await this.call(Method.FetchWait, pb.FetchWaitRequest, { ...req, recipientKey: this.self() }, pb.FetchWaitResponse);
+    return envelopes(res.payloads);
+  }
+
+  async peek(req: { channelId?: Uint8Array; limit?: number; deviceId?: Uint8Array } = {}): Promise<Envelope[]> {
+    const res = await this.call(Method.Peek, pb.PeekRequest, { ...req, recipientKey: this.self() }, pb.PeekResponse);
+    return envelopes(res.payloads);
+  }
+
+  async ack(seqUpTo: number, req: { channelId?: Uint8Array; deviceId?: Uint8Array } = {}): Promise<void> {
+    await this.call(Method.Ack, pb.AckRequest, { ...req, seqUpTo, recipientKey: this.self() }, pb.AckResponse);
+  }
+
+  // ── Keys ──────────────────────────────────────────────────────────────
+
+  async uploadKeyPackage(pkg: Uint8Array): Promise<Uint8Array> {
+    return (await this.call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest, { identityKey: this.self(), package: pkg }, pb.UploadKeyPackageResponse)).fingerprint;
+  }
+
+  /** Pops the peer's oldest KeyPackage; empty bytes when none is left. */
+  async fetchKeyPackage(identityKey: Uint8Array): Promise<Uint8Array> {
+    return (await this.call(Method.FetchKeyPackage, pb.FetchKeyPackageRequest, { identityKey }, pb.FetchKeyPackageResponse)).package;
+  }
+
+  async uploadHybridKey(hybridPublicKey: Uint8Array): Promise<void> {
+    await this.call(Method.UploadHybridKey, pb.UploadHybridKeyRequest, { identityKey: this.self(), hybridPublicKey }, pb.UploadHybridKeyResponse);
+  }
+
+  async fetchHybridKey(identityKey: Uint8Array): Promise<Uint8Array> {
+    return (await this.call(Method.FetchHybridKey, pb.FetchHybridKeyRequest, { identityKey }, pb.FetchHybridKeyResponse)).hybridPublicKey;
+  }
+
+  async fetchHybridKeys(identityKeys: Uint8Array[]): Promise<Uint8Array[]> {
+    return (await this.call(Method.FetchHybridKeys, pb.FetchHybridKeysRequest, { identityKeys }, pb.FetchHybridKeysResponse)).keys;
+  }
+
+  // ── Channels and directory ────────────────────────────────────────────
+
+  createDirectChannel(peerKey: Uint8Array) {
+    return this.call(Method.CreateChannel, pb.CreateChannelRequest, { peerKey }, pb.CreateChannelResponse);
+  }
+
+  createGroupChannel(memberKeys: Uint8Array[], name = "") {
+    return this.call(Method.CreateChannel, pb.CreateChannelRequest, { memberKeys, name }, pb.CreateChannelResponse);
+  }
+
+  async resolveUser(username: string): Promise<Uint8Array> {
+    return (await this.call(Method.ResolveUser, pb.ResolveUserRequest, { username }, pb.ResolveUserResponse)).identityKey;
+  }
+
+  resolveIdentity(identityKey: Uint8Array) {
+    return this.call(Method.ResolveIdentity, pb.ResolveIdentityRequest, { identityKey }, pb.ResolveIdentityResponse);
+  }
+
+  health() {
+    return this.call(Method.Health, pb.HealthRequest, {}, pb.HealthResponse);
+  }
+
+  close(): Promise<void> {
+    return this.transport.close();
+  }
+
+  private self(): Uint8Array {
+    if (!this.identityKey) throw new QpqCallError(0, Status.Unauthorized, "log in or resume first", 0);
+    return this.identityKey;
+  }
+}
+
+export type { StatusCode };

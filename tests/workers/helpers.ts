@@ -1,0 +1,100 @@
+// Shared helpers for the workers tests: call the edge exactly as the QUIC front does
+// (POST /rpc/:method with the relay headers), mint caller assertions, make identities.
+import { env, exports } from "cloudflare:workers";
+import { decodeError, Status } from "../../proto/index.ts";
+import { H } from "../../edge/app.ts";
+import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
+import { toHex } from "../../edge/lib/crypto.ts";
+
+export { env };
+
+export function randomBytes(n: number): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(n));
+}
+
+/** A fresh 32-byte identity key (the edge never checks it is a curve point). */
+export function randomKey(): Uint8Array {
+  return randomBytes(32);
+}
+
+export function hex(bytes: Uint8Array): string {
+  return toHex(bytes);
+}
+
+const NO_DEVICE = new Uint8Array(0);
+
+/** A caller assertion as the front would present it, valid for a minute unless told otherwise. */
+export async function assertionFor(
+  identityKey: Uint8Array,
+  opts: { deviceId?: Uint8Array; expiresAtMs?: number; secret?: string } = {},
+): Promise<string> {
+  const key = await importAssertionKey(opts.secret ?? env.FRONT_SECRET);
+  return mintAssertion(key, { identityKey, deviceId: opts.deviceId ?? NO_DEVICE }, opts.expiresAtMs ?? Date.now() + 60_000);
+}
+
+export interface RpcOptions {
+  /** Identity key (an assertion is minted for it) or a ready-made assertion header value. */
+  caller?: Uint8Array | string;
+  /** x-qpq-connection; defaults to a fixed test connection id. */
+  connection?: string;
+  /** Front secret to present; null omits the header. Defaults to the real one. */
+  frontSecret?: string | null;
+}
+
+export interface RpcResult {
+  /** HTTP status of the edge response (200 for every answered RPC). */
+  http: number;
+  /** Wire status from x-qpq-status (NaN when absent). */
+  status: number;
+  body: Uint8Array;
+  headers: Headers;
+}
+
+export async function rpc(methodId: number, request: Uint8Array, opts: RpcOptions = {}): Promise<RpcResult> {
+  const headers: Record<string, string> = {
+    "content-type": "application/x-protobuf",
+    [H.connection]: opts.connection ?? "test-connection",
+    [H.requestId]: "1",
+  };
+  const secret = opts.frontSecret === undefined ? env.FRONT_SECRET : opts.frontSecret;
+  if (secret !== null) headers[H.frontAuth] = secret;
+  if (opts.caller !== undefined) {
+    headers[H.caller] = typeof opts.caller === "string" ? opts.caller : await assertionFor(opts.caller);
+  }
+  const res = await exports.default.fetch(`https://edge/rpc/${methodId}`, { method: "POST", headers, body: request });
+  const body = new Uint8Array(await res.arrayBuffer());
+  return { http: res.status, status: Number(res.headers.get(H.status) ?? NaN), body, headers: res.headers };
+}
+
+/** Decodes the ErrorResponse of a failed RPC. */
+export function errorOf(res: RpcResult): { message: string; retryAfterMs: number } {
+  if (res.status === Status.Ok) throw new Error("expected an error response, got Ok");
+  return decodeError(res.body);
+}
+
+/** Asserts an RPC succeeded and decodes its response; on failure shows the server's message. */
+export function ok<T>(res: RpcResult, codec: { decode(bytes: Uint8Array): T }): T {
+  if (res.http !== 200 || res.status !== Status.Ok) {
+    const detail = res.http === 200 ? decodeError(res.body).message : `HTTP ${res.http}`;
+    throw new Error(`expected Ok, got status ${res.status} (${detail})`);
+  }
+  return codec.decode(res.body);
+}
+
+/** The recipient's RecipientQueue stub, addressed exactly as the edge addresses it. */
+export function queueStub(recipient: Uint8Array) {
+  return env.RECIPIENT_QUEUE.get(env.RECIPIENT_QUEUE.idFromName(toHex(recipient)));
+}
+
+export function bytesOf(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+export function textOf(bytes: Uint8Array): string {
+  return new TextDecoder().decode(bytes);
+}
+
+/** Numbers from protobuf uint64 fields (plain numbers with --force-number, Long otherwise). */
+export function num(value: number | { toNumber(): number }): number {
+  return typeof value === "number" ? value : value.toNumber();
+}

@@ -1,0 +1,349 @@
+// RecipientQueue Durable Object: ordering, acknowledgement, idempotency, expiry, long-poll,
+// limits. Called directly through env.RECIPIENT_QUEUE stubs (the same object the edge uses for a
+// recipient) and end to end through the RPC layer.
+import { describe, it, expect } from "vitest";
+import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { Method, Status, pb } from "../../proto/index.ts";
+import type { Refusable } from "../../edge/durable/recipient-queue.ts";
+import { bytesOf, errorOf, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+
+const DEFAULT = new Uint8Array(0);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Stub = ReturnType<typeof queueStub>;
+
+function value<T>(r: Refusable<T>): T {
+  if (!r.ok) throw new Error(`refused: ${r.error.status} ${r.error.message}`);
+  return r.value;
+}
+
+function enqueue(q: Stub, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array } = {}) {
+  return q.enqueue({
+    channel: o.channel ?? DEFAULT,
+    payload: typeof payload === "string" ? bytesOf(payload) : payload,
+    ttlSecs: o.ttlSecs ?? 0,
+    messageId: o.messageId ?? DEFAULT,
+  });
+}
+
+async function fetchAll(q: Stub, o: { channel?: Uint8Array; device?: Uint8Array; limit?: number } = {}) {
+  const envs = value(await q.fetchPending({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, limit: o.limit ?? 256 }));
+  return envs.map((e) => ({ seq: e.seq, text: textOf(e.data) }));
+}
+
+function ack(q: Stub, seqUpTo: number, o: { channel?: Uint8Array; device?: Uint8Array } = {}) {
+  return q.ack({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, seqUpTo });
+}
+
+describe("RecipientQueue (Durable Object)", () => {
+  it("delivers FIFO with strictly increasing seq", async () => {
+    const q = queueStub(randomKey());
+    const seqs: number[] = [];
+    for (let i = 0; i < 10; i++) seqs.push(value(await enqueue(q, `m${i}`)).seq);
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
+    expect(await fetchAll(q)).toEqual(seqs.map((seq, i) => ({ seq, text: `m${i}` })));
+  });
+
+  it("gives concurrent enqueues distinct seqs and returns them in seq order", async () => {
+    const q = queueStub(randomKey());
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => enqueue(q, `c${i}`)));
+    const assigned = results.map((r, i) => ({ seq: value(r).seq, text: `c${i}` }));
+    expect(new Set(assigned.map((a) => a.seq)).size).toBe(20);
+    expect(await fetchAll(q)).toEqual([...assigned].sort((a, b) => a.seq - b.seq));
+  });
+
+  it("honours the fetch limit, oldest first", async () => {
+    const q = queueStub(randomKey());
+    for (let i = 0; i < 5; i++) value(await enqueue(q, `l${i}`));
+    expect((await fetchAll(q, { limit: 2 })).map((e) => e.text)).toEqual(["l0", "l1"]);
+  });
+
+  it("never reuses a seq, even after every message was acknowledged and deleted", async () => {
+    const q = queueStub(randomKey());
+    const first = value(await enqueue(q, "first")).seq;
+    value(await ack(q, first));
+    expect((await q.stats()).messages).toBe(0);
+    const second = value(await enqueue(q, "second")).seq;
+    expect(second).toBeGreaterThan(first);
+    // The device's cursor sits at `first`; the new message must still be visible to it.
+    expect(await fetchAll(q)).toEqual([{ seq: second, text: "second" }]);
+  });
+
+  it("keeps messages on fetch until they are acknowledged", async () => {
+    const q = queueStub(randomKey());
+    const seqs = [];
+    for (const t of ["a", "b", "c"]) seqs.push(value(await enqueue(q, t)).seq);
+    const once = await fetchAll(q);
+    expect(once.map((e) => e.text)).toEqual(["a", "b", "c"]);
+    expect(await fetchAll(q)).toEqual(once);
+
+    value(await ack(q, seqs[1]));
+    expect(await fetchAll(q)).toEqual([{ seq: seqs[2], text: "c" }]);
+    expect((await q.stats()).messages).toBe(1);
+  });
+
+  it("acknowledges per device: one device's ack does not hide messages from another", async () => {
+    const q = queueStub(randomKey());
+    const phone = bytesOf("phone");
+    const laptop = bytesOf("laptop");
+    const seqs = [];
+    for (const t of ["x", "y"]) seqs.push(value(await enqueue(q, t)).seq);
+    // Both devices have fetched, so both are known to the queue.
+    expect(await fetchAll(q, { device: phone })).toHaveLength(2);
+    expect(await fetchAll(q, { device: laptop })).toHaveLength(2);
+
+    value(await ack(q, seqs[1], { device: phone }));
+    expect(await fetchAll(q, { device: phone })).toEqual([]);
+    expect((await fetchAll(q, { device: laptop })).map((e) => e.text)).toEqual(["x", "y"]);
+    expect((await q.stats()).messages).toBe(2); // still stored: the laptop has not acked
+
+    value(await ack(q, seqs[0], { device: laptop }));
+    expect((await q.stats()).messages).toBe(1); // x acked by both devices: deleted
+    expect((await fetchAll(q, { device: laptop })).map((e) => e.text)).toEqual(["y"]);
+
+    value(await ack(q, seqs[1], { device: laptop }));
+    expect((await q.stats()).messages).toBe(0);
+    expect((await q.stats()).bytes).toBe(0);
+  });
+
+  it("treats Ack as idempotent and never moves a cursor backwards", async () => {
+    const q = queueStub(randomKey());
+    const s1 = value(await enqueue(q, "one")).seq;
+    const s2 = value(await enqueue(q, "two")).seq;
+    const s3 = value(await enqueue(q, "three")).seq;
+    expect(await ack(q, s2)).toEqual({ ok: true, value: null });
+    expect(await ack(q, s2)).toEqual({ ok: true, value: null });
+    expect(await ack(q, s1)).toEqual({ ok: true, value: null }); // older ack: no effect
+    expect(await fetchAll(q)).toEqual([{ seq: s3, text: "three" }]);
+    expect((await q.stats()).messages).toBe(1);
+  });
+
+  it("does not let an ack beyond the newest seq swallow messages enqueued later", async () => {
+    const q = queueStub(randomKey());
+    const s1 = value(await enqueue(q, "seen")).seq;
+    value(await ack(q, s1 + 1000));
+    const later = value(await enqueue(q, "later")).seq;
+    expect(await fetchAll(q)).toEqual([{ seq: later, text: "later" }]);
+  });
+
+  it("makes enqueue idempotent by message_id: same seq, duplicate=true, stored once", async () => {
+    const q = queueStub(randomKey());
+    const id = randomBytes(16);
+    const first = value(await enqueue(q, "hello", { messageId: id }));
+    const again = value(await enqueue(q, "hello", { messageId: id }));
+    expect(first.duplicate).toBe(false);
+    expect(again).toEqual({ seq: first.seq, duplicate: true });
+    const other = value(await enqueue(q, "hello", { messageId: randomBytes(16) }));
+    expect(other.duplicate).toBe(false);
+    expect(other.seq).toBeGreaterThan(first.seq);
+    expect((await fetchAll(q)).map((e) => e.seq)).toEqual([first.seq, other.seq]);
+    expect((await q.stats()).messages).toBe(2);
+
+    // A retry after the recipient acknowledged is still a duplicate: nothing is redelivered.
+    value(await ack(q, other.seq));
+    expect(value(await enqueue(q, "hello", { messageId: id }))).toEqual({ seq: first.seq, duplicate: true });
+    expect(await fetchAll(q)).toEqual([]);
+  });
+
+  it("expires messages after their TTL: hidden from reads, then garbage-collected by the alarm", async () => {
+    const q = queueStub(randomKey());
+    const shortId = randomBytes(16);
+    value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId }));
+    const kept = value(await enqueue(q, "kept")).seq;
+    expect((await fetchAll(q)).map((e) => e.text)).toEqual(["short", "kept"]);
+
+    await sleep(1_100);
+    expect(await fetchAll(q)).toEqual([{ seq: kept, text: "kept" }]);
+
+    await runDurableObjectAlarm(q);
+    expect(await q.stats()).toMatchObject({ messages: 1, bytes: "kept".length });
+    // The idempotency window ended with the TTL: the same id is a new message now.
+    expect(value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId })).duplicate).toBe(false);
+  });
+
+  it("wakes a FetchWait on enqueue, long before its timeout", async () => {
+    const q = queueStub(randomKey());
+    let settled = false;
+    const waiting = q.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 })
+      .finally(() => { settled = true; });
+    await sleep(50);
+    expect(settled).toBe(false); // nothing pending: it is holding
+    const seq = value(await enqueue(q, "wake up")).seq;
+    // The test timeout (5 s) is below the 10 s wait: only a real wake-up gets here in time.
+    expect(value(await waiting).map((e) => ({ seq: e.seq, text: textOf(e.data) }))).toEqual([{ seq, text: "wake up" }]);
+  }, 5_000);
+
+  it("answers FetchWait immediately when messages are pending", async () => {
+    const q = queueStub(randomKey());
+    value(await enqueue(q, "already here"));
+    const got = value(await q.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 }));
+    expect(got.map((e) => textOf(e.data))).toEqual(["already here"]);
+  }, 5_000);
+
+  it("returns an empty FetchWait after a short timeout, and is not woken by another channel", async () => {
+    const q = queueStub(randomKey());
+    const waiting = q.fetchWait({ channel: bytesOf("chan-a"), device: DEFAULT, limit: 10, timeoutMs: 200 });
+    value(await enqueue(q, "for b", { channel: bytesOf("chan-b") }));
+    expect(value(await waiting)).toEqual([]);
+  });
+
+  it("refuses the message beyond the count cap with RateLimited and stores nothing", async () => {
+    const q = queueStub(randomKey());
+    const dupId = randomBytes(16);
+    value(await enqueue(q, "msg-0", { messageId: dupId }));
+    for (let i = 1; i < 50; i++) value(await enqueue(q, `msg-${i}`));
+    const refused = await enqueue(q, "msg-50");
+    expect(refused.ok).toBe(false);
+    if (refused.ok) return;
+    expect(refused.error.status).toBe(Status.RateLimited);
+    expect(refused.error.retryAfterMs).toBeGreaterThan(0);
+    expect((await q.stats()).messages).toBe(50);
+    const all = await fetchAll(q);
+    expect(all).toHaveLength(50);
+    expect(all.some((e) => e.text === "msg-50")).toBe(false);
+
+    // A retry of an already stored message is still answered as a duplicate when full.
+    expect(value(await enqueue(q, "msg-0", { messageId: dupId })).duplicate).toBe(true);
+    // Acknowledging makes room again.
+    value(await ack(q, all[9].seq));
+    expect(value(await enqueue(q, "msg-50")).duplicate).toBe(false);
+  });
+
+  it("refuses a message that would exceed the byte cap", async () => {
+    const q = queueStub(randomKey());
+    value(await enqueue(q, new Uint8Array(40_000)));
+    const refused = await enqueue(q, new Uint8Array(30_000));
+    expect(refused).toMatchObject({ ok: false, error: { status: Status.RateLimited } });
+    expect(await q.stats()).toMatchObject({ messages: 1, bytes: 40_000 });
+    value(await enqueue(q, new Uint8Array(25_000))); // still fits under 65536
+  });
+
+  it("limits the number of devices per account (default + 5) with Forbidden", async () => {
+    const q = queueStub(randomKey());
+    value(await enqueue(q, "m"));
+    const devices = [DEFAULT, ...[1, 2, 3, 4, 5].map((i) => bytesOf(`dev-${i}`))];
+    for (const device of devices) expect(await fetchAll(q, { device })).toHaveLength(1);
+    expect((await q.stats()).devices).toBe(6);
+
+    const seventh = await q.fetchPending({ channel: DEFAULT, device: bytesOf("dev-6"), limit: 10 });
+    expect(seventh).toMatchObject({ ok: false, error: { status: Status.Forbidden } });
+    const seventhAck = await ack(q, 1, { device: bytesOf("dev-6") });
+    expect(seventhAck).toMatchObject({ ok: false, error: { status: Status.Forbidden } });
+    expect((await q.stats()).devices).toBe(6);
+    // Known devices keep working.
+    expect(await fetchAll(q, { device: devices[3] })).toHaveLength(1);
+  });
+
+  it("keeps channels as separate queues", async () => {
+    const q = queueStub(randomKey());
+    const a = bytesOf("channel-a");
+    const b = randomBytes(16);
+    const a1 = value(await enqueue(q, "a1", { channel: a })).seq;
+    const b1 = value(await enqueue(q, "b1", { channel: b })).seq;
+    const d1 = value(await enqueue(q, "d1")).seq;
+    const a2 = value(await enqueue(q, "a2", { channel: a })).seq;
+    expect(b1).toBeGreaterThan(a1);
+    expect(d1).toBeGreaterThan(b1);
+    expect(a2).toBeGreaterThan(d1); // seq is per recipient, across channels
+
+    expect(await fetchAll(q, { channel: a })).toEqual([{ seq: a1, text: "a1" }, { seq: a2, text: "a2" }]);
+    expect(await fetchAll(q, { channel: b })).toEqual([{ seq: b1, text: "b1" }]);
+    expect(await fetchAll(q)).toEqual([{ seq: d1, text: "d1" }]);
+
+    value(await ack(q, a2, { channel: a }));
+    expect(await fetchAll(q, { channel: a })).toEqual([]);
+    expect(await fetchAll(q, { channel: b })).toEqual([{ seq: b1, text: "b1" }]);
+    expect(await fetchAll(q)).toEqual([{ seq: d1, text: "d1" }]);
+  });
+
+  it("keeps messages, cursors and counters across an eviction (restart)", async () => {
+    const q = queueStub(randomKey());
+    const seqs = [];
+    for (const t of ["r1", "r2", "r3"]) seqs.push(value(await enqueue(q, t)).seq);
+    value(await ack(q, seqs[0]));
+    await evictDurableObject(q);
+    expect(await q.stats()).toMatchObject({ messages: 2, bytes: 4 });
+    expect((await fetchAll(q)).map((e) => e.text)).toEqual(["r2", "r3"]);
+    expect(value(await enqueue(q, "r4")).seq).toBeGreaterThan(seqs[2]);
+  });
+});
+
+describe("delivery through the RPC layer", () => {
+  const enqueueReq = (recipient: Uint8Array, text: string, extra: Partial<pb.IEnqueueRequest> = {}) =>
+    pb.EnqueueRequest.encode({ recipientKey: recipient, payload: bytesOf(text), ...extra }).finish();
+
+  it("enqueues from another identity, fetches FIFO without removing, acks", async () => {
+    const alice = randomKey();
+    const bob = randomKey();
+    const seqs = [];
+    for (const t of ["hi", "there"]) {
+      seqs.push(Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, t), { caller: alice }), pb.EnqueueResponse).seq));
+    }
+    expect(seqs[1]).toBeGreaterThan(seqs[0]);
+
+    const fetchReq = pb.FetchRequest.encode({ recipientKey: bob }).finish();
+    const fetched = ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse);
+    expect(fetched.payloads.map((e) => [Number(e.seq), textOf(e.data)])).toEqual([[seqs[0], "hi"], [seqs[1], "there"]]);
+    const peeked = ok(await rpc(Method.Peek, pb.PeekRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.PeekResponse);
+    expect(peeked.payloads).toHaveLength(2);
+    expect(ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse).payloads).toHaveLength(2);
+
+    ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seqs[0] }).finish(), { caller: bob }), pb.AckResponse);
+    const after = ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse);
+    expect(after.payloads.map((e) => textOf(e.data))).toEqual(["there"]);
+  });
+
+  it("reports duplicate=true with the first seq for a repeated message_id", async () => {
+    const bob = randomKey();
+    const messageId = randomBytes(16);
+    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
+    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
+    expect(first.duplicate).toBe(false);
+    expect(again.duplicate).toBe(true);
+    expect(Number(again.seq)).toBe(Number(first.seq));
+    expect((await queueStub(bob).stats()).messages).toBe(1);
+  });
+
+  it("wakes a FetchWait RPC when a message is enqueued", async () => {
+    const bob = randomKey();
+    const channelId = randomBytes(16);
+    let settled = false;
+    const waiting = rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, channelId, timeoutMs: 10_000 }).finish(), { caller: bob })
+      .finally(() => { settled = true; });
+    await sleep(50);
+    expect(settled).toBe(false);
+    const seq = Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, "ping", { channelId }), { caller: randomKey() }), pb.EnqueueResponse).seq);
+    const got = ok(await waiting, pb.FetchWaitResponse);
+    expect(got.payloads.map((e) => [Number(e.seq), textOf(e.data)])).toEqual([[seq, "ping"]]);
+  }, 5_000);
+
+  it("answers an empty FetchWait RPC after a short timeout", async () => {
+    const bob = randomKey();
+    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, timeoutMs: 150 }).finish(), { caller: bob }), pb.FetchWaitResponse);
+    expect(res.payloads).toEqual([]);
+  });
+
+  it("answers RateLimited with retry_after_ms when the recipient queue is full", async () => {
+    const bob = randomKey();
+    const sender = randomKey();
+    const q = queueStub(bob);
+    for (let i = 0; i < 50; i++) value(await enqueue(q, `f${i}`));
+    const res = await rpc(Method.Enqueue, enqueueReq(bob, "one too many"), { caller: sender });
+    expect(res.http).toBe(200);
+    expect(res.status).toBe(Status.RateLimited);
+    const err = errorOf(res);
+    expect(err.retryAfterMs).toBeGreaterThan(0);
+    expect(Number(res.headers.get("x-qpq-retry-after-ms"))).toBe(err.retryAfterMs);
+    expect((await q.stats()).messages).toBe(50);
+  });
+
+  it("refuses a seventh device through Fetch with Forbidden", async () => {
+    const bob = randomKey();
+    for (let i = 0; i < 6; i++) {
+      ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob, deviceId: bytesOf(`d${i}`) }).finish(), { caller: bob }), pb.FetchResponse);
+    }
+    const res = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob, deviceId: bytesOf("d6") }).finish(), { caller: bob });
+    expect(res.status).toBe(Status.Forbidden);
+    expect(errorOf(res).message).toMatch(/device/);
+  });
+});
