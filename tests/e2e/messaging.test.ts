@@ -1,0 +1,140 @@
+// Two users, real OPAQUE and real MLS (ts-mls), over real QUIC through the front, the edge,
+// Durable Objects and D1, all started exactly as `npm start` starts them.
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { generateKeyPairSync } from "node:crypto";
+import { Method, Status, pb, encodeRequest, decodeError } from "../../proto/index.ts";
+import { QpqCallError, type QpqClient } from "../../sdk/client.ts";
+import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { createMlsMember } from "../support/mls.ts";
+
+function ed25519Identity(): Uint8Array {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const str = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function statusOf(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return Status.Ok;
+  } catch (err) {
+    if (err instanceof QpqCallError) return err.status;
+    throw err;
+  }
+}
+
+describe("two users exchange MLS messages over QUIC", () => {
+  let sys: TestSystem;
+  let alice: QpqClient;
+  let bob: QpqClient;
+  const aliceName = uniqueName("alice");
+  const bobName = uniqueName("bob");
+  const aliceKey = ed25519Identity();
+  const bobKey = ed25519Identity();
+
+  beforeAll(async () => {
+    sys = await startTestSystem();
+    alice = await sys.connect();
+    bob = await sys.connect();
+    expect(await alice.register(aliceName, "correct horse alice", aliceKey)).toBe(true);
+    expect(await bob.register(bobName, "battery staple bob", bobKey)).toBe(true);
+    expect((await alice.login(aliceName, "correct horse alice", aliceKey)).length).toBe(32);
+    expect((await bob.login(bobName, "battery staple bob", bobKey)).length).toBe(32);
+  });
+
+  afterAll(async () => {
+    await sys?.stop();
+  });
+
+  it("delivers a Welcome to a waiting FetchWait, then application messages both ways", async () => {
+    const mlsAlice = await createMlsMember(aliceName);
+    const mlsBob = await createMlsMember(bobName);
+    // Bob publishes two KeyPackages; they are single-use.
+    await bob.uploadKeyPackage(await mlsBob.keyPackage());
+    await bob.uploadKeyPackage(await mlsBob.keyPackage());
+
+    const channel = (await alice.createDirectChannel(bobKey)).channelId;
+    expect((await bob.createDirectChannel(aliceKey)).channelId).toEqual(channel);
+
+    // Bob is already waiting when alice sends the Welcome.
+    const bobWaits = bob.fetchWait({ timeoutMs: 20_000, channelId: channel });
+
+    expect(await alice.resolveUser(bobName)).toEqual(bobKey);
+    const kp = await alice.fetchKeyPackage(bobKey);
+    expect(kp.length).toBeGreaterThan(0);
+    await mlsAlice.createGroup(channel);
+    const { welcome } = await mlsAlice.addMember(kp);
+    const sent = await alice.enqueue({ recipientKey: bobKey, channelId: channel, payload: welcome, messageId: crypto.getRandomValues(new Uint8Array(16)) });
+    expect(sent.duplicate).toBe(false);
+    expect(sent.deliveryProof.length).toBe(73);
+
+    const got = await bobWaits;
+    expect(got).toHaveLength(1);
+    expect(got[0].data).toEqual(welcome);
+    await mlsBob.joinFromWelcome(got[0].data);
+    await bob.ack(got[0].seq, { channelId: channel });
+    expect(mlsBob.epoch()).toBe(mlsAlice.epoch());
+
+    // alice → bob
+    await alice.enqueue({ recipientKey: bobKey, channelId: channel, payload: await mlsAlice.encrypt(text("hello bob")) });
+    const toBob = await bob.fetch({ channelId: channel });
+    expect(toBob).toHaveLength(1);
+    expect(str(await mlsBob.decrypt(toBob[0].data))).toBe("hello bob");
+    await bob.ack(toBob[0].seq, { channelId: channel });
+    expect(await bob.fetch({ channelId: channel })).toHaveLength(0);
+
+    // bob → alice, two messages in order
+    for (const m of ["hi alice", "second"]) {
+      await bob.enqueue({ recipientKey: aliceKey, channelId: channel, payload: await mlsBob.encrypt(text(m)) });
+    }
+    const toAlice = await alice.fetch({ channelId: channel });
+    expect(toAlice.map((e) => e.seq)).toEqual([...toAlice.map((e) => e.seq)].sort((a, b) => a - b));
+    expect([str(await mlsAlice.decrypt(toAlice[0].data)), str(await mlsAlice.decrypt(toAlice[1].data))]).toEqual(["hi alice", "second"]);
+    await alice.ack(toAlice[1].seq, { channelId: channel });
+    expect(await alice.fetch({ channelId: channel })).toHaveLength(0);
+
+    // The second KeyPackage is still there once; the first was consumed.
+    expect((await alice.fetchKeyPackage(bobKey)).length).toBeGreaterThan(0);
+    expect((await alice.fetchKeyPackage(bobKey)).length).toBe(0);
+  });
+
+  it("refuses a wrong password without a session", async () => {
+    const eve = await sys.connect();
+    expect(await statusOf(eve.login(aliceName, "wrong password", aliceKey))).toBe(Status.Unauthorized);
+    expect(await statusOf(eve.fetch.call(Object.assign(eve, { identityKey: aliceKey })))).toBe(Status.Unauthorized);
+  });
+
+  it("forbids bob from reading alice's queue or uploading keys as alice", async () => {
+    const asAlice = await bob.raw(Method.Fetch, pb.FetchRequest.encode({ recipientKey: aliceKey }).finish());
+    expect(asAlice.status).toBe(Status.Forbidden);
+    const upload = await bob.raw(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: aliceKey, package: text("kp") }).finish());
+    expect(upload.status).toBe(Status.Forbidden);
+  });
+
+  it("answers BadRequest for a 31-byte key, naming the field", async () => {
+    const res = await alice.raw(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(31), payload: text("x") }).finish());
+    expect(res.status).toBe(Status.BadRequest);
+    expect(decodeError(res.payload).message).toContain("recipient_key");
+    expect(decodeError(res.payload).message).toContain("31");
+  });
+
+  it("answers UnknownMethod (11) for an unregistered method id, echoing the request id", async () => {
+    const res = await alice.transport.rawExchange([encodeRequest(4242, 77, new Uint8Array(0))]);
+    expect(res.status).toBe(Status.UnknownMethod);
+    expect(res.requestId).toBe(77);
+  });
+
+  it("resumes a session on a new connection with the token", async () => {
+    const again = await sys.connect();
+    const token = alice.sessionToken as Uint8Array;
+    expect(await statusOf(again.fetch.call(Object.assign(again, { identityKey: aliceKey })))).toBe(Status.Unauthorized);
+    const resumed = await again.resume(token);
+    expect(resumed.identityKey).toEqual(aliceKey);
+    expect(resumed.expiresAtMs).toBeGreaterThan(Date.now());
+    expect(await again.fetch()).toEqual([]);
+    const bogus = await sys.connect();
+    expect(await statusOf(bogus.resume(crypto.getRandomValues(new Uint8Array(32))))).toBe(Status.Unauthorized);
+  });
+});
