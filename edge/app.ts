@@ -7,6 +7,7 @@ import {
 import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext } from "./rpc.ts";
 import { methods } from "./methods/index.ts";
+import { queueOf } from "./lib/queue.ts";
 import { sha256, timingSafeEqual, toHex } from "./lib/crypto.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
 
@@ -29,6 +30,15 @@ export function createApp(deps: EdgeDeps): Hono {
   app.get("/.well-known/qpq", async (c) => {
     const { publicKey } = await deps.signing;
     return c.json({ version: deps.version, delivery_proof_key: toHex(publicKey) });
+  });
+
+  // Push subscription of a front for one identity: a WebSocket into that identity's queue object.
+  app.get("/push", async (c) => {
+    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return c.text("front authentication failed", 401);
+    const assertion = c.req.header(H.caller);
+    const caller = assertion ? await verifyAssertion(await deps.assertionKey, assertion, Date.now()) : null;
+    if (!caller) return c.text("caller assertion missing or expired", 403);
+    return queueOf(deps, caller.identityKey).fetch(c.req.raw);
   });
 
   app.post("/rpc/:method{[0-9]{1,5}}", async (c) => {

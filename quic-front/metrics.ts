@@ -88,6 +88,7 @@ export class FrontMetrics {
   readonly rpc = new Counter("rpc_total", "RPCs answered, by method and status.");
   readonly frameErrors = new Counter("frame_errors_total", "Malformed request frames, by kind.");
   readonly relayErrors = new Counter("relay_errors_total", "Failed relays to the edge, by kind.");
+  readonly pushEvents = new Counter("push_events_total", "Push events received from recipient queues.");
   readonly connections = new Gauge("connections_open", "Open client connections.");
   readonly inflight = new Gauge("rpc_inflight", "RPCs in progress.");
   readonly latency = new Histogram("rpc_latency_seconds", "RPC latency at the front, by method.");
@@ -101,7 +102,7 @@ export class FrontMetrics {
   render(): string {
     const all: { render(): string }[] = [
       this.enqueue, this.enqueueBytes, this.fetch, this.fetchWait, this.keyPackageUpload, this.loginSuccess,
-      this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.connections,
+      this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.pushEvents, this.connections,
       this.inflight, this.latency, ...this.extra,
     ];
     return all.map((f) => f.render()).join("\n") + "\n";

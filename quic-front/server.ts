@@ -11,6 +11,7 @@ import type { FrontConfig } from "./config.ts";
 import type { TlsMaterial } from "./cert.ts";
 import { EdgeRelay, errorResponse, type RelayResponse } from "./relay.ts";
 import { ConnectionSession } from "./session.ts";
+import { PushHub, type PushTarget } from "./push.ts";
 import { FrontMetrics } from "./metrics.ts";
 import { KeyedLimiter, TokenBucket } from "./rate-limit.ts";
 import type { Logger } from "./log.ts";
@@ -20,7 +21,7 @@ const AUTH_METHODS = new Set<number>([
 ]);
 
 /** One accepted client connection. */
-export interface ClientConnection {
+export interface ClientConnection extends PushTarget {
   readonly id: string;
   readonly quic: QUICConnection;
   readonly remoteAddr: string;
@@ -40,6 +41,7 @@ export interface FrontOptions {
 export class QpqFront {
   readonly metrics: FrontMetrics;
   readonly relay: EdgeRelay;
+  readonly push: PushHub;
   private readonly config: FrontConfig;
   private readonly logger: Logger;
   private readonly server: QUICServer;
@@ -60,6 +62,10 @@ export class QpqFront {
       rpcTimeoutMs: opts.config.rpcTimeoutMs,
       logger: opts.logger,
       onError: (kind) => this.metrics.relayErrors.inc({ kind }),
+    });
+    this.push = new PushHub({
+      edgeUrl: opts.config.edgeUrl, frontSecret: opts.config.frontSecret, logger: opts.logger,
+      onEvent: () => this.metrics.pushEvents.inc(),
     });
     this.authLimiter = new KeyedLimiter(opts.config.authPerMinute / 60, Math.max(1, Math.ceil(opts.config.authPerMinute / 4)));
     const retryKey = randomBytes(32);
@@ -120,6 +126,7 @@ export class QpqFront {
         new Promise<void>((r) => setTimeout(r, this.config.drainTimeoutMs).unref()),
       ]);
     }
+    this.push.close();
     await this.server.stop({ isApp: true, errorCode: 0, force: true });
     await this.relay.close();
   }
@@ -139,6 +146,12 @@ export class QpqFront {
       openedAt: now,
       session: undefined,
       bucket: new TokenBucket(this.config.rpcPerSecond, this.config.rpcBurst, now),
+      async sendPush(frame) {
+        const stream = quic.newStream("uni");
+        const writer = stream.writable.getWriter();
+        await writer.write(frame);
+        await writer.close();
+      },
     };
     this.connections.set(conn.id, conn);
     this.metrics.connections.set(this.connections.size);
@@ -147,6 +160,7 @@ export class QpqFront {
       void this.serveStream(conn, (evt as events.EventQUICConnectionStream).detail);
     });
     quic.addEventListener(events.EventQUICConnectionStopped.name, () => {
+      if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
       this.connections.delete(conn.id);
       this.metrics.connections.set(this.connections.size);
       this.logger.debug("connection closed", { conn: conn.id, ms: Date.now() - conn.openedAt });
@@ -233,7 +247,7 @@ export class QpqFront {
     let assertion: string | undefined;
     if (conn.session) {
       assertion = await conn.session.assertion(this.relay, base, now);
-      if (!assertion) conn.session = undefined;
+      if (!assertion) this.bind(conn, undefined);
     }
     if (!assertion && !isUnauthenticated(id)) {
       return errorResponse(Status.Unauthorized, "this connection has no session: log in or resume first");
@@ -248,9 +262,18 @@ export class QpqFront {
     });
     if (res.status === Status.Ok && res.session) {
       const session = ConnectionSession.fromGrant(id, frame.payload, res.payload, res.session);
-      if (session) conn.session = session;
+      if (session) this.bind(conn, session);
     }
     return res;
+  }
+
+  /** Binds (or clears) the connection's session and its push subscription. */
+  private bind(conn: ClientConnection, session: ConnectionSession | undefined): void {
+    if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
+    conn.session = session;
+    if (!session) return;
+    const base = { connectionId: conn.id, clientAddr: conn.remoteAddr };
+    this.push.subscribe(session.identityKeyHex, conn, () => session.assertion(this.relay, base, Date.now()));
   }
 
   private account(frame: RequestFrame, res: RelayResponse, ms: number): void {

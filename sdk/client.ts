@@ -1,7 +1,7 @@
 // The qpq client SDK: typed calls for every implemented method, OPAQUE registration/login,
 // session resume. Errors come back as QpqCallError carrying the wire status.
 import * as opaque from "@serenity-kit/opaque";
-import { Method, Status, pb, decodeError, statusName, type StatusCode } from "../proto/index.ts";
+import { Method, PushEvent, Status, pb, decodeError, statusName, type StatusCode } from "../proto/index.ts";
 import { QuicTransport, type ConnectOptions } from "./transport.ts";
 
 export class QpqCallError extends Error {
@@ -175,6 +175,19 @@ export class QpqClient {
 
   resolveIdentity(identityKey: Uint8Array) {
     return this.call(Method.ResolveIdentity, pb.ResolveIdentityRequest, { identityKey }, pb.ResolveIdentityResponse);
+  }
+
+  // ── Push ──────────────────────────────────────────────────────────────
+
+  /** PushNewMessage events for this connection's identity; returns an unsubscribe function. */
+  onNewMessage(handler: (event: { channelId: Uint8Array; seq: number; size: number; payload: Uint8Array }) => void): () => void {
+    return this.transport.onPush((frame) => {
+      if (frame.eventType !== PushEvent.NewMessage) return;
+      try {
+        const e = pb.PushNewMessage.decode(frame.payload);
+        handler({ channelId: e.channelId, seq: e.seq, size: e.size, payload: e.payload });
+      } catch { /* malformed push: ignore */ }
+    });
   }
 
   health() {

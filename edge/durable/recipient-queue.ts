@@ -5,9 +5,14 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AppEnv } from "../env.ts";
 import { limitsFrom, type QueueLimits } from "../lib/limits.ts";
-import { QpqError, forbidden, rateLimited, toErrorReply, type ErrorReply } from "../../proto/index.ts";
+import { QpqError, forbidden, rateLimited, toErrorReply, pb, type ErrorReply } from "../../proto/index.ts";
+
+/** Push events carry the message itself only when it is small; larger ones are fetched. */
+const PUSH_INLINE_MAX = 4096;
 
 export interface EnqueueInput {
+  /** The queue's own identity key, for push events. */
+  recipient: Uint8Array;
   channel: Uint8Array;
   payload: Uint8Array;
   ttlSecs: number;
@@ -145,8 +150,49 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       this.byteCount += input.payload.length;
       await this.scheduleSweep(expiresAt);
       this.wake(hex(input.channel));
+      this.push(input, result.seq);
     }
     return result;
+  }
+
+  /**
+   * Push subscribers are the QUIC fronts holding connections of this identity: one hibernatable
+   * WebSocket each (idle ones cost nothing). The front opens it through the edge's /push route.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("expected a WebSocket upgrade", { status: 426 });
+    }
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(): Promise<void> {
+    // Subscribers only listen.
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, "closed");
+    } catch { /* already closed */ }
+  }
+
+  private push(input: EnqueueInput, seq: number): void {
+    const sockets = this.ctx.getWebSockets();
+    if (sockets.length === 0) return;
+    const event = pb.PushNewMessage.encode({
+      recipientKey: input.recipient,
+      channelId: input.channel,
+      seq,
+      size: input.payload.length,
+      payload: input.payload.length <= PUSH_INLINE_MAX ? input.payload : new Uint8Array(0),
+    }).finish();
+    for (const ws of sockets) {
+      try {
+        ws.send(event);
+      } catch { /* a closing socket misses this hint; Fetch stays authoritative */ }
+    }
   }
 
   /** Pending envelopes above the device's cursor, oldest first. Non-destructive. */
@@ -186,10 +232,14 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   private advance(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number }): null {
     this.ctx.storage.transactionSync(() => {
       this.ensureDevice(input.device);
+      // Never past the newest stored message of the channel: seqs only grow, so a cursor beyond
+      // it would silently hide messages enqueued later, which nobody has acknowledged.
+      const newest = this.sql.exec<{ s: number | null }>(
+        "SELECT MAX(seq) AS s FROM messages WHERE channel = ?", input.channel).one().s ?? 0;
       this.sql.exec(
         `INSERT INTO cursors (device, channel, acked) VALUES (?, ?, ?)
          ON CONFLICT (device, channel) DO UPDATE SET acked = MAX(acked, excluded.acked)`,
-        input.device, input.channel, input.seqUpTo);
+        input.device, input.channel, Math.min(input.seqUpTo, newest));
       // A message goes only once every known device is past it.
       const floor = this.sql.exec<{ floor: number | null }>(
         `SELECT MIN(COALESCE(c.acked, 0)) AS floor FROM devices d

@@ -100,10 +100,36 @@ describe("two users exchange MLS messages over QUIC", () => {
     expect((await alice.fetchKeyPackage(bobKey)).length).toBe(0);
   });
 
+  it("pushes PushNewMessage to every connection of the recipient", async () => {
+    const bob2 = await sys.connect();
+    await bob2.resume(bob.sessionToken as Uint8Array);
+    const events: { seq: number; payload: Uint8Array }[][] = [[], []];
+    const arrived = Promise.all([bob, bob2].map((c, i) => new Promise<void>((resolve) => {
+      c.onNewMessage((e) => {
+        events[i].push(e);
+        resolve();
+      });
+    })));
+    // The subscription is set up asynchronously after login; give it a moment, then send.
+    const channelId = crypto.getRandomValues(new Uint8Array(16));
+    let sent = { seq: 0 };
+    for (let i = 0; i < 50 && events[0].length + events[1].length < 2; i++) {
+      sent = await alice.enqueue({ recipientKey: bobKey, channelId, payload: text(`ping ${i}`) });
+      await Promise.race([arrived, new Promise((r) => setTimeout(r, 100))]);
+    }
+    await arrived;
+    for (const list of events) {
+      expect(list.length).toBeGreaterThan(0);
+      expect(str(list[list.length - 1].payload)).toMatch(/^ping \d+$/);
+    }
+    expect(events[0].some((e) => e.seq === sent.seq) || events[1].some((e) => e.seq === sent.seq)).toBe(true);
+  });
+
   it("refuses a wrong password without a session", async () => {
     const eve = await sys.connect();
     expect(await statusOf(eve.login(aliceName, "wrong password", aliceKey))).toBe(Status.Unauthorized);
-    expect(await statusOf(eve.fetch.call(Object.assign(eve, { identityKey: aliceKey })))).toBe(Status.Unauthorized);
+    const res = await eve.raw(Method.Fetch, pb.FetchRequest.encode({ recipientKey: aliceKey }).finish());
+    expect(res.status).toBe(Status.Unauthorized);
   });
 
   it("forbids bob from reading alice's queue or uploading keys as alice", async () => {
@@ -129,7 +155,8 @@ describe("two users exchange MLS messages over QUIC", () => {
   it("resumes a session on a new connection with the token", async () => {
     const again = await sys.connect();
     const token = alice.sessionToken as Uint8Array;
-    expect(await statusOf(again.fetch.call(Object.assign(again, { identityKey: aliceKey })))).toBe(Status.Unauthorized);
+    const before = await again.raw(Method.Fetch, pb.FetchRequest.encode({ recipientKey: aliceKey }).finish());
+    expect(before.status).toBe(Status.Unauthorized);
     const resumed = await again.resume(token);
     expect(resumed.identityKey).toEqual(aliceKey);
     expect(resumed.expiresAtMs).toBeGreaterThan(Date.now());

@@ -85,12 +85,12 @@ describe("frames over QUIC", () => {
 
   it("rejects a client that offers another ALPN", async () => {
     const { QUICClient } = await import("@matrixai/quic");
-    const Logger = (await import("@matrixai/logger")).default;
+    const { default: Logger, LogLevel } = await import("@matrixai/logger");
     await expect(QUICClient.createQUICClient({
       host: "127.0.0.1", port: sys.system.quicPort, serverName: "localhost",
       crypto: { ops: { randomBytes: async (b: ArrayBuffer) => void crypto.getRandomValues(new Uint8Array(b)) } },
       config: { verifyPeer: true, ca: sys.system.certPem, applicationProtos: ["h3"] },
-      logger: new Logger("t", 40),
+      logger: new Logger("t", LogLevel.ERROR),
     }, { timer: 5000 })).rejects.toThrow();
   });
 });
