@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { join, resolve } from "node:path";
-import { loadOrCreateSecrets } from "./secrets.ts";
+import { loadOrCreateSecrets, type EdgeSecrets } from "./secrets.ts";
 import { QpqFront } from "../quic-front/server.ts";
 import { loadTls } from "../quic-front/cert.ts";
 import { configFromEnv } from "../quic-front/config.ts";
@@ -89,27 +89,33 @@ async function waitForEdge(url: string, child: ChildProcess, timeoutMs: number):
   throw new Error(`the edge did not start within ${timeoutMs} ms`);
 }
 
-export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalSystem> {
-  const env = opts.env ?? process.env;
-  const logger = opts.logger ?? createLogger((env.QPQ_LOG_LEVEL as "info") ?? "info");
+export interface LocalEdge {
+  url: string;
+  secrets: EdgeSecrets;
+  stop(): Promise<void>;
+}
+
+/** Applies D1 migrations, then runs the edge worker in workerd (wrangler dev, local mode). */
+export async function startEdge(opts: { dataDir: string; port?: number; logger: Logger; vars?: Record<string, string> }): Promise<LocalEdge> {
+  const { logger } = opts;
   const dataDir = resolve(opts.dataDir);
   const persist = join(dataDir, "edge");
   mkdirSync(persist, { recursive: true });
   const secrets = await loadOrCreateSecrets(dataDir);
   const envFile = join(dataDir, "edge.env");
-  const vars = { ...secrets, ...opts.edgeVars };
+  const vars = { ...secrets, ...opts.vars };
   writeFileSync(envFile, Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
 
   await run(["d1", "migrations", "apply", "DB", "--local", "--persist-to", persist], logger);
-  const edgePort = opts.edgePort || (await freePort());
+  const edgePort = opts.port || (await freePort());
   const inspectorPort = await freePort();
   const edge = wrangler([
     "dev", "--local", "--persist-to", persist, "--ip", "127.0.0.1", "--port", String(edgePort),
     "--inspector-port", String(inspectorPort), "--env-file", envFile, "--show-interactive-dev-session=false",
     "--log-level", "warn",
   ], logger);
-  const edgeUrl = `http://127.0.0.1:${edgePort}`;
-  const stopEdge = async () => {
+  const url = `http://127.0.0.1:${edgePort}`;
+  const stop = async () => {
     if (edge.exitCode !== null || edge.signalCode !== null) return;
     edge.kill("SIGTERM");
     const timer = setTimeout(() => edge.kill("SIGKILL"), 5000);
@@ -117,11 +123,22 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
     clearTimeout(timer);
   };
   try {
-    await waitForEdge(edgeUrl, edge, 60_000);
+    await waitForEdge(url, edge, 60_000);
   } catch (err) {
-    await stopEdge();
+    await stop();
     throw err;
   }
+  return { url, secrets, stop };
+}
+
+export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalSystem> {
+  const env = opts.env ?? process.env;
+  const logger = opts.logger ?? createLogger((env.QPQ_LOG_LEVEL as "info") ?? "info");
+  const dataDir = resolve(opts.dataDir);
+  const edgeProc = await startEdge({ dataDir, port: opts.edgePort, logger, vars: opts.edgeVars });
+  const { secrets } = edgeProc;
+  const edgeUrl = edgeProc.url;
+  const stopEdge = edgeProc.stop;
 
   const config = configFromEnv({ QPQ_LISTEN: "127.0.0.1:5001", ...env }, {
     edgeUrl, frontSecret: secrets.FRONT_SECRET, dataDir,

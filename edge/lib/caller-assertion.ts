@@ -13,7 +13,10 @@ export const ASSERTION_TTL_MS = 10 * 60 * 1000;
 
 const encoder = new TextEncoder();
 
-export async function importAssertionKey(frontSecret: string): Promise<CryptoKey> {
+/** WebCrypto key type that resolves under both workerd and Node typings (the bench mints too). */
+type MacKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
+
+export async function importAssertionKey(frontSecret: string): Promise<MacKey> {
   // Domain-separated so the raw front secret is never used as a MAC key for anything else.
   const base = await crypto.subtle.importKey("raw", encoder.encode(frontSecret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const derived = await crypto.subtle.sign("HMAC", base, encoder.encode("qpq-edge caller assertion v1"));
@@ -24,14 +27,14 @@ function body(caller: Caller, expiresAtMs: number): string {
   return `v1.${toHex(caller.identityKey)}.${toHex(caller.deviceId)}.${expiresAtMs}`;
 }
 
-export async function mintAssertion(key: CryptoKey, caller: Caller, expiresAtMs: number): Promise<string> {
+export async function mintAssertion(key: MacKey, caller: Caller, expiresAtMs: number): Promise<string> {
   const text = body(caller, expiresAtMs);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(text)));
   return `${text}.${toHex(mac)}`;
 }
 
 /** Returns the caller, or null when the assertion is malformed, forged or expired. */
-export async function verifyAssertion(key: CryptoKey, header: string, nowMs: number): Promise<Caller | null> {
+export async function verifyAssertion(key: MacKey, header: string, nowMs: number): Promise<Caller | null> {
   const parts = header.split(".");
   if (parts.length !== 5 || parts[0] !== "v1") return null;
   const [, idHex, devHex, expText, macHex] = parts;

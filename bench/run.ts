@@ -1,0 +1,138 @@
+// `npm run bench`: enqueue/fetch through the QUIC front vs. straight to the edge over HTTP, and
+// the front's CPU time per relayed RPC vs. a bare @matrixai/quic echo server's, in one run.
+import { fork, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Pool } from "undici";
+import { Method, Status, pb, RelayHeader } from "../proto/index.ts";
+import { startEdge } from "../local/system.ts";
+import { createLogger } from "../quic-front/log.ts";
+import { QpqClient } from "../sdk/client.ts";
+import { QuicTransport } from "../sdk/transport.ts";
+import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
+import { drive, fmt, type Summary } from "./stats.ts";
+
+const RPCS = Number(process.env.BENCH_RPCS ?? 3000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const USERS = 8;
+const here = new URL(".", import.meta.url).pathname;
+const dataDir = mkdtempSync(join(tmpdir(), "qpq-bench-"));
+const logger = createLogger("warn");
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  cpuMicros(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function child(script: string, env: Record<string, string>): Promise<Child> {
+  const proc = fork(join(here, script), [], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const [first] = (await once(proc, "message")) as [{ port: number }];
+  return {
+    proc,
+    port: first.port,
+    async cpuMicros() {
+      proc.send("cpu");
+      const [m] = (await once(proc, "message")) as [{ cpu: NodeJS.CpuUsage }];
+      return m.cpu.user + m.cpu.system;
+    },
+    async stop() {
+      proc.send("stop");
+      await once(proc, "exit");
+    },
+  };
+}
+
+const payload = new Uint8Array(256).fill(7);
+
+async function main() {
+  console.log(`qpq-edge benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.version}`);
+  console.log(`${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads, mix: 1/2 Enqueue, 1/2 Fetch\n`);
+  const edge = await startEdge({ dataDir, logger, vars: { MAX_QUEUE_MESSAGES: "100000" } });
+  const front = await child("front-child.ts", {
+    QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
+    QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",
+  });
+  const echo = await child("echo-child.ts", { QPQ_DATA_DIR: dataDir });
+  const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
+  try {
+    // Users with real OPAQUE registration and login through the front.
+    const users: { client: QpqClient; key: Uint8Array }[] = [];
+    for (let u = 0; u < USERS; u++) {
+      const client = await QpqClient.connect({ host: "127.0.0.1", port: front.port, ca });
+      const key = crypto.getRandomValues(new Uint8Array(32));
+      const username = `bench-${u}`;
+      if (!(await client.register(username, "pw", key))) throw new Error("register failed");
+      await client.login(username, "pw", key);
+      users.push({ client, key });
+    }
+
+    const opFront = async (i: number) => {
+      const u = users[i % USERS];
+      if (i % 2 === 0) await u.client.enqueue({ recipientKey: users[(i + 1) % USERS].key, payload });
+      else await u.client.fetch({ limit: 1 });
+    };
+
+    // Straight to the edge: same requests, the relay contract spoken by hand.
+    const pool = new Pool(edge.url, { connections: CONCURRENCY, pipelining: 1 });
+    const akey = await importAssertionKey(edge.secrets.FRONT_SECRET);
+    const assertions = await Promise.all(users.map((u) => mintAssertion(akey, { identityKey: u.key, deviceId: new Uint8Array(0) }, Date.now() + 600_000)));
+    const direct = async (u: number, methodId: number, body: Uint8Array) => {
+      const res = await pool.request({
+        path: `/rpc/${methodId}`, method: "POST", body,
+        headers: { [RelayHeader.frontAuth]: edge.secrets.FRONT_SECRET, [RelayHeader.caller]: assertions[u], [RelayHeader.connection]: `bench:${u}` },
+      });
+      await res.body.arrayBuffer();
+      if (res.headers[RelayHeader.status] !== String(Status.Ok)) throw new Error(`direct call failed: ${res.headers[RelayHeader.status]}`);
+    };
+    const enqueueBody = (to: number) => pb.EnqueueRequest.encode({ recipientKey: users[to].key, payload }).finish();
+    const fetchBody = (u: number) => pb.FetchRequest.encode({ recipientKey: users[u].key, limit: 1 }).finish();
+    const opDirect = async (i: number) => {
+      const u = i % USERS;
+      if (i % 2 === 0) await direct(u, Method.Enqueue, enqueueBody((i + 1) % USERS));
+      else await direct(u, Method.Fetch, fetchBody(u));
+    };
+
+    const echoClients = await Promise.all(users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: echo.port, ca })));
+    const healthBody = pb.HealthRequest.encode({}).finish();
+    const opEcho = async (i: number) => {
+      await echoClients[i % USERS].request(Method.Health, healthBody);
+    };
+
+    // Warm up every path (JIT, pools, Durable Objects).
+    await drive(400, CONCURRENCY, opFront);
+    await drive(400, CONCURRENCY, opDirect);
+    await drive(400, CONCURRENCY, opEcho);
+
+    const phase = async (name: string, c: Child | undefined, op: (i: number) => Promise<void>) => {
+      const before = c ? await c.cpuMicros() : 0;
+      const s = await drive(RPCS, CONCURRENCY, op);
+      const cpu = c ? ((await c.cpuMicros()) - before) / s.ops : undefined;
+      console.log(`${name.padEnd(28)} ${fmt(s)}${cpu !== undefined ? `   CPU ${cpu.toFixed(0)} µs/RPC` : ""}`);
+      return { s, cpu };
+    };
+    const viaFront = await phase("QUIC front → edge", front, opFront);
+    const viaHttp = await phase("HTTP straight to edge", undefined, opDirect);
+    const viaEcho = await phase("bare QUIC echo (floor)", echo, opEcho);
+
+    const ratio = (a: Summary, b: Summary) => (a.perSecond / b.perSecond).toFixed(2);
+    console.log("");
+    console.log(`throughput ratio front/direct:        ${ratio(viaFront.s, viaHttp.s)}  (1.00 = the front costs nothing)`);
+    console.log(`p50 latency added by the front:       ${(viaFront.s.p50ms - viaHttp.s.p50ms).toFixed(2)} ms`);
+    console.log(`front CPU per relayed RPC:            ${viaFront.cpu?.toFixed(0)} µs`);
+    console.log(`bare QUIC echo CPU per RPC:           ${viaEcho.cpu?.toFixed(0)} µs`);
+    console.log(`front CPU / echo CPU:                 ${((viaFront.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}  (the front's work on top of the QUIC stack)`);
+
+    await pool.close();
+    await Promise.allSettled([...users.map((u) => u.client.close()), ...echoClients.map((c) => c.close())]);
+  } finally {
+    await Promise.allSettled([front.stop(), echo.stop()]);
+    await edge.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
