@@ -7,7 +7,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
 import { Method, Status, pb, RelayHeader } from "../proto/index.ts";
-import { startEdge } from "../local/system.ts";
+import { startEdge } from "../local/edge.ts";
 import { createLogger } from "../quic-front/log.ts";
 import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
