@@ -1,0 +1,321 @@
+#!/usr/bin/env node
+// `qpq`: a small command-line client for trying a qpq server by hand (see --help).
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Status, statusName } from "../proto/index.ts";
+import { QpqCallError, QpqClient } from "./client.ts";
+import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
+
+const USAGE = `qpq — command-line client for a qpq server
+
+Usage:
+  qpq health                       check that the server answers
+  qpq register <username>          create an identity key pair, register it, save the profile
+  qpq login <username>             log in and save the session token in the profile
+  qpq send <username> <message…>   send a text message to <username>; prints its seq
+  qpq recv [--wait <seconds>]      print pending messages as "seq<TAB>text", then ack them
+  qpq whoami                       show the current profile
+
+Options:
+  --server <host:port>   server address          (env QPQ_SERVER, default 127.0.0.1:5001)
+  --ca <pem file>        certificate to trust    (env QPQ_CA, default $QPQ_DATA_DIR/dev-cert.pem,
+                                                  QPQ_DATA_DIR defaulting to .qpq-data)
+  --profile <dir>        profile directory       (env QPQ_PROFILE, default ~/.qpq)
+  --as <username>        profile to use for send, recv and whoami (default: the last one
+                         registered or logged in)
+  --wait <seconds>       recv: wait up to this long (at most 60) for a first message
+  -h, --help             show this help
+
+The password comes from QPQ_PASSWORD, or is asked for on the terminal.
+Profiles (<dir>/<username>.json, mode 0600) hold the private key and the session token.
+
+Note: send transmits the message bytes exactly as given, as UTF-8 plaintext, so the server
+can read them. Real qpq clients send MLS ciphertext; this CLI is for trying the server out.
+recv shows control characters escaped and non-UTF-8 payloads as "[N bytes, not UTF-8]".
+`;
+
+/** An expected failure: printed as one line, exit code 1. */
+class CliError extends Error {}
+
+type Options = {
+  server?: string;
+  ca?: string;
+  profile?: string;
+  as?: string;
+  wait?: string;
+  help?: boolean;
+};
+
+const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
+  as: ["send", "recv", "whoami"],
+  wait: ["recv"],
+};
+
+const env = process.env;
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        server: { type: "string" },
+        ca: { type: "string" },
+        profile: { type: "string" },
+        as: { type: "string" },
+        wait: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message.split(". ")[0]} (see qpq --help)`);
+  }
+  const opts: Options = parsed.values;
+  const [command, ...args] = parsed.positionals;
+  if (opts.help || command === undefined || command === "help") {
+    process.stdout.write(USAGE);
+    return;
+  }
+  for (const [name, commands] of Object.entries(OPTION_COMMANDS)) {
+    if (opts[name as keyof Options] !== undefined && !commands.includes(command)) {
+      throw new CliError(`--${name} does not apply to ${command}`);
+    }
+  }
+  const store = new ProfileStore(opts.profile ?? env.QPQ_PROFILE ?? join(homedir(), ".qpq"));
+
+  switch (command) {
+    case "health": {
+      expectArgs(args, 0, "qpq health");
+      const res = await withClient(opts, (c) => c.health());
+      out(`${res.status} (version ${res.version}, up ${res.uptimeSecs}s)`);
+      return;
+    }
+
+    case "register": {
+      const username = checkProfileName(oneArg(args, "qpq register <username>"));
+      if (store.find(username)) {
+        throw new CliError(`a profile for ${username} already exists (${store.pathOf(username)}); delete it to register again`);
+      }
+      const password = await readPassword(`Password for new user ${username}: `, true);
+      const { identityKey, privateKeyPem } = newIdentity();
+      const ok = await withClient(opts, (c) => c.register(username, password, identityKey));
+      if (!ok) throw new CliError(`username ${username} is already taken on ${serverOf(opts)}`);
+      store.save({ version: 1, username, identityKey: b64u.encode(identityKey), privateKey: privateKeyPem, server: serverOf(opts) });
+      store.setCurrent(username);
+      out(`registered ${username}; now run: qpq login ${username}`);
+      return;
+    }
+
+    case "login": {
+      const username = checkProfileName(oneArg(args, "qpq login <username>"));
+      const profile = store.load(username);
+      const password = await readPassword(`Password for ${username}: `, false);
+      const token = await withClient(opts, (c) => c.login(username, password, b64u.decode(profile.identityKey)));
+      store.save({ ...profile, sessionToken: b64u.encode(token), server: serverOf(opts) });
+      store.setCurrent(username);
+      out(`logged in as ${username}`);
+      return;
+    }
+
+    case "send": {
+      if (args.length < 2) throw new CliError("usage: qpq send <username> <message…>");
+      const [recipient, ...words] = args;
+      const profile = store.load(opts.as);
+      const res = await withSession(opts, profile, async (c) => {
+        const recipientKey = await c.resolveUser(recipient);
+        return c.enqueue({ recipientKey, payload: new TextEncoder().encode(words.join(" ")) });
+      });
+      out(String(res.seq));
+      return;
+    }
+
+    case "recv": {
+      expectArgs(args, 0, "qpq recv [--wait <seconds>]");
+      const waitMs = opts.wait === undefined ? 0 : parseWait(opts.wait);
+      const profile = store.load(opts.as);
+      await withSession(opts, profile, async (c) => {
+        const limit = 100;
+        let batch = waitMs > 0 ? await c.fetchWait({ timeoutMs: waitMs, limit }) : await c.fetch({ limit });
+        while (batch.length > 0) {
+          for (const e of batch) out(`${e.seq}\t${showPayload(e.data)}`);
+          await c.ack(Math.max(...batch.map((e) => e.seq)));
+          if (batch.length < limit) break;
+          batch = await c.fetch({ limit });
+        }
+      });
+      return;
+    }
+
+    case "whoami": {
+      expectArgs(args, 0, "qpq whoami");
+      const profile = store.load(opts.as);
+      out(`username  ${profile.username}`);
+      out(`identity  ${Buffer.from(b64u.decode(profile.identityKey)).toString("hex")}`);
+      out(`session   ${profile.sessionToken ? `saved (from ${profile.server ?? "unknown server"})` : "none; run: qpq login " + profile.username}`);
+      out(`profile   ${store.pathOf(profile.username)}`);
+      return;
+    }
+
+    default:
+      throw new CliError(`unknown command "${command}" (see qpq --help)`);
+  }
+}
+
+function expectArgs(args: string[], n: number, usage: string): void {
+  if (args.length !== n) throw new CliError(`usage: ${usage}`);
+}
+
+function oneArg(args: string[], usage: string): string {
+  expectArgs(args, 1, usage);
+  return args[0];
+}
+
+function parseWait(text: string): number {
+  const secs = Number(text);
+  if (text.trim() === "" || !Number.isFinite(secs) || secs < 0 || secs > 60) {
+    throw new CliError(`--wait takes 0-60 seconds, got "${text}"`);
+  }
+  return Math.round(secs * 1000);
+}
+
+/** Text for the terminal: control characters escaped so a message cannot drive the terminal. */
+function showPayload(data: Uint8Array): string {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(data);
+  } catch {
+    return `[${data.length} bytes, not UTF-8]`;
+  }
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/gu, (ch) =>
+    ESCAPES[ch] ?? `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+
+// ── Server connection ───────────────────────────────────────────────────
+
+function serverOf(opts: Options): string {
+  return opts.server ?? env.QPQ_SERVER ?? "127.0.0.1:5001";
+}
+
+function parseServer(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535) throw new CliError(`server must be host:port, got "${text}"`);
+  return { host: m[1] ?? m[2], port };
+}
+
+async function withClient<T>(opts: Options, fn: (client: QpqClient) => Promise<T>): Promise<T> {
+  const server = serverOf(opts);
+  const { host, port } = parseServer(server);
+  const caPath = opts.ca ?? env.QPQ_CA ?? join(env.QPQ_DATA_DIR ?? ".qpq-data", "dev-cert.pem");
+  let ca: string;
+  try {
+    ca = readFileSync(caPath, "utf8");
+  } catch (err) {
+    throw new CliError(`cannot read the server certificate ${caPath} (${(err as NodeJS.ErrnoException).code ?? "error"}); ` +
+      "start the server with npm start, or pass --ca / set QPQ_CA");
+  }
+  let client: QpqClient;
+  try {
+    client = await QpqClient.connect({ host, port, ca, connectTimeoutMs: 5_000 });
+  } catch (err) {
+    const reason = describe(err);
+    const hint = /timeout/i.test(reason) ? "no answer in 5s; is the server running there?"
+      : /TLS/.test(reason) ? `${reason}; is ${caPath} the server's certificate?`
+      : reason;
+    throw new CliError(`cannot connect to ${server}: ${hint}`);
+  }
+  try {
+    return await fn(client);
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+/** Connects and resumes the profile's saved session before running `fn`. */
+function withSession<T>(opts: Options, profile: Profile, fn: (client: QpqClient) => Promise<T>): Promise<T> {
+  const token = profile.sessionToken;
+  if (!token) throw new CliError(`${profile.username} is not logged in; run: qpq login ${profile.username}`);
+  return withClient(opts, async (c) => {
+    try {
+      await c.resume(b64u.decode(token));
+    } catch (err) {
+      if (err instanceof QpqCallError && err.status === Status.Unauthorized) {
+        throw new CliError(`the saved session of ${profile.username} is no longer valid; run: qpq login ${profile.username}`);
+      }
+      throw err;
+    }
+    return fn(c);
+  });
+}
+
+// ── Passwords ───────────────────────────────────────────────────────────
+
+async function readPassword(prompt: string, confirm: boolean): Promise<string> {
+  if (env.QPQ_PASSWORD !== undefined) return env.QPQ_PASSWORD;
+  if (!process.stdin.isTTY) {
+    throw new CliError("no password: set QPQ_PASSWORD or run qpq on a terminal to be asked for it");
+  }
+  const password = await promptHidden(prompt);
+  if (password === "") throw new CliError("empty password");
+  if (confirm && (await promptHidden("Repeat the password: ")) !== password) {
+    throw new CliError("the passwords do not match");
+  }
+  return password;
+}
+
+/** Reads one line from the terminal without echoing it. */
+function promptHidden(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  process.stderr.write(prompt);
+  stdin.setRawMode(true);
+  stdin.setEncoding("utf8");
+  stdin.resume();
+  return new Promise((resolve, reject) => {
+    let chars: string[] = [];
+    const finish = (result: () => void) => {
+      stdin.off("data", onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write("\n");
+      result();
+    };
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === "\r" || ch === "\n") return finish(() => resolve(chars.join("")));
+        if (ch === "\u0003" || (ch === "\u0004" && chars.length === 0)) return finish(() => reject(new CliError("cancelled")));
+        if (ch === "\u007f" || ch === "\b") chars.pop();
+        else if (ch === "\u0015") chars = []; // Ctrl-U
+        else if (ch >= " ") chars.push(ch);
+      }
+    };
+    stdin.on("data", onData);
+  });
+}
+
+// ── Errors ──────────────────────────────────────────────────────────────
+
+function describe(err: unknown): string {
+  if (err instanceof QpqCallError) {
+    // "Unauthorized (2) from method 104: login failed" → "Unauthorized (2): login failed"
+    const detail = err.message.replace(/^.*? from method \d+: /, "");
+    const retry = err.retryAfterMs > 0 ? ` (retry after ${Math.ceil(err.retryAfterMs / 1000)}s)` : "";
+    return `${statusName(err.status)} (${err.status}): ${detail}${retry}`;
+  }
+  if (err instanceof Error) return err.message || err.name;
+  return String(err);
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (err) {
+  const expected = err instanceof CliError || err instanceof ProfileError || err instanceof QpqCallError;
+  process.stderr.write(`error: ${describe(err)}\n`);
+  if (!expected && env.QPQ_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
+  process.exitCode = 1;
+}
