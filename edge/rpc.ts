@@ -1,6 +1,5 @@
 // The RPC engine: typed unary handlers, the per-request context, and the method table type.
 import { decode, encode, unauthorized } from "../proto/index.ts";
-import "./lib/protobuf-runtime.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { Caller } from "./lib/caller-assertion.ts";
 

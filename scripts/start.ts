@@ -5,7 +5,7 @@ import { join } from "node:path";
 
 const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");
 const dataDir = process.env.QPQ_DATA_DIR ?? ".qpq-data";
-const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", QPQ_WS_LISTEN: "", ...process.env };
+const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", ...process.env };
 
 try {
   const system = await startLocalSystem({ dataDir, env, logger });
@@ -25,6 +25,10 @@ try {
     logger.info("stopped");
     process.exit(0);
   };
+  // Miniflare installs exit hooks that exit at once on a signal; the drain below owns shutdown
+  // (and disposes Miniflare itself).
+  process.removeAllListeners("SIGINT");
+  process.removeAllListeners("SIGTERM");
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 } catch (err) {

@@ -11,6 +11,7 @@ import { users, sessions, pendingLogins } from "../../schema/tables.ts";
 
 const encoder = new TextEncoder();
 const LOGIN_FAILED = "login failed";
+const OPAQUE_RECORD_BYTES = 192;
 
 /** Answers no faster than the floor, so timing does not reveal whether a user exists. */
 function withFloor(spec: MethodSpec): MethodSpec {
@@ -56,8 +57,10 @@ export const authMethods: MethodTable = {
   [Method.OpaqueRegisterFinish]: withFloor(unary("none", pb.OpaqueRegisterFinishRequest, pb.OpaqueRegisterFinishResponse, async (ctx, req) => {
     const username = v.username(req.username);
     const identityKey = v.identityKey(req.identityKey, "identity_key");
-    if (req.upload.length === 0 || req.upload.length > 1024) {
-      throw badRequest(`upload must be 1-1024 bytes, got ${req.upload.length}`);
+    // A ristretto255 OPAQUE registration record is exactly 192 bytes; anything else would make
+    // later logins for this name fail in a way that reveals the name exists.
+    if (req.upload.length !== OPAQUE_RECORD_BYTES) {
+      throw badRequest(`upload must be a ${OPAQUE_RECORD_BYTES}-byte OPAQUE registration record, got ${req.upload.length}`);
     }
     // ON CONFLICT DO NOTHING covers both the username and the identity-key uniqueness.
     const result = await ctx.deps.db.insert(users).values({

@@ -7,13 +7,6 @@ import { queueOf, accepted } from "../lib/queue.ts";
 import { signDelivery } from "../lib/delivery-proof.ts";
 import { equalBytes } from "../lib/crypto.ts";
 
-/**
- * uint64 request fields decode as Long objects when the `long` package is present (it is);
- * Durable Object RPC cannot serialize those, and arithmetic on them is unreliable.
- */
-const u64 = (value: number | { toNumber(): number }): number =>
-  typeof value === "number" ? value : value.toNumber();
-
 /** Fetch, FetchWait, Peek and Ack touch only the caller's own queue. */
 function ownQueue(ctx: RpcContext, recipientKey: Uint8Array): Uint8Array {
   const caller = requireCaller(ctx);
@@ -63,7 +56,7 @@ export const deliveryMethods: MethodTable = {
     const recipient = ownQueue(ctx, req.recipientKey);
     const payloads = accepted(await queueOf(ctx.deps, recipient).fetchWait({
       channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
-      timeoutMs: Math.min(u64(req.timeoutMs), LIMITS.fetchWaitMaxMs),
+      timeoutMs: Math.min(req.timeoutMs, LIMITS.fetchWaitMaxMs),
     }));
     return { payloads };
   }),
@@ -79,7 +72,7 @@ export const deliveryMethods: MethodTable = {
   [Method.Ack]: unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
     accepted(await queueOf(ctx.deps, recipient).ack({
-      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), seqUpTo: u64(req.seqUpTo),
+      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), seqUpTo: req.seqUpTo,
     }));
     return {};
   }),

@@ -1,12 +1,7 @@
 // Typed access to the generated protobuf code, with decoding failures mapped to BadRequest.
-import $protobuf from "protobufjs/minimal.js";
+import "./protobuf-runtime.ts"; // must run before the generated code loads
 import { qpq } from "../gen/qpq.js";
 import { badRequest, type ErrorReply } from "./errors.ts";
-
-// 64-bit fields decode as JS numbers on every runtime (seqs and times stay far below 2^53).
-// Without this, Node finds long.js and hands out Long objects while workerd hands out numbers.
-$protobuf.util.Long = undefined as unknown as typeof $protobuf.util.Long;
-$protobuf.configure();
 
 export const pb = qpq.v1;
 

@@ -17,8 +17,9 @@ export function randomKey(): Uint8Array {
   return randomBytes(32);
 }
 
-export function hex(bytes: Uint8Array): string {
-  return toHex(bytes);
+/** Hex of bytes; absent protobuf fields (null/undefined) read as "". */
+export function hex(bytes: Uint8Array | null | undefined): string {
+  return bytes ? toHex(bytes) : "";
 }
 
 const NO_DEVICE = new Uint8Array(0);
@@ -90,11 +91,7 @@ export function bytesOf(text: string): Uint8Array {
   return new TextEncoder().encode(text);
 }
 
-export function textOf(bytes: Uint8Array): string {
-  return new TextDecoder().decode(bytes);
+export function textOf(bytes: Uint8Array | null | undefined): string {
+  return bytes ? new TextDecoder().decode(bytes) : "";
 }
 
-/** Numbers from protobuf uint64 fields (plain numbers with --force-number, Long otherwise). */
-export function num(value: number | { toNumber(): number }): number {
-  return typeof value === "number" ? value : value.toNumber();
-}

@@ -1,24 +1,37 @@
 // RecipientQueue Durable Object: ordering, acknowledgement, idempotency, expiry, long-poll,
 // limits. Called directly through env.RECIPIENT_QUEUE stubs (the same object the edge uses for a
-// recipient) and end to end through the RPC layer.
+// recipient), end to end through the RPC layer, and through the /push subscription.
 import { describe, it, expect } from "vitest";
 import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
 import { Method, Status, pb } from "../../proto/index.ts";
 import type { Refusable } from "../../edge/durable/recipient-queue.ts";
-import { bytesOf, errorOf, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { assertionFor, bytesOf, env, errorOf, hex, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
 
 const DEFAULT = new Uint8Array(0);
+const enqueueReqFor = (recipientKey: Uint8Array, payload: Uint8Array, channelId: Uint8Array = DEFAULT) =>
+  pb.EnqueueRequest.encode({ recipientKey, payload, channelId }).finish();
+type EnqueueFields = Parameters<typeof pb.EnqueueRequest.encode>[0];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Stub = ReturnType<typeof queueStub>;
+/** A recipient's queue: its identity key (push events name it) and the object's stub. */
+interface Queue {
+  key: Uint8Array;
+  stub: ReturnType<typeof queueStub>;
+}
+
+function queueFor(key = randomKey()): Queue {
+  return { key, stub: queueStub(key) };
+}
 
 function value<T>(r: Refusable<T>): T {
   if (!r.ok) throw new Error(`refused: ${r.error.status} ${r.error.message}`);
   return r.value;
 }
 
-function enqueue(q: Stub, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array } = {}) {
-  return q.enqueue({
+function enqueue(q: Queue, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array } = {}) {
+  return q.stub.enqueue({
+    recipient: q.key,
     channel: o.channel ?? DEFAULT,
     payload: typeof payload === "string" ? bytesOf(payload) : payload,
     ttlSecs: o.ttlSecs ?? 0,
@@ -26,18 +39,18 @@ function enqueue(q: Stub, payload: string | Uint8Array, o: { channel?: Uint8Arra
   });
 }
 
-async function fetchAll(q: Stub, o: { channel?: Uint8Array; device?: Uint8Array; limit?: number } = {}) {
-  const envs = value(await q.fetchPending({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, limit: o.limit ?? 256 }));
+async function fetchAll(q: Queue, o: { channel?: Uint8Array; device?: Uint8Array; limit?: number } = {}) {
+  const envs = value(await q.stub.fetchPending({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, limit: o.limit ?? 256 }));
   return envs.map((e) => ({ seq: e.seq, text: textOf(e.data) }));
 }
 
-function ack(q: Stub, seqUpTo: number, o: { channel?: Uint8Array; device?: Uint8Array } = {}) {
-  return q.ack({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, seqUpTo });
+function ack(q: Queue, seqUpTo: number, o: { channel?: Uint8Array; device?: Uint8Array } = {}) {
+  return q.stub.ack({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, seqUpTo });
 }
 
 describe("RecipientQueue (Durable Object)", () => {
   it("delivers FIFO with strictly increasing seq", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const seqs: number[] = [];
     for (let i = 0; i < 10; i++) seqs.push(value(await enqueue(q, `m${i}`)).seq);
     for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
@@ -45,7 +58,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("gives concurrent enqueues distinct seqs and returns them in seq order", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => enqueue(q, `c${i}`)));
     const assigned = results.map((r, i) => ({ seq: value(r).seq, text: `c${i}` }));
     expect(new Set(assigned.map((a) => a.seq)).size).toBe(20);
@@ -53,16 +66,16 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("honours the fetch limit, oldest first", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     for (let i = 0; i < 5; i++) value(await enqueue(q, `l${i}`));
     expect((await fetchAll(q, { limit: 2 })).map((e) => e.text)).toEqual(["l0", "l1"]);
   });
 
   it("never reuses a seq, even after every message was acknowledged and deleted", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const first = value(await enqueue(q, "first")).seq;
     value(await ack(q, first));
-    expect((await q.stats()).messages).toBe(0);
+    expect((await q.stub.stats()).messages).toBe(0);
     const second = value(await enqueue(q, "second")).seq;
     expect(second).toBeGreaterThan(first);
     // The device's cursor sits at `first`; the new message must still be visible to it.
@@ -70,7 +83,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("keeps messages on fetch until they are acknowledged", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const seqs = [];
     for (const t of ["a", "b", "c"]) seqs.push(value(await enqueue(q, t)).seq);
     const once = await fetchAll(q);
@@ -79,11 +92,11 @@ describe("RecipientQueue (Durable Object)", () => {
 
     value(await ack(q, seqs[1]));
     expect(await fetchAll(q)).toEqual([{ seq: seqs[2], text: "c" }]);
-    expect((await q.stats()).messages).toBe(1);
+    expect((await q.stub.stats()).messages).toBe(1);
   });
 
   it("acknowledges per device: one device's ack does not hide messages from another", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const phone = bytesOf("phone");
     const laptop = bytesOf("laptop");
     const seqs = [];
@@ -95,19 +108,19 @@ describe("RecipientQueue (Durable Object)", () => {
     value(await ack(q, seqs[1], { device: phone }));
     expect(await fetchAll(q, { device: phone })).toEqual([]);
     expect((await fetchAll(q, { device: laptop })).map((e) => e.text)).toEqual(["x", "y"]);
-    expect((await q.stats()).messages).toBe(2); // still stored: the laptop has not acked
+    expect((await q.stub.stats()).messages).toBe(2); // still stored: the laptop has not acked
 
     value(await ack(q, seqs[0], { device: laptop }));
-    expect((await q.stats()).messages).toBe(1); // x acked by both devices: deleted
+    expect((await q.stub.stats()).messages).toBe(1); // x acked by both devices: deleted
     expect((await fetchAll(q, { device: laptop })).map((e) => e.text)).toEqual(["y"]);
 
     value(await ack(q, seqs[1], { device: laptop }));
-    expect((await q.stats()).messages).toBe(0);
-    expect((await q.stats()).bytes).toBe(0);
+    expect((await q.stub.stats()).messages).toBe(0);
+    expect((await q.stub.stats()).bytes).toBe(0);
   });
 
   it("treats Ack as idempotent and never moves a cursor backwards", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const s1 = value(await enqueue(q, "one")).seq;
     const s2 = value(await enqueue(q, "two")).seq;
     const s3 = value(await enqueue(q, "three")).seq;
@@ -115,11 +128,11 @@ describe("RecipientQueue (Durable Object)", () => {
     expect(await ack(q, s2)).toEqual({ ok: true, value: null });
     expect(await ack(q, s1)).toEqual({ ok: true, value: null }); // older ack: no effect
     expect(await fetchAll(q)).toEqual([{ seq: s3, text: "three" }]);
-    expect((await q.stats()).messages).toBe(1);
+    expect((await q.stub.stats()).messages).toBe(1);
   });
 
   it("does not let an ack beyond the newest seq swallow messages enqueued later", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const s1 = value(await enqueue(q, "seen")).seq;
     value(await ack(q, s1 + 1000));
     const later = value(await enqueue(q, "later")).seq;
@@ -127,7 +140,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("makes enqueue idempotent by message_id: same seq, duplicate=true, stored once", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const id = randomBytes(16);
     const first = value(await enqueue(q, "hello", { messageId: id }));
     const again = value(await enqueue(q, "hello", { messageId: id }));
@@ -137,7 +150,7 @@ describe("RecipientQueue (Durable Object)", () => {
     expect(other.duplicate).toBe(false);
     expect(other.seq).toBeGreaterThan(first.seq);
     expect((await fetchAll(q)).map((e) => e.seq)).toEqual([first.seq, other.seq]);
-    expect((await q.stats()).messages).toBe(2);
+    expect((await q.stub.stats()).messages).toBe(2);
 
     // A retry after the recipient acknowledged is still a duplicate: nothing is redelivered.
     value(await ack(q, other.seq));
@@ -146,7 +159,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("expires messages after their TTL: hidden from reads, then garbage-collected by the alarm", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const shortId = randomBytes(16);
     value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId }));
     const kept = value(await enqueue(q, "kept")).seq;
@@ -155,16 +168,16 @@ describe("RecipientQueue (Durable Object)", () => {
     await sleep(1_100);
     expect(await fetchAll(q)).toEqual([{ seq: kept, text: "kept" }]);
 
-    await runDurableObjectAlarm(q);
-    expect(await q.stats()).toMatchObject({ messages: 1, bytes: "kept".length });
+    await runDurableObjectAlarm(q.stub);
+    expect(await q.stub.stats()).toMatchObject({ messages: 1, bytes: "kept".length });
     // The idempotency window ended with the TTL: the same id is a new message now.
     expect(value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId })).duplicate).toBe(false);
   });
 
   it("wakes a FetchWait on enqueue, long before its timeout", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     let settled = false;
-    const waiting = q.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 })
+    const waiting = q.stub.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 })
       .finally(() => { settled = true; });
     await sleep(50);
     expect(settled).toBe(false); // nothing pending: it is holding
@@ -174,21 +187,21 @@ describe("RecipientQueue (Durable Object)", () => {
   }, 5_000);
 
   it("answers FetchWait immediately when messages are pending", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     value(await enqueue(q, "already here"));
-    const got = value(await q.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 }));
+    const got = value(await q.stub.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 }));
     expect(got.map((e) => textOf(e.data))).toEqual(["already here"]);
   }, 5_000);
 
-  it("returns an empty FetchWait after a short timeout, and is not woken by another channel", async () => {
-    const q = queueStub(randomKey());
-    const waiting = q.fetchWait({ channel: bytesOf("chan-a"), device: DEFAULT, limit: 10, timeoutMs: 200 });
+  it("returns an empty FetchWait after a short timeout; another channel's message does not satisfy it", async () => {
+    const q = queueFor();
+    const waiting = q.stub.fetchWait({ channel: bytesOf("chan-a"), device: DEFAULT, limit: 10, timeoutMs: 100 });
     value(await enqueue(q, "for b", { channel: bytesOf("chan-b") }));
     expect(value(await waiting)).toEqual([]);
   });
 
   it("refuses the message beyond the count cap with RateLimited and stores nothing", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const dupId = randomBytes(16);
     value(await enqueue(q, "msg-0", { messageId: dupId }));
     for (let i = 1; i < 50; i++) value(await enqueue(q, `msg-${i}`));
@@ -197,7 +210,7 @@ describe("RecipientQueue (Durable Object)", () => {
     if (refused.ok) return;
     expect(refused.error.status).toBe(Status.RateLimited);
     expect(refused.error.retryAfterMs).toBeGreaterThan(0);
-    expect((await q.stats()).messages).toBe(50);
+    expect((await q.stub.stats()).messages).toBe(50);
     const all = await fetchAll(q);
     expect(all).toHaveLength(50);
     expect(all.some((e) => e.text === "msg-50")).toBe(false);
@@ -210,32 +223,32 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("refuses a message that would exceed the byte cap", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     value(await enqueue(q, new Uint8Array(40_000)));
     const refused = await enqueue(q, new Uint8Array(30_000));
     expect(refused).toMatchObject({ ok: false, error: { status: Status.RateLimited } });
-    expect(await q.stats()).toMatchObject({ messages: 1, bytes: 40_000 });
+    expect(await q.stub.stats()).toMatchObject({ messages: 1, bytes: 40_000 });
     value(await enqueue(q, new Uint8Array(25_000))); // still fits under 65536
   });
 
   it("limits the number of devices per account (default + 5) with Forbidden", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     value(await enqueue(q, "m"));
     const devices = [DEFAULT, ...[1, 2, 3, 4, 5].map((i) => bytesOf(`dev-${i}`))];
     for (const device of devices) expect(await fetchAll(q, { device })).toHaveLength(1);
-    expect((await q.stats()).devices).toBe(6);
+    expect((await q.stub.stats()).devices).toBe(6);
 
-    const seventh = await q.fetchPending({ channel: DEFAULT, device: bytesOf("dev-6"), limit: 10 });
+    const seventh = await q.stub.fetchPending({ channel: DEFAULT, device: bytesOf("dev-6"), limit: 10 });
     expect(seventh).toMatchObject({ ok: false, error: { status: Status.Forbidden } });
     const seventhAck = await ack(q, 1, { device: bytesOf("dev-6") });
     expect(seventhAck).toMatchObject({ ok: false, error: { status: Status.Forbidden } });
-    expect((await q.stats()).devices).toBe(6);
+    expect((await q.stub.stats()).devices).toBe(6);
     // Known devices keep working.
     expect(await fetchAll(q, { device: devices[3] })).toHaveLength(1);
   });
 
   it("keeps channels as separate queues", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const a = bytesOf("channel-a");
     const b = randomBytes(16);
     const a1 = value(await enqueue(q, "a1", { channel: a })).seq;
@@ -257,19 +270,19 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("keeps messages, cursors and counters across an eviction (restart)", async () => {
-    const q = queueStub(randomKey());
+    const q = queueFor();
     const seqs = [];
     for (const t of ["r1", "r2", "r3"]) seqs.push(value(await enqueue(q, t)).seq);
     value(await ack(q, seqs[0]));
-    await evictDurableObject(q);
-    expect(await q.stats()).toMatchObject({ messages: 2, bytes: 4 });
+    await evictDurableObject(q.stub);
+    expect(await q.stub.stats()).toMatchObject({ messages: 2, bytes: 4 });
     expect((await fetchAll(q)).map((e) => e.text)).toEqual(["r2", "r3"]);
     expect(value(await enqueue(q, "r4")).seq).toBeGreaterThan(seqs[2]);
   });
 });
 
 describe("delivery through the RPC layer", () => {
-  const enqueueReq = (recipient: Uint8Array, text: string, extra: Partial<pb.IEnqueueRequest> = {}) =>
+  const enqueueReq = (recipient: Uint8Array, text: string, extra: EnqueueFields = {}) =>
     pb.EnqueueRequest.encode({ recipientKey: recipient, payload: bytesOf(text), ...extra }).finish();
 
   it("enqueues from another identity, fetches FIFO without removing, acks", async () => {
@@ -319,14 +332,37 @@ describe("delivery through the RPC layer", () => {
 
   it("answers an empty FetchWait RPC after a short timeout", async () => {
     const bob = randomKey();
-    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, timeoutMs: 150 }).finish(), { caller: bob }), pb.FetchWaitResponse);
+    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, timeoutMs: 100 }).finish(), { caller: bob }), pb.FetchWaitResponse);
     expect(res.payloads).toEqual([]);
+  });
+
+  it("accepts uint64 fields left at their default (Ack seq_up_to 0, FetchWait without timeout)", async () => {
+    const bob = randomKey();
+    value(await enqueue(queueFor(bob), "still here"));
+    ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.AckResponse);
+    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.FetchWaitResponse);
+    expect(res.payloads.map((e) => textOf(e.data))).toEqual(["still here"]);
+  });
+
+  it("acks per device through the RPC (device_id in the request)", async () => {
+    const bob = randomKey();
+    const phone = bytesOf("phone");
+    const tablet = bytesOf("tablet");
+    const seq = Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, "both"), { caller: randomKey() }), pb.EnqueueResponse).seq);
+    const fetchOn = async (deviceId: Uint8Array) =>
+      ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob, deviceId }).finish(), { caller: bob }), pb.FetchResponse)
+        .payloads.map((e) => textOf(e.data));
+    expect(await fetchOn(phone)).toEqual(["both"]);
+    expect(await fetchOn(tablet)).toEqual(["both"]);
+    ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seq, deviceId: phone }).finish(), { caller: bob }), pb.AckResponse);
+    expect(await fetchOn(phone)).toEqual([]);
+    expect(await fetchOn(tablet)).toEqual(["both"]);
   });
 
   it("answers RateLimited with retry_after_ms when the recipient queue is full", async () => {
     const bob = randomKey();
     const sender = randomKey();
-    const q = queueStub(bob);
+    const q = queueFor(bob);
     for (let i = 0; i < 50; i++) value(await enqueue(q, `f${i}`));
     const res = await rpc(Method.Enqueue, enqueueReq(bob, "one too many"), { caller: sender });
     expect(res.http).toBe(200);
@@ -334,7 +370,7 @@ describe("delivery through the RPC layer", () => {
     const err = errorOf(res);
     expect(err.retryAfterMs).toBeGreaterThan(0);
     expect(Number(res.headers.get("x-qpq-retry-after-ms"))).toBe(err.retryAfterMs);
-    expect((await q.stats()).messages).toBe(50);
+    expect((await q.stub.stats()).messages).toBe(50);
   });
 
   it("refuses a seventh device through Fetch with Forbidden", async () => {
@@ -345,5 +381,61 @@ describe("delivery through the RPC layer", () => {
     const res = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob, deviceId: bytesOf("d6") }).finish(), { caller: bob });
     expect(res.status).toBe(Status.Forbidden);
     expect(errorOf(res).message).toMatch(/device/);
+  });
+});
+
+describe("push subscribers (/push WebSocket into the recipient's queue)", () => {
+  async function subscribe(caller: Uint8Array | string, frontSecret = env.FRONT_SECRET) {
+    const res = await exports.default.fetch("https://edge/push", {
+      headers: {
+        Upgrade: "websocket",
+        "x-qpq-front-auth": frontSecret,
+        "x-qpq-caller": typeof caller === "string" ? caller : await assertionFor(caller),
+      },
+    });
+    return res;
+  }
+
+  function nextMessage(ws: WebSocket): Promise<Uint8Array> {
+    return new Promise((resolve) => {
+      ws.addEventListener("message", (e) => {
+        const data = e.data as string | ArrayBuffer | Blob;
+        if (typeof data === "string") resolve(bytesOf(data));
+        else if (data instanceof Blob) void data.arrayBuffer().then((b) => resolve(new Uint8Array(b)));
+        else resolve(new Uint8Array(data));
+      }, { once: true });
+    });
+  }
+
+  it("sends PushNewMessage to the identity's subscriber on enqueue, with small payloads inline", async () => {
+    const bob = randomKey();
+    const res = await subscribe(bob);
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    ws.accept();
+    try {
+      const channelId = randomBytes(16);
+      const small = nextMessage(ws);
+      const seq = Number(ok(await rpc(Method.Enqueue, enqueueReqFor(bob, bytesOf("tiny"), channelId), { caller: randomKey() }), pb.EnqueueResponse).seq);
+      const event = pb.PushNewMessage.decode(await small);
+      expect(hex(event.recipientKey)).toBe(hex(bob));
+      expect(hex(event.channelId)).toBe(hex(channelId));
+      expect(Number(event.seq)).toBe(seq);
+      expect(event.size).toBe(4);
+      expect(textOf(event.payload)).toBe("tiny");
+
+      const large = nextMessage(ws);
+      ok(await rpc(Method.Enqueue, enqueueReqFor(bob, randomBytes(5000), channelId), { caller: randomKey() }), pb.EnqueueResponse);
+      const big = pb.PushNewMessage.decode(await large);
+      expect(big.size).toBe(5000);
+      expect(big.payload).toHaveLength(0);
+    } finally {
+      ws.close(1000, "done");
+    }
+  }, 5_000);
+
+  it("refuses a subscription without front authentication or a valid caller", async () => {
+    expect((await subscribe(randomKey(), "wrong-secret")).status).toBe(401);
+    expect((await subscribe(await assertionFor(randomKey(), { expiresAtMs: Date.now() - 1 }))).status).toBe(403);
   });
 });
