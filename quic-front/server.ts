@@ -1,6 +1,7 @@
 // The QUIC front: terminates QUIC (ALPN qpq), turns each bidirectional stream into one RPC via
 // the pure frame codec, applies per-connection session and limits, and relays to the edge.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { ReadableStreamReadResult } from "node:stream/web";
 import { QUICServer, events, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import QuicLogger, { LogLevel } from "@matrixai/logger";
 import {
@@ -15,6 +16,21 @@ import { PushHub, type PushTarget } from "./push.ts";
 import { FrontMetrics } from "./metrics.ts";
 import { KeyedLimiter, TokenBucket } from "./rate-limit.ts";
 import type { Logger } from "./log.ts";
+
+/** How long a complete request waits for its FIN before it is served anyway. */
+const FIN_GRACE_MS = 1000;
+
+async function finWithin<T>(read: Promise<ReadableStreamReadResult<T>>, ms: number): Promise<ReadableStreamReadResult<T>> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<ReadableStreamReadResult<T>>((resolve) => {
+    timer = setTimeout(() => resolve({ done: true, value: undefined }), ms);
+  });
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 const AUTH_METHODS = new Set<number>([
   Method.OpaqueRegisterStart, Method.OpaqueRegisterFinish, Method.OpaqueLoginStart, Method.OpaqueLoginFinish, Method.SessionResume,
@@ -199,13 +215,18 @@ export class QpqFront {
     }
   }
 
-  /** Reads one request frame. Oversized frames are refused from the header alone. */
+  /**
+   * Reads one request frame. Oversized frames are refused from the header alone. Once the frame
+   * is complete the FIN is awaited only briefly: @matrixai/quic occasionally fails to surface a
+   * bare FIN under load (MatrixAI/js-quic#20), and a lost FIN must not hang the RPC.
+   */
   private async readFrame(stream: QUICStream): Promise<RequestFrame | FrameError | undefined> {
     const assembler = new RequestAssembler();
     const reader = stream.readable.getReader();
     try {
       for (;;) {
-        const { value, done } = await reader.read();
+        const next = reader.read();
+        const { value, done } = assembler.complete ? await finWithin(next, FIN_GRACE_MS) : await next;
         if (done) return assembler.finish();
         const err = assembler.push(value);
         if (err) {

@@ -69,11 +69,24 @@ export class QuicTransport {
     return this.readResponse(stream);
   }
 
+  /**
+   * Frames are self-delimiting, so the answer is complete once header and payload are in; the
+   * client does not wait for FIN, which @matrixai/quic occasionally fails to surface under
+   * load (MatrixAI/js-quic#20).
+   */
   private async readResponse(stream: QUICStream): Promise<ResponseFrame> {
     const assembler = new ResponseAssembler();
-    for await (const chunk of stream.readable) {
-      const err = assembler.push(chunk);
-      if (err) throw err;
+    const reader = stream.readable.getReader();
+    try {
+      while (!assembler.complete) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const err = assembler.push(value);
+        if (err) throw err;
+      }
+    } finally {
+      if (assembler.complete) void reader.cancel().catch(() => {});
+      reader.releaseLock();
     }
     const res = assembler.finish();
     if (res instanceof FrameError) throw res;
