@@ -54,11 +54,12 @@ export class QuicTransport {
   }
 
   /** Writes arbitrary bytes as a request (for protocol tests) and reads the answer. */
-  async rawExchange(bytes: Uint8Array[]): Promise<ResponseFrame> {
+  async rawExchange(bytes: Uint8Array[], opts: { fin?: boolean } = {}): Promise<ResponseFrame> {
     const stream = this.client.connection.newStream("bidi");
     const writer = stream.writable.getWriter();
     for (const b of bytes) await writer.write(b);
-    await writer.close();
+    if (opts.fin !== false) await writer.close();
+    else writer.releaseLock();
     return this.readResponse(stream);
   }
 

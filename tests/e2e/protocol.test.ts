@@ -73,6 +73,13 @@ describe("frames over QUIC", () => {
     expect(res.requestId).toBe(21);
   });
 
+  it("serves a complete request whose FIN never arrives", async () => {
+    const frame = encodeRequest(Method.Health, 31, pb.HealthRequest.encode({}).finish());
+    const res = await client.transport.rawExchange([frame], { fin: false });
+    expect(res.status).toBe(Status.Ok);
+    expect(res.requestId).toBe(31);
+  });
+
   it("answers Unauthorized for a user method on a connection without a session", async () => {
     const res = await client.raw(Method.Fetch, pb.FetchRequest.encode({ recipientKey: new Uint8Array(32) }).finish());
     expect(res.status).toBe(Status.Unauthorized);
