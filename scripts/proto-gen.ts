@@ -19,7 +19,7 @@ try {
   const commented = join(work, "commented.js");
   const pbjs = (out: string, extra: string[]) => execFileSync(bin("pbjs"), [
     "-t", "static-module", "-w", "es6", "--force-number", "--no-verify", "--no-convert",
-    "--no-delimited", "--no-typeurl", "--no-service", ...extra, "-o", out, ...protos,
+    "--no-delimited", "--no-typeurl", "--no-service", "--no-beautify", ...extra, "-o", out, ...protos,
   ], { stdio: "inherit" });
   pbjs(js, ["--no-comments"]);
   pbjs(commented, []); // pbts reads the JSDoc of this one

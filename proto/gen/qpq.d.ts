@@ -10,14 +10,14 @@ export namespace qpq {
         }
 
         class OpaqueRegisterStartRequest {
-            constructor(properties?: qpq.v1.OpaqueRegisterStartRequest.$Properties);
+            constructor(p?: qpq.v1.OpaqueRegisterStartRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             request: Uint8Array;
             static create(properties: qpq.v1.OpaqueRegisterStartRequest.$Shape): qpq.v1.OpaqueRegisterStartRequest & qpq.v1.OpaqueRegisterStartRequest.$Shape;
             static create(properties?: qpq.v1.OpaqueRegisterStartRequest.$Properties): qpq.v1.OpaqueRegisterStartRequest;
-            static encode(message: qpq.v1.OpaqueRegisterStartRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueRegisterStartRequest & qpq.v1.OpaqueRegisterStartRequest.$Shape;
+            static encode(m: qpq.v1.OpaqueRegisterStartRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueRegisterStartRequest & qpq.v1.OpaqueRegisterStartRequest.$Shape;
         }
 
         namespace OpaqueRegisterStartRequest {
@@ -33,13 +33,13 @@ export namespace qpq {
         }
 
         class OpaqueRegisterStartResponse {
-            constructor(properties?: qpq.v1.OpaqueRegisterStartResponse.$Properties);
+            constructor(p?: qpq.v1.OpaqueRegisterStartResponse.$Properties);
             $unknowns?: Uint8Array[];
             response: Uint8Array;
             static create(properties: qpq.v1.OpaqueRegisterStartResponse.$Shape): qpq.v1.OpaqueRegisterStartResponse & qpq.v1.OpaqueRegisterStartResponse.$Shape;
             static create(properties?: qpq.v1.OpaqueRegisterStartResponse.$Properties): qpq.v1.OpaqueRegisterStartResponse;
-            static encode(message: qpq.v1.OpaqueRegisterStartResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueRegisterStartResponse & qpq.v1.OpaqueRegisterStartResponse.$Shape;
+            static encode(m: qpq.v1.OpaqueRegisterStartResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueRegisterStartResponse & qpq.v1.OpaqueRegisterStartResponse.$Shape;
         }
 
         namespace OpaqueRegisterStartResponse {
@@ -54,15 +54,15 @@ export namespace qpq {
         }
 
         class OpaqueRegisterFinishRequest {
-            constructor(properties?: qpq.v1.OpaqueRegisterFinishRequest.$Properties);
+            constructor(p?: qpq.v1.OpaqueRegisterFinishRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             upload: Uint8Array;
             identityKey: Uint8Array;
             static create(properties: qpq.v1.OpaqueRegisterFinishRequest.$Shape): qpq.v1.OpaqueRegisterFinishRequest & qpq.v1.OpaqueRegisterFinishRequest.$Shape;
             static create(properties?: qpq.v1.OpaqueRegisterFinishRequest.$Properties): qpq.v1.OpaqueRegisterFinishRequest;
-            static encode(message: qpq.v1.OpaqueRegisterFinishRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueRegisterFinishRequest & qpq.v1.OpaqueRegisterFinishRequest.$Shape;
+            static encode(m: qpq.v1.OpaqueRegisterFinishRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueRegisterFinishRequest & qpq.v1.OpaqueRegisterFinishRequest.$Shape;
         }
 
         namespace OpaqueRegisterFinishRequest {
@@ -79,13 +79,13 @@ export namespace qpq {
         }
 
         class OpaqueRegisterFinishResponse {
-            constructor(properties?: qpq.v1.OpaqueRegisterFinishResponse.$Properties);
+            constructor(p?: qpq.v1.OpaqueRegisterFinishResponse.$Properties);
             $unknowns?: Uint8Array[];
             success: boolean;
             static create(properties: qpq.v1.OpaqueRegisterFinishResponse.$Shape): qpq.v1.OpaqueRegisterFinishResponse & qpq.v1.OpaqueRegisterFinishResponse.$Shape;
             static create(properties?: qpq.v1.OpaqueRegisterFinishResponse.$Properties): qpq.v1.OpaqueRegisterFinishResponse;
-            static encode(message: qpq.v1.OpaqueRegisterFinishResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueRegisterFinishResponse & qpq.v1.OpaqueRegisterFinishResponse.$Shape;
+            static encode(m: qpq.v1.OpaqueRegisterFinishResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueRegisterFinishResponse & qpq.v1.OpaqueRegisterFinishResponse.$Shape;
         }
 
         namespace OpaqueRegisterFinishResponse {
@@ -100,14 +100,14 @@ export namespace qpq {
         }
 
         class OpaqueLoginStartRequest {
-            constructor(properties?: qpq.v1.OpaqueLoginStartRequest.$Properties);
+            constructor(p?: qpq.v1.OpaqueLoginStartRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             request: Uint8Array;
             static create(properties: qpq.v1.OpaqueLoginStartRequest.$Shape): qpq.v1.OpaqueLoginStartRequest & qpq.v1.OpaqueLoginStartRequest.$Shape;
             static create(properties?: qpq.v1.OpaqueLoginStartRequest.$Properties): qpq.v1.OpaqueLoginStartRequest;
-            static encode(message: qpq.v1.OpaqueLoginStartRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueLoginStartRequest & qpq.v1.OpaqueLoginStartRequest.$Shape;
+            static encode(m: qpq.v1.OpaqueLoginStartRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueLoginStartRequest & qpq.v1.OpaqueLoginStartRequest.$Shape;
         }
 
         namespace OpaqueLoginStartRequest {
@@ -123,13 +123,13 @@ export namespace qpq {
         }
 
         class OpaqueLoginStartResponse {
-            constructor(properties?: qpq.v1.OpaqueLoginStartResponse.$Properties);
+            constructor(p?: qpq.v1.OpaqueLoginStartResponse.$Properties);
             $unknowns?: Uint8Array[];
             response: Uint8Array;
             static create(properties: qpq.v1.OpaqueLoginStartResponse.$Shape): qpq.v1.OpaqueLoginStartResponse & qpq.v1.OpaqueLoginStartResponse.$Shape;
             static create(properties?: qpq.v1.OpaqueLoginStartResponse.$Properties): qpq.v1.OpaqueLoginStartResponse;
-            static encode(message: qpq.v1.OpaqueLoginStartResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueLoginStartResponse & qpq.v1.OpaqueLoginStartResponse.$Shape;
+            static encode(m: qpq.v1.OpaqueLoginStartResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueLoginStartResponse & qpq.v1.OpaqueLoginStartResponse.$Shape;
         }
 
         namespace OpaqueLoginStartResponse {
@@ -144,15 +144,15 @@ export namespace qpq {
         }
 
         class OpaqueLoginFinishRequest {
-            constructor(properties?: qpq.v1.OpaqueLoginFinishRequest.$Properties);
+            constructor(p?: qpq.v1.OpaqueLoginFinishRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             finalization: Uint8Array;
             identityKey: Uint8Array;
             static create(properties: qpq.v1.OpaqueLoginFinishRequest.$Shape): qpq.v1.OpaqueLoginFinishRequest & qpq.v1.OpaqueLoginFinishRequest.$Shape;
             static create(properties?: qpq.v1.OpaqueLoginFinishRequest.$Properties): qpq.v1.OpaqueLoginFinishRequest;
-            static encode(message: qpq.v1.OpaqueLoginFinishRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueLoginFinishRequest & qpq.v1.OpaqueLoginFinishRequest.$Shape;
+            static encode(m: qpq.v1.OpaqueLoginFinishRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueLoginFinishRequest & qpq.v1.OpaqueLoginFinishRequest.$Shape;
         }
 
         namespace OpaqueLoginFinishRequest {
@@ -169,13 +169,13 @@ export namespace qpq {
         }
 
         class OpaqueLoginFinishResponse {
-            constructor(properties?: qpq.v1.OpaqueLoginFinishResponse.$Properties);
+            constructor(p?: qpq.v1.OpaqueLoginFinishResponse.$Properties);
             $unknowns?: Uint8Array[];
             sessionToken: Uint8Array;
             static create(properties: qpq.v1.OpaqueLoginFinishResponse.$Shape): qpq.v1.OpaqueLoginFinishResponse & qpq.v1.OpaqueLoginFinishResponse.$Shape;
             static create(properties?: qpq.v1.OpaqueLoginFinishResponse.$Properties): qpq.v1.OpaqueLoginFinishResponse;
-            static encode(message: qpq.v1.OpaqueLoginFinishResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.OpaqueLoginFinishResponse & qpq.v1.OpaqueLoginFinishResponse.$Shape;
+            static encode(m: qpq.v1.OpaqueLoginFinishResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.OpaqueLoginFinishResponse & qpq.v1.OpaqueLoginFinishResponse.$Shape;
         }
 
         namespace OpaqueLoginFinishResponse {
@@ -190,7 +190,7 @@ export namespace qpq {
         }
 
         class UploadBlobRequest {
-            constructor(properties?: qpq.v1.UploadBlobRequest.$Properties);
+            constructor(p?: qpq.v1.UploadBlobRequest.$Properties);
             $unknowns?: Uint8Array[];
             blobHash: Uint8Array;
             totalSize: number;
@@ -199,8 +199,8 @@ export namespace qpq {
             shareWith: Uint8Array[];
             static create(properties: qpq.v1.UploadBlobRequest.$Shape): qpq.v1.UploadBlobRequest & qpq.v1.UploadBlobRequest.$Shape;
             static create(properties?: qpq.v1.UploadBlobRequest.$Properties): qpq.v1.UploadBlobRequest;
-            static encode(message: qpq.v1.UploadBlobRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadBlobRequest & qpq.v1.UploadBlobRequest.$Shape;
+            static encode(m: qpq.v1.UploadBlobRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadBlobRequest & qpq.v1.UploadBlobRequest.$Shape;
         }
 
         namespace UploadBlobRequest {
@@ -219,14 +219,14 @@ export namespace qpq {
         }
 
         class UploadBlobResponse {
-            constructor(properties?: qpq.v1.UploadBlobResponse.$Properties);
+            constructor(p?: qpq.v1.UploadBlobResponse.$Properties);
             $unknowns?: Uint8Array[];
             received: number;
             complete: boolean;
             static create(properties: qpq.v1.UploadBlobResponse.$Shape): qpq.v1.UploadBlobResponse & qpq.v1.UploadBlobResponse.$Shape;
             static create(properties?: qpq.v1.UploadBlobResponse.$Properties): qpq.v1.UploadBlobResponse;
-            static encode(message: qpq.v1.UploadBlobResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadBlobResponse & qpq.v1.UploadBlobResponse.$Shape;
+            static encode(m: qpq.v1.UploadBlobResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadBlobResponse & qpq.v1.UploadBlobResponse.$Shape;
         }
 
         namespace UploadBlobResponse {
@@ -242,15 +242,15 @@ export namespace qpq {
         }
 
         class DownloadBlobRequest {
-            constructor(properties?: qpq.v1.DownloadBlobRequest.$Properties);
+            constructor(p?: qpq.v1.DownloadBlobRequest.$Properties);
             $unknowns?: Uint8Array[];
             blobHash: Uint8Array;
             offset: number;
             length: number;
             static create(properties: qpq.v1.DownloadBlobRequest.$Shape): qpq.v1.DownloadBlobRequest & qpq.v1.DownloadBlobRequest.$Shape;
             static create(properties?: qpq.v1.DownloadBlobRequest.$Properties): qpq.v1.DownloadBlobRequest;
-            static encode(message: qpq.v1.DownloadBlobRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DownloadBlobRequest & qpq.v1.DownloadBlobRequest.$Shape;
+            static encode(m: qpq.v1.DownloadBlobRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DownloadBlobRequest & qpq.v1.DownloadBlobRequest.$Shape;
         }
 
         namespace DownloadBlobRequest {
@@ -267,14 +267,14 @@ export namespace qpq {
         }
 
         class DownloadBlobResponse {
-            constructor(properties?: qpq.v1.DownloadBlobResponse.$Properties);
+            constructor(p?: qpq.v1.DownloadBlobResponse.$Properties);
             $unknowns?: Uint8Array[];
             chunk: Uint8Array;
             totalSize: number;
             static create(properties: qpq.v1.DownloadBlobResponse.$Shape): qpq.v1.DownloadBlobResponse & qpq.v1.DownloadBlobResponse.$Shape;
             static create(properties?: qpq.v1.DownloadBlobResponse.$Properties): qpq.v1.DownloadBlobResponse;
-            static encode(message: qpq.v1.DownloadBlobResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DownloadBlobResponse & qpq.v1.DownloadBlobResponse.$Shape;
+            static encode(m: qpq.v1.DownloadBlobResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DownloadBlobResponse & qpq.v1.DownloadBlobResponse.$Shape;
         }
 
         namespace DownloadBlobResponse {
@@ -290,15 +290,15 @@ export namespace qpq {
         }
 
         class CreateChannelRequest {
-            constructor(properties?: qpq.v1.CreateChannelRequest.$Properties);
+            constructor(p?: qpq.v1.CreateChannelRequest.$Properties);
             $unknowns?: Uint8Array[];
             peerKey: Uint8Array;
             memberKeys: Uint8Array[];
             name: string;
             static create(properties: qpq.v1.CreateChannelRequest.$Shape): qpq.v1.CreateChannelRequest & qpq.v1.CreateChannelRequest.$Shape;
             static create(properties?: qpq.v1.CreateChannelRequest.$Properties): qpq.v1.CreateChannelRequest;
-            static encode(message: qpq.v1.CreateChannelRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.CreateChannelRequest & qpq.v1.CreateChannelRequest.$Shape;
+            static encode(m: qpq.v1.CreateChannelRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.CreateChannelRequest & qpq.v1.CreateChannelRequest.$Shape;
         }
 
         namespace CreateChannelRequest {
@@ -315,14 +315,14 @@ export namespace qpq {
         }
 
         class CreateChannelResponse {
-            constructor(properties?: qpq.v1.CreateChannelResponse.$Properties);
+            constructor(p?: qpq.v1.CreateChannelResponse.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             wasNew: boolean;
             static create(properties: qpq.v1.CreateChannelResponse.$Shape): qpq.v1.CreateChannelResponse & qpq.v1.CreateChannelResponse.$Shape;
             static create(properties?: qpq.v1.CreateChannelResponse.$Properties): qpq.v1.CreateChannelResponse;
-            static encode(message: qpq.v1.CreateChannelResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.CreateChannelResponse & qpq.v1.CreateChannelResponse.$Shape;
+            static encode(m: qpq.v1.CreateChannelResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.CreateChannelResponse & qpq.v1.CreateChannelResponse.$Shape;
         }
 
         namespace CreateChannelResponse {
@@ -338,14 +338,14 @@ export namespace qpq {
         }
 
         class Auth {
-            constructor(properties?: qpq.v1.Auth.$Properties);
+            constructor(p?: qpq.v1.Auth.$Properties);
             $unknowns?: Uint8Array[];
             accessToken: Uint8Array;
             deviceId: Uint8Array;
             static create(properties: qpq.v1.Auth.$Shape): qpq.v1.Auth & qpq.v1.Auth.$Shape;
             static create(properties?: qpq.v1.Auth.$Properties): qpq.v1.Auth;
-            static encode(message: qpq.v1.Auth.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.Auth & qpq.v1.Auth.$Shape;
+            static encode(m: qpq.v1.Auth.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.Auth & qpq.v1.Auth.$Shape;
         }
 
         namespace Auth {
@@ -361,14 +361,14 @@ export namespace qpq {
         }
 
         class ErrorResponse {
-            constructor(properties?: qpq.v1.ErrorResponse.$Properties);
+            constructor(p?: qpq.v1.ErrorResponse.$Properties);
             $unknowns?: Uint8Array[];
             message: string;
             retryAfterMs: number;
             static create(properties: qpq.v1.ErrorResponse.$Shape): qpq.v1.ErrorResponse & qpq.v1.ErrorResponse.$Shape;
             static create(properties?: qpq.v1.ErrorResponse.$Properties): qpq.v1.ErrorResponse;
-            static encode(message: qpq.v1.ErrorResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ErrorResponse & qpq.v1.ErrorResponse.$Shape;
+            static encode(m: qpq.v1.ErrorResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ErrorResponse & qpq.v1.ErrorResponse.$Shape;
         }
 
         namespace ErrorResponse {
@@ -384,14 +384,14 @@ export namespace qpq {
         }
 
         class SessionResumeRequest {
-            constructor(properties?: qpq.v1.SessionResumeRequest.$Properties);
+            constructor(p?: qpq.v1.SessionResumeRequest.$Properties);
             $unknowns?: Uint8Array[];
             accessToken: Uint8Array;
             deviceId: Uint8Array;
             static create(properties: qpq.v1.SessionResumeRequest.$Shape): qpq.v1.SessionResumeRequest & qpq.v1.SessionResumeRequest.$Shape;
             static create(properties?: qpq.v1.SessionResumeRequest.$Properties): qpq.v1.SessionResumeRequest;
-            static encode(message: qpq.v1.SessionResumeRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.SessionResumeRequest & qpq.v1.SessionResumeRequest.$Shape;
+            static encode(m: qpq.v1.SessionResumeRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.SessionResumeRequest & qpq.v1.SessionResumeRequest.$Shape;
         }
 
         namespace SessionResumeRequest {
@@ -407,14 +407,14 @@ export namespace qpq {
         }
 
         class SessionResumeResponse {
-            constructor(properties?: qpq.v1.SessionResumeResponse.$Properties);
+            constructor(p?: qpq.v1.SessionResumeResponse.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             expiresAtMs: number;
             static create(properties: qpq.v1.SessionResumeResponse.$Shape): qpq.v1.SessionResumeResponse & qpq.v1.SessionResumeResponse.$Shape;
             static create(properties?: qpq.v1.SessionResumeResponse.$Properties): qpq.v1.SessionResumeResponse;
-            static encode(message: qpq.v1.SessionResumeResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.SessionResumeResponse & qpq.v1.SessionResumeResponse.$Shape;
+            static encode(m: qpq.v1.SessionResumeResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.SessionResumeResponse & qpq.v1.SessionResumeResponse.$Shape;
         }
 
         namespace SessionResumeResponse {
@@ -430,12 +430,12 @@ export namespace qpq {
         }
 
         class DeleteAccountRequest {
-            constructor(properties?: qpq.v1.DeleteAccountRequest.$Properties);
+            constructor(p?: qpq.v1.DeleteAccountRequest.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.DeleteAccountRequest.$Shape): qpq.v1.DeleteAccountRequest & qpq.v1.DeleteAccountRequest.$Shape;
             static create(properties?: qpq.v1.DeleteAccountRequest.$Properties): qpq.v1.DeleteAccountRequest;
-            static encode(message: qpq.v1.DeleteAccountRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DeleteAccountRequest & qpq.v1.DeleteAccountRequest.$Shape;
+            static encode(m: qpq.v1.DeleteAccountRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DeleteAccountRequest & qpq.v1.DeleteAccountRequest.$Shape;
         }
 
         namespace DeleteAccountRequest {
@@ -449,13 +449,13 @@ export namespace qpq {
         }
 
         class DeleteAccountResponse {
-            constructor(properties?: qpq.v1.DeleteAccountResponse.$Properties);
+            constructor(p?: qpq.v1.DeleteAccountResponse.$Properties);
             $unknowns?: Uint8Array[];
             success: boolean;
             static create(properties: qpq.v1.DeleteAccountResponse.$Shape): qpq.v1.DeleteAccountResponse & qpq.v1.DeleteAccountResponse.$Shape;
             static create(properties?: qpq.v1.DeleteAccountResponse.$Properties): qpq.v1.DeleteAccountResponse;
-            static encode(message: qpq.v1.DeleteAccountResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DeleteAccountResponse & qpq.v1.DeleteAccountResponse.$Shape;
+            static encode(m: qpq.v1.DeleteAccountResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DeleteAccountResponse & qpq.v1.DeleteAccountResponse.$Shape;
         }
 
         namespace DeleteAccountResponse {
@@ -470,14 +470,14 @@ export namespace qpq {
         }
 
         class Envelope {
-            constructor(properties?: qpq.v1.Envelope.$Properties);
+            constructor(p?: qpq.v1.Envelope.$Properties);
             $unknowns?: Uint8Array[];
             seq: number;
             data: Uint8Array;
             static create(properties: qpq.v1.Envelope.$Shape): qpq.v1.Envelope & qpq.v1.Envelope.$Shape;
             static create(properties?: qpq.v1.Envelope.$Properties): qpq.v1.Envelope;
-            static encode(message: qpq.v1.Envelope.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.Envelope & qpq.v1.Envelope.$Shape;
+            static encode(m: qpq.v1.Envelope.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.Envelope & qpq.v1.Envelope.$Shape;
         }
 
         namespace Envelope {
@@ -493,7 +493,7 @@ export namespace qpq {
         }
 
         class EnqueueRequest {
-            constructor(properties?: qpq.v1.EnqueueRequest.$Properties);
+            constructor(p?: qpq.v1.EnqueueRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             payload: Uint8Array;
@@ -502,8 +502,8 @@ export namespace qpq {
             messageId: Uint8Array;
             static create(properties: qpq.v1.EnqueueRequest.$Shape): qpq.v1.EnqueueRequest & qpq.v1.EnqueueRequest.$Shape;
             static create(properties?: qpq.v1.EnqueueRequest.$Properties): qpq.v1.EnqueueRequest;
-            static encode(message: qpq.v1.EnqueueRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.EnqueueRequest & qpq.v1.EnqueueRequest.$Shape;
+            static encode(m: qpq.v1.EnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.EnqueueRequest & qpq.v1.EnqueueRequest.$Shape;
         }
 
         namespace EnqueueRequest {
@@ -522,15 +522,15 @@ export namespace qpq {
         }
 
         class EnqueueResponse {
-            constructor(properties?: qpq.v1.EnqueueResponse.$Properties);
+            constructor(p?: qpq.v1.EnqueueResponse.$Properties);
             $unknowns?: Uint8Array[];
             seq: number;
             deliveryProof: Uint8Array;
             duplicate: boolean;
             static create(properties: qpq.v1.EnqueueResponse.$Shape): qpq.v1.EnqueueResponse & qpq.v1.EnqueueResponse.$Shape;
             static create(properties?: qpq.v1.EnqueueResponse.$Properties): qpq.v1.EnqueueResponse;
-            static encode(message: qpq.v1.EnqueueResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.EnqueueResponse & qpq.v1.EnqueueResponse.$Shape;
+            static encode(m: qpq.v1.EnqueueResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.EnqueueResponse & qpq.v1.EnqueueResponse.$Shape;
         }
 
         namespace EnqueueResponse {
@@ -547,7 +547,7 @@ export namespace qpq {
         }
 
         class FetchRequest {
-            constructor(properties?: qpq.v1.FetchRequest.$Properties);
+            constructor(p?: qpq.v1.FetchRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             channelId: Uint8Array;
@@ -555,8 +555,8 @@ export namespace qpq {
             deviceId: Uint8Array;
             static create(properties: qpq.v1.FetchRequest.$Shape): qpq.v1.FetchRequest & qpq.v1.FetchRequest.$Shape;
             static create(properties?: qpq.v1.FetchRequest.$Properties): qpq.v1.FetchRequest;
-            static encode(message: qpq.v1.FetchRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchRequest & qpq.v1.FetchRequest.$Shape;
+            static encode(m: qpq.v1.FetchRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchRequest & qpq.v1.FetchRequest.$Shape;
         }
 
         namespace FetchRequest {
@@ -574,13 +574,13 @@ export namespace qpq {
         }
 
         class FetchResponse {
-            constructor(properties?: qpq.v1.FetchResponse.$Properties);
+            constructor(p?: qpq.v1.FetchResponse.$Properties);
             $unknowns?: Uint8Array[];
             payloads: qpq.v1.Envelope.$Properties[];
             static create(properties: qpq.v1.FetchResponse.$Shape): qpq.v1.FetchResponse & qpq.v1.FetchResponse.$Shape;
             static create(properties?: qpq.v1.FetchResponse.$Properties): qpq.v1.FetchResponse;
-            static encode(message: qpq.v1.FetchResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchResponse & qpq.v1.FetchResponse.$Shape;
+            static encode(m: qpq.v1.FetchResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchResponse & qpq.v1.FetchResponse.$Shape;
         }
 
         namespace FetchResponse {
@@ -595,7 +595,7 @@ export namespace qpq {
         }
 
         class FetchWaitRequest {
-            constructor(properties?: qpq.v1.FetchWaitRequest.$Properties);
+            constructor(p?: qpq.v1.FetchWaitRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             channelId: Uint8Array;
@@ -604,8 +604,8 @@ export namespace qpq {
             deviceId: Uint8Array;
             static create(properties: qpq.v1.FetchWaitRequest.$Shape): qpq.v1.FetchWaitRequest & qpq.v1.FetchWaitRequest.$Shape;
             static create(properties?: qpq.v1.FetchWaitRequest.$Properties): qpq.v1.FetchWaitRequest;
-            static encode(message: qpq.v1.FetchWaitRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchWaitRequest & qpq.v1.FetchWaitRequest.$Shape;
+            static encode(m: qpq.v1.FetchWaitRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchWaitRequest & qpq.v1.FetchWaitRequest.$Shape;
         }
 
         namespace FetchWaitRequest {
@@ -624,13 +624,13 @@ export namespace qpq {
         }
 
         class FetchWaitResponse {
-            constructor(properties?: qpq.v1.FetchWaitResponse.$Properties);
+            constructor(p?: qpq.v1.FetchWaitResponse.$Properties);
             $unknowns?: Uint8Array[];
             payloads: qpq.v1.Envelope.$Properties[];
             static create(properties: qpq.v1.FetchWaitResponse.$Shape): qpq.v1.FetchWaitResponse & qpq.v1.FetchWaitResponse.$Shape;
             static create(properties?: qpq.v1.FetchWaitResponse.$Properties): qpq.v1.FetchWaitResponse;
-            static encode(message: qpq.v1.FetchWaitResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchWaitResponse & qpq.v1.FetchWaitResponse.$Shape;
+            static encode(m: qpq.v1.FetchWaitResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchWaitResponse & qpq.v1.FetchWaitResponse.$Shape;
         }
 
         namespace FetchWaitResponse {
@@ -645,7 +645,7 @@ export namespace qpq {
         }
 
         class PeekRequest {
-            constructor(properties?: qpq.v1.PeekRequest.$Properties);
+            constructor(p?: qpq.v1.PeekRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             channelId: Uint8Array;
@@ -653,8 +653,8 @@ export namespace qpq {
             deviceId: Uint8Array;
             static create(properties: qpq.v1.PeekRequest.$Shape): qpq.v1.PeekRequest & qpq.v1.PeekRequest.$Shape;
             static create(properties?: qpq.v1.PeekRequest.$Properties): qpq.v1.PeekRequest;
-            static encode(message: qpq.v1.PeekRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PeekRequest & qpq.v1.PeekRequest.$Shape;
+            static encode(m: qpq.v1.PeekRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PeekRequest & qpq.v1.PeekRequest.$Shape;
         }
 
         namespace PeekRequest {
@@ -672,13 +672,13 @@ export namespace qpq {
         }
 
         class PeekResponse {
-            constructor(properties?: qpq.v1.PeekResponse.$Properties);
+            constructor(p?: qpq.v1.PeekResponse.$Properties);
             $unknowns?: Uint8Array[];
             payloads: qpq.v1.Envelope.$Properties[];
             static create(properties: qpq.v1.PeekResponse.$Shape): qpq.v1.PeekResponse & qpq.v1.PeekResponse.$Shape;
             static create(properties?: qpq.v1.PeekResponse.$Properties): qpq.v1.PeekResponse;
-            static encode(message: qpq.v1.PeekResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PeekResponse & qpq.v1.PeekResponse.$Shape;
+            static encode(m: qpq.v1.PeekResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PeekResponse & qpq.v1.PeekResponse.$Shape;
         }
 
         namespace PeekResponse {
@@ -693,7 +693,7 @@ export namespace qpq {
         }
 
         class AckRequest {
-            constructor(properties?: qpq.v1.AckRequest.$Properties);
+            constructor(p?: qpq.v1.AckRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             channelId: Uint8Array;
@@ -701,8 +701,8 @@ export namespace qpq {
             deviceId: Uint8Array;
             static create(properties: qpq.v1.AckRequest.$Shape): qpq.v1.AckRequest & qpq.v1.AckRequest.$Shape;
             static create(properties?: qpq.v1.AckRequest.$Properties): qpq.v1.AckRequest;
-            static encode(message: qpq.v1.AckRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.AckRequest & qpq.v1.AckRequest.$Shape;
+            static encode(m: qpq.v1.AckRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.AckRequest & qpq.v1.AckRequest.$Shape;
         }
 
         namespace AckRequest {
@@ -720,12 +720,12 @@ export namespace qpq {
         }
 
         class AckResponse {
-            constructor(properties?: qpq.v1.AckResponse.$Properties);
+            constructor(p?: qpq.v1.AckResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.AckResponse.$Shape): qpq.v1.AckResponse & qpq.v1.AckResponse.$Shape;
             static create(properties?: qpq.v1.AckResponse.$Properties): qpq.v1.AckResponse;
-            static encode(message: qpq.v1.AckResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.AckResponse & qpq.v1.AckResponse.$Shape;
+            static encode(m: qpq.v1.AckResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.AckResponse & qpq.v1.AckResponse.$Shape;
         }
 
         namespace AckResponse {
@@ -739,7 +739,7 @@ export namespace qpq {
         }
 
         class BatchEnqueueRequest {
-            constructor(properties?: qpq.v1.BatchEnqueueRequest.$Properties);
+            constructor(p?: qpq.v1.BatchEnqueueRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKeys: Uint8Array[];
             payload: Uint8Array;
@@ -748,8 +748,8 @@ export namespace qpq {
             messageId: Uint8Array;
             static create(properties: qpq.v1.BatchEnqueueRequest.$Shape): qpq.v1.BatchEnqueueRequest & qpq.v1.BatchEnqueueRequest.$Shape;
             static create(properties?: qpq.v1.BatchEnqueueRequest.$Properties): qpq.v1.BatchEnqueueRequest;
-            static encode(message: qpq.v1.BatchEnqueueRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.BatchEnqueueRequest & qpq.v1.BatchEnqueueRequest.$Shape;
+            static encode(m: qpq.v1.BatchEnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.BatchEnqueueRequest & qpq.v1.BatchEnqueueRequest.$Shape;
         }
 
         namespace BatchEnqueueRequest {
@@ -768,13 +768,13 @@ export namespace qpq {
         }
 
         class BatchEnqueueResponse {
-            constructor(properties?: qpq.v1.BatchEnqueueResponse.$Properties);
+            constructor(p?: qpq.v1.BatchEnqueueResponse.$Properties);
             $unknowns?: Uint8Array[];
             seqs: number[];
             static create(properties: qpq.v1.BatchEnqueueResponse.$Shape): qpq.v1.BatchEnqueueResponse & qpq.v1.BatchEnqueueResponse.$Shape;
             static create(properties?: qpq.v1.BatchEnqueueResponse.$Properties): qpq.v1.BatchEnqueueResponse;
-            static encode(message: qpq.v1.BatchEnqueueResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.BatchEnqueueResponse & qpq.v1.BatchEnqueueResponse.$Shape;
+            static encode(m: qpq.v1.BatchEnqueueResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.BatchEnqueueResponse & qpq.v1.BatchEnqueueResponse.$Shape;
         }
 
         namespace BatchEnqueueResponse {
@@ -789,7 +789,7 @@ export namespace qpq {
         }
 
         class Device {
-            constructor(properties?: qpq.v1.Device.$Properties);
+            constructor(p?: qpq.v1.Device.$Properties);
             $unknowns?: Uint8Array[];
             deviceId: Uint8Array;
             name: string;
@@ -797,8 +797,8 @@ export namespace qpq {
             lastSeenMs: number;
             static create(properties: qpq.v1.Device.$Shape): qpq.v1.Device & qpq.v1.Device.$Shape;
             static create(properties?: qpq.v1.Device.$Properties): qpq.v1.Device;
-            static encode(message: qpq.v1.Device.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.Device & qpq.v1.Device.$Shape;
+            static encode(m: qpq.v1.Device.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.Device & qpq.v1.Device.$Shape;
         }
 
         namespace Device {
@@ -816,14 +816,14 @@ export namespace qpq {
         }
 
         class RegisterDeviceRequest {
-            constructor(properties?: qpq.v1.RegisterDeviceRequest.$Properties);
+            constructor(p?: qpq.v1.RegisterDeviceRequest.$Properties);
             $unknowns?: Uint8Array[];
             deviceId: Uint8Array;
             name: string;
             static create(properties: qpq.v1.RegisterDeviceRequest.$Shape): qpq.v1.RegisterDeviceRequest & qpq.v1.RegisterDeviceRequest.$Shape;
             static create(properties?: qpq.v1.RegisterDeviceRequest.$Properties): qpq.v1.RegisterDeviceRequest;
-            static encode(message: qpq.v1.RegisterDeviceRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RegisterDeviceRequest & qpq.v1.RegisterDeviceRequest.$Shape;
+            static encode(m: qpq.v1.RegisterDeviceRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RegisterDeviceRequest & qpq.v1.RegisterDeviceRequest.$Shape;
         }
 
         namespace RegisterDeviceRequest {
@@ -839,13 +839,13 @@ export namespace qpq {
         }
 
         class RegisterDeviceResponse {
-            constructor(properties?: qpq.v1.RegisterDeviceResponse.$Properties);
+            constructor(p?: qpq.v1.RegisterDeviceResponse.$Properties);
             $unknowns?: Uint8Array[];
             wasNew: boolean;
             static create(properties: qpq.v1.RegisterDeviceResponse.$Shape): qpq.v1.RegisterDeviceResponse & qpq.v1.RegisterDeviceResponse.$Shape;
             static create(properties?: qpq.v1.RegisterDeviceResponse.$Properties): qpq.v1.RegisterDeviceResponse;
-            static encode(message: qpq.v1.RegisterDeviceResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RegisterDeviceResponse & qpq.v1.RegisterDeviceResponse.$Shape;
+            static encode(m: qpq.v1.RegisterDeviceResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RegisterDeviceResponse & qpq.v1.RegisterDeviceResponse.$Shape;
         }
 
         namespace RegisterDeviceResponse {
@@ -860,12 +860,12 @@ export namespace qpq {
         }
 
         class ListDevicesRequest {
-            constructor(properties?: qpq.v1.ListDevicesRequest.$Properties);
+            constructor(p?: qpq.v1.ListDevicesRequest.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.ListDevicesRequest.$Shape): qpq.v1.ListDevicesRequest & qpq.v1.ListDevicesRequest.$Shape;
             static create(properties?: qpq.v1.ListDevicesRequest.$Properties): qpq.v1.ListDevicesRequest;
-            static encode(message: qpq.v1.ListDevicesRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListDevicesRequest & qpq.v1.ListDevicesRequest.$Shape;
+            static encode(m: qpq.v1.ListDevicesRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListDevicesRequest & qpq.v1.ListDevicesRequest.$Shape;
         }
 
         namespace ListDevicesRequest {
@@ -879,13 +879,13 @@ export namespace qpq {
         }
 
         class ListDevicesResponse {
-            constructor(properties?: qpq.v1.ListDevicesResponse.$Properties);
+            constructor(p?: qpq.v1.ListDevicesResponse.$Properties);
             $unknowns?: Uint8Array[];
             devices: qpq.v1.Device.$Properties[];
             static create(properties: qpq.v1.ListDevicesResponse.$Shape): qpq.v1.ListDevicesResponse & qpq.v1.ListDevicesResponse.$Shape;
             static create(properties?: qpq.v1.ListDevicesResponse.$Properties): qpq.v1.ListDevicesResponse;
-            static encode(message: qpq.v1.ListDevicesResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListDevicesResponse & qpq.v1.ListDevicesResponse.$Shape;
+            static encode(m: qpq.v1.ListDevicesResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListDevicesResponse & qpq.v1.ListDevicesResponse.$Shape;
         }
 
         namespace ListDevicesResponse {
@@ -900,13 +900,13 @@ export namespace qpq {
         }
 
         class RevokeDeviceRequest {
-            constructor(properties?: qpq.v1.RevokeDeviceRequest.$Properties);
+            constructor(p?: qpq.v1.RevokeDeviceRequest.$Properties);
             $unknowns?: Uint8Array[];
             deviceId: Uint8Array;
             static create(properties: qpq.v1.RevokeDeviceRequest.$Shape): qpq.v1.RevokeDeviceRequest & qpq.v1.RevokeDeviceRequest.$Shape;
             static create(properties?: qpq.v1.RevokeDeviceRequest.$Properties): qpq.v1.RevokeDeviceRequest;
-            static encode(message: qpq.v1.RevokeDeviceRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RevokeDeviceRequest & qpq.v1.RevokeDeviceRequest.$Shape;
+            static encode(m: qpq.v1.RevokeDeviceRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RevokeDeviceRequest & qpq.v1.RevokeDeviceRequest.$Shape;
         }
 
         namespace RevokeDeviceRequest {
@@ -921,12 +921,12 @@ export namespace qpq {
         }
 
         class RevokeDeviceResponse {
-            constructor(properties?: qpq.v1.RevokeDeviceResponse.$Properties);
+            constructor(p?: qpq.v1.RevokeDeviceResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.RevokeDeviceResponse.$Shape): qpq.v1.RevokeDeviceResponse & qpq.v1.RevokeDeviceResponse.$Shape;
             static create(properties?: qpq.v1.RevokeDeviceResponse.$Properties): qpq.v1.RevokeDeviceResponse;
-            static encode(message: qpq.v1.RevokeDeviceResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RevokeDeviceResponse & qpq.v1.RevokeDeviceResponse.$Shape;
+            static encode(m: qpq.v1.RevokeDeviceResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RevokeDeviceResponse & qpq.v1.RevokeDeviceResponse.$Shape;
         }
 
         namespace RevokeDeviceResponse {
@@ -940,15 +940,15 @@ export namespace qpq {
         }
 
         class RegisterPushTokenRequest {
-            constructor(properties?: qpq.v1.RegisterPushTokenRequest.$Properties);
+            constructor(p?: qpq.v1.RegisterPushTokenRequest.$Properties);
             $unknowns?: Uint8Array[];
             deviceId: Uint8Array;
             platform: string;
             token: Uint8Array;
             static create(properties: qpq.v1.RegisterPushTokenRequest.$Shape): qpq.v1.RegisterPushTokenRequest & qpq.v1.RegisterPushTokenRequest.$Shape;
             static create(properties?: qpq.v1.RegisterPushTokenRequest.$Properties): qpq.v1.RegisterPushTokenRequest;
-            static encode(message: qpq.v1.RegisterPushTokenRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RegisterPushTokenRequest & qpq.v1.RegisterPushTokenRequest.$Shape;
+            static encode(m: qpq.v1.RegisterPushTokenRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RegisterPushTokenRequest & qpq.v1.RegisterPushTokenRequest.$Shape;
         }
 
         namespace RegisterPushTokenRequest {
@@ -965,12 +965,12 @@ export namespace qpq {
         }
 
         class RegisterPushTokenResponse {
-            constructor(properties?: qpq.v1.RegisterPushTokenResponse.$Properties);
+            constructor(p?: qpq.v1.RegisterPushTokenResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.RegisterPushTokenResponse.$Shape): qpq.v1.RegisterPushTokenResponse & qpq.v1.RegisterPushTokenResponse.$Shape;
             static create(properties?: qpq.v1.RegisterPushTokenResponse.$Properties): qpq.v1.RegisterPushTokenResponse;
-            static encode(message: qpq.v1.RegisterPushTokenResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RegisterPushTokenResponse & qpq.v1.RegisterPushTokenResponse.$Shape;
+            static encode(m: qpq.v1.RegisterPushTokenResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RegisterPushTokenResponse & qpq.v1.RegisterPushTokenResponse.$Shape;
         }
 
         namespace RegisterPushTokenResponse {
@@ -984,7 +984,7 @@ export namespace qpq {
         }
 
         class RelayEnqueueRequest {
-            constructor(properties?: qpq.v1.RelayEnqueueRequest.$Properties);
+            constructor(p?: qpq.v1.RelayEnqueueRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             payload: Uint8Array;
@@ -994,8 +994,8 @@ export namespace qpq {
             originDomain: string;
             static create(properties: qpq.v1.RelayEnqueueRequest.$Shape): qpq.v1.RelayEnqueueRequest & qpq.v1.RelayEnqueueRequest.$Shape;
             static create(properties?: qpq.v1.RelayEnqueueRequest.$Properties): qpq.v1.RelayEnqueueRequest;
-            static encode(message: qpq.v1.RelayEnqueueRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RelayEnqueueRequest & qpq.v1.RelayEnqueueRequest.$Shape;
+            static encode(m: qpq.v1.RelayEnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayEnqueueRequest & qpq.v1.RelayEnqueueRequest.$Shape;
         }
 
         namespace RelayEnqueueRequest {
@@ -1015,14 +1015,14 @@ export namespace qpq {
         }
 
         class RelayEnqueueResponse {
-            constructor(properties?: qpq.v1.RelayEnqueueResponse.$Properties);
+            constructor(p?: qpq.v1.RelayEnqueueResponse.$Properties);
             $unknowns?: Uint8Array[];
             seq: number;
             duplicate: boolean;
             static create(properties: qpq.v1.RelayEnqueueResponse.$Shape): qpq.v1.RelayEnqueueResponse & qpq.v1.RelayEnqueueResponse.$Shape;
             static create(properties?: qpq.v1.RelayEnqueueResponse.$Properties): qpq.v1.RelayEnqueueResponse;
-            static encode(message: qpq.v1.RelayEnqueueResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RelayEnqueueResponse & qpq.v1.RelayEnqueueResponse.$Shape;
+            static encode(m: qpq.v1.RelayEnqueueResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayEnqueueResponse & qpq.v1.RelayEnqueueResponse.$Shape;
         }
 
         namespace RelayEnqueueResponse {
@@ -1038,7 +1038,7 @@ export namespace qpq {
         }
 
         class RelayBatchEnqueueRequest {
-            constructor(properties?: qpq.v1.RelayBatchEnqueueRequest.$Properties);
+            constructor(p?: qpq.v1.RelayBatchEnqueueRequest.$Properties);
             $unknowns?: Uint8Array[];
             recipientKeys: Uint8Array[];
             payload: Uint8Array;
@@ -1048,8 +1048,8 @@ export namespace qpq {
             originDomain: string;
             static create(properties: qpq.v1.RelayBatchEnqueueRequest.$Shape): qpq.v1.RelayBatchEnqueueRequest & qpq.v1.RelayBatchEnqueueRequest.$Shape;
             static create(properties?: qpq.v1.RelayBatchEnqueueRequest.$Properties): qpq.v1.RelayBatchEnqueueRequest;
-            static encode(message: qpq.v1.RelayBatchEnqueueRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RelayBatchEnqueueRequest & qpq.v1.RelayBatchEnqueueRequest.$Shape;
+            static encode(m: qpq.v1.RelayBatchEnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBatchEnqueueRequest & qpq.v1.RelayBatchEnqueueRequest.$Shape;
         }
 
         namespace RelayBatchEnqueueRequest {
@@ -1069,13 +1069,13 @@ export namespace qpq {
         }
 
         class RelayBatchEnqueueResponse {
-            constructor(properties?: qpq.v1.RelayBatchEnqueueResponse.$Properties);
+            constructor(p?: qpq.v1.RelayBatchEnqueueResponse.$Properties);
             $unknowns?: Uint8Array[];
             seqs: number[];
             static create(properties: qpq.v1.RelayBatchEnqueueResponse.$Shape): qpq.v1.RelayBatchEnqueueResponse & qpq.v1.RelayBatchEnqueueResponse.$Shape;
             static create(properties?: qpq.v1.RelayBatchEnqueueResponse.$Properties): qpq.v1.RelayBatchEnqueueResponse;
-            static encode(message: qpq.v1.RelayBatchEnqueueResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RelayBatchEnqueueResponse & qpq.v1.RelayBatchEnqueueResponse.$Shape;
+            static encode(m: qpq.v1.RelayBatchEnqueueResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBatchEnqueueResponse & qpq.v1.RelayBatchEnqueueResponse.$Shape;
         }
 
         namespace RelayBatchEnqueueResponse {
@@ -1090,13 +1090,13 @@ export namespace qpq {
         }
 
         class ProxyFetchKeyPackageRequest {
-            constructor(properties?: qpq.v1.ProxyFetchKeyPackageRequest.$Properties);
+            constructor(p?: qpq.v1.ProxyFetchKeyPackageRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.ProxyFetchKeyPackageRequest.$Shape): qpq.v1.ProxyFetchKeyPackageRequest & qpq.v1.ProxyFetchKeyPackageRequest.$Shape;
             static create(properties?: qpq.v1.ProxyFetchKeyPackageRequest.$Properties): qpq.v1.ProxyFetchKeyPackageRequest;
-            static encode(message: qpq.v1.ProxyFetchKeyPackageRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyFetchKeyPackageRequest & qpq.v1.ProxyFetchKeyPackageRequest.$Shape;
+            static encode(m: qpq.v1.ProxyFetchKeyPackageRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyFetchKeyPackageRequest & qpq.v1.ProxyFetchKeyPackageRequest.$Shape;
         }
 
         namespace ProxyFetchKeyPackageRequest {
@@ -1111,13 +1111,13 @@ export namespace qpq {
         }
 
         class ProxyFetchKeyPackageResponse {
-            constructor(properties?: qpq.v1.ProxyFetchKeyPackageResponse.$Properties);
+            constructor(p?: qpq.v1.ProxyFetchKeyPackageResponse.$Properties);
             $unknowns?: Uint8Array[];
             package: Uint8Array;
             static create(properties: qpq.v1.ProxyFetchKeyPackageResponse.$Shape): qpq.v1.ProxyFetchKeyPackageResponse & qpq.v1.ProxyFetchKeyPackageResponse.$Shape;
             static create(properties?: qpq.v1.ProxyFetchKeyPackageResponse.$Properties): qpq.v1.ProxyFetchKeyPackageResponse;
-            static encode(message: qpq.v1.ProxyFetchKeyPackageResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyFetchKeyPackageResponse & qpq.v1.ProxyFetchKeyPackageResponse.$Shape;
+            static encode(m: qpq.v1.ProxyFetchKeyPackageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyFetchKeyPackageResponse & qpq.v1.ProxyFetchKeyPackageResponse.$Shape;
         }
 
         namespace ProxyFetchKeyPackageResponse {
@@ -1132,13 +1132,13 @@ export namespace qpq {
         }
 
         class ProxyFetchHybridKeyRequest {
-            constructor(properties?: qpq.v1.ProxyFetchHybridKeyRequest.$Properties);
+            constructor(p?: qpq.v1.ProxyFetchHybridKeyRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.ProxyFetchHybridKeyRequest.$Shape): qpq.v1.ProxyFetchHybridKeyRequest & qpq.v1.ProxyFetchHybridKeyRequest.$Shape;
             static create(properties?: qpq.v1.ProxyFetchHybridKeyRequest.$Properties): qpq.v1.ProxyFetchHybridKeyRequest;
-            static encode(message: qpq.v1.ProxyFetchHybridKeyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyFetchHybridKeyRequest & qpq.v1.ProxyFetchHybridKeyRequest.$Shape;
+            static encode(m: qpq.v1.ProxyFetchHybridKeyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyFetchHybridKeyRequest & qpq.v1.ProxyFetchHybridKeyRequest.$Shape;
         }
 
         namespace ProxyFetchHybridKeyRequest {
@@ -1153,13 +1153,13 @@ export namespace qpq {
         }
 
         class ProxyFetchHybridKeyResponse {
-            constructor(properties?: qpq.v1.ProxyFetchHybridKeyResponse.$Properties);
+            constructor(p?: qpq.v1.ProxyFetchHybridKeyResponse.$Properties);
             $unknowns?: Uint8Array[];
             hybridPublicKey: Uint8Array;
             static create(properties: qpq.v1.ProxyFetchHybridKeyResponse.$Shape): qpq.v1.ProxyFetchHybridKeyResponse & qpq.v1.ProxyFetchHybridKeyResponse.$Shape;
             static create(properties?: qpq.v1.ProxyFetchHybridKeyResponse.$Properties): qpq.v1.ProxyFetchHybridKeyResponse;
-            static encode(message: qpq.v1.ProxyFetchHybridKeyResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyFetchHybridKeyResponse & qpq.v1.ProxyFetchHybridKeyResponse.$Shape;
+            static encode(m: qpq.v1.ProxyFetchHybridKeyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyFetchHybridKeyResponse & qpq.v1.ProxyFetchHybridKeyResponse.$Shape;
         }
 
         namespace ProxyFetchHybridKeyResponse {
@@ -1174,13 +1174,13 @@ export namespace qpq {
         }
 
         class ProxyResolveUserRequest {
-            constructor(properties?: qpq.v1.ProxyResolveUserRequest.$Properties);
+            constructor(p?: qpq.v1.ProxyResolveUserRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             static create(properties: qpq.v1.ProxyResolveUserRequest.$Shape): qpq.v1.ProxyResolveUserRequest & qpq.v1.ProxyResolveUserRequest.$Shape;
             static create(properties?: qpq.v1.ProxyResolveUserRequest.$Properties): qpq.v1.ProxyResolveUserRequest;
-            static encode(message: qpq.v1.ProxyResolveUserRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyResolveUserRequest & qpq.v1.ProxyResolveUserRequest.$Shape;
+            static encode(m: qpq.v1.ProxyResolveUserRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyResolveUserRequest & qpq.v1.ProxyResolveUserRequest.$Shape;
         }
 
         namespace ProxyResolveUserRequest {
@@ -1195,14 +1195,14 @@ export namespace qpq {
         }
 
         class ProxyResolveUserResponse {
-            constructor(properties?: qpq.v1.ProxyResolveUserResponse.$Properties);
+            constructor(p?: qpq.v1.ProxyResolveUserResponse.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             proof: Uint8Array;
             static create(properties: qpq.v1.ProxyResolveUserResponse.$Shape): qpq.v1.ProxyResolveUserResponse & qpq.v1.ProxyResolveUserResponse.$Shape;
             static create(properties?: qpq.v1.ProxyResolveUserResponse.$Properties): qpq.v1.ProxyResolveUserResponse;
-            static encode(message: qpq.v1.ProxyResolveUserResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ProxyResolveUserResponse & qpq.v1.ProxyResolveUserResponse.$Shape;
+            static encode(m: qpq.v1.ProxyResolveUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ProxyResolveUserResponse & qpq.v1.ProxyResolveUserResponse.$Shape;
         }
 
         namespace ProxyResolveUserResponse {
@@ -1218,13 +1218,13 @@ export namespace qpq {
         }
 
         class FederationHealthRequest {
-            constructor(properties?: qpq.v1.FederationHealthRequest.$Properties);
+            constructor(p?: qpq.v1.FederationHealthRequest.$Properties);
             $unknowns?: Uint8Array[];
             originDomain: string;
             static create(properties: qpq.v1.FederationHealthRequest.$Shape): qpq.v1.FederationHealthRequest & qpq.v1.FederationHealthRequest.$Shape;
             static create(properties?: qpq.v1.FederationHealthRequest.$Properties): qpq.v1.FederationHealthRequest;
-            static encode(message: qpq.v1.FederationHealthRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FederationHealthRequest & qpq.v1.FederationHealthRequest.$Shape;
+            static encode(m: qpq.v1.FederationHealthRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FederationHealthRequest & qpq.v1.FederationHealthRequest.$Shape;
         }
 
         namespace FederationHealthRequest {
@@ -1239,15 +1239,15 @@ export namespace qpq {
         }
 
         class FederationHealthResponse {
-            constructor(properties?: qpq.v1.FederationHealthResponse.$Properties);
+            constructor(p?: qpq.v1.FederationHealthResponse.$Properties);
             $unknowns?: Uint8Array[];
             status: string;
             domain: string;
             uptimeSecs: number;
             static create(properties: qpq.v1.FederationHealthResponse.$Shape): qpq.v1.FederationHealthResponse & qpq.v1.FederationHealthResponse.$Shape;
             static create(properties?: qpq.v1.FederationHealthResponse.$Properties): qpq.v1.FederationHealthResponse;
-            static encode(message: qpq.v1.FederationHealthResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FederationHealthResponse & qpq.v1.FederationHealthResponse.$Shape;
+            static encode(m: qpq.v1.FederationHealthResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FederationHealthResponse & qpq.v1.FederationHealthResponse.$Shape;
         }
 
         namespace FederationHealthResponse {
@@ -1264,15 +1264,15 @@ export namespace qpq {
         }
 
         class GroupMember {
-            constructor(properties?: qpq.v1.GroupMember.$Properties);
+            constructor(p?: qpq.v1.GroupMember.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             role: string;
             joinedAtMs: number;
             static create(properties: qpq.v1.GroupMember.$Shape): qpq.v1.GroupMember & qpq.v1.GroupMember.$Shape;
             static create(properties?: qpq.v1.GroupMember.$Properties): qpq.v1.GroupMember;
-            static encode(message: qpq.v1.GroupMember.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.GroupMember & qpq.v1.GroupMember.$Shape;
+            static encode(m: qpq.v1.GroupMember.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.GroupMember & qpq.v1.GroupMember.$Shape;
         }
 
         namespace GroupMember {
@@ -1289,14 +1289,14 @@ export namespace qpq {
         }
 
         class RemoveMemberRequest {
-            constructor(properties?: qpq.v1.RemoveMemberRequest.$Properties);
+            constructor(p?: qpq.v1.RemoveMemberRequest.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             memberKey: Uint8Array;
             static create(properties: qpq.v1.RemoveMemberRequest.$Shape): qpq.v1.RemoveMemberRequest & qpq.v1.RemoveMemberRequest.$Shape;
             static create(properties?: qpq.v1.RemoveMemberRequest.$Properties): qpq.v1.RemoveMemberRequest;
-            static encode(message: qpq.v1.RemoveMemberRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RemoveMemberRequest & qpq.v1.RemoveMemberRequest.$Shape;
+            static encode(m: qpq.v1.RemoveMemberRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RemoveMemberRequest & qpq.v1.RemoveMemberRequest.$Shape;
         }
 
         namespace RemoveMemberRequest {
@@ -1312,12 +1312,12 @@ export namespace qpq {
         }
 
         class RemoveMemberResponse {
-            constructor(properties?: qpq.v1.RemoveMemberResponse.$Properties);
+            constructor(p?: qpq.v1.RemoveMemberResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.RemoveMemberResponse.$Shape): qpq.v1.RemoveMemberResponse & qpq.v1.RemoveMemberResponse.$Shape;
             static create(properties?: qpq.v1.RemoveMemberResponse.$Properties): qpq.v1.RemoveMemberResponse;
-            static encode(message: qpq.v1.RemoveMemberResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RemoveMemberResponse & qpq.v1.RemoveMemberResponse.$Shape;
+            static encode(m: qpq.v1.RemoveMemberResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RemoveMemberResponse & qpq.v1.RemoveMemberResponse.$Shape;
         }
 
         namespace RemoveMemberResponse {
@@ -1331,13 +1331,13 @@ export namespace qpq {
         }
 
         class GroupSettings {
-            constructor(properties?: qpq.v1.GroupSettings.$Properties);
+            constructor(p?: qpq.v1.GroupSettings.$Properties);
             $unknowns?: Uint8Array[];
             defaultTtlSecs: number;
             static create(properties: qpq.v1.GroupSettings.$Shape): qpq.v1.GroupSettings & qpq.v1.GroupSettings.$Shape;
             static create(properties?: qpq.v1.GroupSettings.$Properties): qpq.v1.GroupSettings;
-            static encode(message: qpq.v1.GroupSettings.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.GroupSettings & qpq.v1.GroupSettings.$Shape;
+            static encode(m: qpq.v1.GroupSettings.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.GroupSettings & qpq.v1.GroupSettings.$Shape;
         }
 
         namespace GroupSettings {
@@ -1352,7 +1352,7 @@ export namespace qpq {
         }
 
         class UpdateGroupMetadataRequest {
-            constructor(properties?: qpq.v1.UpdateGroupMetadataRequest.$Properties);
+            constructor(p?: qpq.v1.UpdateGroupMetadataRequest.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             name: string;
@@ -1360,8 +1360,8 @@ export namespace qpq {
             settings?: (qpq.v1.GroupSettings.$Properties|null);
             static create(properties: qpq.v1.UpdateGroupMetadataRequest.$Shape): qpq.v1.UpdateGroupMetadataRequest & qpq.v1.UpdateGroupMetadataRequest.$Shape;
             static create(properties?: qpq.v1.UpdateGroupMetadataRequest.$Properties): qpq.v1.UpdateGroupMetadataRequest;
-            static encode(message: qpq.v1.UpdateGroupMetadataRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UpdateGroupMetadataRequest & qpq.v1.UpdateGroupMetadataRequest.$Shape;
+            static encode(m: qpq.v1.UpdateGroupMetadataRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UpdateGroupMetadataRequest & qpq.v1.UpdateGroupMetadataRequest.$Shape;
         }
 
         namespace UpdateGroupMetadataRequest {
@@ -1379,12 +1379,12 @@ export namespace qpq {
         }
 
         class UpdateGroupMetadataResponse {
-            constructor(properties?: qpq.v1.UpdateGroupMetadataResponse.$Properties);
+            constructor(p?: qpq.v1.UpdateGroupMetadataResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.UpdateGroupMetadataResponse.$Shape): qpq.v1.UpdateGroupMetadataResponse & qpq.v1.UpdateGroupMetadataResponse.$Shape;
             static create(properties?: qpq.v1.UpdateGroupMetadataResponse.$Properties): qpq.v1.UpdateGroupMetadataResponse;
-            static encode(message: qpq.v1.UpdateGroupMetadataResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UpdateGroupMetadataResponse & qpq.v1.UpdateGroupMetadataResponse.$Shape;
+            static encode(m: qpq.v1.UpdateGroupMetadataResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UpdateGroupMetadataResponse & qpq.v1.UpdateGroupMetadataResponse.$Shape;
         }
 
         namespace UpdateGroupMetadataResponse {
@@ -1398,13 +1398,13 @@ export namespace qpq {
         }
 
         class ListGroupMembersRequest {
-            constructor(properties?: qpq.v1.ListGroupMembersRequest.$Properties);
+            constructor(p?: qpq.v1.ListGroupMembersRequest.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             static create(properties: qpq.v1.ListGroupMembersRequest.$Shape): qpq.v1.ListGroupMembersRequest & qpq.v1.ListGroupMembersRequest.$Shape;
             static create(properties?: qpq.v1.ListGroupMembersRequest.$Properties): qpq.v1.ListGroupMembersRequest;
-            static encode(message: qpq.v1.ListGroupMembersRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListGroupMembersRequest & qpq.v1.ListGroupMembersRequest.$Shape;
+            static encode(m: qpq.v1.ListGroupMembersRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListGroupMembersRequest & qpq.v1.ListGroupMembersRequest.$Shape;
         }
 
         namespace ListGroupMembersRequest {
@@ -1419,7 +1419,7 @@ export namespace qpq {
         }
 
         class ListGroupMembersResponse {
-            constructor(properties?: qpq.v1.ListGroupMembersResponse.$Properties);
+            constructor(p?: qpq.v1.ListGroupMembersResponse.$Properties);
             $unknowns?: Uint8Array[];
             members: qpq.v1.GroupMember.$Properties[];
             name: string;
@@ -1427,8 +1427,8 @@ export namespace qpq {
             settings?: (qpq.v1.GroupSettings.$Properties|null);
             static create(properties: qpq.v1.ListGroupMembersResponse.$Shape): qpq.v1.ListGroupMembersResponse & qpq.v1.ListGroupMembersResponse.$Shape;
             static create(properties?: qpq.v1.ListGroupMembersResponse.$Properties): qpq.v1.ListGroupMembersResponse;
-            static encode(message: qpq.v1.ListGroupMembersResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListGroupMembersResponse & qpq.v1.ListGroupMembersResponse.$Shape;
+            static encode(m: qpq.v1.ListGroupMembersResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListGroupMembersResponse & qpq.v1.ListGroupMembersResponse.$Shape;
         }
 
         namespace ListGroupMembersResponse {
@@ -1446,14 +1446,14 @@ export namespace qpq {
         }
 
         class RotateKeysRequest {
-            constructor(properties?: qpq.v1.RotateKeysRequest.$Properties);
+            constructor(p?: qpq.v1.RotateKeysRequest.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             epoch: number;
             static create(properties: qpq.v1.RotateKeysRequest.$Shape): qpq.v1.RotateKeysRequest & qpq.v1.RotateKeysRequest.$Shape;
             static create(properties?: qpq.v1.RotateKeysRequest.$Properties): qpq.v1.RotateKeysRequest;
-            static encode(message: qpq.v1.RotateKeysRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RotateKeysRequest & qpq.v1.RotateKeysRequest.$Shape;
+            static encode(m: qpq.v1.RotateKeysRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RotateKeysRequest & qpq.v1.RotateKeysRequest.$Shape;
         }
 
         namespace RotateKeysRequest {
@@ -1469,13 +1469,13 @@ export namespace qpq {
         }
 
         class RotateKeysResponse {
-            constructor(properties?: qpq.v1.RotateKeysResponse.$Properties);
+            constructor(p?: qpq.v1.RotateKeysResponse.$Properties);
             $unknowns?: Uint8Array[];
             rotatedAtMs: number;
             static create(properties: qpq.v1.RotateKeysResponse.$Shape): qpq.v1.RotateKeysResponse & qpq.v1.RotateKeysResponse.$Shape;
             static create(properties?: qpq.v1.RotateKeysResponse.$Properties): qpq.v1.RotateKeysResponse;
-            static encode(message: qpq.v1.RotateKeysResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RotateKeysResponse & qpq.v1.RotateKeysResponse.$Shape;
+            static encode(m: qpq.v1.RotateKeysResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RotateKeysResponse & qpq.v1.RotateKeysResponse.$Shape;
         }
 
         namespace RotateKeysResponse {
@@ -1490,14 +1490,14 @@ export namespace qpq {
         }
 
         class UploadKeyPackageRequest {
-            constructor(properties?: qpq.v1.UploadKeyPackageRequest.$Properties);
+            constructor(p?: qpq.v1.UploadKeyPackageRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             package: Uint8Array;
             static create(properties: qpq.v1.UploadKeyPackageRequest.$Shape): qpq.v1.UploadKeyPackageRequest & qpq.v1.UploadKeyPackageRequest.$Shape;
             static create(properties?: qpq.v1.UploadKeyPackageRequest.$Properties): qpq.v1.UploadKeyPackageRequest;
-            static encode(message: qpq.v1.UploadKeyPackageRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadKeyPackageRequest & qpq.v1.UploadKeyPackageRequest.$Shape;
+            static encode(m: qpq.v1.UploadKeyPackageRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadKeyPackageRequest & qpq.v1.UploadKeyPackageRequest.$Shape;
         }
 
         namespace UploadKeyPackageRequest {
@@ -1513,13 +1513,13 @@ export namespace qpq {
         }
 
         class UploadKeyPackageResponse {
-            constructor(properties?: qpq.v1.UploadKeyPackageResponse.$Properties);
+            constructor(p?: qpq.v1.UploadKeyPackageResponse.$Properties);
             $unknowns?: Uint8Array[];
             fingerprint: Uint8Array;
             static create(properties: qpq.v1.UploadKeyPackageResponse.$Shape): qpq.v1.UploadKeyPackageResponse & qpq.v1.UploadKeyPackageResponse.$Shape;
             static create(properties?: qpq.v1.UploadKeyPackageResponse.$Properties): qpq.v1.UploadKeyPackageResponse;
-            static encode(message: qpq.v1.UploadKeyPackageResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadKeyPackageResponse & qpq.v1.UploadKeyPackageResponse.$Shape;
+            static encode(m: qpq.v1.UploadKeyPackageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadKeyPackageResponse & qpq.v1.UploadKeyPackageResponse.$Shape;
         }
 
         namespace UploadKeyPackageResponse {
@@ -1534,13 +1534,13 @@ export namespace qpq {
         }
 
         class FetchKeyPackageRequest {
-            constructor(properties?: qpq.v1.FetchKeyPackageRequest.$Properties);
+            constructor(p?: qpq.v1.FetchKeyPackageRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.FetchKeyPackageRequest.$Shape): qpq.v1.FetchKeyPackageRequest & qpq.v1.FetchKeyPackageRequest.$Shape;
             static create(properties?: qpq.v1.FetchKeyPackageRequest.$Properties): qpq.v1.FetchKeyPackageRequest;
-            static encode(message: qpq.v1.FetchKeyPackageRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchKeyPackageRequest & qpq.v1.FetchKeyPackageRequest.$Shape;
+            static encode(m: qpq.v1.FetchKeyPackageRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchKeyPackageRequest & qpq.v1.FetchKeyPackageRequest.$Shape;
         }
 
         namespace FetchKeyPackageRequest {
@@ -1555,13 +1555,13 @@ export namespace qpq {
         }
 
         class FetchKeyPackageResponse {
-            constructor(properties?: qpq.v1.FetchKeyPackageResponse.$Properties);
+            constructor(p?: qpq.v1.FetchKeyPackageResponse.$Properties);
             $unknowns?: Uint8Array[];
             package: Uint8Array;
             static create(properties: qpq.v1.FetchKeyPackageResponse.$Shape): qpq.v1.FetchKeyPackageResponse & qpq.v1.FetchKeyPackageResponse.$Shape;
             static create(properties?: qpq.v1.FetchKeyPackageResponse.$Properties): qpq.v1.FetchKeyPackageResponse;
-            static encode(message: qpq.v1.FetchKeyPackageResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchKeyPackageResponse & qpq.v1.FetchKeyPackageResponse.$Shape;
+            static encode(m: qpq.v1.FetchKeyPackageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchKeyPackageResponse & qpq.v1.FetchKeyPackageResponse.$Shape;
         }
 
         namespace FetchKeyPackageResponse {
@@ -1576,14 +1576,14 @@ export namespace qpq {
         }
 
         class UploadHybridKeyRequest {
-            constructor(properties?: qpq.v1.UploadHybridKeyRequest.$Properties);
+            constructor(p?: qpq.v1.UploadHybridKeyRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             hybridPublicKey: Uint8Array;
             static create(properties: qpq.v1.UploadHybridKeyRequest.$Shape): qpq.v1.UploadHybridKeyRequest & qpq.v1.UploadHybridKeyRequest.$Shape;
             static create(properties?: qpq.v1.UploadHybridKeyRequest.$Properties): qpq.v1.UploadHybridKeyRequest;
-            static encode(message: qpq.v1.UploadHybridKeyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadHybridKeyRequest & qpq.v1.UploadHybridKeyRequest.$Shape;
+            static encode(m: qpq.v1.UploadHybridKeyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadHybridKeyRequest & qpq.v1.UploadHybridKeyRequest.$Shape;
         }
 
         namespace UploadHybridKeyRequest {
@@ -1599,12 +1599,12 @@ export namespace qpq {
         }
 
         class UploadHybridKeyResponse {
-            constructor(properties?: qpq.v1.UploadHybridKeyResponse.$Properties);
+            constructor(p?: qpq.v1.UploadHybridKeyResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.UploadHybridKeyResponse.$Shape): qpq.v1.UploadHybridKeyResponse & qpq.v1.UploadHybridKeyResponse.$Shape;
             static create(properties?: qpq.v1.UploadHybridKeyResponse.$Properties): qpq.v1.UploadHybridKeyResponse;
-            static encode(message: qpq.v1.UploadHybridKeyResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UploadHybridKeyResponse & qpq.v1.UploadHybridKeyResponse.$Shape;
+            static encode(m: qpq.v1.UploadHybridKeyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UploadHybridKeyResponse & qpq.v1.UploadHybridKeyResponse.$Shape;
         }
 
         namespace UploadHybridKeyResponse {
@@ -1618,13 +1618,13 @@ export namespace qpq {
         }
 
         class FetchHybridKeyRequest {
-            constructor(properties?: qpq.v1.FetchHybridKeyRequest.$Properties);
+            constructor(p?: qpq.v1.FetchHybridKeyRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.FetchHybridKeyRequest.$Shape): qpq.v1.FetchHybridKeyRequest & qpq.v1.FetchHybridKeyRequest.$Shape;
             static create(properties?: qpq.v1.FetchHybridKeyRequest.$Properties): qpq.v1.FetchHybridKeyRequest;
-            static encode(message: qpq.v1.FetchHybridKeyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchHybridKeyRequest & qpq.v1.FetchHybridKeyRequest.$Shape;
+            static encode(m: qpq.v1.FetchHybridKeyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchHybridKeyRequest & qpq.v1.FetchHybridKeyRequest.$Shape;
         }
 
         namespace FetchHybridKeyRequest {
@@ -1639,13 +1639,13 @@ export namespace qpq {
         }
 
         class FetchHybridKeyResponse {
-            constructor(properties?: qpq.v1.FetchHybridKeyResponse.$Properties);
+            constructor(p?: qpq.v1.FetchHybridKeyResponse.$Properties);
             $unknowns?: Uint8Array[];
             hybridPublicKey: Uint8Array;
             static create(properties: qpq.v1.FetchHybridKeyResponse.$Shape): qpq.v1.FetchHybridKeyResponse & qpq.v1.FetchHybridKeyResponse.$Shape;
             static create(properties?: qpq.v1.FetchHybridKeyResponse.$Properties): qpq.v1.FetchHybridKeyResponse;
-            static encode(message: qpq.v1.FetchHybridKeyResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchHybridKeyResponse & qpq.v1.FetchHybridKeyResponse.$Shape;
+            static encode(m: qpq.v1.FetchHybridKeyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchHybridKeyResponse & qpq.v1.FetchHybridKeyResponse.$Shape;
         }
 
         namespace FetchHybridKeyResponse {
@@ -1660,13 +1660,13 @@ export namespace qpq {
         }
 
         class FetchHybridKeysRequest {
-            constructor(properties?: qpq.v1.FetchHybridKeysRequest.$Properties);
+            constructor(p?: qpq.v1.FetchHybridKeysRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKeys: Uint8Array[];
             static create(properties: qpq.v1.FetchHybridKeysRequest.$Shape): qpq.v1.FetchHybridKeysRequest & qpq.v1.FetchHybridKeysRequest.$Shape;
             static create(properties?: qpq.v1.FetchHybridKeysRequest.$Properties): qpq.v1.FetchHybridKeysRequest;
-            static encode(message: qpq.v1.FetchHybridKeysRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchHybridKeysRequest & qpq.v1.FetchHybridKeysRequest.$Shape;
+            static encode(m: qpq.v1.FetchHybridKeysRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchHybridKeysRequest & qpq.v1.FetchHybridKeysRequest.$Shape;
         }
 
         namespace FetchHybridKeysRequest {
@@ -1681,13 +1681,13 @@ export namespace qpq {
         }
 
         class FetchHybridKeysResponse {
-            constructor(properties?: qpq.v1.FetchHybridKeysResponse.$Properties);
+            constructor(p?: qpq.v1.FetchHybridKeysResponse.$Properties);
             $unknowns?: Uint8Array[];
             keys: Uint8Array[];
             static create(properties: qpq.v1.FetchHybridKeysResponse.$Shape): qpq.v1.FetchHybridKeysResponse & qpq.v1.FetchHybridKeysResponse.$Shape;
             static create(properties?: qpq.v1.FetchHybridKeysResponse.$Properties): qpq.v1.FetchHybridKeysResponse;
-            static encode(message: qpq.v1.FetchHybridKeysResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchHybridKeysResponse & qpq.v1.FetchHybridKeysResponse.$Shape;
+            static encode(m: qpq.v1.FetchHybridKeysResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchHybridKeysResponse & qpq.v1.FetchHybridKeysResponse.$Shape;
         }
 
         namespace FetchHybridKeysResponse {
@@ -1702,14 +1702,14 @@ export namespace qpq {
         }
 
         class RevokeKeyRequest {
-            constructor(properties?: qpq.v1.RevokeKeyRequest.$Properties);
+            constructor(p?: qpq.v1.RevokeKeyRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             reason: string;
             static create(properties: qpq.v1.RevokeKeyRequest.$Shape): qpq.v1.RevokeKeyRequest & qpq.v1.RevokeKeyRequest.$Shape;
             static create(properties?: qpq.v1.RevokeKeyRequest.$Properties): qpq.v1.RevokeKeyRequest;
-            static encode(message: qpq.v1.RevokeKeyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RevokeKeyRequest & qpq.v1.RevokeKeyRequest.$Shape;
+            static encode(m: qpq.v1.RevokeKeyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RevokeKeyRequest & qpq.v1.RevokeKeyRequest.$Shape;
         }
 
         namespace RevokeKeyRequest {
@@ -1725,14 +1725,14 @@ export namespace qpq {
         }
 
         class RevokeKeyResponse {
-            constructor(properties?: qpq.v1.RevokeKeyResponse.$Properties);
+            constructor(p?: qpq.v1.RevokeKeyResponse.$Properties);
             $unknowns?: Uint8Array[];
             success: boolean;
             leafIndex: number;
             static create(properties: qpq.v1.RevokeKeyResponse.$Shape): qpq.v1.RevokeKeyResponse & qpq.v1.RevokeKeyResponse.$Shape;
             static create(properties?: qpq.v1.RevokeKeyResponse.$Properties): qpq.v1.RevokeKeyResponse;
-            static encode(message: qpq.v1.RevokeKeyResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.RevokeKeyResponse & qpq.v1.RevokeKeyResponse.$Shape;
+            static encode(m: qpq.v1.RevokeKeyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RevokeKeyResponse & qpq.v1.RevokeKeyResponse.$Shape;
         }
 
         namespace RevokeKeyResponse {
@@ -1748,13 +1748,13 @@ export namespace qpq {
         }
 
         class CheckRevocationRequest {
-            constructor(properties?: qpq.v1.CheckRevocationRequest.$Properties);
+            constructor(p?: qpq.v1.CheckRevocationRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.CheckRevocationRequest.$Shape): qpq.v1.CheckRevocationRequest & qpq.v1.CheckRevocationRequest.$Shape;
             static create(properties?: qpq.v1.CheckRevocationRequest.$Properties): qpq.v1.CheckRevocationRequest;
-            static encode(message: qpq.v1.CheckRevocationRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.CheckRevocationRequest & qpq.v1.CheckRevocationRequest.$Shape;
+            static encode(m: qpq.v1.CheckRevocationRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.CheckRevocationRequest & qpq.v1.CheckRevocationRequest.$Shape;
         }
 
         namespace CheckRevocationRequest {
@@ -1769,15 +1769,15 @@ export namespace qpq {
         }
 
         class CheckRevocationResponse {
-            constructor(properties?: qpq.v1.CheckRevocationResponse.$Properties);
+            constructor(p?: qpq.v1.CheckRevocationResponse.$Properties);
             $unknowns?: Uint8Array[];
             revoked: boolean;
             reason: string;
             timestampMs: number;
             static create(properties: qpq.v1.CheckRevocationResponse.$Shape): qpq.v1.CheckRevocationResponse & qpq.v1.CheckRevocationResponse.$Shape;
             static create(properties?: qpq.v1.CheckRevocationResponse.$Properties): qpq.v1.CheckRevocationResponse;
-            static encode(message: qpq.v1.CheckRevocationResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.CheckRevocationResponse & qpq.v1.CheckRevocationResponse.$Shape;
+            static encode(m: qpq.v1.CheckRevocationResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.CheckRevocationResponse & qpq.v1.CheckRevocationResponse.$Shape;
         }
 
         namespace CheckRevocationResponse {
@@ -1794,14 +1794,14 @@ export namespace qpq {
         }
 
         class LogEntry {
-            constructor(properties?: qpq.v1.LogEntry.$Properties);
+            constructor(p?: qpq.v1.LogEntry.$Properties);
             $unknowns?: Uint8Array[];
             index: number;
             leafHash: Uint8Array;
             static create(properties: qpq.v1.LogEntry.$Shape): qpq.v1.LogEntry & qpq.v1.LogEntry.$Shape;
             static create(properties?: qpq.v1.LogEntry.$Properties): qpq.v1.LogEntry;
-            static encode(message: qpq.v1.LogEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.LogEntry & qpq.v1.LogEntry.$Shape;
+            static encode(m: qpq.v1.LogEntry.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.LogEntry & qpq.v1.LogEntry.$Shape;
         }
 
         namespace LogEntry {
@@ -1817,14 +1817,14 @@ export namespace qpq {
         }
 
         class AuditKeyTransparencyRequest {
-            constructor(properties?: qpq.v1.AuditKeyTransparencyRequest.$Properties);
+            constructor(p?: qpq.v1.AuditKeyTransparencyRequest.$Properties);
             $unknowns?: Uint8Array[];
             start: number;
             end: number;
             static create(properties: qpq.v1.AuditKeyTransparencyRequest.$Shape): qpq.v1.AuditKeyTransparencyRequest & qpq.v1.AuditKeyTransparencyRequest.$Shape;
             static create(properties?: qpq.v1.AuditKeyTransparencyRequest.$Properties): qpq.v1.AuditKeyTransparencyRequest;
-            static encode(message: qpq.v1.AuditKeyTransparencyRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.AuditKeyTransparencyRequest & qpq.v1.AuditKeyTransparencyRequest.$Shape;
+            static encode(m: qpq.v1.AuditKeyTransparencyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.AuditKeyTransparencyRequest & qpq.v1.AuditKeyTransparencyRequest.$Shape;
         }
 
         namespace AuditKeyTransparencyRequest {
@@ -1840,15 +1840,15 @@ export namespace qpq {
         }
 
         class AuditKeyTransparencyResponse {
-            constructor(properties?: qpq.v1.AuditKeyTransparencyResponse.$Properties);
+            constructor(p?: qpq.v1.AuditKeyTransparencyResponse.$Properties);
             $unknowns?: Uint8Array[];
             entries: qpq.v1.LogEntry.$Properties[];
             treeSize: number;
             root: Uint8Array;
             static create(properties: qpq.v1.AuditKeyTransparencyResponse.$Shape): qpq.v1.AuditKeyTransparencyResponse & qpq.v1.AuditKeyTransparencyResponse.$Shape;
             static create(properties?: qpq.v1.AuditKeyTransparencyResponse.$Properties): qpq.v1.AuditKeyTransparencyResponse;
-            static encode(message: qpq.v1.AuditKeyTransparencyResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.AuditKeyTransparencyResponse & qpq.v1.AuditKeyTransparencyResponse.$Shape;
+            static encode(m: qpq.v1.AuditKeyTransparencyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.AuditKeyTransparencyResponse & qpq.v1.AuditKeyTransparencyResponse.$Shape;
         }
 
         namespace AuditKeyTransparencyResponse {
@@ -1865,7 +1865,7 @@ export namespace qpq {
         }
 
         class ReportMessageRequest {
-            constructor(properties?: qpq.v1.ReportMessageRequest.$Properties);
+            constructor(p?: qpq.v1.ReportMessageRequest.$Properties);
             $unknowns?: Uint8Array[];
             reportedKey: Uint8Array;
             channelId: Uint8Array;
@@ -1873,8 +1873,8 @@ export namespace qpq {
             reason: string;
             static create(properties: qpq.v1.ReportMessageRequest.$Shape): qpq.v1.ReportMessageRequest & qpq.v1.ReportMessageRequest.$Shape;
             static create(properties?: qpq.v1.ReportMessageRequest.$Properties): qpq.v1.ReportMessageRequest;
-            static encode(message: qpq.v1.ReportMessageRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ReportMessageRequest & qpq.v1.ReportMessageRequest.$Shape;
+            static encode(m: qpq.v1.ReportMessageRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ReportMessageRequest & qpq.v1.ReportMessageRequest.$Shape;
         }
 
         namespace ReportMessageRequest {
@@ -1892,13 +1892,13 @@ export namespace qpq {
         }
 
         class ReportMessageResponse {
-            constructor(properties?: qpq.v1.ReportMessageResponse.$Properties);
+            constructor(p?: qpq.v1.ReportMessageResponse.$Properties);
             $unknowns?: Uint8Array[];
             reportId: Uint8Array;
             static create(properties: qpq.v1.ReportMessageResponse.$Shape): qpq.v1.ReportMessageResponse & qpq.v1.ReportMessageResponse.$Shape;
             static create(properties?: qpq.v1.ReportMessageResponse.$Properties): qpq.v1.ReportMessageResponse;
-            static encode(message: qpq.v1.ReportMessageResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ReportMessageResponse & qpq.v1.ReportMessageResponse.$Shape;
+            static encode(m: qpq.v1.ReportMessageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ReportMessageResponse & qpq.v1.ReportMessageResponse.$Shape;
         }
 
         namespace ReportMessageResponse {
@@ -1913,7 +1913,7 @@ export namespace qpq {
         }
 
         class BanUserRequest {
-            constructor(properties?: qpq.v1.BanUserRequest.$Properties);
+            constructor(p?: qpq.v1.BanUserRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             channelId: Uint8Array;
@@ -1921,8 +1921,8 @@ export namespace qpq {
             expiresAtMs: number;
             static create(properties: qpq.v1.BanUserRequest.$Shape): qpq.v1.BanUserRequest & qpq.v1.BanUserRequest.$Shape;
             static create(properties?: qpq.v1.BanUserRequest.$Properties): qpq.v1.BanUserRequest;
-            static encode(message: qpq.v1.BanUserRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.BanUserRequest & qpq.v1.BanUserRequest.$Shape;
+            static encode(m: qpq.v1.BanUserRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.BanUserRequest & qpq.v1.BanUserRequest.$Shape;
         }
 
         namespace BanUserRequest {
@@ -1940,12 +1940,12 @@ export namespace qpq {
         }
 
         class BanUserResponse {
-            constructor(properties?: qpq.v1.BanUserResponse.$Properties);
+            constructor(p?: qpq.v1.BanUserResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.BanUserResponse.$Shape): qpq.v1.BanUserResponse & qpq.v1.BanUserResponse.$Shape;
             static create(properties?: qpq.v1.BanUserResponse.$Properties): qpq.v1.BanUserResponse;
-            static encode(message: qpq.v1.BanUserResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.BanUserResponse & qpq.v1.BanUserResponse.$Shape;
+            static encode(m: qpq.v1.BanUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.BanUserResponse & qpq.v1.BanUserResponse.$Shape;
         }
 
         namespace BanUserResponse {
@@ -1959,14 +1959,14 @@ export namespace qpq {
         }
 
         class UnbanUserRequest {
-            constructor(properties?: qpq.v1.UnbanUserRequest.$Properties);
+            constructor(p?: qpq.v1.UnbanUserRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             channelId: Uint8Array;
             static create(properties: qpq.v1.UnbanUserRequest.$Shape): qpq.v1.UnbanUserRequest & qpq.v1.UnbanUserRequest.$Shape;
             static create(properties?: qpq.v1.UnbanUserRequest.$Properties): qpq.v1.UnbanUserRequest;
-            static encode(message: qpq.v1.UnbanUserRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UnbanUserRequest & qpq.v1.UnbanUserRequest.$Shape;
+            static encode(m: qpq.v1.UnbanUserRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UnbanUserRequest & qpq.v1.UnbanUserRequest.$Shape;
         }
 
         namespace UnbanUserRequest {
@@ -1982,12 +1982,12 @@ export namespace qpq {
         }
 
         class UnbanUserResponse {
-            constructor(properties?: qpq.v1.UnbanUserResponse.$Properties);
+            constructor(p?: qpq.v1.UnbanUserResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.UnbanUserResponse.$Shape): qpq.v1.UnbanUserResponse & qpq.v1.UnbanUserResponse.$Shape;
             static create(properties?: qpq.v1.UnbanUserResponse.$Properties): qpq.v1.UnbanUserResponse;
-            static encode(message: qpq.v1.UnbanUserResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.UnbanUserResponse & qpq.v1.UnbanUserResponse.$Shape;
+            static encode(m: qpq.v1.UnbanUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.UnbanUserResponse & qpq.v1.UnbanUserResponse.$Shape;
         }
 
         namespace UnbanUserResponse {
@@ -2001,7 +2001,7 @@ export namespace qpq {
         }
 
         class Report {
-            constructor(properties?: qpq.v1.Report.$Properties);
+            constructor(p?: qpq.v1.Report.$Properties);
             $unknowns?: Uint8Array[];
             reportId: Uint8Array;
             reporterKey: Uint8Array;
@@ -2012,8 +2012,8 @@ export namespace qpq {
             createdAtMs: number;
             static create(properties: qpq.v1.Report.$Shape): qpq.v1.Report & qpq.v1.Report.$Shape;
             static create(properties?: qpq.v1.Report.$Properties): qpq.v1.Report;
-            static encode(message: qpq.v1.Report.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.Report & qpq.v1.Report.$Shape;
+            static encode(m: qpq.v1.Report.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.Report & qpq.v1.Report.$Shape;
         }
 
         namespace Report {
@@ -2034,14 +2034,14 @@ export namespace qpq {
         }
 
         class ListReportsRequest {
-            constructor(properties?: qpq.v1.ListReportsRequest.$Properties);
+            constructor(p?: qpq.v1.ListReportsRequest.$Properties);
             $unknowns?: Uint8Array[];
             limit: number;
             afterReportId: Uint8Array;
             static create(properties: qpq.v1.ListReportsRequest.$Shape): qpq.v1.ListReportsRequest & qpq.v1.ListReportsRequest.$Shape;
             static create(properties?: qpq.v1.ListReportsRequest.$Properties): qpq.v1.ListReportsRequest;
-            static encode(message: qpq.v1.ListReportsRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListReportsRequest & qpq.v1.ListReportsRequest.$Shape;
+            static encode(m: qpq.v1.ListReportsRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListReportsRequest & qpq.v1.ListReportsRequest.$Shape;
         }
 
         namespace ListReportsRequest {
@@ -2057,13 +2057,13 @@ export namespace qpq {
         }
 
         class ListReportsResponse {
-            constructor(properties?: qpq.v1.ListReportsResponse.$Properties);
+            constructor(p?: qpq.v1.ListReportsResponse.$Properties);
             $unknowns?: Uint8Array[];
             reports: qpq.v1.Report.$Properties[];
             static create(properties: qpq.v1.ListReportsResponse.$Shape): qpq.v1.ListReportsResponse & qpq.v1.ListReportsResponse.$Shape;
             static create(properties?: qpq.v1.ListReportsResponse.$Properties): qpq.v1.ListReportsResponse;
-            static encode(message: qpq.v1.ListReportsResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListReportsResponse & qpq.v1.ListReportsResponse.$Shape;
+            static encode(m: qpq.v1.ListReportsResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListReportsResponse & qpq.v1.ListReportsResponse.$Shape;
         }
 
         namespace ListReportsResponse {
@@ -2078,7 +2078,7 @@ export namespace qpq {
         }
 
         class Ban {
-            constructor(properties?: qpq.v1.Ban.$Properties);
+            constructor(p?: qpq.v1.Ban.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             channelId: Uint8Array;
@@ -2087,8 +2087,8 @@ export namespace qpq {
             expiresAtMs: number;
             static create(properties: qpq.v1.Ban.$Shape): qpq.v1.Ban & qpq.v1.Ban.$Shape;
             static create(properties?: qpq.v1.Ban.$Properties): qpq.v1.Ban;
-            static encode(message: qpq.v1.Ban.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.Ban & qpq.v1.Ban.$Shape;
+            static encode(m: qpq.v1.Ban.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.Ban & qpq.v1.Ban.$Shape;
         }
 
         namespace Ban {
@@ -2107,13 +2107,13 @@ export namespace qpq {
         }
 
         class ListBannedRequest {
-            constructor(properties?: qpq.v1.ListBannedRequest.$Properties);
+            constructor(p?: qpq.v1.ListBannedRequest.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             static create(properties: qpq.v1.ListBannedRequest.$Shape): qpq.v1.ListBannedRequest & qpq.v1.ListBannedRequest.$Shape;
             static create(properties?: qpq.v1.ListBannedRequest.$Properties): qpq.v1.ListBannedRequest;
-            static encode(message: qpq.v1.ListBannedRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListBannedRequest & qpq.v1.ListBannedRequest.$Shape;
+            static encode(m: qpq.v1.ListBannedRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListBannedRequest & qpq.v1.ListBannedRequest.$Shape;
         }
 
         namespace ListBannedRequest {
@@ -2128,13 +2128,13 @@ export namespace qpq {
         }
 
         class ListBannedResponse {
-            constructor(properties?: qpq.v1.ListBannedResponse.$Properties);
+            constructor(p?: qpq.v1.ListBannedResponse.$Properties);
             $unknowns?: Uint8Array[];
             bans: qpq.v1.Ban.$Properties[];
             static create(properties: qpq.v1.ListBannedResponse.$Shape): qpq.v1.ListBannedResponse & qpq.v1.ListBannedResponse.$Shape;
             static create(properties?: qpq.v1.ListBannedResponse.$Properties): qpq.v1.ListBannedResponse;
-            static encode(message: qpq.v1.ListBannedResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ListBannedResponse & qpq.v1.ListBannedResponse.$Shape;
+            static encode(m: qpq.v1.ListBannedResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ListBannedResponse & qpq.v1.ListBannedResponse.$Shape;
         }
 
         namespace ListBannedResponse {
@@ -2149,14 +2149,14 @@ export namespace qpq {
         }
 
         class PublishEndpointRequest {
-            constructor(properties?: qpq.v1.PublishEndpointRequest.$Properties);
+            constructor(p?: qpq.v1.PublishEndpointRequest.$Properties);
             $unknowns?: Uint8Array[];
             address: Uint8Array;
             ttlSecs: number;
             static create(properties: qpq.v1.PublishEndpointRequest.$Shape): qpq.v1.PublishEndpointRequest & qpq.v1.PublishEndpointRequest.$Shape;
             static create(properties?: qpq.v1.PublishEndpointRequest.$Properties): qpq.v1.PublishEndpointRequest;
-            static encode(message: qpq.v1.PublishEndpointRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PublishEndpointRequest & qpq.v1.PublishEndpointRequest.$Shape;
+            static encode(m: qpq.v1.PublishEndpointRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PublishEndpointRequest & qpq.v1.PublishEndpointRequest.$Shape;
         }
 
         namespace PublishEndpointRequest {
@@ -2172,13 +2172,13 @@ export namespace qpq {
         }
 
         class PublishEndpointResponse {
-            constructor(properties?: qpq.v1.PublishEndpointResponse.$Properties);
+            constructor(p?: qpq.v1.PublishEndpointResponse.$Properties);
             $unknowns?: Uint8Array[];
             expiresAtMs: number;
             static create(properties: qpq.v1.PublishEndpointResponse.$Shape): qpq.v1.PublishEndpointResponse & qpq.v1.PublishEndpointResponse.$Shape;
             static create(properties?: qpq.v1.PublishEndpointResponse.$Properties): qpq.v1.PublishEndpointResponse;
-            static encode(message: qpq.v1.PublishEndpointResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PublishEndpointResponse & qpq.v1.PublishEndpointResponse.$Shape;
+            static encode(m: qpq.v1.PublishEndpointResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PublishEndpointResponse & qpq.v1.PublishEndpointResponse.$Shape;
         }
 
         namespace PublishEndpointResponse {
@@ -2193,13 +2193,13 @@ export namespace qpq {
         }
 
         class ResolveEndpointRequest {
-            constructor(properties?: qpq.v1.ResolveEndpointRequest.$Properties);
+            constructor(p?: qpq.v1.ResolveEndpointRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.ResolveEndpointRequest.$Shape): qpq.v1.ResolveEndpointRequest & qpq.v1.ResolveEndpointRequest.$Shape;
             static create(properties?: qpq.v1.ResolveEndpointRequest.$Properties): qpq.v1.ResolveEndpointRequest;
-            static encode(message: qpq.v1.ResolveEndpointRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveEndpointRequest & qpq.v1.ResolveEndpointRequest.$Shape;
+            static encode(m: qpq.v1.ResolveEndpointRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveEndpointRequest & qpq.v1.ResolveEndpointRequest.$Shape;
         }
 
         namespace ResolveEndpointRequest {
@@ -2214,14 +2214,14 @@ export namespace qpq {
         }
 
         class ResolveEndpointResponse {
-            constructor(properties?: qpq.v1.ResolveEndpointResponse.$Properties);
+            constructor(p?: qpq.v1.ResolveEndpointResponse.$Properties);
             $unknowns?: Uint8Array[];
             address: Uint8Array;
             expiresAtMs: number;
             static create(properties: qpq.v1.ResolveEndpointResponse.$Shape): qpq.v1.ResolveEndpointResponse & qpq.v1.ResolveEndpointResponse.$Shape;
             static create(properties?: qpq.v1.ResolveEndpointResponse.$Properties): qpq.v1.ResolveEndpointResponse;
-            static encode(message: qpq.v1.ResolveEndpointResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveEndpointResponse & qpq.v1.ResolveEndpointResponse.$Shape;
+            static encode(m: qpq.v1.ResolveEndpointResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveEndpointResponse & qpq.v1.ResolveEndpointResponse.$Shape;
         }
 
         namespace ResolveEndpointResponse {
@@ -2237,12 +2237,12 @@ export namespace qpq {
         }
 
         class HealthRequest {
-            constructor(properties?: qpq.v1.HealthRequest.$Properties);
+            constructor(p?: qpq.v1.HealthRequest.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.HealthRequest.$Shape): qpq.v1.HealthRequest & qpq.v1.HealthRequest.$Shape;
             static create(properties?: qpq.v1.HealthRequest.$Properties): qpq.v1.HealthRequest;
-            static encode(message: qpq.v1.HealthRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.HealthRequest & qpq.v1.HealthRequest.$Shape;
+            static encode(m: qpq.v1.HealthRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.HealthRequest & qpq.v1.HealthRequest.$Shape;
         }
 
         namespace HealthRequest {
@@ -2256,7 +2256,7 @@ export namespace qpq {
         }
 
         class HealthResponse {
-            constructor(properties?: qpq.v1.HealthResponse.$Properties);
+            constructor(p?: qpq.v1.HealthResponse.$Properties);
             $unknowns?: Uint8Array[];
             status: string;
             uptimeSecs: number;
@@ -2264,8 +2264,8 @@ export namespace qpq {
             deliveryProofKey: Uint8Array;
             static create(properties: qpq.v1.HealthResponse.$Shape): qpq.v1.HealthResponse & qpq.v1.HealthResponse.$Shape;
             static create(properties?: qpq.v1.HealthResponse.$Properties): qpq.v1.HealthResponse;
-            static encode(message: qpq.v1.HealthResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.HealthResponse & qpq.v1.HealthResponse.$Shape;
+            static encode(m: qpq.v1.HealthResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.HealthResponse & qpq.v1.HealthResponse.$Shape;
         }
 
         namespace HealthResponse {
@@ -2283,7 +2283,7 @@ export namespace qpq {
         }
 
         class PushNewMessage {
-            constructor(properties?: qpq.v1.PushNewMessage.$Properties);
+            constructor(p?: qpq.v1.PushNewMessage.$Properties);
             $unknowns?: Uint8Array[];
             recipientKey: Uint8Array;
             channelId: Uint8Array;
@@ -2292,8 +2292,8 @@ export namespace qpq {
             payload: Uint8Array;
             static create(properties: qpq.v1.PushNewMessage.$Shape): qpq.v1.PushNewMessage & qpq.v1.PushNewMessage.$Shape;
             static create(properties?: qpq.v1.PushNewMessage.$Properties): qpq.v1.PushNewMessage;
-            static encode(message: qpq.v1.PushNewMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PushNewMessage & qpq.v1.PushNewMessage.$Shape;
+            static encode(m: qpq.v1.PushNewMessage.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushNewMessage & qpq.v1.PushNewMessage.$Shape;
         }
 
         namespace PushNewMessage {
@@ -2312,15 +2312,15 @@ export namespace qpq {
         }
 
         class PushTyping {
-            constructor(properties?: qpq.v1.PushTyping.$Properties);
+            constructor(p?: qpq.v1.PushTyping.$Properties);
             $unknowns?: Uint8Array[];
             senderKey: Uint8Array;
             channelId: Uint8Array;
             typing: boolean;
             static create(properties: qpq.v1.PushTyping.$Shape): qpq.v1.PushTyping & qpq.v1.PushTyping.$Shape;
             static create(properties?: qpq.v1.PushTyping.$Properties): qpq.v1.PushTyping;
-            static encode(message: qpq.v1.PushTyping.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PushTyping & qpq.v1.PushTyping.$Shape;
+            static encode(m: qpq.v1.PushTyping.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushTyping & qpq.v1.PushTyping.$Shape;
         }
 
         namespace PushTyping {
@@ -2337,15 +2337,15 @@ export namespace qpq {
         }
 
         class PushPresence {
-            constructor(properties?: qpq.v1.PushPresence.$Properties);
+            constructor(p?: qpq.v1.PushPresence.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             online: boolean;
             lastSeenMs: number;
             static create(properties: qpq.v1.PushPresence.$Shape): qpq.v1.PushPresence & qpq.v1.PushPresence.$Shape;
             static create(properties?: qpq.v1.PushPresence.$Properties): qpq.v1.PushPresence;
-            static encode(message: qpq.v1.PushPresence.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PushPresence & qpq.v1.PushPresence.$Shape;
+            static encode(m: qpq.v1.PushPresence.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushPresence & qpq.v1.PushPresence.$Shape;
         }
 
         namespace PushPresence {
@@ -2362,7 +2362,7 @@ export namespace qpq {
         }
 
         class PushMembership {
-            constructor(properties?: qpq.v1.PushMembership.$Properties);
+            constructor(p?: qpq.v1.PushMembership.$Properties);
             $unknowns?: Uint8Array[];
             channelId: Uint8Array;
             memberKey: Uint8Array;
@@ -2371,8 +2371,8 @@ export namespace qpq {
             epoch: number;
             static create(properties: qpq.v1.PushMembership.$Shape): qpq.v1.PushMembership & qpq.v1.PushMembership.$Shape;
             static create(properties?: qpq.v1.PushMembership.$Properties): qpq.v1.PushMembership;
-            static encode(message: qpq.v1.PushMembership.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.PushMembership & qpq.v1.PushMembership.$Shape;
+            static encode(m: qpq.v1.PushMembership.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushMembership & qpq.v1.PushMembership.$Shape;
         }
 
         namespace PushMembership {
@@ -2391,14 +2391,14 @@ export namespace qpq {
         }
 
         class StoreRecoveryBundleRequest {
-            constructor(properties?: qpq.v1.StoreRecoveryBundleRequest.$Properties);
+            constructor(p?: qpq.v1.StoreRecoveryBundleRequest.$Properties);
             $unknowns?: Uint8Array[];
             tokenHash: Uint8Array;
             bundle: Uint8Array;
             static create(properties: qpq.v1.StoreRecoveryBundleRequest.$Shape): qpq.v1.StoreRecoveryBundleRequest & qpq.v1.StoreRecoveryBundleRequest.$Shape;
             static create(properties?: qpq.v1.StoreRecoveryBundleRequest.$Properties): qpq.v1.StoreRecoveryBundleRequest;
-            static encode(message: qpq.v1.StoreRecoveryBundleRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.StoreRecoveryBundleRequest & qpq.v1.StoreRecoveryBundleRequest.$Shape;
+            static encode(m: qpq.v1.StoreRecoveryBundleRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.StoreRecoveryBundleRequest & qpq.v1.StoreRecoveryBundleRequest.$Shape;
         }
 
         namespace StoreRecoveryBundleRequest {
@@ -2414,12 +2414,12 @@ export namespace qpq {
         }
 
         class StoreRecoveryBundleResponse {
-            constructor(properties?: qpq.v1.StoreRecoveryBundleResponse.$Properties);
+            constructor(p?: qpq.v1.StoreRecoveryBundleResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.StoreRecoveryBundleResponse.$Shape): qpq.v1.StoreRecoveryBundleResponse & qpq.v1.StoreRecoveryBundleResponse.$Shape;
             static create(properties?: qpq.v1.StoreRecoveryBundleResponse.$Properties): qpq.v1.StoreRecoveryBundleResponse;
-            static encode(message: qpq.v1.StoreRecoveryBundleResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.StoreRecoveryBundleResponse & qpq.v1.StoreRecoveryBundleResponse.$Shape;
+            static encode(m: qpq.v1.StoreRecoveryBundleResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.StoreRecoveryBundleResponse & qpq.v1.StoreRecoveryBundleResponse.$Shape;
         }
 
         namespace StoreRecoveryBundleResponse {
@@ -2433,13 +2433,13 @@ export namespace qpq {
         }
 
         class FetchRecoveryBundleRequest {
-            constructor(properties?: qpq.v1.FetchRecoveryBundleRequest.$Properties);
+            constructor(p?: qpq.v1.FetchRecoveryBundleRequest.$Properties);
             $unknowns?: Uint8Array[];
             tokenHash: Uint8Array;
             static create(properties: qpq.v1.FetchRecoveryBundleRequest.$Shape): qpq.v1.FetchRecoveryBundleRequest & qpq.v1.FetchRecoveryBundleRequest.$Shape;
             static create(properties?: qpq.v1.FetchRecoveryBundleRequest.$Properties): qpq.v1.FetchRecoveryBundleRequest;
-            static encode(message: qpq.v1.FetchRecoveryBundleRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchRecoveryBundleRequest & qpq.v1.FetchRecoveryBundleRequest.$Shape;
+            static encode(m: qpq.v1.FetchRecoveryBundleRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchRecoveryBundleRequest & qpq.v1.FetchRecoveryBundleRequest.$Shape;
         }
 
         namespace FetchRecoveryBundleRequest {
@@ -2454,13 +2454,13 @@ export namespace qpq {
         }
 
         class FetchRecoveryBundleResponse {
-            constructor(properties?: qpq.v1.FetchRecoveryBundleResponse.$Properties);
+            constructor(p?: qpq.v1.FetchRecoveryBundleResponse.$Properties);
             $unknowns?: Uint8Array[];
             bundle: Uint8Array;
             static create(properties: qpq.v1.FetchRecoveryBundleResponse.$Shape): qpq.v1.FetchRecoveryBundleResponse & qpq.v1.FetchRecoveryBundleResponse.$Shape;
             static create(properties?: qpq.v1.FetchRecoveryBundleResponse.$Properties): qpq.v1.FetchRecoveryBundleResponse;
-            static encode(message: qpq.v1.FetchRecoveryBundleResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.FetchRecoveryBundleResponse & qpq.v1.FetchRecoveryBundleResponse.$Shape;
+            static encode(m: qpq.v1.FetchRecoveryBundleResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.FetchRecoveryBundleResponse & qpq.v1.FetchRecoveryBundleResponse.$Shape;
         }
 
         namespace FetchRecoveryBundleResponse {
@@ -2475,13 +2475,13 @@ export namespace qpq {
         }
 
         class DeleteRecoveryBundleRequest {
-            constructor(properties?: qpq.v1.DeleteRecoveryBundleRequest.$Properties);
+            constructor(p?: qpq.v1.DeleteRecoveryBundleRequest.$Properties);
             $unknowns?: Uint8Array[];
             tokenHash: Uint8Array;
             static create(properties: qpq.v1.DeleteRecoveryBundleRequest.$Shape): qpq.v1.DeleteRecoveryBundleRequest & qpq.v1.DeleteRecoveryBundleRequest.$Shape;
             static create(properties?: qpq.v1.DeleteRecoveryBundleRequest.$Properties): qpq.v1.DeleteRecoveryBundleRequest;
-            static encode(message: qpq.v1.DeleteRecoveryBundleRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DeleteRecoveryBundleRequest & qpq.v1.DeleteRecoveryBundleRequest.$Shape;
+            static encode(m: qpq.v1.DeleteRecoveryBundleRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DeleteRecoveryBundleRequest & qpq.v1.DeleteRecoveryBundleRequest.$Shape;
         }
 
         namespace DeleteRecoveryBundleRequest {
@@ -2496,12 +2496,12 @@ export namespace qpq {
         }
 
         class DeleteRecoveryBundleResponse {
-            constructor(properties?: qpq.v1.DeleteRecoveryBundleResponse.$Properties);
+            constructor(p?: qpq.v1.DeleteRecoveryBundleResponse.$Properties);
             $unknowns?: Uint8Array[];
             static create(properties: qpq.v1.DeleteRecoveryBundleResponse.$Shape): qpq.v1.DeleteRecoveryBundleResponse & qpq.v1.DeleteRecoveryBundleResponse.$Shape;
             static create(properties?: qpq.v1.DeleteRecoveryBundleResponse.$Properties): qpq.v1.DeleteRecoveryBundleResponse;
-            static encode(message: qpq.v1.DeleteRecoveryBundleResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.DeleteRecoveryBundleResponse & qpq.v1.DeleteRecoveryBundleResponse.$Shape;
+            static encode(m: qpq.v1.DeleteRecoveryBundleResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.DeleteRecoveryBundleResponse & qpq.v1.DeleteRecoveryBundleResponse.$Shape;
         }
 
         namespace DeleteRecoveryBundleResponse {
@@ -2515,7 +2515,7 @@ export namespace qpq {
         }
 
         class InclusionProof {
-            constructor(properties?: qpq.v1.InclusionProof.$Properties);
+            constructor(p?: qpq.v1.InclusionProof.$Properties);
             $unknowns?: Uint8Array[];
             leafIndex: number;
             treeSize: number;
@@ -2523,8 +2523,8 @@ export namespace qpq {
             root: Uint8Array;
             static create(properties: qpq.v1.InclusionProof.$Shape): qpq.v1.InclusionProof & qpq.v1.InclusionProof.$Shape;
             static create(properties?: qpq.v1.InclusionProof.$Properties): qpq.v1.InclusionProof;
-            static encode(message: qpq.v1.InclusionProof.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.InclusionProof & qpq.v1.InclusionProof.$Shape;
+            static encode(m: qpq.v1.InclusionProof.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.InclusionProof & qpq.v1.InclusionProof.$Shape;
         }
 
         namespace InclusionProof {
@@ -2542,13 +2542,13 @@ export namespace qpq {
         }
 
         class ResolveUserRequest {
-            constructor(properties?: qpq.v1.ResolveUserRequest.$Properties);
+            constructor(p?: qpq.v1.ResolveUserRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             static create(properties: qpq.v1.ResolveUserRequest.$Shape): qpq.v1.ResolveUserRequest & qpq.v1.ResolveUserRequest.$Shape;
             static create(properties?: qpq.v1.ResolveUserRequest.$Properties): qpq.v1.ResolveUserRequest;
-            static encode(message: qpq.v1.ResolveUserRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveUserRequest & qpq.v1.ResolveUserRequest.$Shape;
+            static encode(m: qpq.v1.ResolveUserRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveUserRequest & qpq.v1.ResolveUserRequest.$Shape;
         }
 
         namespace ResolveUserRequest {
@@ -2563,14 +2563,14 @@ export namespace qpq {
         }
 
         class ResolveUserResponse {
-            constructor(properties?: qpq.v1.ResolveUserResponse.$Properties);
+            constructor(p?: qpq.v1.ResolveUserResponse.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             proof?: (qpq.v1.InclusionProof.$Properties|null);
             static create(properties: qpq.v1.ResolveUserResponse.$Shape): qpq.v1.ResolveUserResponse & qpq.v1.ResolveUserResponse.$Shape;
             static create(properties?: qpq.v1.ResolveUserResponse.$Properties): qpq.v1.ResolveUserResponse;
-            static encode(message: qpq.v1.ResolveUserResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveUserResponse & qpq.v1.ResolveUserResponse.$Shape;
+            static encode(m: qpq.v1.ResolveUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveUserResponse & qpq.v1.ResolveUserResponse.$Shape;
         }
 
         namespace ResolveUserResponse {
@@ -2586,13 +2586,13 @@ export namespace qpq {
         }
 
         class ResolveIdentityRequest {
-            constructor(properties?: qpq.v1.ResolveIdentityRequest.$Properties);
+            constructor(p?: qpq.v1.ResolveIdentityRequest.$Properties);
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             static create(properties: qpq.v1.ResolveIdentityRequest.$Shape): qpq.v1.ResolveIdentityRequest & qpq.v1.ResolveIdentityRequest.$Shape;
             static create(properties?: qpq.v1.ResolveIdentityRequest.$Properties): qpq.v1.ResolveIdentityRequest;
-            static encode(message: qpq.v1.ResolveIdentityRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveIdentityRequest & qpq.v1.ResolveIdentityRequest.$Shape;
+            static encode(m: qpq.v1.ResolveIdentityRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveIdentityRequest & qpq.v1.ResolveIdentityRequest.$Shape;
         }
 
         namespace ResolveIdentityRequest {
@@ -2607,14 +2607,14 @@ export namespace qpq {
         }
 
         class ResolveIdentityResponse {
-            constructor(properties?: qpq.v1.ResolveIdentityResponse.$Properties);
+            constructor(p?: qpq.v1.ResolveIdentityResponse.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
             createdAtMs: number;
             static create(properties: qpq.v1.ResolveIdentityResponse.$Shape): qpq.v1.ResolveIdentityResponse & qpq.v1.ResolveIdentityResponse.$Shape;
             static create(properties?: qpq.v1.ResolveIdentityResponse.$Properties): qpq.v1.ResolveIdentityResponse;
-            static encode(message: qpq.v1.ResolveIdentityResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
-            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): qpq.v1.ResolveIdentityResponse & qpq.v1.ResolveIdentityResponse.$Shape;
+            static encode(m: qpq.v1.ResolveIdentityResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.ResolveIdentityResponse & qpq.v1.ResolveIdentityResponse.$Shape;
         }
 
         namespace ResolveIdentityResponse {

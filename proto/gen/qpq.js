@@ -17,11 +17,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueRegisterStartRequest = (function() {
 
-            const OpaqueRegisterStartRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueRegisterStartRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueRegisterStartRequest.prototype.username = "";
@@ -31,83 +31,83 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueRegisterStartRequest(properties);
             };
 
-            OpaqueRegisterStartRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueRegisterStartRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.request != null && $Object.hasOwnProperty.call(message, "request") && message.request.length)
-                    writer.uint32(18).bytes(message.request);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.request != null && $Object.hasOwnProperty.call(m, "request") && m.request.length)
+                    w.uint32(18).bytes(m.request);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueRegisterStartRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueRegisterStartRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueRegisterStartRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueRegisterStartRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.request = value;
+                            if ((v = r.bytes()).length)
+                                m.request = v;
                             else
-                                delete message.request;
+                                delete m.request;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueRegisterStartRequest;
@@ -115,11 +115,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueRegisterStartResponse = (function() {
 
-            const OpaqueRegisterStartResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueRegisterStartResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueRegisterStartResponse.prototype.response = $util.newBuffer([]);
@@ -128,72 +128,72 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueRegisterStartResponse(properties);
             };
 
-            OpaqueRegisterStartResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueRegisterStartResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.response != null && $Object.hasOwnProperty.call(message, "response") && message.response.length)
-                    writer.uint32(10).bytes(message.response);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.response != null && $Object.hasOwnProperty.call(m, "response") && m.response.length)
+                    w.uint32(10).bytes(m.response);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueRegisterStartResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueRegisterStartResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueRegisterStartResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueRegisterStartResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.response = value;
+                            if ((v = r.bytes()).length)
+                                m.response = v;
                             else
-                                delete message.response;
+                                delete m.response;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueRegisterStartResponse;
@@ -201,11 +201,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueRegisterFinishRequest = (function() {
 
-            const OpaqueRegisterFinishRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueRegisterFinishRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueRegisterFinishRequest.prototype.username = "";
@@ -216,94 +216,94 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueRegisterFinishRequest(properties);
             };
 
-            OpaqueRegisterFinishRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueRegisterFinishRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.upload != null && $Object.hasOwnProperty.call(message, "upload") && message.upload.length)
-                    writer.uint32(18).bytes(message.upload);
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(26).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.upload != null && $Object.hasOwnProperty.call(m, "upload") && m.upload.length)
+                    w.uint32(18).bytes(m.upload);
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(26).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueRegisterFinishRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueRegisterFinishRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueRegisterFinishRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueRegisterFinishRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.upload = value;
+                            if ((v = r.bytes()).length)
+                                m.upload = v;
                             else
-                                delete message.upload;
+                                delete m.upload;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueRegisterFinishRequest;
@@ -311,11 +311,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueRegisterFinishResponse = (function() {
 
-            const OpaqueRegisterFinishResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueRegisterFinishResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueRegisterFinishResponse.prototype.success = false;
@@ -324,72 +324,72 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueRegisterFinishResponse(properties);
             };
 
-            OpaqueRegisterFinishResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueRegisterFinishResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.success != null && $Object.hasOwnProperty.call(message, "success") && message.success !== false)
-                    writer.uint32(8).bool(message.success);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.success != null && $Object.hasOwnProperty.call(m, "success") && m.success !== false)
+                    w.uint32(8).bool(m.success);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueRegisterFinishResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueRegisterFinishResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueRegisterFinishResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueRegisterFinishResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.success = value;
+                            if (v = r.bool())
+                                m.success = v;
                             else
-                                delete message.success;
+                                delete m.success;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueRegisterFinishResponse;
@@ -397,11 +397,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueLoginStartRequest = (function() {
 
-            const OpaqueLoginStartRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueLoginStartRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueLoginStartRequest.prototype.username = "";
@@ -411,83 +411,83 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueLoginStartRequest(properties);
             };
 
-            OpaqueLoginStartRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueLoginStartRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.request != null && $Object.hasOwnProperty.call(message, "request") && message.request.length)
-                    writer.uint32(18).bytes(message.request);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.request != null && $Object.hasOwnProperty.call(m, "request") && m.request.length)
+                    w.uint32(18).bytes(m.request);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueLoginStartRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueLoginStartRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueLoginStartRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueLoginStartRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.request = value;
+                            if ((v = r.bytes()).length)
+                                m.request = v;
                             else
-                                delete message.request;
+                                delete m.request;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueLoginStartRequest;
@@ -495,11 +495,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueLoginStartResponse = (function() {
 
-            const OpaqueLoginStartResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueLoginStartResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueLoginStartResponse.prototype.response = $util.newBuffer([]);
@@ -508,72 +508,72 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueLoginStartResponse(properties);
             };
 
-            OpaqueLoginStartResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueLoginStartResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.response != null && $Object.hasOwnProperty.call(message, "response") && message.response.length)
-                    writer.uint32(10).bytes(message.response);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.response != null && $Object.hasOwnProperty.call(m, "response") && m.response.length)
+                    w.uint32(10).bytes(m.response);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueLoginStartResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueLoginStartResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueLoginStartResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueLoginStartResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.response = value;
+                            if ((v = r.bytes()).length)
+                                m.response = v;
                             else
-                                delete message.response;
+                                delete m.response;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueLoginStartResponse;
@@ -581,11 +581,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueLoginFinishRequest = (function() {
 
-            const OpaqueLoginFinishRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueLoginFinishRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueLoginFinishRequest.prototype.username = "";
@@ -596,94 +596,94 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueLoginFinishRequest(properties);
             };
 
-            OpaqueLoginFinishRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueLoginFinishRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.finalization != null && $Object.hasOwnProperty.call(message, "finalization") && message.finalization.length)
-                    writer.uint32(18).bytes(message.finalization);
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(26).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.finalization != null && $Object.hasOwnProperty.call(m, "finalization") && m.finalization.length)
+                    w.uint32(18).bytes(m.finalization);
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(26).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueLoginFinishRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueLoginFinishRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueLoginFinishRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueLoginFinishRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.finalization = value;
+                            if ((v = r.bytes()).length)
+                                m.finalization = v;
                             else
-                                delete message.finalization;
+                                delete m.finalization;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueLoginFinishRequest;
@@ -691,11 +691,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.OpaqueLoginFinishResponse = (function() {
 
-            const OpaqueLoginFinishResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const OpaqueLoginFinishResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             OpaqueLoginFinishResponse.prototype.sessionToken = $util.newBuffer([]);
@@ -704,72 +704,72 @@ export const qpq = $root.qpq = (() => {
                 return new OpaqueLoginFinishResponse(properties);
             };
 
-            OpaqueLoginFinishResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            OpaqueLoginFinishResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.sessionToken != null && $Object.hasOwnProperty.call(message, "sessionToken") && message.sessionToken.length)
-                    writer.uint32(10).bytes(message.sessionToken);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.sessionToken != null && $Object.hasOwnProperty.call(m, "sessionToken") && m.sessionToken.length)
+                    w.uint32(10).bytes(m.sessionToken);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            OpaqueLoginFinishResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            OpaqueLoginFinishResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.OpaqueLoginFinishResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.OpaqueLoginFinishResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.sessionToken = value;
+                            if ((v = r.bytes()).length)
+                                m.sessionToken = v;
                             else
-                                delete message.sessionToken;
+                                delete m.sessionToken;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return OpaqueLoginFinishResponse;
@@ -777,12 +777,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadBlobRequest = (function() {
 
-            const UploadBlobRequest = function (properties) {
+            const UploadBlobRequest = function (p) {
                 this.shareWith = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadBlobRequest.prototype.blobHash = $util.newBuffer([]);
@@ -795,116 +795,117 @@ export const qpq = $root.qpq = (() => {
                 return new UploadBlobRequest(properties);
             };
 
-            UploadBlobRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadBlobRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.blobHash != null && $Object.hasOwnProperty.call(message, "blobHash") && message.blobHash.length)
-                    writer.uint32(10).bytes(message.blobHash);
-                if (message.totalSize != null && $Object.hasOwnProperty.call(message, "totalSize") && (typeof message.totalSize === "object" ? message.totalSize.low || message.totalSize.high : message.totalSize !== 0))
-                    writer.uint32(16).uint64(message.totalSize);
-                if (message.offset != null && $Object.hasOwnProperty.call(message, "offset") && (typeof message.offset === "object" ? message.offset.low || message.offset.high : message.offset !== 0))
-                    writer.uint32(24).uint64(message.offset);
-                if (message.chunk != null && $Object.hasOwnProperty.call(message, "chunk") && message.chunk.length)
-                    writer.uint32(34).bytes(message.chunk);
-                if (message.shareWith != null && message.shareWith.length)
-                    for (let i = 0; i < message.shareWith.length; ++i)
-                        writer.uint32(42).bytes(message.shareWith[i]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.blobHash != null && $Object.hasOwnProperty.call(m, "blobHash") && m.blobHash.length)
+                    w.uint32(10).bytes(m.blobHash);
+                if (m.totalSize != null && $Object.hasOwnProperty.call(m, "totalSize") && (typeof m.totalSize === "object" ? m.totalSize.low || m.totalSize.high : m.totalSize !== 0))
+                    w.uint32(16).uint64(m.totalSize);
+                if (m.offset != null && $Object.hasOwnProperty.call(m, "offset") && (typeof m.offset === "object" ? m.offset.low || m.offset.high : m.offset !== 0))
+                    w.uint32(24).uint64(m.offset);
+                if (m.chunk != null && $Object.hasOwnProperty.call(m, "chunk") && m.chunk.length)
+                    w.uint32(34).bytes(m.chunk);
+                if (m.shareWith != null && m.shareWith.length) {
+                    for (var i = 0; i < m.shareWith.length; ++i)
+                        w.uint32(42).bytes(m.shareWith[i]);
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadBlobRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadBlobRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadBlobRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadBlobRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.blobHash = value;
+                            if ((v = r.bytes()).length)
+                                m.blobHash = v;
                             else
-                                delete message.blobHash;
+                                delete m.blobHash;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.totalSize = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.totalSize = v;
                             else
-                                delete message.totalSize;
+                                delete m.totalSize;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.offset = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.offset = v;
                             else
-                                delete message.offset;
+                                delete m.offset;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.chunk = value;
+                            if ((v = r.bytes()).length)
+                                m.chunk = v;
                             else
-                                delete message.chunk;
+                                delete m.chunk;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.shareWith && message.shareWith.length))
-                                message.shareWith = [];
-                            message.shareWith.push(reader.bytes());
+                            if (!(m.shareWith && m.shareWith.length))
+                                m.shareWith = [];
+                            m.shareWith.push(r.bytes());
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadBlobRequest;
@@ -912,11 +913,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadBlobResponse = (function() {
 
-            const UploadBlobResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UploadBlobResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadBlobResponse.prototype.received = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -926,83 +927,83 @@ export const qpq = $root.qpq = (() => {
                 return new UploadBlobResponse(properties);
             };
 
-            UploadBlobResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadBlobResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.received != null && $Object.hasOwnProperty.call(message, "received") && (typeof message.received === "object" ? message.received.low || message.received.high : message.received !== 0))
-                    writer.uint32(8).uint64(message.received);
-                if (message.complete != null && $Object.hasOwnProperty.call(message, "complete") && message.complete !== false)
-                    writer.uint32(16).bool(message.complete);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.received != null && $Object.hasOwnProperty.call(m, "received") && (typeof m.received === "object" ? m.received.low || m.received.high : m.received !== 0))
+                    w.uint32(8).uint64(m.received);
+                if (m.complete != null && $Object.hasOwnProperty.call(m, "complete") && m.complete !== false)
+                    w.uint32(16).bool(m.complete);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadBlobResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadBlobResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadBlobResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadBlobResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.received = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.received = v;
                             else
-                                delete message.received;
+                                delete m.received;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.complete = value;
+                            if (v = r.bool())
+                                m.complete = v;
                             else
-                                delete message.complete;
+                                delete m.complete;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadBlobResponse;
@@ -1010,11 +1011,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.DownloadBlobRequest = (function() {
 
-            const DownloadBlobRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DownloadBlobRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DownloadBlobRequest.prototype.blobHash = $util.newBuffer([]);
@@ -1025,94 +1026,94 @@ export const qpq = $root.qpq = (() => {
                 return new DownloadBlobRequest(properties);
             };
 
-            DownloadBlobRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DownloadBlobRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.blobHash != null && $Object.hasOwnProperty.call(message, "blobHash") && message.blobHash.length)
-                    writer.uint32(10).bytes(message.blobHash);
-                if (message.offset != null && $Object.hasOwnProperty.call(message, "offset") && (typeof message.offset === "object" ? message.offset.low || message.offset.high : message.offset !== 0))
-                    writer.uint32(16).uint64(message.offset);
-                if (message.length != null && $Object.hasOwnProperty.call(message, "length") && message.length !== 0)
-                    writer.uint32(24).uint32(message.length);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.blobHash != null && $Object.hasOwnProperty.call(m, "blobHash") && m.blobHash.length)
+                    w.uint32(10).bytes(m.blobHash);
+                if (m.offset != null && $Object.hasOwnProperty.call(m, "offset") && (typeof m.offset === "object" ? m.offset.low || m.offset.high : m.offset !== 0))
+                    w.uint32(16).uint64(m.offset);
+                if (m.length != null && $Object.hasOwnProperty.call(m, "length") && m.length !== 0)
+                    w.uint32(24).uint32(m.length);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DownloadBlobRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DownloadBlobRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DownloadBlobRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DownloadBlobRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.blobHash = value;
+                            if ((v = r.bytes()).length)
+                                m.blobHash = v;
                             else
-                                delete message.blobHash;
+                                delete m.blobHash;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.offset = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.offset = v;
                             else
-                                delete message.offset;
+                                delete m.offset;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.length = value;
+                            if (v = r.uint32())
+                                m.length = v;
                             else
-                                delete message.length;
+                                delete m.length;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DownloadBlobRequest;
@@ -1120,11 +1121,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.DownloadBlobResponse = (function() {
 
-            const DownloadBlobResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DownloadBlobResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DownloadBlobResponse.prototype.chunk = $util.newBuffer([]);
@@ -1134,83 +1135,83 @@ export const qpq = $root.qpq = (() => {
                 return new DownloadBlobResponse(properties);
             };
 
-            DownloadBlobResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DownloadBlobResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.chunk != null && $Object.hasOwnProperty.call(message, "chunk") && message.chunk.length)
-                    writer.uint32(10).bytes(message.chunk);
-                if (message.totalSize != null && $Object.hasOwnProperty.call(message, "totalSize") && (typeof message.totalSize === "object" ? message.totalSize.low || message.totalSize.high : message.totalSize !== 0))
-                    writer.uint32(16).uint64(message.totalSize);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.chunk != null && $Object.hasOwnProperty.call(m, "chunk") && m.chunk.length)
+                    w.uint32(10).bytes(m.chunk);
+                if (m.totalSize != null && $Object.hasOwnProperty.call(m, "totalSize") && (typeof m.totalSize === "object" ? m.totalSize.low || m.totalSize.high : m.totalSize !== 0))
+                    w.uint32(16).uint64(m.totalSize);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DownloadBlobResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DownloadBlobResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DownloadBlobResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DownloadBlobResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.chunk = value;
+                            if ((v = r.bytes()).length)
+                                m.chunk = v;
                             else
-                                delete message.chunk;
+                                delete m.chunk;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.totalSize = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.totalSize = v;
                             else
-                                delete message.totalSize;
+                                delete m.totalSize;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DownloadBlobResponse;
@@ -1218,12 +1219,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.CreateChannelRequest = (function() {
 
-            const CreateChannelRequest = function (properties) {
+            const CreateChannelRequest = function (p) {
                 this.memberKeys = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             CreateChannelRequest.prototype.peerKey = $util.newBuffer([]);
@@ -1234,94 +1235,95 @@ export const qpq = $root.qpq = (() => {
                 return new CreateChannelRequest(properties);
             };
 
-            CreateChannelRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            CreateChannelRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.peerKey != null && $Object.hasOwnProperty.call(message, "peerKey") && message.peerKey.length)
-                    writer.uint32(10).bytes(message.peerKey);
-                if (message.memberKeys != null && message.memberKeys.length)
-                    for (let i = 0; i < message.memberKeys.length; ++i)
-                        writer.uint32(18).bytes(message.memberKeys[i]);
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
-                    writer.uint32(26).string(message.name);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.peerKey != null && $Object.hasOwnProperty.call(m, "peerKey") && m.peerKey.length)
+                    w.uint32(10).bytes(m.peerKey);
+                if (m.memberKeys != null && m.memberKeys.length) {
+                    for (var i = 0; i < m.memberKeys.length; ++i)
+                        w.uint32(18).bytes(m.memberKeys[i]);
+                }
+                if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                    w.uint32(26).string(m.name);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            CreateChannelRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            CreateChannelRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.CreateChannelRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.CreateChannelRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.peerKey = value;
+                            if ((v = r.bytes()).length)
+                                m.peerKey = v;
                             else
-                                delete message.peerKey;
+                                delete m.peerKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.memberKeys && message.memberKeys.length))
-                                message.memberKeys = [];
-                            message.memberKeys.push(reader.bytes());
+                            if (!(m.memberKeys && m.memberKeys.length))
+                                m.memberKeys = [];
+                            m.memberKeys.push(r.bytes());
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.name = value;
+                            if ((v = r.stringVerify()).length)
+                                m.name = v;
                             else
-                                delete message.name;
+                                delete m.name;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return CreateChannelRequest;
@@ -1329,11 +1331,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.CreateChannelResponse = (function() {
 
-            const CreateChannelResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const CreateChannelResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             CreateChannelResponse.prototype.channelId = $util.newBuffer([]);
@@ -1343,83 +1345,83 @@ export const qpq = $root.qpq = (() => {
                 return new CreateChannelResponse(properties);
             };
 
-            CreateChannelResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            CreateChannelResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.wasNew != null && $Object.hasOwnProperty.call(message, "wasNew") && message.wasNew !== false)
-                    writer.uint32(16).bool(message.wasNew);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.wasNew != null && $Object.hasOwnProperty.call(m, "wasNew") && m.wasNew !== false)
+                    w.uint32(16).bool(m.wasNew);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            CreateChannelResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            CreateChannelResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.CreateChannelResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.CreateChannelResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.wasNew = value;
+                            if (v = r.bool())
+                                m.wasNew = v;
                             else
-                                delete message.wasNew;
+                                delete m.wasNew;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return CreateChannelResponse;
@@ -1427,11 +1429,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.Auth = (function() {
 
-            const Auth = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const Auth = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             Auth.prototype.accessToken = $util.newBuffer([]);
@@ -1441,83 +1443,83 @@ export const qpq = $root.qpq = (() => {
                 return new Auth(properties);
             };
 
-            Auth.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            Auth.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.accessToken != null && $Object.hasOwnProperty.call(message, "accessToken") && message.accessToken.length)
-                    writer.uint32(10).bytes(message.accessToken);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(18).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.accessToken != null && $Object.hasOwnProperty.call(m, "accessToken") && m.accessToken.length)
+                    w.uint32(10).bytes(m.accessToken);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(18).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            Auth.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            Auth.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.Auth();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.Auth();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.accessToken = value;
+                            if ((v = r.bytes()).length)
+                                m.accessToken = v;
                             else
-                                delete message.accessToken;
+                                delete m.accessToken;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return Auth;
@@ -1525,11 +1527,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ErrorResponse = (function() {
 
-            const ErrorResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ErrorResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ErrorResponse.prototype.message = "";
@@ -1539,83 +1541,83 @@ export const qpq = $root.qpq = (() => {
                 return new ErrorResponse(properties);
             };
 
-            ErrorResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ErrorResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.message != null && $Object.hasOwnProperty.call(message, "message") && message.message !== "")
-                    writer.uint32(10).string(message.message);
-                if (message.retryAfterMs != null && $Object.hasOwnProperty.call(message, "retryAfterMs") && message.retryAfterMs !== 0)
-                    writer.uint32(16).uint32(message.retryAfterMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.message != null && $Object.hasOwnProperty.call(m, "message") && m.message !== "")
+                    w.uint32(10).string(m.message);
+                if (m.retryAfterMs != null && $Object.hasOwnProperty.call(m, "retryAfterMs") && m.retryAfterMs !== 0)
+                    w.uint32(16).uint32(m.retryAfterMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ErrorResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ErrorResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ErrorResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ErrorResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.message = value;
+                            if ((v = r.stringVerify()).length)
+                                m.message = v;
                             else
-                                delete message.message;
+                                delete m.message;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.retryAfterMs = value;
+                            if (v = r.uint32())
+                                m.retryAfterMs = v;
                             else
-                                delete message.retryAfterMs;
+                                delete m.retryAfterMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ErrorResponse;
@@ -1623,11 +1625,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.SessionResumeRequest = (function() {
 
-            const SessionResumeRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const SessionResumeRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             SessionResumeRequest.prototype.accessToken = $util.newBuffer([]);
@@ -1637,83 +1639,83 @@ export const qpq = $root.qpq = (() => {
                 return new SessionResumeRequest(properties);
             };
 
-            SessionResumeRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            SessionResumeRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.accessToken != null && $Object.hasOwnProperty.call(message, "accessToken") && message.accessToken.length)
-                    writer.uint32(10).bytes(message.accessToken);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(18).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.accessToken != null && $Object.hasOwnProperty.call(m, "accessToken") && m.accessToken.length)
+                    w.uint32(10).bytes(m.accessToken);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(18).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            SessionResumeRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            SessionResumeRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.SessionResumeRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.SessionResumeRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.accessToken = value;
+                            if ((v = r.bytes()).length)
+                                m.accessToken = v;
                             else
-                                delete message.accessToken;
+                                delete m.accessToken;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return SessionResumeRequest;
@@ -1721,11 +1723,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.SessionResumeResponse = (function() {
 
-            const SessionResumeResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const SessionResumeResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             SessionResumeResponse.prototype.identityKey = $util.newBuffer([]);
@@ -1735,83 +1737,83 @@ export const qpq = $root.qpq = (() => {
                 return new SessionResumeResponse(properties);
             };
 
-            SessionResumeResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            SessionResumeResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
-                    writer.uint32(16).uint64(message.expiresAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(16).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            SessionResumeResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            SessionResumeResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.SessionResumeResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.SessionResumeResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.expiresAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
                             else
-                                delete message.expiresAtMs;
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return SessionResumeResponse;
@@ -1819,69 +1821,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.DeleteAccountRequest = (function() {
 
-            const DeleteAccountRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DeleteAccountRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DeleteAccountRequest.create = function(properties) {
                 return new DeleteAccountRequest(properties);
             };
 
-            DeleteAccountRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DeleteAccountRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DeleteAccountRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DeleteAccountRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DeleteAccountRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DeleteAccountRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DeleteAccountRequest;
@@ -1889,11 +1891,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.DeleteAccountResponse = (function() {
 
-            const DeleteAccountResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DeleteAccountResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DeleteAccountResponse.prototype.success = false;
@@ -1902,72 +1904,72 @@ export const qpq = $root.qpq = (() => {
                 return new DeleteAccountResponse(properties);
             };
 
-            DeleteAccountResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DeleteAccountResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.success != null && $Object.hasOwnProperty.call(message, "success") && message.success !== false)
-                    writer.uint32(8).bool(message.success);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.success != null && $Object.hasOwnProperty.call(m, "success") && m.success !== false)
+                    w.uint32(8).bool(m.success);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DeleteAccountResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DeleteAccountResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DeleteAccountResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DeleteAccountResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.success = value;
+                            if (v = r.bool())
+                                m.success = v;
                             else
-                                delete message.success;
+                                delete m.success;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DeleteAccountResponse;
@@ -1975,11 +1977,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.Envelope = (function() {
 
-            const Envelope = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const Envelope = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             Envelope.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -1989,83 +1991,83 @@ export const qpq = $root.qpq = (() => {
                 return new Envelope(properties);
             };
 
-            Envelope.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            Envelope.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
-                    writer.uint32(8).uint64(message.seq);
-                if (message.data != null && $Object.hasOwnProperty.call(message, "data") && message.data.length)
-                    writer.uint32(18).bytes(message.data);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.seq != null && $Object.hasOwnProperty.call(m, "seq") && (typeof m.seq === "object" ? m.seq.low || m.seq.high : m.seq !== 0))
+                    w.uint32(8).uint64(m.seq);
+                if (m.data != null && $Object.hasOwnProperty.call(m, "data") && m.data.length)
+                    w.uint32(18).bytes(m.data);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            Envelope.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            Envelope.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.Envelope();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.Envelope();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.seq = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.seq = v;
                             else
-                                delete message.seq;
+                                delete m.seq;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.data = value;
+                            if ((v = r.bytes()).length)
+                                m.data = v;
                             else
-                                delete message.data;
+                                delete m.data;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return Envelope;
@@ -2073,11 +2075,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.EnqueueRequest = (function() {
 
-            const EnqueueRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const EnqueueRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             EnqueueRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -2090,116 +2092,116 @@ export const qpq = $root.qpq = (() => {
                 return new EnqueueRequest(properties);
             };
 
-            EnqueueRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            EnqueueRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.payload != null && $Object.hasOwnProperty.call(message, "payload") && message.payload.length)
-                    writer.uint32(18).bytes(message.payload);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(26).bytes(message.channelId);
-                if (message.ttlSecs != null && $Object.hasOwnProperty.call(message, "ttlSecs") && message.ttlSecs !== 0)
-                    writer.uint32(32).uint32(message.ttlSecs);
-                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
-                    writer.uint32(42).bytes(message.messageId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.payload != null && $Object.hasOwnProperty.call(m, "payload") && m.payload.length)
+                    w.uint32(18).bytes(m.payload);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(26).bytes(m.channelId);
+                if (m.ttlSecs != null && $Object.hasOwnProperty.call(m, "ttlSecs") && m.ttlSecs !== 0)
+                    w.uint32(32).uint32(m.ttlSecs);
+                if (m.messageId != null && $Object.hasOwnProperty.call(m, "messageId") && m.messageId.length)
+                    w.uint32(42).bytes(m.messageId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            EnqueueRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            EnqueueRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.EnqueueRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.EnqueueRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.payload = value;
+                            if ((v = r.bytes()).length)
+                                m.payload = v;
                             else
-                                delete message.payload;
+                                delete m.payload;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.ttlSecs = value;
+                            if (v = r.uint32())
+                                m.ttlSecs = v;
                             else
-                                delete message.ttlSecs;
+                                delete m.ttlSecs;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.messageId = value;
+                            if ((v = r.bytes()).length)
+                                m.messageId = v;
                             else
-                                delete message.messageId;
+                                delete m.messageId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return EnqueueRequest;
@@ -2207,11 +2209,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.EnqueueResponse = (function() {
 
-            const EnqueueResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const EnqueueResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             EnqueueResponse.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -2222,94 +2224,94 @@ export const qpq = $root.qpq = (() => {
                 return new EnqueueResponse(properties);
             };
 
-            EnqueueResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            EnqueueResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
-                    writer.uint32(8).uint64(message.seq);
-                if (message.deliveryProof != null && $Object.hasOwnProperty.call(message, "deliveryProof") && message.deliveryProof.length)
-                    writer.uint32(18).bytes(message.deliveryProof);
-                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate") && message.duplicate !== false)
-                    writer.uint32(24).bool(message.duplicate);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.seq != null && $Object.hasOwnProperty.call(m, "seq") && (typeof m.seq === "object" ? m.seq.low || m.seq.high : m.seq !== 0))
+                    w.uint32(8).uint64(m.seq);
+                if (m.deliveryProof != null && $Object.hasOwnProperty.call(m, "deliveryProof") && m.deliveryProof.length)
+                    w.uint32(18).bytes(m.deliveryProof);
+                if (m.duplicate != null && $Object.hasOwnProperty.call(m, "duplicate") && m.duplicate !== false)
+                    w.uint32(24).bool(m.duplicate);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            EnqueueResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            EnqueueResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.EnqueueResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.EnqueueResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.seq = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.seq = v;
                             else
-                                delete message.seq;
+                                delete m.seq;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deliveryProof = value;
+                            if ((v = r.bytes()).length)
+                                m.deliveryProof = v;
                             else
-                                delete message.deliveryProof;
+                                delete m.deliveryProof;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.duplicate = value;
+                            if (v = r.bool())
+                                m.duplicate = v;
                             else
-                                delete message.duplicate;
+                                delete m.duplicate;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return EnqueueResponse;
@@ -2317,11 +2319,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchRequest = (function() {
 
-            const FetchRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -2333,105 +2335,105 @@ export const qpq = $root.qpq = (() => {
                 return new FetchRequest(properties);
             };
 
-            FetchRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit") && message.limit !== 0)
-                    writer.uint32(24).uint32(message.limit);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(34).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.limit != null && $Object.hasOwnProperty.call(m, "limit") && m.limit !== 0)
+                    w.uint32(24).uint32(m.limit);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(34).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.limit = value;
+                            if (v = r.uint32())
+                                m.limit = v;
                             else
-                                delete message.limit;
+                                delete m.limit;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchRequest;
@@ -2439,12 +2441,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchResponse = (function() {
 
-            const FetchResponse = function (properties) {
+            const FetchResponse = function (p) {
                 this.payloads = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchResponse.prototype.payloads = $util.emptyArray;
@@ -2453,72 +2455,73 @@ export const qpq = $root.qpq = (() => {
                 return new FetchResponse(properties);
             };
 
-            FetchResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.payloads != null && message.payloads.length)
-                    for (let i = 0; i < message.payloads.length; ++i)
-                        $root.qpq.v1.Envelope.encode(message.payloads[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.payloads != null && m.payloads.length) {
+                    for (var i = 0; i < m.payloads.length; ++i)
+                        $root.qpq.v1.Envelope.encode(m.payloads[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.payloads && message.payloads.length))
-                                message.payloads = [];
-                            message.payloads.push($root.qpq.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.payloads && m.payloads.length))
+                                m.payloads = [];
+                            m.payloads.push($root.qpq.v1.Envelope.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchResponse;
@@ -2526,11 +2529,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchWaitRequest = (function() {
 
-            const FetchWaitRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchWaitRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchWaitRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -2543,116 +2546,116 @@ export const qpq = $root.qpq = (() => {
                 return new FetchWaitRequest(properties);
             };
 
-            FetchWaitRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchWaitRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.timeoutMs != null && $Object.hasOwnProperty.call(message, "timeoutMs") && (typeof message.timeoutMs === "object" ? message.timeoutMs.low || message.timeoutMs.high : message.timeoutMs !== 0))
-                    writer.uint32(24).uint64(message.timeoutMs);
-                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit") && message.limit !== 0)
-                    writer.uint32(32).uint32(message.limit);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(42).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.timeoutMs != null && $Object.hasOwnProperty.call(m, "timeoutMs") && (typeof m.timeoutMs === "object" ? m.timeoutMs.low || m.timeoutMs.high : m.timeoutMs !== 0))
+                    w.uint32(24).uint64(m.timeoutMs);
+                if (m.limit != null && $Object.hasOwnProperty.call(m, "limit") && m.limit !== 0)
+                    w.uint32(32).uint32(m.limit);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(42).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchWaitRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchWaitRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchWaitRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchWaitRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.timeoutMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.timeoutMs = v;
                             else
-                                delete message.timeoutMs;
+                                delete m.timeoutMs;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.limit = value;
+                            if (v = r.uint32())
+                                m.limit = v;
                             else
-                                delete message.limit;
+                                delete m.limit;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchWaitRequest;
@@ -2660,12 +2663,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchWaitResponse = (function() {
 
-            const FetchWaitResponse = function (properties) {
+            const FetchWaitResponse = function (p) {
                 this.payloads = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchWaitResponse.prototype.payloads = $util.emptyArray;
@@ -2674,72 +2677,73 @@ export const qpq = $root.qpq = (() => {
                 return new FetchWaitResponse(properties);
             };
 
-            FetchWaitResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchWaitResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.payloads != null && message.payloads.length)
-                    for (let i = 0; i < message.payloads.length; ++i)
-                        $root.qpq.v1.Envelope.encode(message.payloads[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.payloads != null && m.payloads.length) {
+                    for (var i = 0; i < m.payloads.length; ++i)
+                        $root.qpq.v1.Envelope.encode(m.payloads[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchWaitResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchWaitResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchWaitResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchWaitResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.payloads && message.payloads.length))
-                                message.payloads = [];
-                            message.payloads.push($root.qpq.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.payloads && m.payloads.length))
+                                m.payloads = [];
+                            m.payloads.push($root.qpq.v1.Envelope.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchWaitResponse;
@@ -2747,11 +2751,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PeekRequest = (function() {
 
-            const PeekRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PeekRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PeekRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -2763,105 +2767,105 @@ export const qpq = $root.qpq = (() => {
                 return new PeekRequest(properties);
             };
 
-            PeekRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PeekRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit") && message.limit !== 0)
-                    writer.uint32(24).uint32(message.limit);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(34).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.limit != null && $Object.hasOwnProperty.call(m, "limit") && m.limit !== 0)
+                    w.uint32(24).uint32(m.limit);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(34).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PeekRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PeekRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PeekRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PeekRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.limit = value;
+                            if (v = r.uint32())
+                                m.limit = v;
                             else
-                                delete message.limit;
+                                delete m.limit;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PeekRequest;
@@ -2869,12 +2873,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.PeekResponse = (function() {
 
-            const PeekResponse = function (properties) {
+            const PeekResponse = function (p) {
                 this.payloads = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PeekResponse.prototype.payloads = $util.emptyArray;
@@ -2883,72 +2887,73 @@ export const qpq = $root.qpq = (() => {
                 return new PeekResponse(properties);
             };
 
-            PeekResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PeekResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.payloads != null && message.payloads.length)
-                    for (let i = 0; i < message.payloads.length; ++i)
-                        $root.qpq.v1.Envelope.encode(message.payloads[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.payloads != null && m.payloads.length) {
+                    for (var i = 0; i < m.payloads.length; ++i)
+                        $root.qpq.v1.Envelope.encode(m.payloads[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PeekResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PeekResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PeekResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PeekResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.payloads && message.payloads.length))
-                                message.payloads = [];
-                            message.payloads.push($root.qpq.v1.Envelope.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.payloads && m.payloads.length))
+                                m.payloads = [];
+                            m.payloads.push($root.qpq.v1.Envelope.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PeekResponse;
@@ -2956,11 +2961,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.AckRequest = (function() {
 
-            const AckRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const AckRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             AckRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -2972,105 +2977,105 @@ export const qpq = $root.qpq = (() => {
                 return new AckRequest(properties);
             };
 
-            AckRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            AckRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.seqUpTo != null && $Object.hasOwnProperty.call(message, "seqUpTo") && (typeof message.seqUpTo === "object" ? message.seqUpTo.low || message.seqUpTo.high : message.seqUpTo !== 0))
-                    writer.uint32(24).uint64(message.seqUpTo);
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(34).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.seqUpTo != null && $Object.hasOwnProperty.call(m, "seqUpTo") && (typeof m.seqUpTo === "object" ? m.seqUpTo.low || m.seqUpTo.high : m.seqUpTo !== 0))
+                    w.uint32(24).uint64(m.seqUpTo);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(34).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            AckRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            AckRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.AckRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.AckRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.seqUpTo = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.seqUpTo = v;
                             else
-                                delete message.seqUpTo;
+                                delete m.seqUpTo;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return AckRequest;
@@ -3078,69 +3083,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.AckResponse = (function() {
 
-            const AckResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const AckResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             AckResponse.create = function(properties) {
                 return new AckResponse(properties);
             };
 
-            AckResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            AckResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            AckResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            AckResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.AckResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.AckResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return AckResponse;
@@ -3148,12 +3153,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.BatchEnqueueRequest = (function() {
 
-            const BatchEnqueueRequest = function (properties) {
+            const BatchEnqueueRequest = function (p) {
                 this.recipientKeys = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             BatchEnqueueRequest.prototype.recipientKeys = $util.emptyArray;
@@ -3166,116 +3171,117 @@ export const qpq = $root.qpq = (() => {
                 return new BatchEnqueueRequest(properties);
             };
 
-            BatchEnqueueRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            BatchEnqueueRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKeys != null && message.recipientKeys.length)
-                    for (let i = 0; i < message.recipientKeys.length; ++i)
-                        writer.uint32(10).bytes(message.recipientKeys[i]);
-                if (message.payload != null && $Object.hasOwnProperty.call(message, "payload") && message.payload.length)
-                    writer.uint32(18).bytes(message.payload);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(26).bytes(message.channelId);
-                if (message.ttlSecs != null && $Object.hasOwnProperty.call(message, "ttlSecs") && message.ttlSecs !== 0)
-                    writer.uint32(32).uint32(message.ttlSecs);
-                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
-                    writer.uint32(42).bytes(message.messageId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKeys != null && m.recipientKeys.length) {
+                    for (var i = 0; i < m.recipientKeys.length; ++i)
+                        w.uint32(10).bytes(m.recipientKeys[i]);
+                }
+                if (m.payload != null && $Object.hasOwnProperty.call(m, "payload") && m.payload.length)
+                    w.uint32(18).bytes(m.payload);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(26).bytes(m.channelId);
+                if (m.ttlSecs != null && $Object.hasOwnProperty.call(m, "ttlSecs") && m.ttlSecs !== 0)
+                    w.uint32(32).uint32(m.ttlSecs);
+                if (m.messageId != null && $Object.hasOwnProperty.call(m, "messageId") && m.messageId.length)
+                    w.uint32(42).bytes(m.messageId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            BatchEnqueueRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            BatchEnqueueRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.BatchEnqueueRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.BatchEnqueueRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.recipientKeys && message.recipientKeys.length))
-                                message.recipientKeys = [];
-                            message.recipientKeys.push(reader.bytes());
+                            if (!(m.recipientKeys && m.recipientKeys.length))
+                                m.recipientKeys = [];
+                            m.recipientKeys.push(r.bytes());
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.payload = value;
+                            if ((v = r.bytes()).length)
+                                m.payload = v;
                             else
-                                delete message.payload;
+                                delete m.payload;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.ttlSecs = value;
+                            if (v = r.uint32())
+                                m.ttlSecs = v;
                             else
-                                delete message.ttlSecs;
+                                delete m.ttlSecs;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.messageId = value;
+                            if ((v = r.bytes()).length)
+                                m.messageId = v;
                             else
-                                delete message.messageId;
+                                delete m.messageId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return BatchEnqueueRequest;
@@ -3283,12 +3289,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.BatchEnqueueResponse = (function() {
 
-            const BatchEnqueueResponse = function (properties) {
+            const BatchEnqueueResponse = function (p) {
                 this.seqs = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             BatchEnqueueResponse.prototype.seqs = $util.emptyArray;
@@ -3297,77 +3303,78 @@ export const qpq = $root.qpq = (() => {
                 return new BatchEnqueueResponse(properties);
             };
 
-            BatchEnqueueResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            BatchEnqueueResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.seqs != null && message.seqs.length)
-                    writer.uint32(10).uint64s(message.seqs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.seqs != null && m.seqs.length) {
+                    w.uint32(10).uint64s(m.seqs);
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            BatchEnqueueResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            BatchEnqueueResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.BatchEnqueueResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.BatchEnqueueResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType === 2) {
-                                if (!(message.seqs && message.seqs.length))
-                                    message.seqs = [];
-                                reader.uint64s(message.seqs);
+                            if (u === 2) {
+                                if (!(m.seqs && m.seqs.length))
+                                    m.seqs = [];
+                                r.uint64s(m.seqs);
                                 continue;
                             }
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (!(message.seqs && message.seqs.length))
-                                message.seqs = [];
-                            message.seqs.push(reader.uint64());
+                            if (!(m.seqs && m.seqs.length))
+                                m.seqs = [];
+                            m.seqs.push(r.uint64());
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return BatchEnqueueResponse;
@@ -3375,11 +3382,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.Device = (function() {
 
-            const Device = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const Device = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             Device.prototype.deviceId = $util.newBuffer([]);
@@ -3391,105 +3398,105 @@ export const qpq = $root.qpq = (() => {
                 return new Device(properties);
             };
 
-            Device.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            Device.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(10).bytes(message.deviceId);
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
-                    writer.uint32(18).string(message.name);
-                if (message.registeredAtMs != null && $Object.hasOwnProperty.call(message, "registeredAtMs") && (typeof message.registeredAtMs === "object" ? message.registeredAtMs.low || message.registeredAtMs.high : message.registeredAtMs !== 0))
-                    writer.uint32(24).uint64(message.registeredAtMs);
-                if (message.lastSeenMs != null && $Object.hasOwnProperty.call(message, "lastSeenMs") && (typeof message.lastSeenMs === "object" ? message.lastSeenMs.low || message.lastSeenMs.high : message.lastSeenMs !== 0))
-                    writer.uint32(32).uint64(message.lastSeenMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(10).bytes(m.deviceId);
+                if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                    w.uint32(18).string(m.name);
+                if (m.registeredAtMs != null && $Object.hasOwnProperty.call(m, "registeredAtMs") && (typeof m.registeredAtMs === "object" ? m.registeredAtMs.low || m.registeredAtMs.high : m.registeredAtMs !== 0))
+                    w.uint32(24).uint64(m.registeredAtMs);
+                if (m.lastSeenMs != null && $Object.hasOwnProperty.call(m, "lastSeenMs") && (typeof m.lastSeenMs === "object" ? m.lastSeenMs.low || m.lastSeenMs.high : m.lastSeenMs !== 0))
+                    w.uint32(32).uint64(m.lastSeenMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            Device.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            Device.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.Device();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.Device();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.name = value;
+                            if ((v = r.stringVerify()).length)
+                                m.name = v;
                             else
-                                delete message.name;
+                                delete m.name;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.registeredAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.registeredAtMs = v;
                             else
-                                delete message.registeredAtMs;
+                                delete m.registeredAtMs;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.lastSeenMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.lastSeenMs = v;
                             else
-                                delete message.lastSeenMs;
+                                delete m.lastSeenMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return Device;
@@ -3497,11 +3504,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RegisterDeviceRequest = (function() {
 
-            const RegisterDeviceRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RegisterDeviceRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RegisterDeviceRequest.prototype.deviceId = $util.newBuffer([]);
@@ -3511,83 +3518,83 @@ export const qpq = $root.qpq = (() => {
                 return new RegisterDeviceRequest(properties);
             };
 
-            RegisterDeviceRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RegisterDeviceRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(10).bytes(message.deviceId);
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
-                    writer.uint32(18).string(message.name);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(10).bytes(m.deviceId);
+                if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                    w.uint32(18).string(m.name);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RegisterDeviceRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RegisterDeviceRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RegisterDeviceRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RegisterDeviceRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.name = value;
+                            if ((v = r.stringVerify()).length)
+                                m.name = v;
                             else
-                                delete message.name;
+                                delete m.name;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RegisterDeviceRequest;
@@ -3595,11 +3602,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RegisterDeviceResponse = (function() {
 
-            const RegisterDeviceResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RegisterDeviceResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RegisterDeviceResponse.prototype.wasNew = false;
@@ -3608,72 +3615,72 @@ export const qpq = $root.qpq = (() => {
                 return new RegisterDeviceResponse(properties);
             };
 
-            RegisterDeviceResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RegisterDeviceResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.wasNew != null && $Object.hasOwnProperty.call(message, "wasNew") && message.wasNew !== false)
-                    writer.uint32(8).bool(message.wasNew);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.wasNew != null && $Object.hasOwnProperty.call(m, "wasNew") && m.wasNew !== false)
+                    w.uint32(8).bool(m.wasNew);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RegisterDeviceResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RegisterDeviceResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RegisterDeviceResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RegisterDeviceResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.wasNew = value;
+                            if (v = r.bool())
+                                m.wasNew = v;
                             else
-                                delete message.wasNew;
+                                delete m.wasNew;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RegisterDeviceResponse;
@@ -3681,69 +3688,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListDevicesRequest = (function() {
 
-            const ListDevicesRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ListDevicesRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListDevicesRequest.create = function(properties) {
                 return new ListDevicesRequest(properties);
             };
 
-            ListDevicesRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListDevicesRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListDevicesRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListDevicesRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListDevicesRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListDevicesRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListDevicesRequest;
@@ -3751,12 +3758,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListDevicesResponse = (function() {
 
-            const ListDevicesResponse = function (properties) {
+            const ListDevicesResponse = function (p) {
                 this.devices = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListDevicesResponse.prototype.devices = $util.emptyArray;
@@ -3765,72 +3772,73 @@ export const qpq = $root.qpq = (() => {
                 return new ListDevicesResponse(properties);
             };
 
-            ListDevicesResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListDevicesResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.devices != null && message.devices.length)
-                    for (let i = 0; i < message.devices.length; ++i)
-                        $root.qpq.v1.Device.encode(message.devices[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.devices != null && m.devices.length) {
+                    for (var i = 0; i < m.devices.length; ++i)
+                        $root.qpq.v1.Device.encode(m.devices[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListDevicesResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListDevicesResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListDevicesResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListDevicesResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.devices && message.devices.length))
-                                message.devices = [];
-                            message.devices.push($root.qpq.v1.Device.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.devices && m.devices.length))
+                                m.devices = [];
+                            m.devices.push($root.qpq.v1.Device.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListDevicesResponse;
@@ -3838,11 +3846,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RevokeDeviceRequest = (function() {
 
-            const RevokeDeviceRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RevokeDeviceRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RevokeDeviceRequest.prototype.deviceId = $util.newBuffer([]);
@@ -3851,72 +3859,72 @@ export const qpq = $root.qpq = (() => {
                 return new RevokeDeviceRequest(properties);
             };
 
-            RevokeDeviceRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RevokeDeviceRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(10).bytes(message.deviceId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(10).bytes(m.deviceId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RevokeDeviceRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RevokeDeviceRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RevokeDeviceRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RevokeDeviceRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RevokeDeviceRequest;
@@ -3924,69 +3932,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.RevokeDeviceResponse = (function() {
 
-            const RevokeDeviceResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RevokeDeviceResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RevokeDeviceResponse.create = function(properties) {
                 return new RevokeDeviceResponse(properties);
             };
 
-            RevokeDeviceResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RevokeDeviceResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RevokeDeviceResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RevokeDeviceResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RevokeDeviceResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RevokeDeviceResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RevokeDeviceResponse;
@@ -3994,11 +4002,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RegisterPushTokenRequest = (function() {
 
-            const RegisterPushTokenRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RegisterPushTokenRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RegisterPushTokenRequest.prototype.deviceId = $util.newBuffer([]);
@@ -4009,94 +4017,94 @@ export const qpq = $root.qpq = (() => {
                 return new RegisterPushTokenRequest(properties);
             };
 
-            RegisterPushTokenRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RegisterPushTokenRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.deviceId != null && $Object.hasOwnProperty.call(message, "deviceId") && message.deviceId.length)
-                    writer.uint32(10).bytes(message.deviceId);
-                if (message.platform != null && $Object.hasOwnProperty.call(message, "platform") && message.platform !== "")
-                    writer.uint32(18).string(message.platform);
-                if (message.token != null && $Object.hasOwnProperty.call(message, "token") && message.token.length)
-                    writer.uint32(26).bytes(message.token);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(10).bytes(m.deviceId);
+                if (m.platform != null && $Object.hasOwnProperty.call(m, "platform") && m.platform !== "")
+                    w.uint32(18).string(m.platform);
+                if (m.token != null && $Object.hasOwnProperty.call(m, "token") && m.token.length)
+                    w.uint32(26).bytes(m.token);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RegisterPushTokenRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RegisterPushTokenRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RegisterPushTokenRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RegisterPushTokenRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deviceId = value;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
                             else
-                                delete message.deviceId;
+                                delete m.deviceId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.platform = value;
+                            if ((v = r.stringVerify()).length)
+                                m.platform = v;
                             else
-                                delete message.platform;
+                                delete m.platform;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.token = value;
+                            if ((v = r.bytes()).length)
+                                m.token = v;
                             else
-                                delete message.token;
+                                delete m.token;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RegisterPushTokenRequest;
@@ -4104,69 +4112,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.RegisterPushTokenResponse = (function() {
 
-            const RegisterPushTokenResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RegisterPushTokenResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RegisterPushTokenResponse.create = function(properties) {
                 return new RegisterPushTokenResponse(properties);
             };
 
-            RegisterPushTokenResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RegisterPushTokenResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RegisterPushTokenResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RegisterPushTokenResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RegisterPushTokenResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RegisterPushTokenResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RegisterPushTokenResponse;
@@ -4174,11 +4182,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RelayEnqueueRequest = (function() {
 
-            const RelayEnqueueRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RelayEnqueueRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RelayEnqueueRequest.prototype.recipientKey = $util.newBuffer([]);
@@ -4192,127 +4200,127 @@ export const qpq = $root.qpq = (() => {
                 return new RelayEnqueueRequest(properties);
             };
 
-            RelayEnqueueRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RelayEnqueueRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.payload != null && $Object.hasOwnProperty.call(message, "payload") && message.payload.length)
-                    writer.uint32(18).bytes(message.payload);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(26).bytes(message.channelId);
-                if (message.ttlSecs != null && $Object.hasOwnProperty.call(message, "ttlSecs") && message.ttlSecs !== 0)
-                    writer.uint32(32).uint32(message.ttlSecs);
-                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
-                    writer.uint32(42).bytes(message.messageId);
-                if (message.originDomain != null && $Object.hasOwnProperty.call(message, "originDomain") && message.originDomain !== "")
-                    writer.uint32(50).string(message.originDomain);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.payload != null && $Object.hasOwnProperty.call(m, "payload") && m.payload.length)
+                    w.uint32(18).bytes(m.payload);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(26).bytes(m.channelId);
+                if (m.ttlSecs != null && $Object.hasOwnProperty.call(m, "ttlSecs") && m.ttlSecs !== 0)
+                    w.uint32(32).uint32(m.ttlSecs);
+                if (m.messageId != null && $Object.hasOwnProperty.call(m, "messageId") && m.messageId.length)
+                    w.uint32(42).bytes(m.messageId);
+                if (m.originDomain != null && $Object.hasOwnProperty.call(m, "originDomain") && m.originDomain !== "")
+                    w.uint32(50).string(m.originDomain);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RelayEnqueueRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RelayEnqueueRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RelayEnqueueRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RelayEnqueueRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.payload = value;
+                            if ((v = r.bytes()).length)
+                                m.payload = v;
                             else
-                                delete message.payload;
+                                delete m.payload;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.ttlSecs = value;
+                            if (v = r.uint32())
+                                m.ttlSecs = v;
                             else
-                                delete message.ttlSecs;
+                                delete m.ttlSecs;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.messageId = value;
+                            if ((v = r.bytes()).length)
+                                m.messageId = v;
                             else
-                                delete message.messageId;
+                                delete m.messageId;
                             continue;
                         }
                     case 6: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.originDomain = value;
+                            if ((v = r.stringVerify()).length)
+                                m.originDomain = v;
                             else
-                                delete message.originDomain;
+                                delete m.originDomain;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RelayEnqueueRequest;
@@ -4320,11 +4328,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RelayEnqueueResponse = (function() {
 
-            const RelayEnqueueResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RelayEnqueueResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RelayEnqueueResponse.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -4334,83 +4342,83 @@ export const qpq = $root.qpq = (() => {
                 return new RelayEnqueueResponse(properties);
             };
 
-            RelayEnqueueResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RelayEnqueueResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
-                    writer.uint32(8).uint64(message.seq);
-                if (message.duplicate != null && $Object.hasOwnProperty.call(message, "duplicate") && message.duplicate !== false)
-                    writer.uint32(16).bool(message.duplicate);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.seq != null && $Object.hasOwnProperty.call(m, "seq") && (typeof m.seq === "object" ? m.seq.low || m.seq.high : m.seq !== 0))
+                    w.uint32(8).uint64(m.seq);
+                if (m.duplicate != null && $Object.hasOwnProperty.call(m, "duplicate") && m.duplicate !== false)
+                    w.uint32(16).bool(m.duplicate);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RelayEnqueueResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RelayEnqueueResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RelayEnqueueResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RelayEnqueueResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.seq = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.seq = v;
                             else
-                                delete message.seq;
+                                delete m.seq;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.duplicate = value;
+                            if (v = r.bool())
+                                m.duplicate = v;
                             else
-                                delete message.duplicate;
+                                delete m.duplicate;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RelayEnqueueResponse;
@@ -4418,12 +4426,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.RelayBatchEnqueueRequest = (function() {
 
-            const RelayBatchEnqueueRequest = function (properties) {
+            const RelayBatchEnqueueRequest = function (p) {
                 this.recipientKeys = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RelayBatchEnqueueRequest.prototype.recipientKeys = $util.emptyArray;
@@ -4437,127 +4445,128 @@ export const qpq = $root.qpq = (() => {
                 return new RelayBatchEnqueueRequest(properties);
             };
 
-            RelayBatchEnqueueRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RelayBatchEnqueueRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKeys != null && message.recipientKeys.length)
-                    for (let i = 0; i < message.recipientKeys.length; ++i)
-                        writer.uint32(10).bytes(message.recipientKeys[i]);
-                if (message.payload != null && $Object.hasOwnProperty.call(message, "payload") && message.payload.length)
-                    writer.uint32(18).bytes(message.payload);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(26).bytes(message.channelId);
-                if (message.ttlSecs != null && $Object.hasOwnProperty.call(message, "ttlSecs") && message.ttlSecs !== 0)
-                    writer.uint32(32).uint32(message.ttlSecs);
-                if (message.messageId != null && $Object.hasOwnProperty.call(message, "messageId") && message.messageId.length)
-                    writer.uint32(42).bytes(message.messageId);
-                if (message.originDomain != null && $Object.hasOwnProperty.call(message, "originDomain") && message.originDomain !== "")
-                    writer.uint32(50).string(message.originDomain);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKeys != null && m.recipientKeys.length) {
+                    for (var i = 0; i < m.recipientKeys.length; ++i)
+                        w.uint32(10).bytes(m.recipientKeys[i]);
+                }
+                if (m.payload != null && $Object.hasOwnProperty.call(m, "payload") && m.payload.length)
+                    w.uint32(18).bytes(m.payload);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(26).bytes(m.channelId);
+                if (m.ttlSecs != null && $Object.hasOwnProperty.call(m, "ttlSecs") && m.ttlSecs !== 0)
+                    w.uint32(32).uint32(m.ttlSecs);
+                if (m.messageId != null && $Object.hasOwnProperty.call(m, "messageId") && m.messageId.length)
+                    w.uint32(42).bytes(m.messageId);
+                if (m.originDomain != null && $Object.hasOwnProperty.call(m, "originDomain") && m.originDomain !== "")
+                    w.uint32(50).string(m.originDomain);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RelayBatchEnqueueRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RelayBatchEnqueueRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RelayBatchEnqueueRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RelayBatchEnqueueRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.recipientKeys && message.recipientKeys.length))
-                                message.recipientKeys = [];
-                            message.recipientKeys.push(reader.bytes());
+                            if (!(m.recipientKeys && m.recipientKeys.length))
+                                m.recipientKeys = [];
+                            m.recipientKeys.push(r.bytes());
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.payload = value;
+                            if ((v = r.bytes()).length)
+                                m.payload = v;
                             else
-                                delete message.payload;
+                                delete m.payload;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.ttlSecs = value;
+                            if (v = r.uint32())
+                                m.ttlSecs = v;
                             else
-                                delete message.ttlSecs;
+                                delete m.ttlSecs;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.messageId = value;
+                            if ((v = r.bytes()).length)
+                                m.messageId = v;
                             else
-                                delete message.messageId;
+                                delete m.messageId;
                             continue;
                         }
                     case 6: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.originDomain = value;
+                            if ((v = r.stringVerify()).length)
+                                m.originDomain = v;
                             else
-                                delete message.originDomain;
+                                delete m.originDomain;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RelayBatchEnqueueRequest;
@@ -4565,12 +4574,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.RelayBatchEnqueueResponse = (function() {
 
-            const RelayBatchEnqueueResponse = function (properties) {
+            const RelayBatchEnqueueResponse = function (p) {
                 this.seqs = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RelayBatchEnqueueResponse.prototype.seqs = $util.emptyArray;
@@ -4579,77 +4588,78 @@ export const qpq = $root.qpq = (() => {
                 return new RelayBatchEnqueueResponse(properties);
             };
 
-            RelayBatchEnqueueResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RelayBatchEnqueueResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.seqs != null && message.seqs.length)
-                    writer.uint32(10).uint64s(message.seqs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.seqs != null && m.seqs.length) {
+                    w.uint32(10).uint64s(m.seqs);
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RelayBatchEnqueueResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RelayBatchEnqueueResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RelayBatchEnqueueResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RelayBatchEnqueueResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType === 2) {
-                                if (!(message.seqs && message.seqs.length))
-                                    message.seqs = [];
-                                reader.uint64s(message.seqs);
+                            if (u === 2) {
+                                if (!(m.seqs && m.seqs.length))
+                                    m.seqs = [];
+                                r.uint64s(m.seqs);
                                 continue;
                             }
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (!(message.seqs && message.seqs.length))
-                                message.seqs = [];
-                            message.seqs.push(reader.uint64());
+                            if (!(m.seqs && m.seqs.length))
+                                m.seqs = [];
+                            m.seqs.push(r.uint64());
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RelayBatchEnqueueResponse;
@@ -4657,11 +4667,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyFetchKeyPackageRequest = (function() {
 
-            const ProxyFetchKeyPackageRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyFetchKeyPackageRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyFetchKeyPackageRequest.prototype.identityKey = $util.newBuffer([]);
@@ -4670,72 +4680,72 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyFetchKeyPackageRequest(properties);
             };
 
-            ProxyFetchKeyPackageRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyFetchKeyPackageRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyFetchKeyPackageRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyFetchKeyPackageRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyFetchKeyPackageRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyFetchKeyPackageRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyFetchKeyPackageRequest;
@@ -4743,11 +4753,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyFetchKeyPackageResponse = (function() {
 
-            const ProxyFetchKeyPackageResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyFetchKeyPackageResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyFetchKeyPackageResponse.prototype["package"] = $util.newBuffer([]);
@@ -4756,72 +4766,72 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyFetchKeyPackageResponse(properties);
             };
 
-            ProxyFetchKeyPackageResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyFetchKeyPackageResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message["package"] != null && $Object.hasOwnProperty.call(message, "package") && message["package"].length)
-                    writer.uint32(10).bytes(message["package"]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
+                    w.uint32(10).bytes(m["package"]);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyFetchKeyPackageResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyFetchKeyPackageResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyFetchKeyPackageResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyFetchKeyPackageResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message["package"] = value;
+                            if ((v = r.bytes()).length)
+                                m["package"] = v;
                             else
-                                delete message["package"];
+                                delete m["package"];
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyFetchKeyPackageResponse;
@@ -4829,11 +4839,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyFetchHybridKeyRequest = (function() {
 
-            const ProxyFetchHybridKeyRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyFetchHybridKeyRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyFetchHybridKeyRequest.prototype.identityKey = $util.newBuffer([]);
@@ -4842,72 +4852,72 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyFetchHybridKeyRequest(properties);
             };
 
-            ProxyFetchHybridKeyRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyFetchHybridKeyRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyFetchHybridKeyRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyFetchHybridKeyRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyFetchHybridKeyRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyFetchHybridKeyRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyFetchHybridKeyRequest;
@@ -4915,11 +4925,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyFetchHybridKeyResponse = (function() {
 
-            const ProxyFetchHybridKeyResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyFetchHybridKeyResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyFetchHybridKeyResponse.prototype.hybridPublicKey = $util.newBuffer([]);
@@ -4928,72 +4938,72 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyFetchHybridKeyResponse(properties);
             };
 
-            ProxyFetchHybridKeyResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyFetchHybridKeyResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.hybridPublicKey != null && $Object.hasOwnProperty.call(message, "hybridPublicKey") && message.hybridPublicKey.length)
-                    writer.uint32(10).bytes(message.hybridPublicKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.hybridPublicKey != null && $Object.hasOwnProperty.call(m, "hybridPublicKey") && m.hybridPublicKey.length)
+                    w.uint32(10).bytes(m.hybridPublicKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyFetchHybridKeyResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyFetchHybridKeyResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyFetchHybridKeyResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyFetchHybridKeyResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.hybridPublicKey = value;
+                            if ((v = r.bytes()).length)
+                                m.hybridPublicKey = v;
                             else
-                                delete message.hybridPublicKey;
+                                delete m.hybridPublicKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyFetchHybridKeyResponse;
@@ -5001,11 +5011,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyResolveUserRequest = (function() {
 
-            const ProxyResolveUserRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyResolveUserRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyResolveUserRequest.prototype.username = "";
@@ -5014,72 +5024,72 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyResolveUserRequest(properties);
             };
 
-            ProxyResolveUserRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyResolveUserRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyResolveUserRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyResolveUserRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyResolveUserRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyResolveUserRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyResolveUserRequest;
@@ -5087,11 +5097,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ProxyResolveUserResponse = (function() {
 
-            const ProxyResolveUserResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ProxyResolveUserResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ProxyResolveUserResponse.prototype.identityKey = $util.newBuffer([]);
@@ -5101,83 +5111,83 @@ export const qpq = $root.qpq = (() => {
                 return new ProxyResolveUserResponse(properties);
             };
 
-            ProxyResolveUserResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ProxyResolveUserResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.proof != null && $Object.hasOwnProperty.call(message, "proof") && message.proof.length)
-                    writer.uint32(18).bytes(message.proof);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.proof != null && $Object.hasOwnProperty.call(m, "proof") && m.proof.length)
+                    w.uint32(18).bytes(m.proof);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ProxyResolveUserResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ProxyResolveUserResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ProxyResolveUserResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ProxyResolveUserResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.proof = value;
+                            if ((v = r.bytes()).length)
+                                m.proof = v;
                             else
-                                delete message.proof;
+                                delete m.proof;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ProxyResolveUserResponse;
@@ -5185,11 +5195,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FederationHealthRequest = (function() {
 
-            const FederationHealthRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FederationHealthRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FederationHealthRequest.prototype.originDomain = "";
@@ -5198,72 +5208,72 @@ export const qpq = $root.qpq = (() => {
                 return new FederationHealthRequest(properties);
             };
 
-            FederationHealthRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FederationHealthRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.originDomain != null && $Object.hasOwnProperty.call(message, "originDomain") && message.originDomain !== "")
-                    writer.uint32(10).string(message.originDomain);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.originDomain != null && $Object.hasOwnProperty.call(m, "originDomain") && m.originDomain !== "")
+                    w.uint32(10).string(m.originDomain);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FederationHealthRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FederationHealthRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FederationHealthRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FederationHealthRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.originDomain = value;
+                            if ((v = r.stringVerify()).length)
+                                m.originDomain = v;
                             else
-                                delete message.originDomain;
+                                delete m.originDomain;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FederationHealthRequest;
@@ -5271,11 +5281,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FederationHealthResponse = (function() {
 
-            const FederationHealthResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FederationHealthResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FederationHealthResponse.prototype.status = "";
@@ -5286,94 +5296,94 @@ export const qpq = $root.qpq = (() => {
                 return new FederationHealthResponse(properties);
             };
 
-            FederationHealthResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FederationHealthResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.status != null && $Object.hasOwnProperty.call(message, "status") && message.status !== "")
-                    writer.uint32(10).string(message.status);
-                if (message.domain != null && $Object.hasOwnProperty.call(message, "domain") && message.domain !== "")
-                    writer.uint32(18).string(message.domain);
-                if (message.uptimeSecs != null && $Object.hasOwnProperty.call(message, "uptimeSecs") && (typeof message.uptimeSecs === "object" ? message.uptimeSecs.low || message.uptimeSecs.high : message.uptimeSecs !== 0))
-                    writer.uint32(24).uint64(message.uptimeSecs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.status != null && $Object.hasOwnProperty.call(m, "status") && m.status !== "")
+                    w.uint32(10).string(m.status);
+                if (m.domain != null && $Object.hasOwnProperty.call(m, "domain") && m.domain !== "")
+                    w.uint32(18).string(m.domain);
+                if (m.uptimeSecs != null && $Object.hasOwnProperty.call(m, "uptimeSecs") && (typeof m.uptimeSecs === "object" ? m.uptimeSecs.low || m.uptimeSecs.high : m.uptimeSecs !== 0))
+                    w.uint32(24).uint64(m.uptimeSecs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FederationHealthResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FederationHealthResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FederationHealthResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FederationHealthResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.status = value;
+                            if ((v = r.stringVerify()).length)
+                                m.status = v;
                             else
-                                delete message.status;
+                                delete m.status;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.domain = value;
+                            if ((v = r.stringVerify()).length)
+                                m.domain = v;
                             else
-                                delete message.domain;
+                                delete m.domain;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.uptimeSecs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.uptimeSecs = v;
                             else
-                                delete message.uptimeSecs;
+                                delete m.uptimeSecs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FederationHealthResponse;
@@ -5381,11 +5391,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.GroupMember = (function() {
 
-            const GroupMember = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const GroupMember = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             GroupMember.prototype.identityKey = $util.newBuffer([]);
@@ -5396,94 +5406,94 @@ export const qpq = $root.qpq = (() => {
                 return new GroupMember(properties);
             };
 
-            GroupMember.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            GroupMember.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.role != null && $Object.hasOwnProperty.call(message, "role") && message.role !== "")
-                    writer.uint32(18).string(message.role);
-                if (message.joinedAtMs != null && $Object.hasOwnProperty.call(message, "joinedAtMs") && (typeof message.joinedAtMs === "object" ? message.joinedAtMs.low || message.joinedAtMs.high : message.joinedAtMs !== 0))
-                    writer.uint32(24).uint64(message.joinedAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.role != null && $Object.hasOwnProperty.call(m, "role") && m.role !== "")
+                    w.uint32(18).string(m.role);
+                if (m.joinedAtMs != null && $Object.hasOwnProperty.call(m, "joinedAtMs") && (typeof m.joinedAtMs === "object" ? m.joinedAtMs.low || m.joinedAtMs.high : m.joinedAtMs !== 0))
+                    w.uint32(24).uint64(m.joinedAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            GroupMember.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            GroupMember.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.GroupMember();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.GroupMember();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.role = value;
+                            if ((v = r.stringVerify()).length)
+                                m.role = v;
                             else
-                                delete message.role;
+                                delete m.role;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.joinedAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.joinedAtMs = v;
                             else
-                                delete message.joinedAtMs;
+                                delete m.joinedAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return GroupMember;
@@ -5491,11 +5501,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RemoveMemberRequest = (function() {
 
-            const RemoveMemberRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RemoveMemberRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RemoveMemberRequest.prototype.channelId = $util.newBuffer([]);
@@ -5505,83 +5515,83 @@ export const qpq = $root.qpq = (() => {
                 return new RemoveMemberRequest(properties);
             };
 
-            RemoveMemberRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RemoveMemberRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.memberKey != null && $Object.hasOwnProperty.call(message, "memberKey") && message.memberKey.length)
-                    writer.uint32(18).bytes(message.memberKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.memberKey != null && $Object.hasOwnProperty.call(m, "memberKey") && m.memberKey.length)
+                    w.uint32(18).bytes(m.memberKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RemoveMemberRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RemoveMemberRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RemoveMemberRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RemoveMemberRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.memberKey = value;
+                            if ((v = r.bytes()).length)
+                                m.memberKey = v;
                             else
-                                delete message.memberKey;
+                                delete m.memberKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RemoveMemberRequest;
@@ -5589,69 +5599,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.RemoveMemberResponse = (function() {
 
-            const RemoveMemberResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RemoveMemberResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RemoveMemberResponse.create = function(properties) {
                 return new RemoveMemberResponse(properties);
             };
 
-            RemoveMemberResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RemoveMemberResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RemoveMemberResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RemoveMemberResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RemoveMemberResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RemoveMemberResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RemoveMemberResponse;
@@ -5659,11 +5669,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.GroupSettings = (function() {
 
-            const GroupSettings = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const GroupSettings = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             GroupSettings.prototype.defaultTtlSecs = 0;
@@ -5672,72 +5682,72 @@ export const qpq = $root.qpq = (() => {
                 return new GroupSettings(properties);
             };
 
-            GroupSettings.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            GroupSettings.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.defaultTtlSecs != null && $Object.hasOwnProperty.call(message, "defaultTtlSecs") && message.defaultTtlSecs !== 0)
-                    writer.uint32(8).uint32(message.defaultTtlSecs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.defaultTtlSecs != null && $Object.hasOwnProperty.call(m, "defaultTtlSecs") && m.defaultTtlSecs !== 0)
+                    w.uint32(8).uint32(m.defaultTtlSecs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            GroupSettings.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            GroupSettings.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.GroupSettings();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.GroupSettings();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.defaultTtlSecs = value;
+                            if (v = r.uint32())
+                                m.defaultTtlSecs = v;
                             else
-                                delete message.defaultTtlSecs;
+                                delete m.defaultTtlSecs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return GroupSettings;
@@ -5745,11 +5755,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UpdateGroupMetadataRequest = (function() {
 
-            const UpdateGroupMetadataRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UpdateGroupMetadataRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UpdateGroupMetadataRequest.prototype.channelId = $util.newBuffer([]);
@@ -5761,102 +5771,102 @@ export const qpq = $root.qpq = (() => {
                 return new UpdateGroupMetadataRequest(properties);
             };
 
-            UpdateGroupMetadataRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UpdateGroupMetadataRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
-                    writer.uint32(18).string(message.name);
-                if (message.description != null && $Object.hasOwnProperty.call(message, "description") && message.description !== "")
-                    writer.uint32(26).string(message.description);
-                if (message.settings != null && $Object.hasOwnProperty.call(message, "settings"))
-                    $root.qpq.v1.GroupSettings.encode(message.settings, writer.uint32(34).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                    w.uint32(18).string(m.name);
+                if (m.description != null && $Object.hasOwnProperty.call(m, "description") && m.description !== "")
+                    w.uint32(26).string(m.description);
+                if (m.settings != null && $Object.hasOwnProperty.call(m, "settings"))
+                    $root.qpq.v1.GroupSettings.encode(m.settings, w.uint32(34).fork(), q + 1).ldelim();
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UpdateGroupMetadataRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UpdateGroupMetadataRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UpdateGroupMetadataRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UpdateGroupMetadataRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.name = value;
+                            if ((v = r.stringVerify()).length)
+                                m.name = v;
                             else
-                                delete message.name;
+                                delete m.name;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.description = value;
+                            if ((v = r.stringVerify()).length)
+                                m.description = v;
                             else
-                                delete message.description;
+                                delete m.description;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            message.settings = $root.qpq.v1.GroupSettings.decode(reader, reader.size(), $undefined, _depth + 1, message.settings);
+                            m.settings = $root.qpq.v1.GroupSettings.decode(r, r.size(), $undefined, q + 1, m.settings);
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UpdateGroupMetadataRequest;
@@ -5864,69 +5874,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.UpdateGroupMetadataResponse = (function() {
 
-            const UpdateGroupMetadataResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UpdateGroupMetadataResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UpdateGroupMetadataResponse.create = function(properties) {
                 return new UpdateGroupMetadataResponse(properties);
             };
 
-            UpdateGroupMetadataResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UpdateGroupMetadataResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UpdateGroupMetadataResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UpdateGroupMetadataResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UpdateGroupMetadataResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UpdateGroupMetadataResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UpdateGroupMetadataResponse;
@@ -5934,11 +5944,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListGroupMembersRequest = (function() {
 
-            const ListGroupMembersRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ListGroupMembersRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListGroupMembersRequest.prototype.channelId = $util.newBuffer([]);
@@ -5947,72 +5957,72 @@ export const qpq = $root.qpq = (() => {
                 return new ListGroupMembersRequest(properties);
             };
 
-            ListGroupMembersRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListGroupMembersRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListGroupMembersRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListGroupMembersRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListGroupMembersRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListGroupMembersRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListGroupMembersRequest;
@@ -6020,12 +6030,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListGroupMembersResponse = (function() {
 
-            const ListGroupMembersResponse = function (properties) {
+            const ListGroupMembersResponse = function (p) {
                 this.members = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListGroupMembersResponse.prototype.members = $util.emptyArray;
@@ -6037,102 +6047,103 @@ export const qpq = $root.qpq = (() => {
                 return new ListGroupMembersResponse(properties);
             };
 
-            ListGroupMembersResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListGroupMembersResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.members != null && message.members.length)
-                    for (let i = 0; i < message.members.length; ++i)
-                        $root.qpq.v1.GroupMember.encode(message.members[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.name != null && $Object.hasOwnProperty.call(message, "name") && message.name !== "")
-                    writer.uint32(18).string(message.name);
-                if (message.description != null && $Object.hasOwnProperty.call(message, "description") && message.description !== "")
-                    writer.uint32(26).string(message.description);
-                if (message.settings != null && $Object.hasOwnProperty.call(message, "settings"))
-                    $root.qpq.v1.GroupSettings.encode(message.settings, writer.uint32(34).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.members != null && m.members.length) {
+                    for (var i = 0; i < m.members.length; ++i)
+                        $root.qpq.v1.GroupMember.encode(m.members[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                    w.uint32(18).string(m.name);
+                if (m.description != null && $Object.hasOwnProperty.call(m, "description") && m.description !== "")
+                    w.uint32(26).string(m.description);
+                if (m.settings != null && $Object.hasOwnProperty.call(m, "settings"))
+                    $root.qpq.v1.GroupSettings.encode(m.settings, w.uint32(34).fork(), q + 1).ldelim();
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListGroupMembersResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListGroupMembersResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListGroupMembersResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListGroupMembersResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.members && message.members.length))
-                                message.members = [];
-                            message.members.push($root.qpq.v1.GroupMember.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.members && m.members.length))
+                                m.members = [];
+                            m.members.push($root.qpq.v1.GroupMember.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.name = value;
+                            if ((v = r.stringVerify()).length)
+                                m.name = v;
                             else
-                                delete message.name;
+                                delete m.name;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.description = value;
+                            if ((v = r.stringVerify()).length)
+                                m.description = v;
                             else
-                                delete message.description;
+                                delete m.description;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            message.settings = $root.qpq.v1.GroupSettings.decode(reader, reader.size(), $undefined, _depth + 1, message.settings);
+                            m.settings = $root.qpq.v1.GroupSettings.decode(r, r.size(), $undefined, q + 1, m.settings);
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListGroupMembersResponse;
@@ -6140,11 +6151,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RotateKeysRequest = (function() {
 
-            const RotateKeysRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RotateKeysRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RotateKeysRequest.prototype.channelId = $util.newBuffer([]);
@@ -6154,83 +6165,83 @@ export const qpq = $root.qpq = (() => {
                 return new RotateKeysRequest(properties);
             };
 
-            RotateKeysRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RotateKeysRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.epoch != null && $Object.hasOwnProperty.call(message, "epoch") && (typeof message.epoch === "object" ? message.epoch.low || message.epoch.high : message.epoch !== 0))
-                    writer.uint32(16).uint64(message.epoch);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.epoch != null && $Object.hasOwnProperty.call(m, "epoch") && (typeof m.epoch === "object" ? m.epoch.low || m.epoch.high : m.epoch !== 0))
+                    w.uint32(16).uint64(m.epoch);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RotateKeysRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RotateKeysRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RotateKeysRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RotateKeysRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.epoch = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.epoch = v;
                             else
-                                delete message.epoch;
+                                delete m.epoch;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RotateKeysRequest;
@@ -6238,11 +6249,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RotateKeysResponse = (function() {
 
-            const RotateKeysResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RotateKeysResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RotateKeysResponse.prototype.rotatedAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -6251,72 +6262,72 @@ export const qpq = $root.qpq = (() => {
                 return new RotateKeysResponse(properties);
             };
 
-            RotateKeysResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RotateKeysResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.rotatedAtMs != null && $Object.hasOwnProperty.call(message, "rotatedAtMs") && (typeof message.rotatedAtMs === "object" ? message.rotatedAtMs.low || message.rotatedAtMs.high : message.rotatedAtMs !== 0))
-                    writer.uint32(8).uint64(message.rotatedAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.rotatedAtMs != null && $Object.hasOwnProperty.call(m, "rotatedAtMs") && (typeof m.rotatedAtMs === "object" ? m.rotatedAtMs.low || m.rotatedAtMs.high : m.rotatedAtMs !== 0))
+                    w.uint32(8).uint64(m.rotatedAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RotateKeysResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RotateKeysResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RotateKeysResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RotateKeysResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.rotatedAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.rotatedAtMs = v;
                             else
-                                delete message.rotatedAtMs;
+                                delete m.rotatedAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RotateKeysResponse;
@@ -6324,11 +6335,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadKeyPackageRequest = (function() {
 
-            const UploadKeyPackageRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UploadKeyPackageRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadKeyPackageRequest.prototype.identityKey = $util.newBuffer([]);
@@ -6338,83 +6349,83 @@ export const qpq = $root.qpq = (() => {
                 return new UploadKeyPackageRequest(properties);
             };
 
-            UploadKeyPackageRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadKeyPackageRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message["package"] != null && $Object.hasOwnProperty.call(message, "package") && message["package"].length)
-                    writer.uint32(18).bytes(message["package"]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
+                    w.uint32(18).bytes(m["package"]);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadKeyPackageRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadKeyPackageRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadKeyPackageRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadKeyPackageRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message["package"] = value;
+                            if ((v = r.bytes()).length)
+                                m["package"] = v;
                             else
-                                delete message["package"];
+                                delete m["package"];
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadKeyPackageRequest;
@@ -6422,11 +6433,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadKeyPackageResponse = (function() {
 
-            const UploadKeyPackageResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UploadKeyPackageResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadKeyPackageResponse.prototype.fingerprint = $util.newBuffer([]);
@@ -6435,72 +6446,72 @@ export const qpq = $root.qpq = (() => {
                 return new UploadKeyPackageResponse(properties);
             };
 
-            UploadKeyPackageResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadKeyPackageResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.fingerprint != null && $Object.hasOwnProperty.call(message, "fingerprint") && message.fingerprint.length)
-                    writer.uint32(10).bytes(message.fingerprint);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.fingerprint != null && $Object.hasOwnProperty.call(m, "fingerprint") && m.fingerprint.length)
+                    w.uint32(10).bytes(m.fingerprint);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadKeyPackageResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadKeyPackageResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadKeyPackageResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadKeyPackageResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.fingerprint = value;
+                            if ((v = r.bytes()).length)
+                                m.fingerprint = v;
                             else
-                                delete message.fingerprint;
+                                delete m.fingerprint;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadKeyPackageResponse;
@@ -6508,11 +6519,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchKeyPackageRequest = (function() {
 
-            const FetchKeyPackageRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchKeyPackageRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchKeyPackageRequest.prototype.identityKey = $util.newBuffer([]);
@@ -6521,72 +6532,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchKeyPackageRequest(properties);
             };
 
-            FetchKeyPackageRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchKeyPackageRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchKeyPackageRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchKeyPackageRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchKeyPackageRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchKeyPackageRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchKeyPackageRequest;
@@ -6594,11 +6605,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchKeyPackageResponse = (function() {
 
-            const FetchKeyPackageResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchKeyPackageResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchKeyPackageResponse.prototype["package"] = $util.newBuffer([]);
@@ -6607,72 +6618,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchKeyPackageResponse(properties);
             };
 
-            FetchKeyPackageResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchKeyPackageResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message["package"] != null && $Object.hasOwnProperty.call(message, "package") && message["package"].length)
-                    writer.uint32(10).bytes(message["package"]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
+                    w.uint32(10).bytes(m["package"]);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchKeyPackageResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchKeyPackageResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchKeyPackageResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchKeyPackageResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message["package"] = value;
+                            if ((v = r.bytes()).length)
+                                m["package"] = v;
                             else
-                                delete message["package"];
+                                delete m["package"];
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchKeyPackageResponse;
@@ -6680,11 +6691,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadHybridKeyRequest = (function() {
 
-            const UploadHybridKeyRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UploadHybridKeyRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadHybridKeyRequest.prototype.identityKey = $util.newBuffer([]);
@@ -6694,83 +6705,83 @@ export const qpq = $root.qpq = (() => {
                 return new UploadHybridKeyRequest(properties);
             };
 
-            UploadHybridKeyRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadHybridKeyRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.hybridPublicKey != null && $Object.hasOwnProperty.call(message, "hybridPublicKey") && message.hybridPublicKey.length)
-                    writer.uint32(18).bytes(message.hybridPublicKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.hybridPublicKey != null && $Object.hasOwnProperty.call(m, "hybridPublicKey") && m.hybridPublicKey.length)
+                    w.uint32(18).bytes(m.hybridPublicKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadHybridKeyRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadHybridKeyRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadHybridKeyRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadHybridKeyRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.hybridPublicKey = value;
+                            if ((v = r.bytes()).length)
+                                m.hybridPublicKey = v;
                             else
-                                delete message.hybridPublicKey;
+                                delete m.hybridPublicKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadHybridKeyRequest;
@@ -6778,69 +6789,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.UploadHybridKeyResponse = (function() {
 
-            const UploadHybridKeyResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UploadHybridKeyResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UploadHybridKeyResponse.create = function(properties) {
                 return new UploadHybridKeyResponse(properties);
             };
 
-            UploadHybridKeyResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UploadHybridKeyResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UploadHybridKeyResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UploadHybridKeyResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UploadHybridKeyResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UploadHybridKeyResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UploadHybridKeyResponse;
@@ -6848,11 +6859,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchHybridKeyRequest = (function() {
 
-            const FetchHybridKeyRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchHybridKeyRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchHybridKeyRequest.prototype.identityKey = $util.newBuffer([]);
@@ -6861,72 +6872,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchHybridKeyRequest(properties);
             };
 
-            FetchHybridKeyRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchHybridKeyRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchHybridKeyRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchHybridKeyRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchHybridKeyRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchHybridKeyRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchHybridKeyRequest;
@@ -6934,11 +6945,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchHybridKeyResponse = (function() {
 
-            const FetchHybridKeyResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchHybridKeyResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchHybridKeyResponse.prototype.hybridPublicKey = $util.newBuffer([]);
@@ -6947,72 +6958,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchHybridKeyResponse(properties);
             };
 
-            FetchHybridKeyResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchHybridKeyResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.hybridPublicKey != null && $Object.hasOwnProperty.call(message, "hybridPublicKey") && message.hybridPublicKey.length)
-                    writer.uint32(10).bytes(message.hybridPublicKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.hybridPublicKey != null && $Object.hasOwnProperty.call(m, "hybridPublicKey") && m.hybridPublicKey.length)
+                    w.uint32(10).bytes(m.hybridPublicKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchHybridKeyResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchHybridKeyResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchHybridKeyResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchHybridKeyResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.hybridPublicKey = value;
+                            if ((v = r.bytes()).length)
+                                m.hybridPublicKey = v;
                             else
-                                delete message.hybridPublicKey;
+                                delete m.hybridPublicKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchHybridKeyResponse;
@@ -7020,12 +7031,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchHybridKeysRequest = (function() {
 
-            const FetchHybridKeysRequest = function (properties) {
+            const FetchHybridKeysRequest = function (p) {
                 this.identityKeys = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchHybridKeysRequest.prototype.identityKeys = $util.emptyArray;
@@ -7034,72 +7045,73 @@ export const qpq = $root.qpq = (() => {
                 return new FetchHybridKeysRequest(properties);
             };
 
-            FetchHybridKeysRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchHybridKeysRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKeys != null && message.identityKeys.length)
-                    for (let i = 0; i < message.identityKeys.length; ++i)
-                        writer.uint32(10).bytes(message.identityKeys[i]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKeys != null && m.identityKeys.length) {
+                    for (var i = 0; i < m.identityKeys.length; ++i)
+                        w.uint32(10).bytes(m.identityKeys[i]);
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchHybridKeysRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchHybridKeysRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchHybridKeysRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchHybridKeysRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.identityKeys && message.identityKeys.length))
-                                message.identityKeys = [];
-                            message.identityKeys.push(reader.bytes());
+                            if (!(m.identityKeys && m.identityKeys.length))
+                                m.identityKeys = [];
+                            m.identityKeys.push(r.bytes());
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchHybridKeysRequest;
@@ -7107,12 +7119,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchHybridKeysResponse = (function() {
 
-            const FetchHybridKeysResponse = function (properties) {
+            const FetchHybridKeysResponse = function (p) {
                 this.keys = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchHybridKeysResponse.prototype.keys = $util.emptyArray;
@@ -7121,72 +7133,73 @@ export const qpq = $root.qpq = (() => {
                 return new FetchHybridKeysResponse(properties);
             };
 
-            FetchHybridKeysResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchHybridKeysResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.keys != null && message.keys.length)
-                    for (let i = 0; i < message.keys.length; ++i)
-                        writer.uint32(10).bytes(message.keys[i]);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.keys != null && m.keys.length) {
+                    for (var i = 0; i < m.keys.length; ++i)
+                        w.uint32(10).bytes(m.keys[i]);
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchHybridKeysResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchHybridKeysResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchHybridKeysResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchHybridKeysResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.keys && message.keys.length))
-                                message.keys = [];
-                            message.keys.push(reader.bytes());
+                            if (!(m.keys && m.keys.length))
+                                m.keys = [];
+                            m.keys.push(r.bytes());
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchHybridKeysResponse;
@@ -7194,11 +7207,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RevokeKeyRequest = (function() {
 
-            const RevokeKeyRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RevokeKeyRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RevokeKeyRequest.prototype.identityKey = $util.newBuffer([]);
@@ -7208,83 +7221,83 @@ export const qpq = $root.qpq = (() => {
                 return new RevokeKeyRequest(properties);
             };
 
-            RevokeKeyRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RevokeKeyRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(18).string(message.reason);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(18).string(m.reason);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RevokeKeyRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RevokeKeyRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RevokeKeyRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RevokeKeyRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RevokeKeyRequest;
@@ -7292,11 +7305,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.RevokeKeyResponse = (function() {
 
-            const RevokeKeyResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const RevokeKeyResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             RevokeKeyResponse.prototype.success = false;
@@ -7306,83 +7319,83 @@ export const qpq = $root.qpq = (() => {
                 return new RevokeKeyResponse(properties);
             };
 
-            RevokeKeyResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            RevokeKeyResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.success != null && $Object.hasOwnProperty.call(message, "success") && message.success !== false)
-                    writer.uint32(8).bool(message.success);
-                if (message.leafIndex != null && $Object.hasOwnProperty.call(message, "leafIndex") && (typeof message.leafIndex === "object" ? message.leafIndex.low || message.leafIndex.high : message.leafIndex !== 0))
-                    writer.uint32(16).uint64(message.leafIndex);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.success != null && $Object.hasOwnProperty.call(m, "success") && m.success !== false)
+                    w.uint32(8).bool(m.success);
+                if (m.leafIndex != null && $Object.hasOwnProperty.call(m, "leafIndex") && (typeof m.leafIndex === "object" ? m.leafIndex.low || m.leafIndex.high : m.leafIndex !== 0))
+                    w.uint32(16).uint64(m.leafIndex);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            RevokeKeyResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            RevokeKeyResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.RevokeKeyResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.RevokeKeyResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.success = value;
+                            if (v = r.bool())
+                                m.success = v;
                             else
-                                delete message.success;
+                                delete m.success;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.leafIndex = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.leafIndex = v;
                             else
-                                delete message.leafIndex;
+                                delete m.leafIndex;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return RevokeKeyResponse;
@@ -7390,11 +7403,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.CheckRevocationRequest = (function() {
 
-            const CheckRevocationRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const CheckRevocationRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             CheckRevocationRequest.prototype.identityKey = $util.newBuffer([]);
@@ -7403,72 +7416,72 @@ export const qpq = $root.qpq = (() => {
                 return new CheckRevocationRequest(properties);
             };
 
-            CheckRevocationRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            CheckRevocationRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            CheckRevocationRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            CheckRevocationRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.CheckRevocationRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.CheckRevocationRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return CheckRevocationRequest;
@@ -7476,11 +7489,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.CheckRevocationResponse = (function() {
 
-            const CheckRevocationResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const CheckRevocationResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             CheckRevocationResponse.prototype.revoked = false;
@@ -7491,94 +7504,94 @@ export const qpq = $root.qpq = (() => {
                 return new CheckRevocationResponse(properties);
             };
 
-            CheckRevocationResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            CheckRevocationResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.revoked != null && $Object.hasOwnProperty.call(message, "revoked") && message.revoked !== false)
-                    writer.uint32(8).bool(message.revoked);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(18).string(message.reason);
-                if (message.timestampMs != null && $Object.hasOwnProperty.call(message, "timestampMs") && (typeof message.timestampMs === "object" ? message.timestampMs.low || message.timestampMs.high : message.timestampMs !== 0))
-                    writer.uint32(24).uint64(message.timestampMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.revoked != null && $Object.hasOwnProperty.call(m, "revoked") && m.revoked !== false)
+                    w.uint32(8).bool(m.revoked);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(18).string(m.reason);
+                if (m.timestampMs != null && $Object.hasOwnProperty.call(m, "timestampMs") && (typeof m.timestampMs === "object" ? m.timestampMs.low || m.timestampMs.high : m.timestampMs !== 0))
+                    w.uint32(24).uint64(m.timestampMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            CheckRevocationResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            CheckRevocationResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.CheckRevocationResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.CheckRevocationResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.revoked = value;
+                            if (v = r.bool())
+                                m.revoked = v;
                             else
-                                delete message.revoked;
+                                delete m.revoked;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.timestampMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.timestampMs = v;
                             else
-                                delete message.timestampMs;
+                                delete m.timestampMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return CheckRevocationResponse;
@@ -7586,11 +7599,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.LogEntry = (function() {
 
-            const LogEntry = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const LogEntry = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             LogEntry.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -7600,83 +7613,83 @@ export const qpq = $root.qpq = (() => {
                 return new LogEntry(properties);
             };
 
-            LogEntry.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            LogEntry.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && (typeof message.index === "object" ? message.index.low || message.index.high : message.index !== 0))
-                    writer.uint32(8).uint64(message.index);
-                if (message.leafHash != null && $Object.hasOwnProperty.call(message, "leafHash") && message.leafHash.length)
-                    writer.uint32(18).bytes(message.leafHash);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.index != null && $Object.hasOwnProperty.call(m, "index") && (typeof m.index === "object" ? m.index.low || m.index.high : m.index !== 0))
+                    w.uint32(8).uint64(m.index);
+                if (m.leafHash != null && $Object.hasOwnProperty.call(m, "leafHash") && m.leafHash.length)
+                    w.uint32(18).bytes(m.leafHash);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            LogEntry.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            LogEntry.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.LogEntry();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.LogEntry();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.index = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.index = v;
                             else
-                                delete message.index;
+                                delete m.index;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.leafHash = value;
+                            if ((v = r.bytes()).length)
+                                m.leafHash = v;
                             else
-                                delete message.leafHash;
+                                delete m.leafHash;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return LogEntry;
@@ -7684,11 +7697,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.AuditKeyTransparencyRequest = (function() {
 
-            const AuditKeyTransparencyRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const AuditKeyTransparencyRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             AuditKeyTransparencyRequest.prototype.start = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -7698,83 +7711,83 @@ export const qpq = $root.qpq = (() => {
                 return new AuditKeyTransparencyRequest(properties);
             };
 
-            AuditKeyTransparencyRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            AuditKeyTransparencyRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.start != null && $Object.hasOwnProperty.call(message, "start") && (typeof message.start === "object" ? message.start.low || message.start.high : message.start !== 0))
-                    writer.uint32(8).uint64(message.start);
-                if (message.end != null && $Object.hasOwnProperty.call(message, "end") && (typeof message.end === "object" ? message.end.low || message.end.high : message.end !== 0))
-                    writer.uint32(16).uint64(message.end);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.start != null && $Object.hasOwnProperty.call(m, "start") && (typeof m.start === "object" ? m.start.low || m.start.high : m.start !== 0))
+                    w.uint32(8).uint64(m.start);
+                if (m.end != null && $Object.hasOwnProperty.call(m, "end") && (typeof m.end === "object" ? m.end.low || m.end.high : m.end !== 0))
+                    w.uint32(16).uint64(m.end);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            AuditKeyTransparencyRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            AuditKeyTransparencyRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.AuditKeyTransparencyRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.AuditKeyTransparencyRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.start = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.start = v;
                             else
-                                delete message.start;
+                                delete m.start;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.end = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.end = v;
                             else
-                                delete message.end;
+                                delete m.end;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return AuditKeyTransparencyRequest;
@@ -7782,12 +7795,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.AuditKeyTransparencyResponse = (function() {
 
-            const AuditKeyTransparencyResponse = function (properties) {
+            const AuditKeyTransparencyResponse = function (p) {
                 this.entries = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             AuditKeyTransparencyResponse.prototype.entries = $util.emptyArray;
@@ -7798,94 +7811,95 @@ export const qpq = $root.qpq = (() => {
                 return new AuditKeyTransparencyResponse(properties);
             };
 
-            AuditKeyTransparencyResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            AuditKeyTransparencyResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.entries != null && message.entries.length)
-                    for (let i = 0; i < message.entries.length; ++i)
-                        $root.qpq.v1.LogEntry.encode(message.entries[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.treeSize != null && $Object.hasOwnProperty.call(message, "treeSize") && (typeof message.treeSize === "object" ? message.treeSize.low || message.treeSize.high : message.treeSize !== 0))
-                    writer.uint32(16).uint64(message.treeSize);
-                if (message.root != null && $Object.hasOwnProperty.call(message, "root") && message.root.length)
-                    writer.uint32(26).bytes(message.root);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.entries != null && m.entries.length) {
+                    for (var i = 0; i < m.entries.length; ++i)
+                        $root.qpq.v1.LogEntry.encode(m.entries[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.treeSize != null && $Object.hasOwnProperty.call(m, "treeSize") && (typeof m.treeSize === "object" ? m.treeSize.low || m.treeSize.high : m.treeSize !== 0))
+                    w.uint32(16).uint64(m.treeSize);
+                if (m.root != null && $Object.hasOwnProperty.call(m, "root") && m.root.length)
+                    w.uint32(26).bytes(m.root);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            AuditKeyTransparencyResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            AuditKeyTransparencyResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.AuditKeyTransparencyResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.AuditKeyTransparencyResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.entries && message.entries.length))
-                                message.entries = [];
-                            message.entries.push($root.qpq.v1.LogEntry.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.entries && m.entries.length))
+                                m.entries = [];
+                            m.entries.push($root.qpq.v1.LogEntry.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.treeSize = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.treeSize = v;
                             else
-                                delete message.treeSize;
+                                delete m.treeSize;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.root = value;
+                            if ((v = r.bytes()).length)
+                                m.root = v;
                             else
-                                delete message.root;
+                                delete m.root;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return AuditKeyTransparencyResponse;
@@ -7893,11 +7907,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ReportMessageRequest = (function() {
 
-            const ReportMessageRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ReportMessageRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ReportMessageRequest.prototype.reportedKey = $util.newBuffer([]);
@@ -7909,105 +7923,105 @@ export const qpq = $root.qpq = (() => {
                 return new ReportMessageRequest(properties);
             };
 
-            ReportMessageRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ReportMessageRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.reportedKey != null && $Object.hasOwnProperty.call(message, "reportedKey") && message.reportedKey.length)
-                    writer.uint32(10).bytes(message.reportedKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.evidence != null && $Object.hasOwnProperty.call(message, "evidence") && message.evidence.length)
-                    writer.uint32(26).bytes(message.evidence);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(34).string(message.reason);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.reportedKey != null && $Object.hasOwnProperty.call(m, "reportedKey") && m.reportedKey.length)
+                    w.uint32(10).bytes(m.reportedKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.evidence != null && $Object.hasOwnProperty.call(m, "evidence") && m.evidence.length)
+                    w.uint32(26).bytes(m.evidence);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(34).string(m.reason);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ReportMessageRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ReportMessageRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ReportMessageRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ReportMessageRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.reportedKey = value;
+                            if ((v = r.bytes()).length)
+                                m.reportedKey = v;
                             else
-                                delete message.reportedKey;
+                                delete m.reportedKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.evidence = value;
+                            if ((v = r.bytes()).length)
+                                m.evidence = v;
                             else
-                                delete message.evidence;
+                                delete m.evidence;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ReportMessageRequest;
@@ -8015,11 +8029,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ReportMessageResponse = (function() {
 
-            const ReportMessageResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ReportMessageResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ReportMessageResponse.prototype.reportId = $util.newBuffer([]);
@@ -8028,72 +8042,72 @@ export const qpq = $root.qpq = (() => {
                 return new ReportMessageResponse(properties);
             };
 
-            ReportMessageResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ReportMessageResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.reportId != null && $Object.hasOwnProperty.call(message, "reportId") && message.reportId.length)
-                    writer.uint32(10).bytes(message.reportId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.reportId != null && $Object.hasOwnProperty.call(m, "reportId") && m.reportId.length)
+                    w.uint32(10).bytes(m.reportId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ReportMessageResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ReportMessageResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ReportMessageResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ReportMessageResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.reportId = value;
+                            if ((v = r.bytes()).length)
+                                m.reportId = v;
                             else
-                                delete message.reportId;
+                                delete m.reportId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ReportMessageResponse;
@@ -8101,11 +8115,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.BanUserRequest = (function() {
 
-            const BanUserRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const BanUserRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             BanUserRequest.prototype.identityKey = $util.newBuffer([]);
@@ -8117,105 +8131,105 @@ export const qpq = $root.qpq = (() => {
                 return new BanUserRequest(properties);
             };
 
-            BanUserRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            BanUserRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(26).string(message.reason);
-                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
-                    writer.uint32(32).uint64(message.expiresAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(26).string(m.reason);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(32).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            BanUserRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            BanUserRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.BanUserRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.BanUserRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.expiresAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
                             else
-                                delete message.expiresAtMs;
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return BanUserRequest;
@@ -8223,69 +8237,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.BanUserResponse = (function() {
 
-            const BanUserResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const BanUserResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             BanUserResponse.create = function(properties) {
                 return new BanUserResponse(properties);
             };
 
-            BanUserResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            BanUserResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            BanUserResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            BanUserResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.BanUserResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.BanUserResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return BanUserResponse;
@@ -8293,11 +8307,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.UnbanUserRequest = (function() {
 
-            const UnbanUserRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UnbanUserRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UnbanUserRequest.prototype.identityKey = $util.newBuffer([]);
@@ -8307,83 +8321,83 @@ export const qpq = $root.qpq = (() => {
                 return new UnbanUserRequest(properties);
             };
 
-            UnbanUserRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UnbanUserRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UnbanUserRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UnbanUserRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UnbanUserRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UnbanUserRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UnbanUserRequest;
@@ -8391,69 +8405,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.UnbanUserResponse = (function() {
 
-            const UnbanUserResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const UnbanUserResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             UnbanUserResponse.create = function(properties) {
                 return new UnbanUserResponse(properties);
             };
 
-            UnbanUserResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            UnbanUserResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            UnbanUserResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            UnbanUserResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.UnbanUserResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.UnbanUserResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return UnbanUserResponse;
@@ -8461,11 +8475,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.Report = (function() {
 
-            const Report = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const Report = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             Report.prototype.reportId = $util.newBuffer([]);
@@ -8480,138 +8494,138 @@ export const qpq = $root.qpq = (() => {
                 return new Report(properties);
             };
 
-            Report.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            Report.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.reportId != null && $Object.hasOwnProperty.call(message, "reportId") && message.reportId.length)
-                    writer.uint32(10).bytes(message.reportId);
-                if (message.reporterKey != null && $Object.hasOwnProperty.call(message, "reporterKey") && message.reporterKey.length)
-                    writer.uint32(18).bytes(message.reporterKey);
-                if (message.reportedKey != null && $Object.hasOwnProperty.call(message, "reportedKey") && message.reportedKey.length)
-                    writer.uint32(26).bytes(message.reportedKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(34).bytes(message.channelId);
-                if (message.evidence != null && $Object.hasOwnProperty.call(message, "evidence") && message.evidence.length)
-                    writer.uint32(42).bytes(message.evidence);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(50).string(message.reason);
-                if (message.createdAtMs != null && $Object.hasOwnProperty.call(message, "createdAtMs") && (typeof message.createdAtMs === "object" ? message.createdAtMs.low || message.createdAtMs.high : message.createdAtMs !== 0))
-                    writer.uint32(56).uint64(message.createdAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.reportId != null && $Object.hasOwnProperty.call(m, "reportId") && m.reportId.length)
+                    w.uint32(10).bytes(m.reportId);
+                if (m.reporterKey != null && $Object.hasOwnProperty.call(m, "reporterKey") && m.reporterKey.length)
+                    w.uint32(18).bytes(m.reporterKey);
+                if (m.reportedKey != null && $Object.hasOwnProperty.call(m, "reportedKey") && m.reportedKey.length)
+                    w.uint32(26).bytes(m.reportedKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(34).bytes(m.channelId);
+                if (m.evidence != null && $Object.hasOwnProperty.call(m, "evidence") && m.evidence.length)
+                    w.uint32(42).bytes(m.evidence);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(50).string(m.reason);
+                if (m.createdAtMs != null && $Object.hasOwnProperty.call(m, "createdAtMs") && (typeof m.createdAtMs === "object" ? m.createdAtMs.low || m.createdAtMs.high : m.createdAtMs !== 0))
+                    w.uint32(56).uint64(m.createdAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            Report.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            Report.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.Report();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.Report();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.reportId = value;
+                            if ((v = r.bytes()).length)
+                                m.reportId = v;
                             else
-                                delete message.reportId;
+                                delete m.reportId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.reporterKey = value;
+                            if ((v = r.bytes()).length)
+                                m.reporterKey = v;
                             else
-                                delete message.reporterKey;
+                                delete m.reporterKey;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.reportedKey = value;
+                            if ((v = r.bytes()).length)
+                                m.reportedKey = v;
                             else
-                                delete message.reportedKey;
+                                delete m.reportedKey;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.evidence = value;
+                            if ((v = r.bytes()).length)
+                                m.evidence = v;
                             else
-                                delete message.evidence;
+                                delete m.evidence;
                             continue;
                         }
                     case 6: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     case 7: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.createdAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.createdAtMs = v;
                             else
-                                delete message.createdAtMs;
+                                delete m.createdAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return Report;
@@ -8619,11 +8633,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListReportsRequest = (function() {
 
-            const ListReportsRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ListReportsRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListReportsRequest.prototype.limit = 0;
@@ -8633,83 +8647,83 @@ export const qpq = $root.qpq = (() => {
                 return new ListReportsRequest(properties);
             };
 
-            ListReportsRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListReportsRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.limit != null && $Object.hasOwnProperty.call(message, "limit") && message.limit !== 0)
-                    writer.uint32(8).uint32(message.limit);
-                if (message.afterReportId != null && $Object.hasOwnProperty.call(message, "afterReportId") && message.afterReportId.length)
-                    writer.uint32(18).bytes(message.afterReportId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.limit != null && $Object.hasOwnProperty.call(m, "limit") && m.limit !== 0)
+                    w.uint32(8).uint32(m.limit);
+                if (m.afterReportId != null && $Object.hasOwnProperty.call(m, "afterReportId") && m.afterReportId.length)
+                    w.uint32(18).bytes(m.afterReportId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListReportsRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListReportsRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListReportsRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListReportsRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.limit = value;
+                            if (v = r.uint32())
+                                m.limit = v;
                             else
-                                delete message.limit;
+                                delete m.limit;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.afterReportId = value;
+                            if ((v = r.bytes()).length)
+                                m.afterReportId = v;
                             else
-                                delete message.afterReportId;
+                                delete m.afterReportId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListReportsRequest;
@@ -8717,12 +8731,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListReportsResponse = (function() {
 
-            const ListReportsResponse = function (properties) {
+            const ListReportsResponse = function (p) {
                 this.reports = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListReportsResponse.prototype.reports = $util.emptyArray;
@@ -8731,72 +8745,73 @@ export const qpq = $root.qpq = (() => {
                 return new ListReportsResponse(properties);
             };
 
-            ListReportsResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListReportsResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.reports != null && message.reports.length)
-                    for (let i = 0; i < message.reports.length; ++i)
-                        $root.qpq.v1.Report.encode(message.reports[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.reports != null && m.reports.length) {
+                    for (var i = 0; i < m.reports.length; ++i)
+                        $root.qpq.v1.Report.encode(m.reports[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListReportsResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListReportsResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListReportsResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListReportsResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.reports && message.reports.length))
-                                message.reports = [];
-                            message.reports.push($root.qpq.v1.Report.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.reports && m.reports.length))
+                                m.reports = [];
+                            m.reports.push($root.qpq.v1.Report.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListReportsResponse;
@@ -8804,11 +8819,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.Ban = (function() {
 
-            const Ban = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const Ban = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             Ban.prototype.identityKey = $util.newBuffer([]);
@@ -8821,116 +8836,116 @@ export const qpq = $root.qpq = (() => {
                 return new Ban(properties);
             };
 
-            Ban.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            Ban.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.reason != null && $Object.hasOwnProperty.call(message, "reason") && message.reason !== "")
-                    writer.uint32(26).string(message.reason);
-                if (message.createdAtMs != null && $Object.hasOwnProperty.call(message, "createdAtMs") && (typeof message.createdAtMs === "object" ? message.createdAtMs.low || message.createdAtMs.high : message.createdAtMs !== 0))
-                    writer.uint32(32).uint64(message.createdAtMs);
-                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
-                    writer.uint32(40).uint64(message.expiresAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                    w.uint32(26).string(m.reason);
+                if (m.createdAtMs != null && $Object.hasOwnProperty.call(m, "createdAtMs") && (typeof m.createdAtMs === "object" ? m.createdAtMs.low || m.createdAtMs.high : m.createdAtMs !== 0))
+                    w.uint32(32).uint64(m.createdAtMs);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(40).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            Ban.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            Ban.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.Ban();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.Ban();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.reason = value;
+                            if ((v = r.stringVerify()).length)
+                                m.reason = v;
                             else
-                                delete message.reason;
+                                delete m.reason;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.createdAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.createdAtMs = v;
                             else
-                                delete message.createdAtMs;
+                                delete m.createdAtMs;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.expiresAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
                             else
-                                delete message.expiresAtMs;
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return Ban;
@@ -8938,11 +8953,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListBannedRequest = (function() {
 
-            const ListBannedRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ListBannedRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListBannedRequest.prototype.channelId = $util.newBuffer([]);
@@ -8951,72 +8966,72 @@ export const qpq = $root.qpq = (() => {
                 return new ListBannedRequest(properties);
             };
 
-            ListBannedRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListBannedRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListBannedRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListBannedRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListBannedRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListBannedRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListBannedRequest;
@@ -9024,12 +9039,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.ListBannedResponse = (function() {
 
-            const ListBannedResponse = function (properties) {
+            const ListBannedResponse = function (p) {
                 this.bans = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ListBannedResponse.prototype.bans = $util.emptyArray;
@@ -9038,72 +9053,73 @@ export const qpq = $root.qpq = (() => {
                 return new ListBannedResponse(properties);
             };
 
-            ListBannedResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ListBannedResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.bans != null && message.bans.length)
-                    for (let i = 0; i < message.bans.length; ++i)
-                        $root.qpq.v1.Ban.encode(message.bans[i], writer.uint32(10).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.bans != null && m.bans.length) {
+                    for (var i = 0; i < m.bans.length; ++i)
+                        $root.qpq.v1.Ban.encode(m.bans[i], w.uint32(10).fork(), q + 1).ldelim();
+                }
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ListBannedResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ListBannedResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ListBannedResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ListBannedResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.bans && message.bans.length))
-                                message.bans = [];
-                            message.bans.push($root.qpq.v1.Ban.decode(reader, reader.size(), $undefined, _depth + 1));
+                            if (!(m.bans && m.bans.length))
+                                m.bans = [];
+                            m.bans.push($root.qpq.v1.Ban.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ListBannedResponse;
@@ -9111,11 +9127,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PublishEndpointRequest = (function() {
 
-            const PublishEndpointRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PublishEndpointRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PublishEndpointRequest.prototype.address = $util.newBuffer([]);
@@ -9125,83 +9141,83 @@ export const qpq = $root.qpq = (() => {
                 return new PublishEndpointRequest(properties);
             };
 
-            PublishEndpointRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PublishEndpointRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
-                    writer.uint32(10).bytes(message.address);
-                if (message.ttlSecs != null && $Object.hasOwnProperty.call(message, "ttlSecs") && message.ttlSecs !== 0)
-                    writer.uint32(16).uint32(message.ttlSecs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.address != null && $Object.hasOwnProperty.call(m, "address") && m.address.length)
+                    w.uint32(10).bytes(m.address);
+                if (m.ttlSecs != null && $Object.hasOwnProperty.call(m, "ttlSecs") && m.ttlSecs !== 0)
+                    w.uint32(16).uint32(m.ttlSecs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PublishEndpointRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PublishEndpointRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PublishEndpointRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PublishEndpointRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.address = value;
+                            if ((v = r.bytes()).length)
+                                m.address = v;
                             else
-                                delete message.address;
+                                delete m.address;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.ttlSecs = value;
+                            if (v = r.uint32())
+                                m.ttlSecs = v;
                             else
-                                delete message.ttlSecs;
+                                delete m.ttlSecs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PublishEndpointRequest;
@@ -9209,11 +9225,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PublishEndpointResponse = (function() {
 
-            const PublishEndpointResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PublishEndpointResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PublishEndpointResponse.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -9222,72 +9238,72 @@ export const qpq = $root.qpq = (() => {
                 return new PublishEndpointResponse(properties);
             };
 
-            PublishEndpointResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PublishEndpointResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
-                    writer.uint32(8).uint64(message.expiresAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(8).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PublishEndpointResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PublishEndpointResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PublishEndpointResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PublishEndpointResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.expiresAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
                             else
-                                delete message.expiresAtMs;
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PublishEndpointResponse;
@@ -9295,11 +9311,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveEndpointRequest = (function() {
 
-            const ResolveEndpointRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveEndpointRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveEndpointRequest.prototype.identityKey = $util.newBuffer([]);
@@ -9308,72 +9324,72 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveEndpointRequest(properties);
             };
 
-            ResolveEndpointRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveEndpointRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveEndpointRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveEndpointRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveEndpointRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveEndpointRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveEndpointRequest;
@@ -9381,11 +9397,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveEndpointResponse = (function() {
 
-            const ResolveEndpointResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveEndpointResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveEndpointResponse.prototype.address = $util.newBuffer([]);
@@ -9395,83 +9411,83 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveEndpointResponse(properties);
             };
 
-            ResolveEndpointResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveEndpointResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.address != null && $Object.hasOwnProperty.call(message, "address") && message.address.length)
-                    writer.uint32(10).bytes(message.address);
-                if (message.expiresAtMs != null && $Object.hasOwnProperty.call(message, "expiresAtMs") && (typeof message.expiresAtMs === "object" ? message.expiresAtMs.low || message.expiresAtMs.high : message.expiresAtMs !== 0))
-                    writer.uint32(16).uint64(message.expiresAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.address != null && $Object.hasOwnProperty.call(m, "address") && m.address.length)
+                    w.uint32(10).bytes(m.address);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(16).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveEndpointResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveEndpointResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveEndpointResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveEndpointResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.address = value;
+                            if ((v = r.bytes()).length)
+                                m.address = v;
                             else
-                                delete message.address;
+                                delete m.address;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.expiresAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
                             else
-                                delete message.expiresAtMs;
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveEndpointResponse;
@@ -9479,69 +9495,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.HealthRequest = (function() {
 
-            const HealthRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const HealthRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             HealthRequest.create = function(properties) {
                 return new HealthRequest(properties);
             };
 
-            HealthRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            HealthRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            HealthRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            HealthRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.HealthRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.HealthRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return HealthRequest;
@@ -9549,11 +9565,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.HealthResponse = (function() {
 
-            const HealthResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const HealthResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             HealthResponse.prototype.status = "";
@@ -9565,105 +9581,105 @@ export const qpq = $root.qpq = (() => {
                 return new HealthResponse(properties);
             };
 
-            HealthResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            HealthResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.status != null && $Object.hasOwnProperty.call(message, "status") && message.status !== "")
-                    writer.uint32(10).string(message.status);
-                if (message.uptimeSecs != null && $Object.hasOwnProperty.call(message, "uptimeSecs") && (typeof message.uptimeSecs === "object" ? message.uptimeSecs.low || message.uptimeSecs.high : message.uptimeSecs !== 0))
-                    writer.uint32(16).uint64(message.uptimeSecs);
-                if (message.version != null && $Object.hasOwnProperty.call(message, "version") && message.version !== "")
-                    writer.uint32(26).string(message.version);
-                if (message.deliveryProofKey != null && $Object.hasOwnProperty.call(message, "deliveryProofKey") && message.deliveryProofKey.length)
-                    writer.uint32(34).bytes(message.deliveryProofKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.status != null && $Object.hasOwnProperty.call(m, "status") && m.status !== "")
+                    w.uint32(10).string(m.status);
+                if (m.uptimeSecs != null && $Object.hasOwnProperty.call(m, "uptimeSecs") && (typeof m.uptimeSecs === "object" ? m.uptimeSecs.low || m.uptimeSecs.high : m.uptimeSecs !== 0))
+                    w.uint32(16).uint64(m.uptimeSecs);
+                if (m.version != null && $Object.hasOwnProperty.call(m, "version") && m.version !== "")
+                    w.uint32(26).string(m.version);
+                if (m.deliveryProofKey != null && $Object.hasOwnProperty.call(m, "deliveryProofKey") && m.deliveryProofKey.length)
+                    w.uint32(34).bytes(m.deliveryProofKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            HealthResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            HealthResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.HealthResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.HealthResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.status = value;
+                            if ((v = r.stringVerify()).length)
+                                m.status = v;
                             else
-                                delete message.status;
+                                delete m.status;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.uptimeSecs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.uptimeSecs = v;
                             else
-                                delete message.uptimeSecs;
+                                delete m.uptimeSecs;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.version = value;
+                            if ((v = r.stringVerify()).length)
+                                m.version = v;
                             else
-                                delete message.version;
+                                delete m.version;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.deliveryProofKey = value;
+                            if ((v = r.bytes()).length)
+                                m.deliveryProofKey = v;
                             else
-                                delete message.deliveryProofKey;
+                                delete m.deliveryProofKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return HealthResponse;
@@ -9671,11 +9687,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PushNewMessage = (function() {
 
-            const PushNewMessage = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PushNewMessage = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PushNewMessage.prototype.recipientKey = $util.newBuffer([]);
@@ -9688,116 +9704,116 @@ export const qpq = $root.qpq = (() => {
                 return new PushNewMessage(properties);
             };
 
-            PushNewMessage.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PushNewMessage.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.recipientKey != null && $Object.hasOwnProperty.call(message, "recipientKey") && message.recipientKey.length)
-                    writer.uint32(10).bytes(message.recipientKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.seq != null && $Object.hasOwnProperty.call(message, "seq") && (typeof message.seq === "object" ? message.seq.low || message.seq.high : message.seq !== 0))
-                    writer.uint32(24).uint64(message.seq);
-                if (message.size != null && $Object.hasOwnProperty.call(message, "size") && message.size !== 0)
-                    writer.uint32(32).uint32(message.size);
-                if (message.payload != null && $Object.hasOwnProperty.call(message, "payload") && message.payload.length)
-                    writer.uint32(42).bytes(message.payload);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.recipientKey != null && $Object.hasOwnProperty.call(m, "recipientKey") && m.recipientKey.length)
+                    w.uint32(10).bytes(m.recipientKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.seq != null && $Object.hasOwnProperty.call(m, "seq") && (typeof m.seq === "object" ? m.seq.low || m.seq.high : m.seq !== 0))
+                    w.uint32(24).uint64(m.seq);
+                if (m.size != null && $Object.hasOwnProperty.call(m, "size") && m.size !== 0)
+                    w.uint32(32).uint32(m.size);
+                if (m.payload != null && $Object.hasOwnProperty.call(m, "payload") && m.payload.length)
+                    w.uint32(42).bytes(m.payload);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PushNewMessage.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PushNewMessage.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PushNewMessage();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PushNewMessage();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.recipientKey = value;
+                            if ((v = r.bytes()).length)
+                                m.recipientKey = v;
                             else
-                                delete message.recipientKey;
+                                delete m.recipientKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.seq = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.seq = v;
                             else
-                                delete message.seq;
+                                delete m.seq;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.uint32())
-                                message.size = value;
+                            if (v = r.uint32())
+                                m.size = v;
                             else
-                                delete message.size;
+                                delete m.size;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.payload = value;
+                            if ((v = r.bytes()).length)
+                                m.payload = v;
                             else
-                                delete message.payload;
+                                delete m.payload;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PushNewMessage;
@@ -9805,11 +9821,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PushTyping = (function() {
 
-            const PushTyping = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PushTyping = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PushTyping.prototype.senderKey = $util.newBuffer([]);
@@ -9820,94 +9836,94 @@ export const qpq = $root.qpq = (() => {
                 return new PushTyping(properties);
             };
 
-            PushTyping.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PushTyping.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.senderKey != null && $Object.hasOwnProperty.call(message, "senderKey") && message.senderKey.length)
-                    writer.uint32(10).bytes(message.senderKey);
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(18).bytes(message.channelId);
-                if (message.typing != null && $Object.hasOwnProperty.call(message, "typing") && message.typing !== false)
-                    writer.uint32(24).bool(message.typing);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.senderKey != null && $Object.hasOwnProperty.call(m, "senderKey") && m.senderKey.length)
+                    w.uint32(10).bytes(m.senderKey);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(18).bytes(m.channelId);
+                if (m.typing != null && $Object.hasOwnProperty.call(m, "typing") && m.typing !== false)
+                    w.uint32(24).bool(m.typing);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PushTyping.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PushTyping.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PushTyping();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PushTyping();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.senderKey = value;
+                            if ((v = r.bytes()).length)
+                                m.senderKey = v;
                             else
-                                delete message.senderKey;
+                                delete m.senderKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.typing = value;
+                            if (v = r.bool())
+                                m.typing = v;
                             else
-                                delete message.typing;
+                                delete m.typing;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PushTyping;
@@ -9915,11 +9931,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PushPresence = (function() {
 
-            const PushPresence = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PushPresence = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PushPresence.prototype.identityKey = $util.newBuffer([]);
@@ -9930,94 +9946,94 @@ export const qpq = $root.qpq = (() => {
                 return new PushPresence(properties);
             };
 
-            PushPresence.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PushPresence.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.online != null && $Object.hasOwnProperty.call(message, "online") && message.online !== false)
-                    writer.uint32(16).bool(message.online);
-                if (message.lastSeenMs != null && $Object.hasOwnProperty.call(message, "lastSeenMs") && (typeof message.lastSeenMs === "object" ? message.lastSeenMs.low || message.lastSeenMs.high : message.lastSeenMs !== 0))
-                    writer.uint32(24).uint64(message.lastSeenMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.online != null && $Object.hasOwnProperty.call(m, "online") && m.online !== false)
+                    w.uint32(16).bool(m.online);
+                if (m.lastSeenMs != null && $Object.hasOwnProperty.call(m, "lastSeenMs") && (typeof m.lastSeenMs === "object" ? m.lastSeenMs.low || m.lastSeenMs.high : m.lastSeenMs !== 0))
+                    w.uint32(24).uint64(m.lastSeenMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PushPresence.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PushPresence.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PushPresence();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PushPresence();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (value = reader.bool())
-                                message.online = value;
+                            if (v = r.bool())
+                                m.online = v;
                             else
-                                delete message.online;
+                                delete m.online;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.lastSeenMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.lastSeenMs = v;
                             else
-                                delete message.lastSeenMs;
+                                delete m.lastSeenMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PushPresence;
@@ -10025,11 +10041,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.PushMembership = (function() {
 
-            const PushMembership = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const PushMembership = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             PushMembership.prototype.channelId = $util.newBuffer([]);
@@ -10042,116 +10058,116 @@ export const qpq = $root.qpq = (() => {
                 return new PushMembership(properties);
             };
 
-            PushMembership.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            PushMembership.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.channelId != null && $Object.hasOwnProperty.call(message, "channelId") && message.channelId.length)
-                    writer.uint32(10).bytes(message.channelId);
-                if (message.memberKey != null && $Object.hasOwnProperty.call(message, "memberKey") && message.memberKey.length)
-                    writer.uint32(18).bytes(message.memberKey);
-                if (message.change != null && $Object.hasOwnProperty.call(message, "change") && message.change !== "")
-                    writer.uint32(26).string(message.change);
-                if (message.actorKey != null && $Object.hasOwnProperty.call(message, "actorKey") && message.actorKey.length)
-                    writer.uint32(34).bytes(message.actorKey);
-                if (message.epoch != null && $Object.hasOwnProperty.call(message, "epoch") && (typeof message.epoch === "object" ? message.epoch.low || message.epoch.high : message.epoch !== 0))
-                    writer.uint32(40).uint64(message.epoch);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.memberKey != null && $Object.hasOwnProperty.call(m, "memberKey") && m.memberKey.length)
+                    w.uint32(18).bytes(m.memberKey);
+                if (m.change != null && $Object.hasOwnProperty.call(m, "change") && m.change !== "")
+                    w.uint32(26).string(m.change);
+                if (m.actorKey != null && $Object.hasOwnProperty.call(m, "actorKey") && m.actorKey.length)
+                    w.uint32(34).bytes(m.actorKey);
+                if (m.epoch != null && $Object.hasOwnProperty.call(m, "epoch") && (typeof m.epoch === "object" ? m.epoch.low || m.epoch.high : m.epoch !== 0))
+                    w.uint32(40).uint64(m.epoch);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            PushMembership.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            PushMembership.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.PushMembership();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.PushMembership();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.channelId = value;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
                             else
-                                delete message.channelId;
+                                delete m.channelId;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.memberKey = value;
+                            if ((v = r.bytes()).length)
+                                m.memberKey = v;
                             else
-                                delete message.memberKey;
+                                delete m.memberKey;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.change = value;
+                            if ((v = r.stringVerify()).length)
+                                m.change = v;
                             else
-                                delete message.change;
+                                delete m.change;
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.actorKey = value;
+                            if ((v = r.bytes()).length)
+                                m.actorKey = v;
                             else
-                                delete message.actorKey;
+                                delete m.actorKey;
                             continue;
                         }
                     case 5: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.epoch = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.epoch = v;
                             else
-                                delete message.epoch;
+                                delete m.epoch;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return PushMembership;
@@ -10159,11 +10175,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.StoreRecoveryBundleRequest = (function() {
 
-            const StoreRecoveryBundleRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const StoreRecoveryBundleRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             StoreRecoveryBundleRequest.prototype.tokenHash = $util.newBuffer([]);
@@ -10173,83 +10189,83 @@ export const qpq = $root.qpq = (() => {
                 return new StoreRecoveryBundleRequest(properties);
             };
 
-            StoreRecoveryBundleRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            StoreRecoveryBundleRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.tokenHash != null && $Object.hasOwnProperty.call(message, "tokenHash") && message.tokenHash.length)
-                    writer.uint32(10).bytes(message.tokenHash);
-                if (message.bundle != null && $Object.hasOwnProperty.call(message, "bundle") && message.bundle.length)
-                    writer.uint32(18).bytes(message.bundle);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.tokenHash != null && $Object.hasOwnProperty.call(m, "tokenHash") && m.tokenHash.length)
+                    w.uint32(10).bytes(m.tokenHash);
+                if (m.bundle != null && $Object.hasOwnProperty.call(m, "bundle") && m.bundle.length)
+                    w.uint32(18).bytes(m.bundle);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            StoreRecoveryBundleRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            StoreRecoveryBundleRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.StoreRecoveryBundleRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.StoreRecoveryBundleRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.tokenHash = value;
+                            if ((v = r.bytes()).length)
+                                m.tokenHash = v;
                             else
-                                delete message.tokenHash;
+                                delete m.tokenHash;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.bundle = value;
+                            if ((v = r.bytes()).length)
+                                m.bundle = v;
                             else
-                                delete message.bundle;
+                                delete m.bundle;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return StoreRecoveryBundleRequest;
@@ -10257,69 +10273,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.StoreRecoveryBundleResponse = (function() {
 
-            const StoreRecoveryBundleResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const StoreRecoveryBundleResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             StoreRecoveryBundleResponse.create = function(properties) {
                 return new StoreRecoveryBundleResponse(properties);
             };
 
-            StoreRecoveryBundleResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            StoreRecoveryBundleResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            StoreRecoveryBundleResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            StoreRecoveryBundleResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.StoreRecoveryBundleResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.StoreRecoveryBundleResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return StoreRecoveryBundleResponse;
@@ -10327,11 +10343,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchRecoveryBundleRequest = (function() {
 
-            const FetchRecoveryBundleRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchRecoveryBundleRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchRecoveryBundleRequest.prototype.tokenHash = $util.newBuffer([]);
@@ -10340,72 +10356,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchRecoveryBundleRequest(properties);
             };
 
-            FetchRecoveryBundleRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchRecoveryBundleRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.tokenHash != null && $Object.hasOwnProperty.call(message, "tokenHash") && message.tokenHash.length)
-                    writer.uint32(10).bytes(message.tokenHash);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.tokenHash != null && $Object.hasOwnProperty.call(m, "tokenHash") && m.tokenHash.length)
+                    w.uint32(10).bytes(m.tokenHash);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchRecoveryBundleRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchRecoveryBundleRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchRecoveryBundleRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchRecoveryBundleRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.tokenHash = value;
+                            if ((v = r.bytes()).length)
+                                m.tokenHash = v;
                             else
-                                delete message.tokenHash;
+                                delete m.tokenHash;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchRecoveryBundleRequest;
@@ -10413,11 +10429,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.FetchRecoveryBundleResponse = (function() {
 
-            const FetchRecoveryBundleResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const FetchRecoveryBundleResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             FetchRecoveryBundleResponse.prototype.bundle = $util.newBuffer([]);
@@ -10426,72 +10442,72 @@ export const qpq = $root.qpq = (() => {
                 return new FetchRecoveryBundleResponse(properties);
             };
 
-            FetchRecoveryBundleResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            FetchRecoveryBundleResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.bundle != null && $Object.hasOwnProperty.call(message, "bundle") && message.bundle.length)
-                    writer.uint32(10).bytes(message.bundle);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.bundle != null && $Object.hasOwnProperty.call(m, "bundle") && m.bundle.length)
+                    w.uint32(10).bytes(m.bundle);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            FetchRecoveryBundleResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            FetchRecoveryBundleResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.FetchRecoveryBundleResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.FetchRecoveryBundleResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.bundle = value;
+                            if ((v = r.bytes()).length)
+                                m.bundle = v;
                             else
-                                delete message.bundle;
+                                delete m.bundle;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return FetchRecoveryBundleResponse;
@@ -10499,11 +10515,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.DeleteRecoveryBundleRequest = (function() {
 
-            const DeleteRecoveryBundleRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DeleteRecoveryBundleRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DeleteRecoveryBundleRequest.prototype.tokenHash = $util.newBuffer([]);
@@ -10512,72 +10528,72 @@ export const qpq = $root.qpq = (() => {
                 return new DeleteRecoveryBundleRequest(properties);
             };
 
-            DeleteRecoveryBundleRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DeleteRecoveryBundleRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.tokenHash != null && $Object.hasOwnProperty.call(message, "tokenHash") && message.tokenHash.length)
-                    writer.uint32(10).bytes(message.tokenHash);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.tokenHash != null && $Object.hasOwnProperty.call(m, "tokenHash") && m.tokenHash.length)
+                    w.uint32(10).bytes(m.tokenHash);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DeleteRecoveryBundleRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DeleteRecoveryBundleRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DeleteRecoveryBundleRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DeleteRecoveryBundleRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.tokenHash = value;
+                            if ((v = r.bytes()).length)
+                                m.tokenHash = v;
                             else
-                                delete message.tokenHash;
+                                delete m.tokenHash;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DeleteRecoveryBundleRequest;
@@ -10585,69 +10601,69 @@ export const qpq = $root.qpq = (() => {
 
         v1.DeleteRecoveryBundleResponse = (function() {
 
-            const DeleteRecoveryBundleResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const DeleteRecoveryBundleResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             DeleteRecoveryBundleResponse.create = function(properties) {
                 return new DeleteRecoveryBundleResponse(properties);
             };
 
-            DeleteRecoveryBundleResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            DeleteRecoveryBundleResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            DeleteRecoveryBundleResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            DeleteRecoveryBundleResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.DeleteRecoveryBundleResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.DeleteRecoveryBundleResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    reader.skipType(tag & 7, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(t & 7, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return DeleteRecoveryBundleResponse;
@@ -10655,12 +10671,12 @@ export const qpq = $root.qpq = (() => {
 
         v1.InclusionProof = (function() {
 
-            const InclusionProof = function (properties) {
+            const InclusionProof = function (p) {
                 this.path = [];
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             InclusionProof.prototype.leafIndex = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
@@ -10672,105 +10688,106 @@ export const qpq = $root.qpq = (() => {
                 return new InclusionProof(properties);
             };
 
-            InclusionProof.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            InclusionProof.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.leafIndex != null && $Object.hasOwnProperty.call(message, "leafIndex") && (typeof message.leafIndex === "object" ? message.leafIndex.low || message.leafIndex.high : message.leafIndex !== 0))
-                    writer.uint32(8).uint64(message.leafIndex);
-                if (message.treeSize != null && $Object.hasOwnProperty.call(message, "treeSize") && (typeof message.treeSize === "object" ? message.treeSize.low || message.treeSize.high : message.treeSize !== 0))
-                    writer.uint32(16).uint64(message.treeSize);
-                if (message.path != null && message.path.length)
-                    for (let i = 0; i < message.path.length; ++i)
-                        writer.uint32(26).bytes(message.path[i]);
-                if (message.root != null && $Object.hasOwnProperty.call(message, "root") && message.root.length)
-                    writer.uint32(34).bytes(message.root);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.leafIndex != null && $Object.hasOwnProperty.call(m, "leafIndex") && (typeof m.leafIndex === "object" ? m.leafIndex.low || m.leafIndex.high : m.leafIndex !== 0))
+                    w.uint32(8).uint64(m.leafIndex);
+                if (m.treeSize != null && $Object.hasOwnProperty.call(m, "treeSize") && (typeof m.treeSize === "object" ? m.treeSize.low || m.treeSize.high : m.treeSize !== 0))
+                    w.uint32(16).uint64(m.treeSize);
+                if (m.path != null && m.path.length) {
+                    for (var i = 0; i < m.path.length; ++i)
+                        w.uint32(26).bytes(m.path[i]);
+                }
+                if (m.root != null && $Object.hasOwnProperty.call(m, "root") && m.root.length)
+                    w.uint32(34).bytes(m.root);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            InclusionProof.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            InclusionProof.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.InclusionProof();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.InclusionProof();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.leafIndex = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.leafIndex = v;
                             else
-                                delete message.leafIndex;
+                                delete m.leafIndex;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.treeSize = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.treeSize = v;
                             else
-                                delete message.treeSize;
+                                delete m.treeSize;
                             continue;
                         }
                     case 3: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if (!(message.path && message.path.length))
-                                message.path = [];
-                            message.path.push(reader.bytes());
+                            if (!(m.path && m.path.length))
+                                m.path = [];
+                            m.path.push(r.bytes());
                             continue;
                         }
                     case 4: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.root = value;
+                            if ((v = r.bytes()).length)
+                                m.root = v;
                             else
-                                delete message.root;
+                                delete m.root;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return InclusionProof;
@@ -10778,11 +10795,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveUserRequest = (function() {
 
-            const ResolveUserRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveUserRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveUserRequest.prototype.username = "";
@@ -10791,72 +10808,72 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveUserRequest(properties);
             };
 
-            ResolveUserRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveUserRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveUserRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveUserRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveUserRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveUserRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveUserRequest;
@@ -10864,11 +10881,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveUserResponse = (function() {
 
-            const ResolveUserResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveUserResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveUserResponse.prototype.identityKey = $util.newBuffer([]);
@@ -10878,80 +10895,80 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveUserResponse(properties);
             };
 
-            ResolveUserResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveUserResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.proof != null && $Object.hasOwnProperty.call(message, "proof"))
-                    $root.qpq.v1.InclusionProof.encode(message.proof, writer.uint32(18).fork(), _depth + 1).ldelim();
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.proof != null && $Object.hasOwnProperty.call(m, "proof"))
+                    $root.qpq.v1.InclusionProof.encode(m.proof, w.uint32(18).fork(), q + 1).ldelim();
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveUserResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveUserResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveUserResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveUserResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            message.proof = $root.qpq.v1.InclusionProof.decode(reader, reader.size(), $undefined, _depth + 1, message.proof);
+                            m.proof = $root.qpq.v1.InclusionProof.decode(r, r.size(), $undefined, q + 1, m.proof);
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveUserResponse;
@@ -10959,11 +10976,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveIdentityRequest = (function() {
 
-            const ResolveIdentityRequest = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveIdentityRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveIdentityRequest.prototype.identityKey = $util.newBuffer([]);
@@ -10972,72 +10989,72 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveIdentityRequest(properties);
             };
 
-            ResolveIdentityRequest.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveIdentityRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.identityKey != null && $Object.hasOwnProperty.call(message, "identityKey") && message.identityKey.length)
-                    writer.uint32(10).bytes(message.identityKey);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
+                    w.uint32(10).bytes(m.identityKey);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveIdentityRequest.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveIdentityRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveIdentityRequest();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveIdentityRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.bytes()).length)
-                                message.identityKey = value;
+                            if ((v = r.bytes()).length)
+                                m.identityKey = v;
                             else
-                                delete message.identityKey;
+                                delete m.identityKey;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveIdentityRequest;
@@ -11045,11 +11062,11 @@ export const qpq = $root.qpq = (() => {
 
         v1.ResolveIdentityResponse = (function() {
 
-            const ResolveIdentityResponse = function (properties) {
-                if (properties)
-                    for (let keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
-                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
-                            this[keys[i]] = properties[keys[i]];
+            const ResolveIdentityResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
             };
 
             ResolveIdentityResponse.prototype.username = "";
@@ -11059,83 +11076,83 @@ export const qpq = $root.qpq = (() => {
                 return new ResolveIdentityResponse(properties);
             };
 
-            ResolveIdentityResponse.encode = function (message, writer, _depth) {
-                if (!writer)
-                    writer = $Writer.create();
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $util.recursionLimit)
+            ResolveIdentityResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
-                if (message.username != null && $Object.hasOwnProperty.call(message, "username") && message.username !== "")
-                    writer.uint32(10).string(message.username);
-                if (message.createdAtMs != null && $Object.hasOwnProperty.call(message, "createdAtMs") && (typeof message.createdAtMs === "object" ? message.createdAtMs.low || message.createdAtMs.high : message.createdAtMs !== 0))
-                    writer.uint32(16).uint64(message.createdAtMs);
-                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
-                    for (let i = 0; i < message.$unknowns.length; ++i)
-                        writer.raw(message.$unknowns[i]);
-                return writer;
+                if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
+                    w.uint32(10).string(m.username);
+                if (m.createdAtMs != null && $Object.hasOwnProperty.call(m, "createdAtMs") && (typeof m.createdAtMs === "object" ? m.createdAtMs.low || m.createdAtMs.high : m.createdAtMs !== 0))
+                    w.uint32(16).uint64(m.createdAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
             };
 
-            ResolveIdentityResponse.decode = function (reader, length, _end, _depth, _target) {
-                if (!(reader instanceof $Reader))
-                    reader = $Reader.create(reader);
-                if (_depth === $undefined)
-                    _depth = 0;
-                if (_depth > $Reader.recursionLimit)
+            ResolveIdentityResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                let end, message, value;
-                if (length === $undefined)
-                    end = reader.len;
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
                 else {
-                    end = reader.pos + length;
-                    if (end > reader.len)
+                    c = r.pos + l;
+                    if (c > r.len)
                         throw $RangeError("index out of range");
-                    length = reader.len;
-                    reader.len = end;
+                    l = r.len;
+                    r.len = c;
                 }
-                message = _target || new $root.qpq.v1.ResolveIdentityResponse();
-                while (reader.pos < end) {
-                    let start = reader.pos;
-                    let tag = reader.tag();
-                    if (tag === _end) {
-                        _end = $undefined;
+                m = g || new $root.qpq.v1.ResolveIdentityResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
                         break;
                     }
-                    let wireType = tag & 7;
-                    switch (tag >>>= 3) {
+                    var u = t & 7;
+                    switch (t >>>= 3) {
                     case 1: {
-                            if (wireType !== 2)
+                            if (u !== 2)
                                 break;
-                            if ((value = reader.stringVerify()).length)
-                                message.username = value;
+                            if ((v = r.stringVerify()).length)
+                                m.username = v;
                             else
-                                delete message.username;
+                                delete m.username;
                             continue;
                         }
                     case 2: {
-                            if (wireType !== 0)
+                            if (u !== 0)
                                 break;
-                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
-                                message.createdAtMs = value;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.createdAtMs = v;
                             else
-                                delete message.createdAtMs;
+                                delete m.createdAtMs;
                             continue;
                         }
                     }
-                    reader.skipType(wireType, _depth, tag);
-                    if (!reader.discardUnknown) {
-                        $util.makeProp(message, "$unknowns", false);
-                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
                     }
                 }
-                if (length !== $undefined) {
-                    if (reader.pos !== end)
+                if (l !== $undefined) {
+                    if (r.pos !== c)
                         throw $RangeError("index out of range");
-                    reader.len = length;
+                    r.len = l;
                 }
-                if (_end !== $undefined)
+                if (z !== $undefined)
                     throw $Error("missing end group");
-                return message;
+                return m;
             };
 
             return ResolveIdentityResponse;
