@@ -66,6 +66,7 @@ export function createApp(deps: EdgeDeps): Hono {
       if (assertion) ctx.caller = await verifyAssertion(await deps.assertionKey, assertion, Date.now());
       if (spec.auth === "user" && !ctx.caller) throw unauthorized();
       payload = await spec.handle(ctx, body);
+      if (ctx.queueDepth !== undefined) headers[H.queueDepth] = String(ctx.queueDepth);
       if (ctx.session) {
         const s = ctx.session;
         const expires = Math.min(s.sessionExpiresAt, Date.now() + ASSERTION_TTL_MS);

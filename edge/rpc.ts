@@ -19,6 +19,8 @@ export interface RpcContext {
   requestId: number;
   /** Login and resume bind the connection to a session; the front learns it from the response. */
   session?: SessionBinding;
+  /** Enqueue reports the recipient's pending-message count for the front's sampled gauge. */
+  queueDepth?: number;
 }
 
 export interface MethodSpec {

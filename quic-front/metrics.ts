@@ -91,6 +91,7 @@ export class FrontMetrics {
   readonly pushEvents = new Counter("push_events_total", "Push events received from recipient queues.");
   readonly connections = new Gauge("connections_open", "Open client connections.");
   readonly inflight = new Gauge("rpc_inflight", "RPCs in progress.");
+  readonly queueDepth = new Gauge("delivery_queue_depth", "Pending messages of the most recently enqueued-to recipient queue (sampled).");
   readonly latency = new Histogram("rpc_latency_seconds", "RPC latency at the front, by method.");
   private readonly extra: { render(): string }[] = [];
 
@@ -103,7 +104,7 @@ export class FrontMetrics {
     const all: { render(): string }[] = [
       this.enqueue, this.enqueueBytes, this.fetch, this.fetchWait, this.keyPackageUpload, this.loginSuccess,
       this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.pushEvents, this.connections,
-      this.inflight, this.latency, ...this.extra,
+      this.inflight, this.queueDepth, this.latency, ...this.extra,
     ];
     return all.map((f) => f.render()).join("\n") + "\n";
   }

@@ -26,6 +26,7 @@ export interface RelayResponse {
   status: StatusCode;
   payload: Uint8Array;
   session?: SessionGrant;
+  queueDepth?: number;
 }
 
 export interface RelayOptions {
@@ -121,7 +122,13 @@ export class EdgeRelay {
     }
     const raw = Number(res.headers[H.status]);
     const status: StatusCode = isStatusCode(raw) ? raw : Status.Internal;
-    return { status, payload: body, session: parseSessionGrant(res.headers[H.session] as string | undefined) };
+    const depth = res.headers[H.queueDepth];
+    return {
+      status,
+      payload: body,
+      session: parseSessionGrant(res.headers[H.session] as string | undefined),
+      queueDepth: typeof depth === "string" ? Number(depth) : undefined,
+    };
   }
 
   async close(): Promise<void> {

@@ -308,6 +308,7 @@ export class QpqFront {
         if (ok) {
           m.enqueue.inc();
           m.enqueueBytes.inc(undefined, frame.payload.length);
+          if (res.queueDepth !== undefined && Number.isFinite(res.queueDepth)) m.queueDepth.set(res.queueDepth);
         }
         break;
       case Method.BatchEnqueue:

@@ -21,6 +21,8 @@ export interface EnqueueInput {
 export interface EnqueueResult {
   seq: number;
   duplicate: boolean;
+  /** Pending messages in this queue afterwards (sampled into delivery_queue_depth). */
+  depth: number;
 }
 export interface ReadInput {
   channel: Uint8Array;
@@ -90,6 +92,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   private readonly limits: QueueLimits;
   private readonly waiters = new Set<Waiter>();
   private messageCount = 0;
+  /** Cached alarm time: undefined until read, null when none is set. */
+  private alarmAt: number | null | undefined;
   private byteCount = 0;
 
   constructor(ctx: DurableObjectState, env: AppEnv) {
@@ -124,7 +128,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     const now = Date.now();
     const ttl = input.ttlSecs > 0 ? Math.min(input.ttlSecs, this.limits.maxTtlSecs) : this.limits.defaultTtlSecs;
     const expiresAt = now + ttl * 1000;
-    const result = this.ctx.storage.transactionSync((): EnqueueResult => {
+    const result = this.ctx.storage.transactionSync((): Omit<EnqueueResult, "depth"> => {
       if (input.messageId.length > 0) {
         const prior = this.sql.exec<{ seq: number }>(
           "SELECT seq FROM idempotency WHERE message_id = ? AND expires_at > ?", input.messageId, now).toArray()[0];
@@ -152,7 +156,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       this.wake(hex(input.channel));
       this.push(input, result.seq);
     }
-    return result;
+    return { ...result, depth: this.messageCount };
   }
 
   /**
@@ -258,13 +262,17 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   /** TTL sweep: drops expired messages and idempotency entries, then re-arms for the next one. */
   override async alarm(): Promise<void> {
     const now = Date.now();
+    this.alarmAt = null;
     this.ctx.storage.transactionSync(() => {
       this.remove("expires_at <= ?", now);
       this.sql.exec("DELETE FROM idempotency WHERE expires_at <= ?", now);
     });
     const next = this.sql.exec<{ t: number | null }>(
       "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(expires_at) FROM idempotency)").one().t;
-    if (next !== null) await this.ctx.storage.setAlarm(next);
+    if (next !== null) {
+      await this.ctx.storage.setAlarm(next);
+      this.alarmAt = next;
+    }
   }
 
   private read(input: ReadInput): Envelope[] {
@@ -296,9 +304,12 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     for (const g of gone) this.byteCount -= g.size;
   }
 
+  /** Arms the TTL alarm for the earliest expiry; the known alarm time is cached per instance. */
   private async scheduleSweep(expiresAt: number): Promise<void> {
-    const current = await this.ctx.storage.getAlarm();
-    if (current === null || current > expiresAt) await this.ctx.storage.setAlarm(expiresAt);
+    if (this.alarmAt === undefined) this.alarmAt = await this.ctx.storage.getAlarm();
+    if (this.alarmAt !== null && this.alarmAt <= expiresAt) return;
+    await this.ctx.storage.setAlarm(expiresAt);
+    this.alarmAt = expiresAt;
   }
 
   private wake(channelHex: string): void {

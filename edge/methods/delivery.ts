@@ -25,6 +25,7 @@ export const deliveryMethods: MethodTable = {
     const r = accepted(await queueOf(ctx.deps, recipient).enqueue({ recipient, channel, payload, ttlSecs: req.ttlSecs, messageId }));
     const key = (await ctx.deps.signing).privateKey;
     const deliveryProof = await signDelivery(key, recipient, channel, r.seq, payload, Date.now());
+    ctx.queueDepth = r.depth;
     return { seq: r.seq, deliveryProof, duplicate: r.duplicate };
   }),
 

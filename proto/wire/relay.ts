@@ -14,6 +14,8 @@ export const RelayHeader = {
   retryAfter: "x-qpq-retry-after-ms",
   /** Set on a successful login/resume: see SessionGrant. */
   session: "x-qpq-session",
+  /** Set on Enqueue: the recipient's pending messages afterwards (metrics only). */
+  queueDepth: "x-qpq-queue-depth",
 } as const;
 
 /** What the edge tells the front when a login or resume bound a session to the connection. */

@@ -125,6 +125,17 @@ describe("two users exchange MLS messages over QUIC", () => {
     expect(events[0].some((e) => e.seq === sent.seq) || events[1].some((e) => e.seq === sent.seq)).toBe(true);
   });
 
+  it("counts deliveries in the front's metrics", async () => {
+    const before = sys.system.front.metrics.enqueue.get();
+    await alice.enqueue({ recipientKey: bobKey, payload: text("metered") });
+    const m = sys.system.front.metrics;
+    expect(m.enqueue.get()).toBe(before + 1);
+    const text_ = m.render();
+    expect(text_).toMatch(/^delivery_queue_depth [1-9]\d*$/m);
+    expect(text_).toMatch(/^auth_login_success_total [1-9]/m);
+    expect(text_).toMatch(/rpc_latency_seconds_count\{method="Enqueue"\} [1-9]/);
+  });
+
   it("refuses a wrong password without a session", async () => {
     const eve = await sys.connect();
     expect(await statusOf(eve.login(aliceName, "wrong password", aliceKey))).toBe(Status.Unauthorized);

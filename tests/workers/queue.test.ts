@@ -145,7 +145,8 @@ describe("RecipientQueue (Durable Object)", () => {
     const first = value(await enqueue(q, "hello", { messageId: id }));
     const again = value(await enqueue(q, "hello", { messageId: id }));
     expect(first.duplicate).toBe(false);
-    expect(again).toEqual({ seq: first.seq, duplicate: true });
+    expect(again).toMatchObject({ seq: first.seq, duplicate: true });
+    expect(again.depth).toBe(1);
     const other = value(await enqueue(q, "hello", { messageId: randomBytes(16) }));
     expect(other.duplicate).toBe(false);
     expect(other.seq).toBeGreaterThan(first.seq);
@@ -154,7 +155,7 @@ describe("RecipientQueue (Durable Object)", () => {
 
     // A retry after the recipient acknowledged is still a duplicate: nothing is redelivered.
     value(await ack(q, other.seq));
-    expect(value(await enqueue(q, "hello", { messageId: id }))).toEqual({ seq: first.seq, duplicate: true });
+    expect(value(await enqueue(q, "hello", { messageId: id }))).toMatchObject({ seq: first.seq, duplicate: true });
     expect(await fetchAll(q)).toEqual([]);
   });
 
