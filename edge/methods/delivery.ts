@@ -15,6 +15,22 @@ function ownQueue(ctx: RpcContext, recipientKey: Uint8Array): Uint8Array {
   return recipientKey;
 }
 
+interface ReadRequest {
+  recipientKey: Uint8Array;
+  channelId: Uint8Array;
+  limit: number;
+  deviceId: Uint8Array;
+}
+
+/** Fetch and Peek: pending envelopes above the device's cursor, non-destructive. */
+async function pending(ctx: RpcContext, req: ReadRequest) {
+  const recipient = ownQueue(ctx, req.recipientKey);
+  const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
+    channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
+  }));
+  return { payloads };
+}
+
 export const deliveryMethods: MethodTable = {
   [Method.Enqueue]: unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
     requireCaller(ctx);
@@ -45,13 +61,7 @@ export const deliveryMethods: MethodTable = {
     return { seqs: results.map((r) => accepted(r).seq) };
   }),
 
-  [Method.Fetch]: unary("user", pb.FetchRequest, pb.FetchResponse, async (ctx, req) => {
-    const recipient = ownQueue(ctx, req.recipientKey);
-    const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
-      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
-    }));
-    return { payloads };
-  }),
+  [Method.Fetch]: unary("user", pb.FetchRequest, pb.FetchResponse, pending),
 
   [Method.FetchWait]: unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
@@ -62,13 +72,8 @@ export const deliveryMethods: MethodTable = {
     return { payloads };
   }),
 
-  [Method.Peek]: unary("user", pb.PeekRequest, pb.PeekResponse, async (ctx, req) => {
-    const recipient = ownQueue(ctx, req.recipientKey);
-    const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
-      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
-    }));
-    return { payloads };
-  }),
+  // Same read as Fetch at the edge; the front does not count it as a delivery (metrics, hooks).
+  [Method.Peek]: unary("user", pb.PeekRequest, pb.PeekResponse, pending),
 
   [Method.Ack]: unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);

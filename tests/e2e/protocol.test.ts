@@ -3,15 +3,8 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { Method, Status, MAX_PAYLOAD, encodeRequest, pb, decodeError } from "../../proto/index.ts";
 import type { QpqClient } from "../../sdk/client.ts";
 import { startTestSystem, type TestSystem } from "../support/system.ts";
+import { requestHeader } from "../support/frames.ts";
 
-function header(methodId: number, requestId: number, len: number): Uint8Array {
-  const h = new Uint8Array(10);
-  const v = new DataView(h.buffer);
-  v.setUint16(0, methodId);
-  v.setUint32(2, requestId);
-  v.setUint32(6, len);
-  return h;
-}
 
 describe("frames over QUIC", () => {
   let sys: TestSystem;
@@ -33,7 +26,7 @@ describe("frames over QUIC", () => {
   });
 
   it("refuses a header announcing 4 MiB + 1 with BadRequest, without reading the payload", async () => {
-    const res = await client.transport.rawExchange([header(Method.Health, 9, MAX_PAYLOAD + 1)]);
+    const res = await client.transport.rawExchange([requestHeader(Method.Health, 9, MAX_PAYLOAD + 1)]);
     expect(res.status).toBe(Status.BadRequest);
     expect(res.requestId).toBe(9);
     expect(decodeError(res.payload).message).toContain("4 MiB");

@@ -4,15 +4,8 @@ import {
   FrameError, MAX_PAYLOAD, RequestAssembler, ResponseAssembler, PushAssembler, decodeRequest, decodeResponse,
   decodePush, encodeRequest, encodeResponse, encodePush,
 } from "../../proto/index.ts";
+import { requestHeader } from "../support/frames.ts";
 
-function header(methodId: number, requestId: number, len: number): Uint8Array {
-  const h = new Uint8Array(10);
-  const v = new DataView(h.buffer);
-  v.setUint16(0, methodId);
-  v.setUint32(2, requestId);
-  v.setUint32(6, len);
-  return h;
-}
 
 describe("request frames", () => {
   it("encodes the 10-byte big-endian header", () => {
@@ -41,7 +34,7 @@ describe("request frames", () => {
 
   it("accepts exactly 4 MiB", () => {
     const a = new RequestAssembler();
-    expect(a.push(header(200, 1, MAX_PAYLOAD))).toBeUndefined();
+    expect(a.push(requestHeader(200, 1, MAX_PAYLOAD))).toBeUndefined();
     expect(a.push(new Uint8Array(MAX_PAYLOAD))).toBeUndefined();
     const f = a.finish();
     expect(f).not.toBeInstanceOf(FrameError);
@@ -50,7 +43,7 @@ describe("request frames", () => {
 
   it("refuses 4 MiB + 1 from the header alone, keeping the request id", () => {
     const a = new RequestAssembler();
-    const err = a.push(header(200, 77, MAX_PAYLOAD + 1));
+    const err = a.push(requestHeader(200, 77, MAX_PAYLOAD + 1));
     expect(err).toBeInstanceOf(FrameError);
     expect(err?.code).toBe("oversized");
     expect(err?.requestId).toBe(77);
