@@ -12,6 +12,8 @@ export interface FrontConfig {
   rpcTimeoutMs: number;
   drainTimeoutMs: number;
   metricsListen?: { host: string; port: number };
+  /** WebSocket bridge (same frames for browsers); off unless set. */
+  wsListen?: { host: string; port: number };
   production: boolean;
   maxConnections: number;
   maxStreamsPerConnection: number;
@@ -67,6 +69,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     rpcTimeoutMs: duration(env, "QPQ_RPC_TIMEOUT", 30_000),
     drainTimeoutMs: duration(env, "QPQ_DRAIN_TIMEOUT", 30_000),
     metricsListen: env.QPQ_METRICS_LISTEN ? parseHostPort(env.QPQ_METRICS_LISTEN, "QPQ_METRICS_LISTEN") : undefined,
+    wsListen: env.QPQ_WS_LISTEN ? parseHostPort(env.QPQ_WS_LISTEN, "QPQ_WS_LISTEN") : undefined,
     production,
     maxConnections: int(env, "QPQ_MAX_CONNECTIONS", 10_000),
     maxStreamsPerConnection: int(env, "QPQ_MAX_STREAMS", 1000),

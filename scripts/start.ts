@@ -5,12 +5,13 @@ import { join } from "node:path";
 
 const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");
 const dataDir = process.env.QPQ_DATA_DIR ?? ".qpq-data";
-const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", ...process.env };
+const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", QPQ_WS_LISTEN: "127.0.0.1:5002", ...process.env };
 
 try {
   const system = await startLocalSystem({ dataDir, env, logger });
   logger.info("qpq-edge is running", {
     quic: `udp://${system.front.listenHost}:${system.quicPort} (ALPN qpq)`,
+    websocket: system.front.wsUrl,
     edge: system.edgeUrl,
     metrics: system.metricsUrl,
     certificate: join(dataDir, "dev-cert.pem"),

@@ -3,6 +3,15 @@
 import * as opaque from "@serenity-kit/opaque";
 import { Method, PushEvent, Status, pb, decodeError, statusName, type StatusCode } from "../proto/index.ts";
 import { QuicTransport, type ConnectOptions } from "./transport.ts";
+import { WsTransport } from "./ws-transport.ts";
+import type { PushFrame, ResponseFrame } from "../proto/index.ts";
+
+/** What QpqClient needs from a transport: QUIC (native) or the WebSocket bridge. */
+export interface Transport {
+  request(methodId: number, payload: Uint8Array): Promise<ResponseFrame>;
+  onPush(handler: (frame: PushFrame) => void): () => void;
+  close(): Promise<void>;
+}
 
 export class QpqCallError extends Error {
   readonly status: number;
@@ -36,18 +45,23 @@ function envelopes(list: { seq?: number | null; data?: Uint8Array | null }[]): E
   return list.map((e) => ({ seq: e.seq ?? 0, data: e.data ?? new Uint8Array(0) }));
 }
 
-export class QpqClient {
-  readonly transport: QuicTransport;
+export class QpqClient<T extends Transport = Transport> {
+  readonly transport: T;
   /** Identity key of this connection's session, once logged in or resumed. */
   identityKey: Uint8Array | undefined;
   sessionToken: Uint8Array | undefined;
 
-  constructor(transport: QuicTransport) {
+  constructor(transport: T) {
     this.transport = transport;
   }
 
-  static async connect(opts: ConnectOptions): Promise<QpqClient> {
+  static async connect(opts: ConnectOptions): Promise<QpqClient<QuicTransport>> {
     return new QpqClient(await QuicTransport.connect(opts));
+  }
+
+  /** Over the WebSocket bridge, e.g. ws://127.0.0.1:5002/qpq. */
+  static async connectWebSocket(url: string): Promise<QpqClient<WsTransport>> {
+    return new QpqClient(await WsTransport.connect(url));
   }
 
   /** Raw call: status and payload bytes, no exception for non-Ok statuses. */

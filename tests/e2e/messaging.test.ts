@@ -4,6 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import { Method, Status, pb, encodeRequest, decodeError } from "../../proto/index.ts";
 import { QpqCallError, type QpqClient } from "../../sdk/client.ts";
+import type { QuicTransport } from "../../sdk/transport.ts";
 import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
 
@@ -27,8 +28,8 @@ async function statusOf(p: Promise<unknown>): Promise<number> {
 
 describe("two users exchange MLS messages over QUIC", () => {
   let sys: TestSystem;
-  let alice: QpqClient;
-  let bob: QpqClient;
+  let alice: QpqClient<QuicTransport>;
+  let bob: QpqClient<QuicTransport>;
   const aliceName = uniqueName("alice");
   const bobName = uniqueName("bob");
   const aliceKey = ed25519Identity();

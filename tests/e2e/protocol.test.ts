@@ -2,13 +2,14 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { Method, Status, MAX_PAYLOAD, encodeRequest, pb, decodeError } from "../../proto/index.ts";
 import type { QpqClient } from "../../sdk/client.ts";
+import type { QuicTransport } from "../../sdk/transport.ts";
 import { startTestSystem, type TestSystem } from "../support/system.ts";
 import { requestHeader } from "../support/frames.ts";
 
 
 describe("frames over QUIC", () => {
   let sys: TestSystem;
-  let client: QpqClient;
+  let client: QpqClient<QuicTransport>;
 
   beforeAll(async () => {
     sys = await startTestSystem();

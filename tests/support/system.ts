@@ -5,12 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
 import { QpqClient } from "../../sdk/client.ts";
+import type { QuicTransport } from "../../sdk/transport.ts";
 import { createLogger } from "../../quic-front/log.ts";
 
 export interface TestSystem {
   system: LocalSystem;
   dataDir: string;
-  connect(): Promise<QpqClient>;
+  connect(): Promise<QpqClient<QuicTransport>>;
   restart(): Promise<void>;
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
@@ -19,7 +20,7 @@ export async function startTestSystem(opts: { dataDir?: string; env?: Record<str
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "qpq-e2e-"));
   const env = { QPQ_LISTEN: "127.0.0.1:0", QPQ_LOG_LEVEL: "warn", ...opts.env };
   const start = () => startLocalSystem({ dataDir, env, edgeVars: opts.edgeVars, logger: createLogger("warn") });
-  const clients: QpqClient[] = [];
+  const clients: QpqClient<QuicTransport>[] = [];
   const t: TestSystem = {
     system: await start(),
     dataDir,
