@@ -6,3 +6,4 @@ export * from "./wire/methods.ts";
 export * from "./wire/errors.ts";
 export * from "./wire/messages.ts";
 export * from "./wire/relay.ts";
+export * from "./wire/channels.ts";

@@ -12,6 +12,10 @@ export interface FrontConfig {
   rpcTimeoutMs: number;
   drainTimeoutMs: number;
   metricsListen?: { host: string; port: number };
+  /** Plugins: every *.js/*.mjs/*.ts in this directory, in file-name order (QPQ_PLUGIN_DIR). */
+  pluginDir?: string;
+  /** Further plugin files, in order (QPQ_PLUGINS, comma-separated). */
+  pluginFiles: string[];
   /** WebSocket bridge (same frames for browsers); off unless set. */
   wsListen?: { host: string; port: number };
   production: boolean;
@@ -70,6 +74,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     drainTimeoutMs: duration(env, "QPQ_DRAIN_TIMEOUT", 30_000),
     metricsListen: env.QPQ_METRICS_LISTEN ? parseHostPort(env.QPQ_METRICS_LISTEN, "QPQ_METRICS_LISTEN") : undefined,
     wsListen: env.QPQ_WS_LISTEN ? parseHostPort(env.QPQ_WS_LISTEN, "QPQ_WS_LISTEN") : undefined,
+    pluginDir: env.QPQ_PLUGIN_DIR || undefined,
+    pluginFiles: (env.QPQ_PLUGINS ?? "").split(",").map((f) => f.trim()).filter(Boolean),
     production,
     maxConnections: int(env, "QPQ_MAX_CONNECTIONS", 10_000),
     maxStreamsPerConnection: int(env, "QPQ_MAX_STREAMS", 1000),

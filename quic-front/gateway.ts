@@ -11,6 +11,7 @@ import { PushHub, type PushTarget } from "./push.ts";
 import { FrontMetrics } from "./metrics.ts";
 import { KeyedLimiter, TokenBucket } from "./rate-limit.ts";
 import type { Logger } from "./log.ts";
+import { GatewayHooks, type HookConnection, type HookRunner } from "./hooks.ts";
 
 const AUTH_METHODS = new Set<number>([
   Method.OpaqueRegisterStart, Method.OpaqueRegisterFinish, Method.OpaqueLoginStart, Method.OpaqueLoginFinish, Method.SessionResume,
@@ -29,7 +30,7 @@ export interface TransportLink {
 }
 
 /** One accepted client connection. */
-export interface ClientConnection extends PushTarget {
+export interface ClientConnection extends PushTarget, HookConnection {
   readonly id: string;
   readonly link: TransportLink;
   readonly remoteAddr: string;
@@ -43,6 +44,8 @@ export interface GatewayOptions {
   logger: Logger;
   metrics?: FrontMetrics;
   relay?: EdgeRelay;
+  /** The plugin host; without one, no hook runs. */
+  hooks?: HookRunner;
 }
 
 export class Gateway {
@@ -53,6 +56,7 @@ export class Gateway {
   private readonly logger: Logger;
   private readonly connections = new Map<string, ClientConnection>();
   private readonly authLimiter: KeyedLimiter;
+  private readonly hooks: GatewayHooks;
   private nextConnection = 0;
   private inflight = 0;
   private draining = false;
@@ -74,6 +78,7 @@ export class Gateway {
       onEvent: () => this.metrics.pushEvents.inc(),
     });
     this.authLimiter = new KeyedLimiter(opts.config.authPerMinute / 60, Math.max(1, Math.ceil(opts.config.authPerMinute / 4)));
+    this.hooks = new GatewayHooks(opts.hooks, opts.logger);
   }
 
   get openConnections(): number {
@@ -92,14 +97,25 @@ export class Gateway {
     const conn: ClientConnection = {
       id: `${this.config.frontId}:${++this.nextConnection}`,
       link,
+      transport: link.transport,
       remoteAddr: link.remoteAddr,
       openedAt: now,
       session: undefined,
       bucket: new TokenBucket(this.config.rpcPerSecond, this.config.rpcBurst, now),
       sendPush: (frame) => link.sendPush(frame),
+      identityHex() {
+        return this.session?.identityKeyHex;
+      },
     };
     this.connections.set(conn.id, conn);
     this.metrics.connections.set(this.connections.size);
+    const refusal = await this.hooks.connect(conn);
+    if (refusal !== undefined) {
+      this.logger.info("connection rejected by plugin", { conn: conn.id, remote: link.remoteAddr, reason: refusal });
+      link.close(refusal);
+      this.close(conn, "rejected by plugin");
+      return undefined;
+    }
     this.logger.debug("connection open", { conn: conn.id, remote: link.remoteAddr, transport: link.transport });
     return conn;
   }
@@ -109,6 +125,7 @@ export class Gateway {
     if (!this.connections.delete(conn.id)) return;
     if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
     this.metrics.connections.set(this.connections.size);
+    this.hooks.disconnect(conn, reason);
     this.logger.debug("connection closed", { conn: conn.id, reason, ms: Date.now() - conn.openedAt });
   }
 
@@ -178,6 +195,8 @@ export class Gateway {
     if (!assertion && !isUnauthenticated(id)) {
       return errorResponse(Status.Unauthorized, "this connection has no session: log in or resume first");
     }
+    const refused = await this.hooks.gate(conn, frame);
+    if (refused) return refused;
     const res = await this.relay.call({
       ...base,
       methodId: id,
@@ -190,6 +209,7 @@ export class Gateway {
       const session = ConnectionSession.fromGrant(id, frame.payload, res.payload, res.session);
       if (session) this.bind(conn, session);
     }
+    this.hooks.delivered(conn, frame, res);
     return res;
   }
 

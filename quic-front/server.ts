@@ -7,6 +7,7 @@ import { WsListener } from "./ws-listener.ts";
 import type { EdgeRelay } from "./relay.ts";
 import type { FrontMetrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
+import type { HookRunner } from "./hooks.ts";
 
 export interface FrontOptions {
   config: FrontConfig;
@@ -14,6 +15,7 @@ export interface FrontOptions {
   logger: Logger;
   metrics?: FrontMetrics;
   relay?: EdgeRelay;
+  hooks?: HookRunner;
 }
 
 export class QpqFront {

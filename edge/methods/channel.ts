@@ -1,19 +1,12 @@
 // 400 CreateChannel: 1:1 channels (deterministic id, deduplicated) and group channels.
 // Membership is routing metadata only; the conversation keys are client-side MLS.
-import { Method, pb, badRequest } from "../../proto/index.ts";
+import { Method, pb, badRequest, directChannelId } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
-import { concatBytes, equalBytes, randomBytes, sha256, toHex } from "../lib/crypto.ts";
+import { equalBytes, randomBytes, toHex } from "../lib/crypto.ts";
 import { channels, channelMembers } from "../../schema/tables.ts";
 
-const DIRECT_TAG = new TextEncoder().encode("qpq-direct-channel-v1");
-
-/** Both peers derive the same id: SHA-256(tag || lower key || higher key), first 16 bytes. */
-export async function directChannelId(a: Uint8Array, b: Uint8Array): Promise<Uint8Array> {
-  const [lo, hi] = toHex(a) < toHex(b) ? [a, b] : [b, a];
-  return (await sha256(concatBytes(DIRECT_TAG, lo, hi))).slice(0, 16);
-}
 
 export const channelMethods: MethodTable = {
   [Method.CreateChannel]: unary("user", pb.CreateChannelRequest, pb.CreateChannelResponse, async (ctx, req) => {

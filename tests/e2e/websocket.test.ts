@@ -44,7 +44,7 @@ describe("WebSocket bridge", () => {
     let sent = 0;
     for (let i = 0; i < 50; i++) {
       sent = (await quic.enqueue({ recipientKey: key, payload: new TextEncoder().encode("over ws") })).seq;
-      const got = await Promise.race([pushed, new Promise<undefined>((r) => setTimeout(r, 100))]);
+      const got = await Promise.race([pushed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
       if (got !== undefined) break;
     }
     expect(await pushed).toBeGreaterThan(0);

@@ -1,0 +1,62 @@
+// Per-plugin Prometheus counters, kept by the host in the front's process (they survive child
+// restarts). Rendered in text format 0.0.4, without a trailing newline.
+import type { HookName } from "../api/index.ts";
+import type { PluginOutcome } from "./policy.ts";
+
+const esc = (v: string) => v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+
+interface Series {
+  calls: number;
+  rejects: number;
+  errors: number;
+  timeouts: number;
+  seconds: number;
+}
+
+export class PluginMetrics {
+  private readonly series = new Map<string, Series & { plugin: string; hook: HookName }>();
+  private readonly unavailable = new Map<HookName, number>();
+  restarts = 0;
+  loadErrors = 0;
+  loaded = 0;
+
+  record(hook: HookName, o: PluginOutcome): void {
+    const key = `${o.plugin}\u0000${hook}`;
+    let s = this.series.get(key);
+    if (!s) this.series.set(key, (s = { plugin: o.plugin, hook, calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0 }));
+    s.calls++;
+    if (o.outcome === "reject") s.rejects++;
+    else if (o.outcome === "error") s.errors++;
+    else if (o.outcome === "timeout") s.timeouts++;
+    s.seconds += o.ms / 1000;
+  }
+
+  /** A call decided without the child process (it was down or did not answer in time). */
+  hostUnavailable(hook: HookName): void {
+    this.unavailable.set(hook, (this.unavailable.get(hook) ?? 0) + 1);
+  }
+
+  get(plugin: string, hook: HookName): Series {
+    const s = this.series.get(`${plugin}\u0000${hook}`);
+    return s ? { calls: s.calls, rejects: s.rejects, errors: s.errors, timeouts: s.timeouts, seconds: s.seconds } : { calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0 };
+  }
+
+  render(): string {
+    const out: string[] = [];
+    const family = (name: string, help: string, type: string, pick: (s: Series) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const s of this.series.values()) out.push(`${name}{plugin="${esc(s.plugin)}",hook="${s.hook}"} ${pick(s)}`);
+    };
+    family("plugin_calls_total", "Plugin hook invocations, by plugin and hook.", "counter", (s) => s.calls);
+    family("plugin_rejects_total", "Calls a plugin rejected.", "counter", (s) => s.rejects);
+    family("plugin_errors_total", "Plugin calls that threw, returned an invalid result, ran out of memory or were skipped while the plugin was suspended.", "counter", (s) => s.errors);
+    family("plugin_timeouts_total", "Plugin calls that exceeded the time budget.", "counter", (s) => s.timeouts);
+    family("plugin_seconds_total", "Wall time spent in plugin calls.", "counter", (s) => s.seconds);
+    out.push("# HELP plugin_host_unavailable_total Hook calls decided by fail policy because the plugin host process was down or did not answer.", "# TYPE plugin_host_unavailable_total counter");
+    for (const [hook, n] of this.unavailable) out.push(`plugin_host_unavailable_total{hook="${hook}"} ${n}`);
+    out.push("# HELP plugin_host_restarts_total Restarts of the plugin host process.", "# TYPE plugin_host_restarts_total counter", `plugin_host_restarts_total ${this.restarts}`);
+    out.push("# HELP plugin_load_errors_total Plugin files that failed to load.", "# TYPE plugin_load_errors_total counter", `plugin_load_errors_total ${this.loadErrors}`);
+    out.push("# HELP plugins_loaded Plugins currently loaded.", "# TYPE plugins_loaded gauge", `plugins_loaded ${this.loaded}`);
+    return out.join("\n");
+  }
+}

@@ -1,0 +1,47 @@
+// Starts a complete front from its configuration: TLS material, the plugin host (when plugins
+// are configured), the QUIC listener and WebSocket bridge, and the metrics endpoint. Used by the
+// production entry (main.ts), `npm start` and the benchmark, so all three run the same thing.
+import { loadTls, type TlsMaterial } from "./cert.ts";
+import type { FrontConfig } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { serveMetrics } from "./metrics-server.ts";
+import { QpqFront } from "./server.ts";
+import { PluginHost } from "../plugins/host/index.ts";
+
+export interface RunningFront {
+  front: QpqFront;
+  tls: TlsMaterial;
+  plugins: PluginHost | undefined;
+  metricsUrl: string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startFront(config: FrontConfig, logger: Logger): Promise<RunningFront> {
+  const tls = await loadTls({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, dataDir: config.dataDir });
+  const plugins = config.pluginDir || config.pluginFiles.length > 0
+    ? await PluginHost.start({ dir: config.pluginDir, files: config.pluginFiles, logger, watch: true })
+    : undefined;
+  const front = new QpqFront({ config, tls, logger, hooks: plugins });
+  if (plugins) front.metrics.register({ render: () => plugins.renderMetrics() });
+  try {
+    await front.start();
+  } catch (err) {
+    await plugins?.stop();
+    throw err;
+  }
+  const metrics = config.metricsListen ? await serveMetrics(front.metrics, config.metricsListen) : undefined;
+  if (plugins) {
+    logger.info("plugins loaded", { plugins: plugins.plugins.map((p) => ({ name: p.name, hooks: p.hooks })) });
+  }
+  return {
+    front,
+    tls,
+    plugins,
+    metricsUrl: metrics?.url,
+    async stop() {
+      await front.stop();
+      metrics?.close();
+      await plugins?.stop();
+    },
+  };
+}
