@@ -30,9 +30,6 @@ export async function startFront(config: FrontConfig, logger: Logger): Promise<R
     throw err;
   }
   const metrics = config.metricsListen ? await serveMetrics(front.metrics, config.metricsListen) : undefined;
-  if (plugins) {
-    logger.info("plugins loaded", { plugins: plugins.plugins.map((p) => ({ name: p.name, hooks: p.hooks })) });
-  }
   return {
     front,
     tls,

@@ -55,7 +55,7 @@ export interface DisconnectEvent {
   reason: string;
 }
 
-/** An Enqueue or BatchEnqueue is about to be relayed (one event per message). */
+/** An Enqueue (one recipient) or a BatchEnqueue (one payload for several recipients) is about to be relayed: one event per request. */
 export interface MessageSendEvent {
   connectionId: string;
   clientAddress: string;
@@ -69,7 +69,7 @@ export interface MessageSendEvent {
   ttlSecs: number;
   /** Client-chosen idempotency id, or "" when absent. */
   messageId: Hex | "";
-  /** True when the message is part of a BatchEnqueue. */
+  /** True for a BatchEnqueue. */
   batch: boolean;
   time: number;
 }
@@ -91,7 +91,8 @@ export interface MessageReceiveEvent {
 
 /** A member is being added to a channel (CreateChannel with members, AddMember, …). */
 export interface GroupJoinEvent {
-  channelId: Hex;
+  /** The channel; "" while a group is being created (its id is assigned afterwards). */
+  channelId: Hex | "";
   /** Identity being added. */
   member: Hex;
   /** Identity performing the change. */

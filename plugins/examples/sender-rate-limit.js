@@ -1,7 +1,8 @@
 // sender-rate-limit: at most MAX_MESSAGES messages per sender in any WINDOW_MS window (sliding).
 //
 // The sender is the sender identity key; in sealed-sender mode (no identity on the message) it
-// is the client's IP address. Each message of a BatchEnqueue counts. The state lives in this
+// is the client's IP address. A BatchEnqueue (one payload for several recipients) counts as one
+// message. The state lives in this
 // plugin's isolate: it is lost when the plugin is reloaded, when a call fails (the isolate is
 // rebuilt) or when the plugin host restarts — a rate limit, not an accounting system.
 //

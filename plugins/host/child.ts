@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { HookName } from "../api/index.ts";
-import { IsolatePlugin, PluginLoadError } from "./isolate-runner.ts";
+import { IsolatePlugin, LOAD_TIMEOUT_MS, PluginLoadError } from "./isolate-runner.ts";
 import { ALLOW, Breaker, rejection, type Decision, type PluginOutcome } from "./policy.ts";
 import { STALL_MARKER, type FromChild, type LoadError, type LoadedPluginInfo, type ToChild } from "./protocol.ts";
 
@@ -22,20 +22,24 @@ const send = (m: FromChild) => {
 // could not stop it (V8 thrashing at the isolate's memory limit does that). This thread is
 // blocked then, so a worker thread watches a shared [call counter, running plugin] pair and
 // names the plugin on stderr (a direct write, no event loop needed); the host kills this
-// process and suspends that plugin in the next one.
-const running = new Int32Array(new SharedArrayBuffer(8)); // [calls started, index of the running entry or -1]
-running[1] = -1;
+// process and suspends that plugin in the next one. Loading a file is watched the same way (the
+// host then skips that file until it changes).
+const IDLE = -1;
+const LOADING = -2;
+// [calls/loads started, index of the running entry, LOADING, or IDLE]
+const running = new Int32Array(new SharedArrayBuffer(8));
+running[1] = IDLE;
 const STALL_WATCH = `
 const { workerData, parentPort } = require("node:worker_threads");
 const { writeSync } = require("node:fs");
 const running = new Int32Array(workerData.sab);
-let plugins = [];
-parentPort.on("message", (list) => { plugins = list; });
+let plugins = [], loading = null;
+parentPort.on("message", (m) => { if (m.plugins) plugins = m.plugins; else loading = m.loading; });
 let seen = -1, since = 0, reported = -1;
 setInterval(() => {
   const seq = Atomics.load(running, 0), idx = Atomics.load(running, 1), now = Date.now();
-  if (idx < 0 || seq !== seen) { seen = seq; since = now; return; }
-  const p = plugins[idx];
+  if (idx === ${IDLE} || seq !== seen) { seen = seq; since = now; return; }
+  const p = idx === ${LOADING} ? loading : plugins[idx];
   if (!p || reported === seq || now - since <= p.timeoutMs + 500) return;
   reported = seq;
   writeSync(2, ${JSON.stringify(STALL_MARKER)} + JSON.stringify({ file: p.file, plugin: p.name, ms: now - since }) + "\\n");
@@ -66,6 +70,24 @@ const runnerHooks = (file: string, name: () => string) => ({
   },
 });
 
+/** Marks the start of a module evaluation (load or reset) for the stall watch; end it with Atomics.store(running, 1, IDLE). */
+function watchLoading(file: string): void {
+  // Loading may take several evaluation steps, each bounded by LOAD_TIMEOUT_MS.
+  stallWatch.postMessage({ loading: { file, name: file, timeoutMs: LOAD_TIMEOUT_MS * 2 } });
+  Atomics.add(running, 0, 1);
+  Atomics.store(running, 1, LOADING);
+}
+
+/** Rebuilds a plugin's isolate (fresh state) under the stall watch. */
+function resetEntry(e: Entry): void {
+  watchLoading(e.plugin.file);
+  try {
+    e.plugin.reset();
+  } finally {
+    Atomics.store(running, 1, IDLE);
+  }
+}
+
 function load(seq: number, files: string[], suspended: Record<string, number>): void {
   const previous = new Map(entries.map((e) => [e.plugin.file, e]));
   const next: Entry[] = [];
@@ -86,6 +108,7 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
       entry = prev;
     } else {
       send({ t: "loading", seq, file });
+      watchLoading(file);
       let label = file;
       try {
         const plugin = IsolatePlugin.load(file, text, runnerHooks(file, () => label));
@@ -98,6 +121,8 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
         // silently drop, say, an address filter).
         errors.push({ file, error, keptPrevious: prev !== undefined });
         entry = prev;
+      } finally {
+        Atomics.store(running, 1, IDLE);
       }
     }
     if (!entry) continue;
@@ -119,7 +144,7 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
   entries.forEach((e, i) => (e.index = i));
   byHook = new Map();
   for (const e of entries) for (const h of e.plugin.info.hooks) byHook.set(h, [...(byHook.get(h) ?? []), e]);
-  stallWatch.postMessage(entries.map(({ plugin: { file, info } }) => ({ file, name: info.name, timeoutMs: info.limits.timeoutMs })));
+  stallWatch.postMessage({ plugins: entries.map(({ plugin: { file, info } }) => ({ file, name: info.name, timeoutMs: info.limits.timeoutMs })) });
   const plugins: LoadedPluginInfo[] = entries.map(({ plugin: { info, file } }) => ({
     name: info.name,
     version: info.version,
@@ -141,10 +166,11 @@ function call(id: number, hook: HookName, event: Record<string, unknown>): void 
     if (!e.breaker.allows(now)) {
       o = { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, suspended: true };
     } else {
+      if (e.plugin.needsReset) resetEntry(e);
       Atomics.add(running, 0, 1);
       Atomics.store(running, 1, e.index);
       const r = e.plugin.call(hook, event);
-      Atomics.store(running, 1, -1);
+      Atomics.store(running, 1, IDLE);
       o = { plugin: name, outcome: r.outcome, ms: r.ms };
       if (r.reason !== undefined) o.reason = r.reason;
       if (r.outcome === "error" || r.outcome === "timeout") {
@@ -174,7 +200,7 @@ function call(id: number, hook: HookName, event: Record<string, unknown>): void 
 /** Rebuilds failed isolates after the answer went out, so the next call does not pay for it. */
 function resetPending(): void {
   resetScheduled = false;
-  for (const e of resetQueue) if (e.plugin.needsReset) e.plugin.reset();
+  for (const e of resetQueue) if (e.plugin.needsReset) resetEntry(e);
   resetQueue.clear();
 }
 

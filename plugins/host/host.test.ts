@@ -106,10 +106,22 @@ describe("loading", () => {
     expect(byFile("h-both.js")).toMatch(/both on_connect and onConnect/);
     expect(byFile("i-unknown-key.js")).toMatch(/unknown manifest key "nmae"/);
     expect(byFile("j-getter.js")).toMatch(/manifest must be plain JSON data/);
+    expect(host.childPid).toBeTypeOf("number");
     expect(host.renderMetrics()).toContain(`plugin_load_errors_total ${Object.keys(broken).length}`);
 
     expect(await host.call("on_connect", sampleEvent("on_connect", { clientAddress: "10.0.0.1:5" }))).toEqual({ allow: false, reason: "no tens", plugin: "z-good" });
     expect(await host.call("on_connect", sampleEvent("on_connect"))).toEqual({ allow: true });
+  });
+
+  test("when every file fails to load, no child process is left running", async () => {
+    const d = dir();
+    const log = memoryLogger();
+    d.write("broken.js", `export function on_connect( {`);
+    const host = await start({ dir: d.dir, logger: log });
+    expect(host.plugins).toEqual([]);
+    expect(host.childPid).toBeUndefined();
+    expect(log.find("plugin failed to load; skipped")).toHaveLength(1);
+    for (const h of HOOKS) expect(host.has(h)).toBe(false);
   });
 
   test("duplicate plugin names: the later file is skipped", async () => {

@@ -326,6 +326,7 @@ export class PluginHost {
           this.firstLoad.resolve();
           this.firstLoad = null;
         }
+        if (m.plugins.length === 0) this.retireChild();
         this.emitter.emit("reload");
         return;
       case "plog":
@@ -335,6 +336,14 @@ export class PluginHost {
         this.logger[m.level](m.msg, m.fields);
         return;
     }
+  }
+
+  /** Nothing loaded: end the idle child (a later file change starts a new one). */
+  private retireChild(): void {
+    const child = this.child;
+    if (!child || this.pending.size > 0 || this.loadWaiters.size > 0) return;
+    this.child = null;
+    child.disconnect(); // the child exits when its IPC channel closes
   }
 
   private applyLoaded(plugins: LoadedPluginInfo[]): void {
@@ -396,7 +405,7 @@ export class PluginHost {
     if (this.loadingFile) {
       this.quarantine.set(this.loadingFile, mtimeOf(this.loadingFile));
       this.metrics.loadErrors++;
-      this.logger.error("plugin crashed the plugin host while loading; skipped until the file changes", { file: this.loadingFile });
+      this.logger.error("plugin crashed or stalled the plugin host while loading; skipped until the file changes", { file: this.loadingFile });
       this.loadingFile = null;
     }
     this.failPending();
@@ -429,6 +438,12 @@ export class PluginHost {
       return;
     }
     if (typeof info.file !== "string") return;
+    if (info.file === this.loadingFile) {
+      // Stuck evaluating the file: onExit quarantines it until it changes.
+      this.logger.error("plugin stalled the plugin host while loading; restarting the host without it", { file: info.file, stalledMs: info.ms });
+      if (child === this.child) child.kill("SIGKILL");
+      return;
+    }
     const prev = this.stalls.get(info.file);
     const count = (prev?.count ?? 0) + 1;
     const ms = stallSuspensionMs(count);

@@ -344,7 +344,7 @@ type FieldKind = "string" | "hex" | "hexOrEmpty" | "number" | "boolean" | "hexAr
 type FieldSpec = { kind: FieldKind; optional?: boolean };
 
 const f = (kind: FieldKind, optional = false): FieldSpec => ({ kind, optional });
-const GROUP_FIELDS: Record<string, FieldSpec> = { channelId: f("hex"), member: f("hex"), actor: f("hex"), time: f("number") };
+const GROUP_FIELDS: Record<string, FieldSpec> = { channelId: f("hexOrEmpty"), member: f("hex"), actor: f("hex"), time: f("number") };
 
 export const EVENT_FIELDS: Readonly<Record<HookName, Record<string, FieldSpec>>> = {
   on_connect: { connectionId: f("string"), clientAddress: f("string"), alpn: f("alpn"), transport: f("transport"), time: f("number") },

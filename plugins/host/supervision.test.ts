@@ -68,22 +68,80 @@ describe("child process supervision", () => {
     await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, 10_000, "serving again");
   });
 
-  test("memory bomb: the isolate is disposed (or the child restarted); calls keep being answered and the host recovers", async () => {
-    const bomb = `export function on_message_send(e) {
-      if (e.ttlSecs !== 1) return;
-      const hog = [];
-      for (;;) hog.push(new Array(1 << 20).fill(Math.random()));
-    }`;
+  test("memory bomb: the isolate is disposed, the call is decided by fail policy, the plugin runs again", async () => {
+    const bomb = `export const manifest = { limits: { timeoutMs: 3000 } };
+      export function on_message_send(e) {
+        if (e.ttlSecs !== 1) return;
+        const hog = [];
+        for (;;) hog.push(new Array(1 << 20).fill(Math.random()));
+      }`;
     const { host, log } = await setup({ "a-bomb.js": bomb, "b-gate.js": GATE });
-    const r = await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }));
-    expect(r.allow).toBe(false);
-    expect(["plugin error", "plugin host unavailable"]).toContain(!r.allow && r.reason);
-    const oom = log.find("plugin error", (f) => /out of memory/.test(String(f.reason)));
-    const restarted = log.find("plugin host process exited; restarting");
-    expect(oom.length + restarted.length).toBeGreaterThan(0);
-    // Recovered: the bomb plugin allows ordinary events, the gate behind it still rejects.
-    await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, 10_000, "recovery");
+    expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({ allow: false, reason: "plugin error", plugin: "a-bomb" });
+    expect(log.find("plugin error", (f) => f.plugin === "a-bomb")[0].fields.reason).toBe("out of memory (limit 32 MB): isolate disposed");
+    expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
     expect(await host.call("on_message_send", big())).toEqual({ allow: false, reason: "too big", plugin: "b-gate" });
+    expect(host.renderMetrics()).toContain("plugin_host_restarts_total 0");
+  });
+
+  test("memory bomb that stalls V8 in GC: the child is replaced and the plugin suspended; the others keep working", async () => {
+    // At the isolate's memory limit V8 can thrash in garbage collection where neither the
+    // timeout nor the memory limit stops it. The child's stall watch names the plugin; the
+    // host kills the child, starts a new one and keeps that plugin suspended (fail policy:
+    // open here, so the gate behind it still decides).
+    const bomb = `export const manifest = { limits: { memoryMb: 8 }, failPolicy: "open" };
+      export function on_message_send(e) {
+        if (e.ttlSecs !== 1) return;
+        const m = new Map();
+        for (let i = 0; ; i++) m.set(i, { i, s: "v" + i });
+      }`;
+    const { host, log } = await setup({ "a-bomb.js": bomb, "b-gate.js": GATE });
+    const pid = host.childPid;
+    const r = await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }));
+    // fail-open bomb: allowed when contained in the isolate; the fail-closed gate decides while the host is down
+    expect([JSON.stringify({ allow: true }), JSON.stringify({ allow: false, reason: "plugin host unavailable", plugin: "b-gate" })]).toContain(JSON.stringify(r));
+    const stalled = log.find("plugin stalled the plugin host (its time limit could not stop it, usually memory exhaustion); restarting the host with the plugin suspended");
+    if (!r.allow) {
+      // V8 stalled (what happens on this machine): the plugin was named and suspended.
+      expect(stalled[0].fields).toMatchObject({ plugin: "a-bomb", suspendedForMs: 10_000 });
+      await waitFor(() => host.childPid !== undefined && host.childPid !== pid, 10_000, "new child");
+      await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, 10_000, "new child serving");
+      const errorsBefore = host.stats("a-bomb", "on_message_send").errors;
+      expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({ allow: true });
+      expect(host.stats("a-bomb", "on_message_send").errors).toBe(errorsBefore + 1); // not run: suspended
+      expect(host.renderMetrics()).toContain("plugin_host_restarts_total 1");
+    }
+    expect(await host.call("on_message_send", big())).toEqual({ allow: false, reason: "too big", plugin: "b-gate" });
+  });
+
+  test("a file that stalls the child while loading is skipped until it changes; the others load", async () => {
+    const bomb = `const m = new Map(); for (let i = 0; ; i++) m.set(i, { i, s: "v" + i }); export function on_connect() {}`;
+    const { d, host, log } = await setup({ "a-bomb.js": bomb, "b-ok.js": OPEN_CONNECT }, { watch: true });
+    expect(host.plugins.map((p) => p.name)).toEqual(["b-ok"]);
+    expect(log.find("plugin crashed or stalled the plugin host while loading; skipped until the file changes")[0].fields.file).toBe(`${d.dir}/a-bomb.js`);
+    expect(await host.call("on_connect", tens())).toEqual({ allow: false, reason: "no tens", plugin: "b-ok" });
+    // fixed file: loaded again
+    d.write("a-bomb.js", `export function on_connect() { return { reject: "fixed" }; }`);
+    await waitFor(() => host.plugins.length === 2, 10_000, "fixed plugin loaded");
+    expect(await host.call("on_connect", tens())).toEqual({ allow: false, reason: "fixed", plugin: "a-bomb" });
+  }, 20_000);
+
+  test("a plugin whose state keeps growing is reset before it reaches its memory limit", async () => {
+    const leaky = `export const manifest = { limits: { memoryMb: 16 } };
+      const kept = []; let calls = 0;
+      export function on_message_send(e) {
+        calls++;
+        for (let i = 0; i < 20000; i++) kept.push({ i, s: "v" + i });
+        if (e.ttlSecs === 7) return { reject: "calls since reset: " + calls };
+      }`;
+    const { host, log } = await setup({ "leaky.js": leaky });
+    for (let i = 0; i < 40; i++) expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
+    const resets = log.find("plugin near its memory limit; isolate rebuilt (its state is reset)");
+    expect(resets.length).toBeGreaterThan(0);
+    expect(resets[0].fields).toMatchObject({ plugin: "leaky", limitMb: 16 });
+    const d = await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 7 }));
+    expect(!d.allow && Number(d.reason.replace(/\D+/g, ""))).toBeLessThan(40);
+    expect(host.renderMetrics()).toContain("plugin_host_restarts_total 0");
+    expect(host.stats("leaky", "on_message_send")).toMatchObject({ errors: 0, timeouts: 0 });
   });
 });
 
@@ -124,8 +182,12 @@ describe("hot reload", () => {
     rmSync(`${d.dir}/new.js`);
     await waitFor(() => !host.has("on_connect"), 10_000, "plugin removed");
     expect(host.plugins).toEqual([]);
+    expect(host.childPid).toBeUndefined(); // nothing loaded: no child process
     expect(await host.call("on_connect", tens())).toEqual({ allow: true });
     expect(reloads).toBeGreaterThanOrEqual(2);
+    d.write("again.js", OPEN_CONNECT);
+    await waitFor(() => host.has("on_connect"), 10_000, "plugin added again");
+    expect(await host.call("on_connect", tens())).toEqual({ allow: false, reason: "no tens", plugin: "again" });
   });
 
   test("plugin state survives calls and is fresh after a reload", async () => {
