@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
 import { QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
-import { createLogger } from "../../quic-front/log.ts";
+import { createLogger, type Logger } from "../../quic-front/log.ts";
 
 export interface TestSystem {
   system: LocalSystem;
@@ -16,10 +16,11 @@ export interface TestSystem {
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
 
-export async function startTestSystem(opts: { dataDir?: string; env?: Record<string, string>; edgeVars?: Record<string, string> } = {}): Promise<TestSystem> {
+export async function startTestSystem(opts: { dataDir?: string; env?: Record<string, string>; edgeVars?: Record<string, string>; logger?: Logger } = {}): Promise<TestSystem> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "qpq-e2e-"));
   const env = { QPQ_LISTEN: "127.0.0.1:0", QPQ_LOG_LEVEL: "warn", ...opts.env };
-  const start = () => startLocalSystem({ dataDir, env, edgeVars: opts.edgeVars, logger: createLogger("warn") });
+  const logger = opts.logger ?? createLogger("warn");
+  const start = () => startLocalSystem({ dataDir, env, edgeVars: opts.edgeVars, logger });
   const clients: QpqClient<QuicTransport>[] = [];
   const t: TestSystem = {
     system: await start(),
@@ -52,4 +53,11 @@ export function randomIdentity(): Uint8Array {
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** A logger that keeps every entry, for tests that assert on what was logged. */
+export function recordingLogger(): Logger & { entries: { level: string; msg: string; fields: Record<string, unknown> }[] } {
+  const entries: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
+  const at = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void entries.push({ level, msg, fields });
+  return { entries, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }
