@@ -2,7 +2,7 @@
 // the front's CPU time per relayed RPC vs. a bare @matrixai/quic echo server's, in one run.
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "undici";
@@ -13,6 +13,8 @@ import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
 import { drive, fmt, type Summary } from "./stats.ts";
+import { EXAMPLE_FILES, benchHookCalls } from "../plugins/bench.ts";
+import { basename } from "node:path";
 
 const RPCS = Number(process.env.BENCH_RPCS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -57,17 +59,33 @@ async function main() {
     QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",
   });
   const echo = await child("echo-child.ts", { QPQ_DATA_DIR: dataDir });
+  // The four example plugins as an operator would install them, with the sender rate limit
+  // raised so the load generator is measured, not refused.
+  const pluginDir = join(dataDir, "plugins");
+  mkdirSync(pluginDir);
+  for (const f of EXAMPLE_FILES) copyFileSync(f, join(pluginDir, basename(f)));
+  const limiter = join(pluginDir, "sender-rate-limit.js");
+  const raised = readFileSync(limiter, "utf8").replace("const MAX_MESSAGES = 30;", "const MAX_MESSAGES = 100_000;");
+  if (!raised.includes("MAX_MESSAGES = 100_000")) throw new Error("sender-rate-limit.js changed: update the benchmark");
+  writeFileSync(limiter, raised);
+  const pluginFront = await child("front-child.ts", {
+    QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
+    QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",
+    QPQ_PLUGIN_DIR: pluginDir, QPQ_FRONT_ID: "front-plugins",
+  });
   const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
   try {
     // Users with real OPAQUE registration and login through the front.
-    const users: { client: QpqClient; key: Uint8Array }[] = [];
+    const users: { client: QpqClient; pluginClient: QpqClient; key: Uint8Array }[] = [];
     for (let u = 0; u < USERS; u++) {
       const client = await QpqClient.connect({ host: "127.0.0.1", port: front.port, ca });
+      const pluginClient = await QpqClient.connect({ host: "127.0.0.1", port: pluginFront.port, ca });
       const key = crypto.getRandomValues(new Uint8Array(32));
       const username = `bench-${u}`;
       if (!(await client.register(username, "pw", key))) throw new Error("register failed");
       await client.login(username, "pw", key);
-      users.push({ client, key });
+      await pluginClient.login(username, "pw", key);
+      users.push({ client, pluginClient, key });
     }
 
     const opFront = async (i: number) => {
@@ -102,10 +120,16 @@ async function main() {
       await echoClients[i % USERS].request(Method.Health, healthBody);
     };
 
-    // Warm up every path (JIT, pools, Durable Objects).
+    const enqueueVia = (which: "client" | "pluginClient") => async (i: number) => {
+      const u = users[i % USERS];
+      await u[which].enqueue({ recipientKey: users[(i + 1) % USERS].key, payload });
+    };
+
+    // Warm up every path (JIT, pools, Durable Objects, plugin isolates).
     await drive(400, CONCURRENCY, opFront);
     await drive(400, CONCURRENCY, opDirect);
     await drive(400, CONCURRENCY, opEcho);
+    await drive(400, CONCURRENCY, enqueueVia("pluginClient"));
 
     const phase = async (name: string, c: Child | undefined, op: (i: number) => Promise<void>) => {
       const before = c ? await c.cpuMicros() : 0;
@@ -118,6 +142,10 @@ async function main() {
     const viaHttp = await phase("HTTP straight to edge", undefined, opDirect);
     const viaEcho = await phase("bare QUIC echo (floor)", echo, opEcho);
 
+    console.log("");
+    const bare = await phase("Enqueue, no plugins", front, enqueueVia("client"));
+    const withPlugins = await phase("Enqueue, 4 example plugins", pluginFront, enqueueVia("pluginClient"));
+
     const ratio = (a: Summary, b: Summary) => (a.perSecond / b.perSecond).toFixed(2);
     console.log("");
     console.log(`throughput ratio front/direct:        ${ratio(viaFront.s, viaHttp.s)}  (1.00 = the front costs nothing)`);
@@ -125,11 +153,18 @@ async function main() {
     console.log(`front CPU per relayed RPC:            ${viaFront.cpu?.toFixed(0)} µs`);
     console.log(`bare QUIC echo CPU per RPC:           ${viaEcho.cpu?.toFixed(0)} µs`);
     console.log(`front CPU / echo CPU:                 ${((viaFront.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}  (the front's work on top of the QUIC stack)`);
+    console.log(`enqueue throughput with/without plugins: ${ratio(withPlugins.s, bare.s)}  (target ≥ 0.90)`);
+    console.log(`front CPU per enqueue with/without plugins: ${withPlugins.cpu?.toFixed(0)} / ${bare.cpu?.toFixed(0)} µs (front process only; the plugin child process is extra)`);
+
+    console.log("\nplugin hook call cost (on_message_send, in-process host, 20,000 calls):");
+    for (const r of await benchHookCalls(20_000)) {
+      console.log(`  ${r.scenario.padEnd(14)} sequential ${r.sequentialUs.toFixed(1)} µs (p50 ${r.p50Us.toFixed(1)}, p99 ${r.p99Us.toFixed(1)})   pipelined ${r.pipelinedUs.toFixed(1)} µs/call   front CPU ${r.frontCpuUs.toFixed(1)} µs/call`);
+    }
 
     await pool.close();
-    await Promise.allSettled([...users.map((u) => u.client.close()), ...echoClients.map((c) => c.close())]);
+    await Promise.allSettled([...users.flatMap((u) => [u.client.close(), u.pluginClient.close()]), ...echoClients.map((c) => c.close())]);
   } finally {
-    await Promise.allSettled([front.stop(), echo.stop()]);
+    await Promise.allSettled([front.stop(), echo.stop(), pluginFront.stop()]);
     await edge.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
