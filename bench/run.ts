@@ -31,7 +31,9 @@ interface Child {
 }
 
 async function child(script: string, env: Record<string, string>): Promise<Child> {
-  const proc = fork(join(here, script), [], { env: { ...process.env, ...env }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  // BENCH_PROFILE=dir writes a V8 CPU profile of each child into dir (open in Chrome DevTools).
+  const execArgv = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const proc = fork(join(here, script), [], { env: { ...process.env, ...env }, execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const [first] = (await once(proc, "message")) as [{ port: number }];
   return {
     proc,
