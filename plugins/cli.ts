@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// `qpq-edge plugin new <name> [--dir plugins/local]`: scaffolds a plugin and its test.
+// `npm run plugin -- new <name> [--dir plugins/local]`: scaffolds a plugin and its test.
 import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { ScaffoldError, scaffoldPlugin } from "./scaffold.ts";
 
-export const USAGE = `qpq-edge plugin — gateway plugins
+export const USAGE = `npm run plugin — gateway plugins
 
 Usage:
-  qpq-edge plugin new <name> [--dir <directory>]
+  npm run plugin -- new <name> [--dir <directory>]
 
     Writes <directory>/<name>.js (a commented template exporting all six hooks) and
     <directory>/<name>.test.ts (a vitest test running it through the real plugin host).
