@@ -51,10 +51,12 @@ async function child(script: string, env: Record<string, string>): Promise<Child
 }
 
 const payload = new Uint8Array(256).fill(7);
+/** Clients send a message id, as they should: it makes a retried Enqueue safe. */
+const newId = () => crypto.getRandomValues(new Uint8Array(16));
 
 async function main() {
   console.log(`qpq-edge benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.version}`);
-  console.log(`${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads, mix: 1/2 Enqueue, 1/2 Fetch\n`);
+  console.log(`${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch\n`);
   const edge = await startEdge({ dataDir, logger, vars: { MAX_QUEUE_MESSAGES: "100000" } });
   const front = await child("front-child.ts", {
     QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
@@ -92,7 +94,7 @@ async function main() {
 
     const opFront = async (i: number) => {
       const u = users[i % USERS];
-      if (i % 2 === 0) await u.client.enqueue({ recipientKey: users[(i + 1) % USERS].key, payload });
+      if (i % 2 === 0) await u.client.enqueue({ recipientKey: users[(i + 1) % USERS].key, payload, messageId: newId() });
       else await u.client.fetch({ limit: 1 });
     };
 
@@ -108,7 +110,7 @@ async function main() {
       await res.body.arrayBuffer();
       if (res.headers[RelayHeader.status] !== String(Status.Ok)) throw new Error(`direct call failed: ${res.headers[RelayHeader.status]}`);
     };
-    const enqueueBody = (to: number) => pb.EnqueueRequest.encode({ recipientKey: users[to].key, payload }).finish();
+    const enqueueBody = (to: number) => pb.EnqueueRequest.encode({ recipientKey: users[to].key, payload, messageId: newId() }).finish();
     const fetchBody = (u: number) => pb.FetchRequest.encode({ recipientKey: users[u].key, limit: 1 }).finish();
     const opDirect = async (i: number) => {
       const u = i % USERS;
@@ -124,7 +126,7 @@ async function main() {
 
     const enqueueVia = (which: "client" | "pluginClient") => async (i: number) => {
       const u = users[i % USERS];
-      await u[which].enqueue({ recipientKey: users[(i + 1) % USERS].key, payload });
+      await u[which].enqueue({ recipientKey: users[(i + 1) % USERS].key, payload, messageId: newId() });
     };
 
     // Warm up every path (JIT, pools, Durable Objects, plugin isolates).

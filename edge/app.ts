@@ -38,11 +38,7 @@ export function createApp(deps: EdgeDeps): Hono {
     const assertion = c.req.header(H.caller);
     const caller = assertion ? await verifyAssertion(await deps.assertionKey, assertion, Date.now()) : null;
     if (!caller) return c.text("caller assertion missing or expired", 403);
-    // Push events are small and frequent: permessage-deflate would cost the front more CPU
-    // (inflate per event) than it saves on loopback or a datacentre link, so it is not offered.
-    const headers = new Headers(c.req.raw.headers);
-    headers.delete("Sec-WebSocket-Extensions");
-    return queueOf(deps, caller.identityKey).fetch(new Request(c.req.raw.url, { headers }));
+    return queueOf(deps, caller.identityKey).fetch(c.req.raw);
   });
 
   app.post("/rpc/:method{[0-9]{1,5}}", async (c) => {
