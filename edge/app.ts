@@ -2,7 +2,7 @@
 // dependencies; tests may build it from fixtures.
 import { Hono } from "hono";
 import {
-  Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader as H,
+  MAX_PAYLOAD, Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader as H,
 } from "../proto/index.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext } from "./rpc.ts";
@@ -10,7 +10,6 @@ import { methods } from "./methods/index.ts";
 import { queueOf } from "./lib/queue.ts";
 import { sha256, timingSafeEqual, toHex } from "./lib/crypto.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
-
 
 /** Re-exported for tests that speak the relay contract. */
 export { H };
@@ -42,6 +41,8 @@ export function createApp(deps: EdgeDeps): Hono {
   });
 
   app.post("/rpc/:method{[0-9]{1,5}}", async (c) => {
+    // No legitimate front sends more than one frame's payload; refuse before reading it.
+    if (Number(c.req.header("content-length") ?? 0) > MAX_PAYLOAD) return c.text("payload too large", 413);
     // Read the body before anything else: workerd drops keep-alive connections whose request
     // body was left unread, and the front's pool depends on them.
     const body = new Uint8Array(await c.req.arrayBuffer());

@@ -283,3 +283,15 @@ describe("delivery proofs", () => {
     expect(await crypto.subtle.verify("Ed25519", key, signature, message)).toBe(true);
   });
 });
+
+describe("relay body limit", () => {
+  it("refuses a body larger than one frame's payload with HTTP 413", async () => {
+    const { exports } = await import("cloudflare:workers");
+    const res = await exports.default.fetch("https://edge/rpc/200", {
+      method: "POST",
+      headers: { "content-length": String(4 * 1024 * 1024 + 1) },
+      body: new Uint8Array(4 * 1024 * 1024 + 1),
+    });
+    expect(res.status).toBe(413);
+  });
+});
