@@ -286,7 +286,6 @@ describe("delivery proofs", () => {
 
 describe("relay body limit", () => {
   it("refuses a body larger than one frame's payload with HTTP 413", async () => {
-    const { exports } = await import("cloudflare:workers");
     const res = await exports.default.fetch("https://edge/rpc/200", {
       method: "POST",
       headers: { "content-length": String(4 * 1024 * 1024 + 1) },
