@@ -89,7 +89,17 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
   return cfg;
 }
 
+function atLeastOne(cfg: FrontConfig): void {
+  for (const [name, value] of [
+    ["QPQ_RPC_PER_SECOND", cfg.rpcPerSecond], ["QPQ_RPC_BURST", cfg.rpcBurst], ["QPQ_AUTH_PER_MINUTE", cfg.authPerMinute],
+    ["QPQ_MAX_CONNECTIONS", cfg.maxConnections], ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
+  ] as const) {
+    if (value < 1) throw new ConfigError(`${name} must be at least 1, got ${value}`);
+  }
+}
+
 export function validate(cfg: FrontConfig): void {
+  atLeastOne(cfg);
   if (!cfg.edgeUrl) throw new ConfigError("QPQ_EDGE_URL is required");
   if (!/^https?:\/\//.test(cfg.edgeUrl)) throw new ConfigError("QPQ_EDGE_URL must be an http(s) URL");
   if (!cfg.frontSecret) throw new ConfigError("QPQ_FRONT_SECRET is required");

@@ -60,6 +60,7 @@ export class Gateway {
   private nextConnection = 0;
   private inflight = 0;
   private draining = false;
+  private draining_: Promise<void> | undefined;
   private drained: (() => void) | undefined;
 
   constructor(opts: GatewayOptions) {
@@ -157,14 +158,18 @@ export class Gateway {
     return encodeResponse(res.status, frame.requestId, res.payload);
   }
 
-  /** Refuses new RPCs and waits for in-flight ones, up to the drain timeout. */
-  async drain(): Promise<void> {
+  /** Refuses new RPCs and waits for in-flight ones, up to the drain timeout. Idempotent. */
+  drain(): Promise<void> {
     this.draining = true;
-    if (this.inflight === 0) return;
-    await Promise.race([
-      new Promise<void>((r) => (this.drained = r)),
-      new Promise<void>((r) => setTimeout(r, this.config.drainTimeoutMs).unref()),
-    ]);
+    this.draining_ ??= this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.config.drainTimeoutMs);
+      timer.unref();
+      this.drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    return this.draining_;
   }
 
   async stop(): Promise<void> {
@@ -189,8 +194,12 @@ export class Gateway {
     const base = { connectionId: conn.id, clientAddr: conn.remoteAddr };
     let assertion: string | undefined;
     if (conn.session) {
-      assertion = await conn.session.assertion(this.relay, base, now);
-      if (!assertion) this.bind(conn, undefined);
+      const a = await conn.session.assertion(this.relay, base, now);
+      if (a.ok) assertion = a.assertion;
+      else if (a.ended) this.bind(conn, undefined);
+      else if (!isUnauthenticated(id)) {
+        return errorResponse(Status.Unavailable, "the session cannot be re-validated right now", 1000);
+      }
     }
     if (!assertion && !isUnauthenticated(id)) {
       return errorResponse(Status.Unauthorized, "this connection has no session: log in or resume first");
@@ -219,7 +228,10 @@ export class Gateway {
     conn.session = session;
     if (!session) return;
     const base = { connectionId: conn.id, clientAddr: conn.remoteAddr };
-    this.push.subscribe(session.identityKeyHex, conn, () => session.assertion(this.relay, base, Date.now()));
+    this.push.subscribe(session.identityKeyHex, conn, async () => {
+      const a = await session.assertion(this.relay, base, Date.now());
+      return a.ok ? a.assertion : undefined;
+    });
   }
 
   private account(frame: RequestFrame, res: RelayResponse, ms: number): void {

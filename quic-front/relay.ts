@@ -120,7 +120,9 @@ export class EdgeRelay {
       this.opts.onError?.(`http_${res.statusCode}`);
       return errorResponse(Status.Unavailable, "the edge refused the request", 1000);
     }
-    const raw = Number(res.headers[H.status]);
+    // Only a plain decimal code counts: Number() would read "" (and "0x0") as 0, i.e. Ok.
+    const header = res.headers[H.status];
+    const raw = typeof header === "string" && /^\d{1,3}$/.test(header) ? Number(header) : Number.NaN;
     const status: StatusCode = isStatusCode(raw) ? raw : Status.Internal;
     const depth = res.headers[H.queueDepth];
     return {

@@ -4,6 +4,8 @@
 import { Method, Status, pb, type SessionGrant } from "../proto/index.ts";
 import type { EdgeRelay, RelayRequest } from "./relay.ts";
 
+export type AssertionResult = { ok: true; assertion: string } | { ok: false; ended: boolean };
+
 /** Refresh this long before the assertion expires, so in-flight RPCs never carry a stale one. */
 const REFRESH_MARGIN_MS = 30_000;
 
@@ -11,7 +13,7 @@ export class ConnectionSession {
   private token: Uint8Array;
   private deviceId: Uint8Array;
   private grant: SessionGrant;
-  private refreshing: Promise<boolean> | undefined;
+  private refreshing: Promise<"refreshed" | "refused" | "unavailable"> | undefined;
 
   constructor(token: Uint8Array, deviceId: Uint8Array, grant: SessionGrant) {
     this.token = token;
@@ -23,20 +25,30 @@ export class ConnectionSession {
     return this.grant.identityKeyHex;
   }
 
-  /** A usable assertion, refreshed through the edge when needed; undefined if the session ended. */
-  async assertion(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<string | undefined> {
-    if (now >= this.grant.sessionExpiresAt) return undefined;
-    if (now < this.grant.assertionExpiresAt - REFRESH_MARGIN_MS) return this.grant.assertion;
+  /**
+   * A usable assertion, re-validated through the edge when it nears expiry. `ended` means the
+   * session is over (expired, revoked); otherwise the edge could not be asked right now and the
+   * session stays bound.
+   */
+  async assertion(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<AssertionResult> {
+    if (now >= this.grant.sessionExpiresAt) return { ok: false, ended: true };
+    if (now < this.grant.assertionExpiresAt - REFRESH_MARGIN_MS) return { ok: true, assertion: this.grant.assertion };
     this.refreshing ??= this.refresh(relay, base).finally(() => (this.refreshing = undefined));
-    return (await this.refreshing) ? this.grant.assertion : undefined;
+    const outcome = await this.refreshing;
+    if (outcome === "refreshed") return { ok: true, assertion: this.grant.assertion };
+    if (outcome === "refused") return { ok: false, ended: true };
+    // A passing edge failure: the current assertion is still good until it expires.
+    return Date.now() < this.grant.assertionExpiresAt ? { ok: true, assertion: this.grant.assertion } : { ok: false, ended: false };
   }
 
-  private async refresh(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<boolean> {
+  private async refresh(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<"refreshed" | "refused" | "unavailable"> {
     const payload = pb.SessionResumeRequest.encode({ accessToken: this.token, deviceId: this.deviceId }).finish();
     const res = await relay.call({ ...base, methodId: Method.SessionResume, requestId: 0, payload });
-    if (res.status !== Status.Ok || !res.session) return false;
-    this.grant = res.session;
-    return true;
+    if (res.status === Status.Ok && res.session) {
+      this.grant = res.session;
+      return "refreshed";
+    }
+    return res.status === Status.Unauthorized ? "refused" : "unavailable";
   }
 
   /** Builds the session a successful login/resume response establishes, or undefined. */

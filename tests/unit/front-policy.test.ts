@@ -41,3 +41,11 @@ describe("front configuration", () => {
     expect(() => configFromEnv({ QPQ_FRONT_SECRET: "s" })).toThrow(/QPQ_EDGE_URL/);
   });
 });
+
+describe("front limits configuration", () => {
+  it("refuses limits below 1 (a zero rate would refuse everything with no retry hint)", () => {
+    const base = { QPQ_EDGE_URL: "http://127.0.0.1:8787", QPQ_FRONT_SECRET: "s" };
+    expect(() => configFromEnv({ ...base, QPQ_RPC_PER_SECOND: "0" })).toThrow(/QPQ_RPC_PER_SECOND/);
+    expect(() => configFromEnv({ ...base, QPQ_MAX_CONNECTIONS: "0" })).toThrow(/QPQ_MAX_CONNECTIONS/);
+  });
+});

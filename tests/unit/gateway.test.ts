@@ -1,0 +1,403 @@
+// The transport-neutral Gateway with a fake TransportLink and a real HTTP server playing the edge:
+// admission, sessions (login, assertion refresh via SessionResume), limits, draining and hooks.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Gateway, type ClientConnection, type TransportLink } from "../../quic-front/gateway.ts";
+import { configFromEnv, type FrontConfig } from "../../quic-front/config.ts";
+import { silentLogger } from "../../quic-front/log.ts";
+import type { HookRunner } from "../../quic-front/hooks.ts";
+import type { HookName } from "../../plugins/api/index.ts";
+import {
+  FrameError, Method, RelayHeader as H, Status, decodeError, decodeRequest, decodeResponse, encodeRequest,
+  formatSessionGrant, pb, type ResponseFrame, type SessionGrant,
+} from "../../proto/index.ts";
+import { gate, startTestEdge, type EdgeCall, type EdgeHandler, type EdgeReply, type TestEdge } from "./support/test-edge.ts";
+
+const IDENTITY = "c0".repeat(32);
+const TOKEN = new Uint8Array(32).fill(0x7e);
+const MINUTE = 60_000;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Test scaffolding
+
+function grant(assertion: string, assertionTtlMs = 10 * MINUTE): SessionGrant {
+  const now = Date.now();
+  return { assertion, identityKeyHex: IDENTITY, sessionExpiresAt: now + 60 * MINUTE, assertionExpiresAt: now + assertionTtlMs };
+}
+
+interface EdgeScript {
+  /** The grant a successful OpaqueLoginFinish returns. */
+  login?: () => SessionGrant;
+  /** SessionResume's answer; default: Ok with a fresh grant "A-resumed". */
+  resume?: (call: EdgeCall) => EdgeReply;
+  /** Any other method; default: Ok with an empty payload. */
+  other?: EdgeHandler;
+}
+
+/** An edge that logs in, resumes, and answers everything else as the script says. */
+function scriptedEdge(script: EdgeScript = {}): EdgeHandler {
+  return (call, attempt) => {
+    if (call.methodId === Method.OpaqueLoginFinish) {
+      return {
+        payload: pb.OpaqueLoginFinishResponse.encode({ sessionToken: TOKEN }).finish(),
+        headers: { [H.session]: formatSessionGrant((script.login ?? (() => grant("A-login")))()) },
+      };
+    }
+    if (call.methodId === Method.SessionResume) {
+      if (script.resume) return script.resume(call);
+      return { payload: pb.SessionResumeResponse.encode({}).finish(), headers: { [H.session]: formatSessionGrant(grant("A-resumed")) } };
+    }
+    return script.other ? script.other(call, attempt) : {};
+  };
+}
+
+interface Harness {
+  edge: TestEdge;
+  gw: Gateway;
+  config: FrontConfig;
+}
+
+async function start(opts: { edge?: EdgeHandler; config?: Partial<FrontConfig>; hooks?: HookRunner } = {}): Promise<Harness> {
+  const edge = await startTestEdge(opts.edge ?? scriptedEdge());
+  const config = configFromEnv({ QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: "s" }, { frontId: "front-t", ...opts.config });
+  const gw = new Gateway({ config, logger: silentLogger, hooks: opts.hooks });
+  // Edge first, so nothing the gateway still awaits can keep stop() waiting.
+  cleanups.push(() => gw.stop(), () => edge.close());
+  return { edge, gw, config };
+}
+
+function fakeLink(remoteAddr = "203.0.113.5:50000") {
+  return { transport: "quic", remoteAddr, sendPush: async () => {}, close: vi.fn((_reason: string) => {}) } satisfies TransportLink;
+}
+
+async function open(gw: Gateway, link: TransportLink = fakeLink()): Promise<ClientConnection> {
+  const conn = await gw.open(link);
+  if (!conn) throw new Error("the gateway refused the connection");
+  return conn;
+}
+
+let nextRequestId = 1;
+async function rpc(gw: Gateway, conn: ClientConnection, methodId: number, payload: Uint8Array = new Uint8Array(0)): Promise<ResponseFrame> {
+  const requestId = nextRequestId++;
+  const res = decodeResponse(await gw.serve(conn, { methodId, requestId, payload }));
+  if (res instanceof FrameError) throw res;
+  expect(res.requestId).toBe(requestId);
+  return res;
+}
+
+async function login(gw: Gateway, conn: ClientConnection): Promise<void> {
+  const payload = pb.OpaqueLoginFinishRequest.encode({ username: "alice", finalization: new Uint8Array([1]) }).finish();
+  const res = await rpc(gw, conn, Method.OpaqueLoginFinish, payload);
+  expect(res.status).toBe(Status.Ok);
+}
+
+const fetchPayload = () => pb.FetchRequest.encode({ recipientKey: Buffer.from(IDENTITY, "hex"), limit: 10 }).finish();
+const enqueuePayload = () =>
+  pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32).fill(0xaa), payload: new Uint8Array(100), channelId: new Uint8Array(16).fill(3) }).finish();
+
+type Decision = { allow: true } | { allow: false; reason: string; plugin: string };
+
+/** A HookRunner that exports exactly the hooks given and records every call. */
+function fakeHooks(decide: Partial<Record<HookName, () => Decision>>) {
+  const calls: { hook: HookName; event: unknown }[] = [];
+  const asked: HookName[] = [];
+  const runner: HookRunner = {
+    has(hook) {
+      asked.push(hook);
+      return decide[hook] !== undefined;
+    },
+    async call(hook, event) {
+      calls.push({ hook, event });
+      const d = decide[hook];
+      if (!d) throw new Error(`call() for ${hook}, which has() denied`);
+      return d();
+    },
+  };
+  return { runner, calls, asked };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("Gateway dispatch", () => {
+  it("answers an unknown method id with UnknownMethod without contacting the edge", async () => {
+    const { gw, edge } = await start();
+    const conn = await open(gw);
+    expect((await rpc(gw, conn, 4242)).status).toBe(Status.UnknownMethod);
+    expect(edge.calls).toHaveLength(0);
+  });
+
+  it("answers a user method on a connection without session with Unauthorized without contacting the edge", async () => {
+    const { gw, edge } = await start();
+    const conn = await open(gw);
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Unauthorized);
+    expect((await rpc(gw, conn, Method.Enqueue, enqueuePayload())).status).toBe(Status.Unauthorized);
+    expect(edge.calls).toHaveLength(0);
+  });
+
+  it("answers a malformed frame with BadRequest echoing its request id", async () => {
+    const { gw, edge } = await start();
+    const conn = await open(gw);
+    const truncated = encodeRequest(Method.Fetch, 77, fetchPayload()).slice(0, -1);
+    const frame = decodeRequest(truncated);
+    expect(frame).toBeInstanceOf(FrameError);
+
+    const res = decodeResponse(await gw.serve(conn, frame));
+
+    expect(res).toMatchObject({ status: Status.BadRequest, requestId: 77 });
+    expect(edge.calls).toHaveLength(0);
+  });
+});
+
+describe("Gateway sessions", () => {
+  it("attaches the assertion from a successful login to later user RPCs", async () => {
+    const { gw, edge } = await start();
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
+    expect((await rpc(gw, conn, Method.Enqueue, enqueuePayload())).status).toBe(Status.Ok);
+
+    expect(edge.callsTo(Method.OpaqueLoginFinish)[0]!.headers[H.caller]).toBeUndefined();
+    expect(edge.callsTo(Method.Fetch)[0]!.headers[H.caller]).toBe("A-login");
+    expect(edge.callsTo(Method.Enqueue)[0]!.headers[H.caller]).toBe("A-login");
+    expect(conn.identityHex()).toBe(IDENTITY);
+  });
+
+  it("does not bind a session when the login fails, even if the edge sent a grant", async () => {
+    const { gw, edge } = await start({
+      edge: (call) => call.methodId === Method.OpaqueLoginFinish
+        ? { status: Status.Unauthorized, headers: { [H.session]: formatSessionGrant(grant("A-bogus")) } }
+        : {},
+    });
+    const conn = await open(gw);
+    const payload = pb.OpaqueLoginFinishRequest.encode({ username: "alice" }).finish();
+    expect((await rpc(gw, conn, Method.OpaqueLoginFinish, payload)).status).toBe(Status.Unauthorized);
+
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Unauthorized);
+    expect(edge.callsTo(Method.Fetch)).toHaveLength(0);
+  });
+
+  it("re-validates a near-expiry assertion with SessionResume and uses the new one", async () => {
+    // The login's assertion expires in 5 s, inside the front's refresh margin.
+    const { gw, edge } = await start({ edge: scriptedEdge({ login: () => grant("A-login", 5_000) }) });
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
+
+    const resumes = edge.callsTo(Method.SessionResume);
+    expect(resumes).toHaveLength(1);
+    const resume = pb.SessionResumeRequest.decode(resumes[0]!.body);
+    expect(resume.accessToken).toEqual(TOKEN);
+    expect(resumes[0]!.headers[H.connection]).toBe(conn.id);
+    expect(edge.callsTo(Method.Fetch)[0]!.headers[H.caller]).toBe("A-resumed");
+  });
+
+  it("drops the connection's session when the edge refuses the resume", async () => {
+    const { gw, edge } = await start({
+      edge: scriptedEdge({
+        login: () => grant("A-login", 5_000),
+        resume: () => ({ status: Status.Unauthorized, payload: pb.ErrorResponse.encode({ message: "session ended" }).finish() }),
+      }),
+    });
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Unauthorized);
+    expect(edge.callsTo(Method.SessionResume).length).toBeGreaterThan(0);
+    const resumesSoFar = edge.callsTo(Method.SessionResume).length;
+
+    // The session is gone: the next user RPC is refused by the front, with no further resume.
+    expect((await rpc(gw, conn, Method.Enqueue, enqueuePayload())).status).toBe(Status.Unauthorized);
+    expect(conn.session).toBeUndefined();
+    expect(edge.callsTo(Method.SessionResume)).toHaveLength(resumesSoFar);
+    expect(edge.callsTo(Method.Fetch)).toHaveLength(0);
+    expect(edge.callsTo(Method.Enqueue)).toHaveLength(0);
+  });
+});
+
+describe("Gateway sessions when the edge is briefly unavailable", () => {
+  const unavailable = () => ({ status: Status.Unavailable, payload: pb.ErrorResponse.encode({ message: "edge down" }).finish() });
+
+  it("keeps using a still-valid assertion when the re-validation fails transiently", async () => {
+    const { gw, edge } = await start({ edge: scriptedEdge({ login: () => grant("A-login", 5_000), resume: unavailable }) });
+    const conn = await open(gw);
+    await login(gw, conn);
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
+    expect(edge.callsTo(Method.Fetch)[0]!.headers[H.caller]).toBe("A-login");
+    expect(conn.session).toBeDefined();
+  });
+
+  it("answers Unavailable, not Unauthorized, and keeps the session when an expired assertion cannot be re-validated", async () => {
+    const { gw, edge } = await start({ edge: scriptedEdge({ login: () => grant("A-login", -1), resume: unavailable }) });
+    const conn = await open(gw);
+    await login(gw, conn);
+    const res = await rpc(gw, conn, Method.Fetch, fetchPayload());
+    expect(res.status).toBe(Status.Unavailable);
+    expect(decodeError(res.payload).retryAfterMs).toBeGreaterThan(0);
+    expect(conn.session).toBeDefined();
+    expect(edge.callsTo(Method.Fetch)).toHaveLength(0);
+  });
+});
+
+describe("Gateway limits", () => {
+  it("rate-limits a connection beyond its burst with RateLimited and a retry hint", async () => {
+    const { gw, edge } = await start({ config: { rpcPerSecond: 1, rpcBurst: 2 } });
+    const conn = await open(gw);
+
+    const statuses = [];
+    let last: ResponseFrame | undefined;
+    for (let i = 0; i < 3; i++) {
+      last = await rpc(gw, conn, Method.Health);
+      statuses.push(last.status);
+    }
+
+    expect(statuses).toEqual([Status.Ok, Status.Ok, Status.RateLimited]);
+    expect(decodeError(last!.payload).retryAfterMs).toBeGreaterThan(0);
+    expect(edge.callsTo(Method.Health)).toHaveLength(2);
+    // The limit is per connection: a fresh connection still has its burst.
+    expect((await rpc(gw, await open(gw, fakeLink("203.0.113.6:1")), Method.Health)).status).toBe(Status.Ok);
+  });
+
+  it("refuses connections beyond maxConnections and closes their link", async () => {
+    const { gw } = await start({ config: { maxConnections: 1 } });
+    const first = await open(gw);
+
+    const link = fakeLink("203.0.113.7:2");
+    expect(await gw.open(link)).toBeUndefined();
+    expect(link.close).toHaveBeenCalledTimes(1);
+    expect(gw.openConnections).toBe(1);
+
+    // The limit counts live connections: once the first ends, a new one is admitted.
+    gw.close(first, "client closed");
+    expect(await gw.open(fakeLink("203.0.113.8:3"))).toBeDefined();
+  });
+});
+
+describe("Gateway drain", () => {
+  it("lets in-flight RPCs finish, refuses new ones, and resolves once idle", async () => {
+    const release = gate<void>();
+    cleanups.push(async () => release.open());
+    const answer = pb.HealthResponse.encode({ status: "ok", version: "slow" }).finish();
+    // drainTimeoutMs is far beyond the test timeout: drain() can only resolve by going idle.
+    const { gw, edge } = await start({
+      config: { drainTimeoutMs: 10 * MINUTE },
+      edge: async (call, attempt) => {
+        if (call.methodId === Method.Health && attempt === 1) await release.promise;
+        return { payload: answer };
+      },
+    });
+    const conn = await open(gw);
+
+    const slow = rpc(gw, conn, Method.Health);
+    await edge.received(Method.Health);
+    let drained = false;
+    const draining = gw.drain().then(() => (drained = true));
+
+    const refused = await rpc(gw, conn, Method.Health);
+    expect(refused.status).toBe(Status.Unavailable);
+    expect(decodeError(refused.payload).retryAfterMs).toBeGreaterThan(0);
+    expect(edge.callsTo(Method.Health)).toHaveLength(1);
+    await new Promise((r) => setImmediate(r));
+    expect(drained).toBe(false);
+
+    release.open();
+    const done = await slow;
+    expect(done.status).toBe(Status.Ok);
+    expect(done.payload).toEqual(answer);
+    await draining;
+    expect(drained).toBe(true);
+  });
+
+  it("resolves at once when nothing is in flight and refuses new connections", async () => {
+    const { gw } = await start({ config: { drainTimeoutMs: 10 * MINUTE } });
+    await gw.drain();
+    const link = fakeLink();
+    expect(await gw.open(link)).toBeUndefined();
+    expect(link.close).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe("Gateway hooks", () => {
+  it("closes the link and refuses the connection when on_connect rejects", async () => {
+    const hooks = fakeHooks({ on_connect: () => ({ allow: false, reason: "blocked address", plugin: "p" }) });
+    const { gw } = await start({ hooks: hooks.runner });
+    const link = fakeLink();
+
+    expect(await gw.open(link)).toBeUndefined();
+
+    expect(link.close).toHaveBeenCalledWith("blocked address");
+    expect(gw.openConnections).toBe(0);
+    expect(hooks.calls[0]).toMatchObject({ hook: "on_connect", event: { clientAddress: link.remoteAddr, transport: "quic" } });
+  });
+
+  it("answers Forbidden with the reason when on_message_send rejects, and the edge never sees the Enqueue", async () => {
+    const hooks = fakeHooks({ on_message_send: () => ({ allow: false, reason: "no spam here", plugin: "p" }) });
+    const { gw, edge } = await start({ hooks: hooks.runner });
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    const res = await rpc(gw, conn, Method.Enqueue, enqueuePayload());
+
+    expect(res.status).toBe(Status.Forbidden);
+    expect(decodeError(res.payload).message).toBe("no spam here");
+    expect(edge.callsTo(Method.Enqueue)).toHaveLength(0);
+    expect(hooks.calls).toEqual([{
+      hook: "on_message_send",
+      event: expect.objectContaining({ connectionId: conn.id, senderIdentity: IDENTITY, recipients: ["aa".repeat(32)], payloadSize: 100, batch: false }),
+    }]);
+  });
+
+  it("relays an Enqueue that on_message_send allows", async () => {
+    const hooks = fakeHooks({ on_message_send: () => ({ allow: true }) });
+    const { gw, edge } = await start({ hooks: hooks.runner });
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    expect((await rpc(gw, conn, Method.Enqueue, enqueuePayload())).status).toBe(Status.Ok);
+    expect(edge.callsTo(Method.Enqueue)).toHaveLength(1);
+  });
+
+  it("never calls a runner that exports no hook", async () => {
+    const fetched = pb.FetchResponse.encode({ payloads: [{ seq: 1, data: new Uint8Array(4) }] }).finish();
+    const hooks = fakeHooks({});
+    const { gw } = await start({
+      hooks: hooks.runner,
+      edge: scriptedEdge({ other: (call) => (call.methodId === Method.Fetch ? { payload: fetched } : {}) }),
+    });
+    const conn = await open(gw);
+    await login(gw, conn);
+    await rpc(gw, conn, Method.Enqueue, enqueuePayload());
+    await rpc(gw, conn, Method.Fetch, fetchPayload());
+    await rpc(gw, conn, Method.CreateChannel, pb.CreateChannelRequest.encode({ memberKeys: [new Uint8Array(32).fill(9)] }).finish());
+    gw.close(conn, "client closed");
+
+    // The runner was consulted (so it is wired in) but never invoked.
+    expect(hooks.asked).toEqual(expect.arrayContaining(["on_connect", "on_message_send", "on_message_receive", "on_group_join", "on_disconnect"]));
+    expect(hooks.calls).toEqual([]);
+  });
+
+  it("reports delivered messages to on_message_receive after a Fetch", async () => {
+    const fetched = pb.FetchResponse.encode({
+      payloads: [{ seq: 1, data: new Uint8Array(3) }, { seq: 2, data: new Uint8Array(5) }],
+    }).finish();
+    const hooks = fakeHooks({ on_message_receive: () => ({ allow: true }) });
+    const { gw } = await start({
+      hooks: hooks.runner,
+      edge: scriptedEdge({ other: (call) => (call.methodId === Method.Fetch ? { payload: fetched } : {}) }),
+    });
+    const conn = await open(gw);
+    await login(gw, conn);
+
+    expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
+
+    expect(hooks.calls).toEqual([{
+      hook: "on_message_receive",
+      event: expect.objectContaining({ connectionId: conn.id, recipient: IDENTITY, count: 2, sizes: [3, 5], wait: false }),
+    }]);
+  });
+});
