@@ -52,8 +52,9 @@ export class GatewayHooks {
   }
 
   /**
-   * Gates a request before it is relayed: on_message_send for Enqueue/BatchEnqueue and
-   * on_group_join for CreateChannel. Returns a Forbidden response when a plugin rejects.
+   * Gates a request before it is relayed: on_message_send for Enqueue/BatchEnqueue,
+   * on_group_join for CreateChannel and on_group_leave for RemoveMember. Returns a Forbidden
+   * response when a plugin rejects.
    */
   async gate(conn: HookConnection, frame: RequestFrame): Promise<RelayResponse | undefined> {
     const runner = this.runner;
@@ -65,6 +66,8 @@ export class GatewayHooks {
       if (event) decision = await runner.call("on_message_send", event);
     } else if (id === Method.CreateChannel && runner.has("on_group_join")) {
       decision = await this.joins(runner, conn, frame);
+    } else if (id === Method.RemoveMember && runner.has("on_group_leave")) {
+      decision = await this.leave(runner, conn, frame);
     }
     if (!decision || decision.allow) return undefined;
     return errorResponse(Status.Forbidden, decision.reason);
@@ -122,6 +125,17 @@ export class GatewayHooks {
     const decisions = await Promise.all(members.slice(0, 256).map((m) =>
       runner.call("on_group_join", { channelId, member: hex(m), actor, time })));
     return decisions.find((d) => !d.allow) ?? decisions[0];
+  }
+
+  private async leave(runner: HookRunner, conn: HookConnection, frame: RequestFrame) {
+    try {
+      const req = pb.RemoveMemberRequest.decode(frame.payload);
+      return await runner.call("on_group_leave", {
+        channelId: hex(req.channelId), member: hex(req.memberKey), actor: conn.identityHex() ?? "", time: Date.now(),
+      });
+    } catch {
+      return undefined; // malformed: the edge answers BadRequest
+    }
   }
 
   private observe(p: Promise<unknown>): void {

@@ -183,6 +183,11 @@ export class QpqClient<T extends Transport = Transport> {
     return this.call(Method.CreateChannel, pb.CreateChannelRequest, { memberKeys, name }, pb.CreateChannelResponse);
   }
 
+  /** Removes a member from a group channel (creator/admin), or leaves it (own key). */
+  async removeMember(channelId: Uint8Array, memberKey: Uint8Array): Promise<void> {
+    await this.call(Method.RemoveMember, pb.RemoveMemberRequest, { channelId, memberKey }, pb.RemoveMemberResponse);
+  }
+
   async resolveUser(username: string): Promise<Uint8Array> {
     return (await this.call(Method.ResolveUser, pb.ResolveUserRequest, { username }, pb.ResolveUserResponse)).identityKey;
   }

@@ -4,6 +4,7 @@ import { authMethods } from "./auth.ts";
 import { deliveryMethods } from "./delivery.ts";
 import { keyMethods } from "./keys.ts";
 import { channelMethods } from "./channel.ts";
+import { groupMethods } from "./group.ts";
 import { userMethods } from "./user.ts";
 import { healthMethods } from "./health.ts";
 
@@ -12,6 +13,7 @@ export const methods: MethodTable = {
   ...deliveryMethods,
   ...keyMethods,
   ...channelMethods,
+  ...groupMethods,
   ...userMethods,
   ...healthMethods,
 };

@@ -15,7 +15,10 @@ export function on_connect(e) { record("on_connect", e); }
 export function on_disconnect(e) { record("on_disconnect", e); }
 export function on_message_receive(e) { record("on_message_receive", e); }
 export function on_group_join(e) { record("on_group_join", e); }
-export function on_group_leave(e) { record("on_group_leave", e); }
+export function on_group_leave(e) {
+  record("on_group_leave", e);
+  if (e.member.startsWith("ffff")) return { reject: "this member stays" };
+}
 export function on_message_send(e) {
   record("on_message_send", e);
   if (e.payloadSize === 13) return { reject: "thirteen bytes are unlucky" };
@@ -71,7 +74,8 @@ describe("plugins in the gateway", () => {
     dir = mkdtempSync(join(tmpdir(), "qpq-plugins-"));
     writeFileSync(join(dir, "10-recorder.js"), RECORDER);
     writeFileSync(join(dir, "20-looper.js"), LOOPER);
-    sys = await startTestSystem({ env: { QPQ_PLUGIN_DIR: dir }, logger });
+    // Every test logs in on fresh connections: lift the per-address auth limit for this suite.
+    sys = await startTestSystem({ env: { QPQ_PLUGIN_DIR: dir, QPQ_AUTH_PER_MINUTE: "6000" }, logger });
     expect(sys.system.plugins?.plugins.map((p) => p.name)).toEqual(["10-recorder", "looper"]);
   });
 
@@ -122,6 +126,23 @@ describe("plugins in the gateway", () => {
     await temp.close();
     const gone = await find("on_disconnect", (e) => e.connectionId === tempConnect.connectionId);
     expect(Number(gone.durationMs)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("fires on_group_leave before RemoveMember and can veto it", async () => {
+    const alice = await sys.connect();
+    await alice.login(aliceName, "pw-a", aliceKey);
+    const carol = randomIdentity();
+    const keeper = randomIdentity();
+    keeper.set([0xff, 0xff]);
+    const { channelId } = await alice.createGroupChannel([carol, keeper]);
+    await alice.removeMember(channelId, carol);
+    const leave = await find("on_group_leave", (e) => e.member === hex(carol));
+    expect(leave).toMatchObject({ channelId: hex(channelId), actor: hex(aliceKey) });
+    const vetoed = await statusOf(alice.removeMember(channelId, keeper));
+    expect(vetoed.status).toBe(Status.Forbidden);
+    expect(vetoed.message).toContain("this member stays");
+    // carol is gone (NotFound on a second removal), the vetoed member was never removed at the edge.
+    expect((await statusOf(alice.removeMember(channelId, carol))).status).toBe(Status.NotFound);
   });
 
   it("answers Forbidden with the plugin's reason for a rejected send, and stores nothing", async () => {

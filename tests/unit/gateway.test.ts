@@ -263,6 +263,21 @@ describe("Gateway limits", () => {
     expect((await rpc(gw, await open(gw, fakeLink("203.0.113.6:1")), Method.Health)).status).toBe(Status.Ok);
   });
 
+  it("limits auth attempts per client address across connections", async () => {
+    // 4 per minute → a burst of 1, then one every 15 s.
+    const { gw, edge } = await start({ config: { authPerMinute: 4 } });
+    const start1 = pb.OpaqueLoginStartRequest.encode({ username: "alice", request: new Uint8Array(96) }).finish();
+    const first = await rpc(gw, await open(gw, fakeLink("198.51.100.9:1000")), Method.OpaqueLoginStart, start1);
+    expect(first.status).toBe(Status.Ok);
+    const second = await rpc(gw, await open(gw, fakeLink("198.51.100.9:2000")), Method.OpaqueLoginStart, start1);
+    expect(second.status).toBe(Status.RateLimited);
+    expect(decodeError(second.payload).retryAfterMs).toBeGreaterThan(10_000);
+    // Another address is not affected, and non-auth methods are not limited by it.
+    expect((await rpc(gw, await open(gw, fakeLink("198.51.100.10:1000")), Method.OpaqueLoginStart, start1)).status).toBe(Status.Ok);
+    expect((await rpc(gw, await open(gw, fakeLink("198.51.100.9:3000")), Method.Health)).status).toBe(Status.Ok);
+    expect(edge.callsTo(Method.OpaqueLoginStart)).toHaveLength(2);
+  });
+
   it("refuses connections beyond maxConnections and closes their link", async () => {
     const { gw } = await start({ config: { maxConnections: 1 } });
     const first = await open(gw);
