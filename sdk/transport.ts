@@ -14,6 +14,8 @@ export interface ConnectOptions {
   ca: string;
   serverName?: string;
   connectTimeoutMs?: number;
+  /** Deadline of one RPC, including a 60 s FetchWait (default 120 s). */
+  requestTimeoutMs?: number;
 }
 
 export class QuicTransport {
@@ -21,8 +23,11 @@ export class QuicTransport {
   private nextRequestId = 1;
   private readonly pushHandlers = new Set<(frame: PushFrame) => void>();
 
-  private constructor(client: QUICClient) {
+  private readonly requestTimeoutMs: number;
+
+  private constructor(client: QUICClient, requestTimeoutMs: number) {
     this.client = client;
+    this.requestTimeoutMs = requestTimeoutMs;
     client.connection.addEventListener(events.EventQUICConnectionStream.name, (evt: Event) => {
       void this.readPush((evt as events.EventQUICConnectionStream).detail);
     });
@@ -44,13 +49,24 @@ export class QuicTransport {
       },
       logger: new QuicLogger("qpq-client", LogLevel.ERROR),
     }, { timer: opts.connectTimeoutMs ?? 10_000 });
-    return new QuicTransport(client);
+    return new QuicTransport(client, opts.requestTimeoutMs ?? 120_000);
   }
 
   /** Sends one request frame on its own stream and returns the response frame. */
   async request(methodId: number, payload: Uint8Array, requestId = this.nextRequestId++ >>> 0): Promise<ResponseFrame> {
     const stream = this.client.connection.newStream("bidi");
-    return this.exchange(stream, encodeRequest(methodId, requestId, payload));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        stream.cancel(new Error("request timed out"));
+        reject(new Error(`no answer to method ${methodId} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
+    });
+    try {
+      return await Promise.race([this.exchange(stream, encodeRequest(methodId, requestId, payload)), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Writes arbitrary bytes as a request (for protocol tests) and reads the answer. */
