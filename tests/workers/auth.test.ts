@@ -1,40 +1,15 @@
 // Auth (100-104) with real OPAQUE: the client side of @serenity-kit/opaque runs here in workerd,
 // the server side in the edge. Registration, login, session tokens and SessionResume.
 import { describe, it, expect, beforeAll } from "vitest";
-import { client, initOpaque } from "../../edge/generated/opaque-glue.js";
-import wasm from "../../edge/generated/opaque.wasm";
 import { Method, Status, pb, parseSessionGrant } from "../../proto/index.ts";
 import { env, errorOf, hex, ok, randomBytes, randomKey, rpc, type RpcResult } from "./helpers.ts";
+import { client, fromB64u, opaqueReady, register, toB64u } from "./opaque-client.ts";
 
-// The library speaks unpadded base64url strings; the wire carries raw bytes.
-function toB64u(bytes: Uint8Array): string {
-  let bin = "";
-  for (const b of bytes) bin += String.fromCharCode(b);
-  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-function fromB64u(text: string): Uint8Array {
-  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
-  const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-}
 
 let counter = 0;
 const uniqueName = (base = "user") => `${base}-${Date.now().toString(36)}-${++counter}`;
 const uniqueConn = () => `conn-${crypto.randomUUID()}`;
 
-async function register(username: string, password: string, identityKey: Uint8Array): Promise<boolean> {
-  const start = client.startRegistration({ password });
-  const res1 = ok(await rpc(Method.OpaqueRegisterStart,
-    pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish()),
-  pb.OpaqueRegisterStartResponse);
-  const finish = client.finishRegistration({
-    password, clientRegistrationState: start.clientRegistrationState, registrationResponse: toB64u(res1.response),
-  });
-  const res2 = ok(await rpc(Method.OpaqueRegisterFinish,
-    pb.OpaqueRegisterFinishRequest.encode({ username, upload: fromB64u(finish.registrationRecord), identityKey }).finish()),
-  pb.OpaqueRegisterFinishResponse);
-  return res2.success;
-}
 
 /** LoginStart, then the client's finalization (undefined when the client rejects the server). */
 async function loginStart(username: string, password: string, connection: string) {
@@ -74,7 +49,7 @@ async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
 }
 
 beforeAll(async () => {
-  await initOpaque(wasm);
+  await opaqueReady();
 });
 
 describe("OPAQUE registration and login", () => {

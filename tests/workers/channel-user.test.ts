@@ -1,10 +1,9 @@
 // CreateChannel (400): deterministic, deduplicated 1:1 channels and group channels.
 // ResolveUser / ResolveIdentity (500/501): directory look-ups of registered users.
 import { describe, it, expect, beforeAll } from "vitest";
-import { client, initOpaque } from "../../edge/generated/opaque-glue.js";
-import wasm from "../../edge/generated/opaque.wasm";
 import { Method, Status, pb } from "../../proto/index.ts";
 import { env, errorOf, hex, ok, randomBytes, randomKey, rpc } from "./helpers.ts";
+import { register } from "./opaque-client.ts";
 
 function createChannel(caller: Uint8Array, req: Parameters<typeof pb.CreateChannelRequest.encode>[0]) {
   return rpc(Method.CreateChannel, pb.CreateChannelRequest.encode(req).finish(), { caller });
@@ -114,27 +113,9 @@ describe("ResolveUser / ResolveIdentity", () => {
   const username = `carol-${Date.now().toString(36)}-\u00e9`;
   let registeredAt = 0;
 
-  const toB64u = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  const fromB64u = (t: string) => {
-    const b64 = t.replace(/-/g, "+").replace(/_/g, "/");
-    return Uint8Array.from(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)), (c) => c.charCodeAt(0));
-  };
-
   beforeAll(async () => {
-    await initOpaque(wasm);
-    const password = "pw";
-    const start = client.startRegistration({ password });
-    const res1 = ok(await rpc(Method.OpaqueRegisterStart,
-      pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish()),
-    pb.OpaqueRegisterStartResponse);
-    const finish = client.finishRegistration({
-      password, clientRegistrationState: start.clientRegistrationState, registrationResponse: toB64u(res1.response),
-    });
     registeredAt = Date.now();
-    const res2 = ok(await rpc(Method.OpaqueRegisterFinish,
-      pb.OpaqueRegisterFinishRequest.encode({ username, upload: fromB64u(finish.registrationRecord), identityKey: identity }).finish()),
-    pb.OpaqueRegisterFinishResponse);
-    expect(res2.success).toBe(true);
+    expect(await register(username, "pw", identity)).toBe(true);
   });
 
   it("resolves a registered username to its identity key", async () => {

@@ -1,0 +1,41 @@
+// The client side of OPAQUE inside workerd (the same extracted wasm the edge uses), for tests
+// that register real users through the RPC layer.
+import { client, initOpaque } from "../../edge/generated/opaque-glue.js";
+import wasm from "../../edge/generated/opaque.wasm";
+import { Method, pb } from "../../proto/index.ts";
+import { ok, rpc } from "./helpers.ts";
+
+export { client };
+
+export function opaqueReady(): Promise<void> {
+  return initOpaque(wasm);
+}
+
+// The library speaks unpadded base64url strings; the wire carries raw bytes.
+export function toB64u(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function fromB64u(text: string): Uint8Array {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
+  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+}
+
+/** Registers `username` with real OPAQUE (100/101); returns OpaqueRegisterFinishResponse.success. */
+export async function register(username: string, password: string, identityKey: Uint8Array): Promise<boolean> {
+  await opaqueReady();
+  const start = client.startRegistration({ password });
+  const res1 = ok(await rpc(Method.OpaqueRegisterStart,
+    pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish()),
+  pb.OpaqueRegisterStartResponse);
+  const finish = client.finishRegistration({
+    password, clientRegistrationState: start.clientRegistrationState, registrationResponse: toB64u(res1.response),
+  });
+  const res2 = ok(await rpc(Method.OpaqueRegisterFinish,
+    pb.OpaqueRegisterFinishRequest.encode({ username, upload: fromB64u(finish.registrationRecord), identityKey }).finish()),
+  pb.OpaqueRegisterFinishResponse);
+  return res2.success;
+}
