@@ -4,7 +4,9 @@ import { configFromEnv } from "../quic-front/config.ts";
 import { createLogger } from "../quic-front/log.ts";
 import { startFront } from "../quic-front/run.ts";
 
-const running = await startFront(configFromEnv(process.env), createLogger("error"));
+const config = configFromEnv(process.env);
+Error.stackTraceLimit = config.stackTraceLimit; // as in production (quic-front/main.ts)
+const running = await startFront(config, createLogger("error"));
 process.send?.({ port: running.front.port });
 process.on("message", async (msg) => {
   if (msg === "cpu") process.send?.({ cpu: process.cpuUsage() });

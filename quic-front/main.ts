@@ -7,6 +7,7 @@ import { startFront } from "./run.ts";
 const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");
 try {
   const config = configFromEnv(process.env);
+  Error.stackTraceLimit = config.stackTraceLimit;
   const running = await startFront(config, logger);
   const { front } = running;
   logger.info("qpq-edge front listening", {

@@ -8,6 +8,7 @@ const dataDir = process.env.QPQ_DATA_DIR ?? ".qpq-data";
 const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", QPQ_WS_LISTEN: "127.0.0.1:5002", ...process.env };
 
 try {
+  Error.stackTraceLimit = Number(process.env.QPQ_STACK_TRACE_LIMIT ?? 4); // see FrontConfig.stackTraceLimit
   const system = await startLocalSystem({ dataDir, env, logger });
   logger.info("qpq-edge is running", {
     quic: `udp://${system.front.listenHost}:${system.quicPort} (ALPN qpq)`,
