@@ -11,9 +11,6 @@ import { queueOf } from "./lib/queue.ts";
 import { sha256, timingSafeEqual, toHex } from "./lib/crypto.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
 
-/** Re-exported for tests that speak the relay contract. */
-export { H };
-
 const encoder = new TextEncoder();
 
 async function frontIsAuthentic(deps: EdgeDeps, presented: string | undefined): Promise<boolean> {

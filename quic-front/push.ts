@@ -60,10 +60,6 @@ export class PushHub {
     sub.socket?.close(1000, "no more subscribers");
   }
 
-  get subscriptions(): number {
-    return this.subs.size;
-  }
-
   close(): void {
     this.closed = true;
     for (const [id, sub] of this.subs) {

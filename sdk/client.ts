@@ -1,7 +1,7 @@
 // The qpq client SDK: typed calls for every implemented method, OPAQUE registration/login,
 // session resume. Errors come back as QpqCallError carrying the wire status.
 import * as opaque from "@serenity-kit/opaque";
-import { Method, PushEvent, Status, pb, decodeError, statusName, type StatusCode } from "../proto/index.ts";
+import { Method, PushEvent, Status, pb, decodeError, statusName } from "../proto/index.ts";
 import { QuicTransport, type ConnectOptions } from "./transport.ts";
 import { WsTransport } from "./ws-transport.ts";
 import type { PushFrame, ResponseFrame } from "../proto/index.ts";
@@ -223,4 +223,3 @@ export class QpqClient<T extends Transport = Transport> {
   }
 }
 
-export type { StatusCode };

@@ -88,11 +88,6 @@ export function isUnauthenticated(id: number): boolean {
   return (id >= Method.OpaqueRegisterStart && id <= Method.SessionResume) || id === Method.Health;
 }
 
-/** Server-to-server methods: never accepted from a client connection. */
-export function isFederation(id: number): boolean {
-  return id >= Method.RelayEnqueue && id <= Method.FederationHealth;
-}
-
 /**
  * RPCs that may be re-sent to the edge when the first attempt failed before any response byte:
  * reads and writes that are idempotent by themselves. Enqueue/BatchEnqueue are idempotent only

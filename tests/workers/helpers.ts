@@ -1,8 +1,7 @@
 // Shared helpers for the workers tests: call the edge exactly as the QUIC front does
 // (POST /rpc/:method with the relay headers), mint caller assertions, make identities.
 import { env, exports } from "cloudflare:workers";
-import { decodeError, Status } from "../../proto/index.ts";
-import { H } from "../../edge/app.ts";
+import { RelayHeader as H, decodeError, Status } from "../../proto/index.ts";
 import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
 import { toHex } from "../../edge/lib/crypto.ts";
 
