@@ -22,7 +22,12 @@ export interface PushFrame {
   payload: Uint8Array;
 }
 
-export type FrameErrorCode = "oversized" | "truncated-header" | "truncated-payload" | "trailing-bytes";
+export type FrameErrorCode =
+  | "oversized" | "truncated-header" | "truncated-payload" | "trailing-bytes"
+  /** The request did not arrive completely within the receiver's deadline. */
+  | "timeout"
+  /** The request announces more bytes than the receiver buffers for one connection. */
+  | "over-budget";
 
 /** A malformed frame. Every code maps to BadRequest on the wire. */
 export class FrameError extends Error {
@@ -80,15 +85,30 @@ export function encodePush(eventType: number, payload: Uint8Array): Uint8Array {
 }
 
 /**
+ * First buffer for a payload that arrives in pieces. The buffer then doubles as bytes arrive,
+ * capped at the announced length, so a header alone never costs more than this.
+ */
+export const INITIAL_PAYLOAD_CAPACITY = 16 * 1024;
+
+const EMPTY = new Uint8Array(0);
+
+/**
  * Incremental decoder for one frame that arrives in pieces on a stream which ends with FIN.
  * `push` returns a FrameError as soon as the header announces an oversized payload, before any
  * of it is buffered; `finish` (at FIN) returns the frame or the error that ended it.
+ *
+ * Memory follows the bytes actually received, not the announced length: a chunk that carries
+ * the whole payload is copied once into an exact-size buffer; otherwise the buffer starts at
+ * INITIAL_PAYLOAD_CAPACITY and doubles (at most to the announced length), so it never exceeds
+ * max(INITIAL_PAYLOAD_CAPACITY, 2 × received).
  */
 abstract class FrameAssembler<F> {
   protected readonly headerSize: number;
   private readonly header: Uint8Array;
   private headerFill = 0;
-  private payload: Uint8Array | undefined;
+  /** Announced payload length, once the header is complete. */
+  private announced: number | undefined;
+  private buffer: Uint8Array | undefined;
   private payloadFill = 0;
   private error: FrameError | undefined;
 
@@ -107,28 +127,28 @@ abstract class FrameAssembler<F> {
   push(chunk: Uint8Array): FrameError | undefined {
     if (this.error) return this.error;
     let at = 0;
-    if (this.headerFill < this.headerSize) {
+    if (this.announced === undefined) {
       const take = Math.min(this.headerSize - this.headerFill, chunk.length);
       this.header.set(chunk.subarray(0, take), this.headerFill);
       this.headerFill += take;
       at = take;
       if (this.headerFill < this.headerSize) return undefined;
-      const view = this.view();
-      const len = view.getUint32(this.lengthOffset);
-      if (len > MAX_PAYLOAD) {
-        return (this.error = new FrameError(
-          "oversized", `payload of ${len} bytes exceeds the 4 MiB limit`, this.requestIdOf(view)));
-      }
-      this.payload = new Uint8Array(len);
+      const len = this.view().getUint32(this.lengthOffset);
+      if (len > MAX_PAYLOAD) return this.fail("oversized", `payload of ${len} bytes exceeds the 4 MiB limit`);
+      this.announced = len;
+      if (len === 0) this.buffer = EMPTY;
     }
-    const payload = this.payload as Uint8Array;
     const rest = chunk.length - at;
     if (rest === 0) return undefined;
-    if (this.payloadFill + rest > payload.length) {
-      return (this.error = new FrameError(
-        "trailing-bytes", "bytes after the announced payload", this.requestIdOf(this.view())));
+    if (this.payloadFill + rest > this.announced) return this.fail("trailing-bytes", "bytes after the announced payload");
+    if (this.payloadFill === 0 && rest === this.announced) {
+      // The whole payload in one chunk: one exact-size copy (chunks may be reused by the reader).
+      this.buffer = new Uint8Array(rest);
+      this.buffer.set(at === 0 ? chunk : chunk.subarray(at));
+    } else {
+      const buffer = this.grow(this.payloadFill + rest, this.announced);
+      buffer.set(at === 0 ? chunk : chunk.subarray(at), this.payloadFill);
     }
-    payload.set(at === 0 ? chunk : chunk.subarray(at), this.payloadFill);
     this.payloadFill += rest;
     return undefined;
   }
@@ -136,21 +156,59 @@ abstract class FrameAssembler<F> {
   /** Call at end of stream. */
   finish(): F | FrameError {
     if (this.error) return this.error;
-    if (this.headerFill < this.headerSize) {
+    if (this.announced === undefined) {
       return new FrameError("truncated-header", `stream ended after ${this.headerFill} of ${this.headerSize} header bytes`);
     }
-    const view = this.view();
-    const payload = this.payload as Uint8Array;
-    if (this.payloadFill < payload.length) {
+    if (this.payloadFill < this.announced) {
       return new FrameError("truncated-payload",
-        `stream ended after ${this.payloadFill} of ${payload.length} payload bytes`, this.requestIdOf(view));
+        `stream ended after ${this.payloadFill} of ${this.announced} payload bytes`, this.requestIdOf(this.view()));
     }
-    return this.build(view, payload);
+    const buffer = this.buffer as Uint8Array;
+    return this.build(this.view(), buffer.length === this.payloadFill ? buffer : buffer.subarray(0, this.payloadFill));
+  }
+
+  /**
+   * Ends the frame with an error (for a receiver's own limits, such as a deadline) and drops the
+   * buffered payload. The error echoes the request id when the header is in. Idempotent: the
+   * first error wins.
+   */
+  fail(code: FrameErrorCode, message: string): FrameError {
+    if (this.error) return this.error;
+    this.buffer = undefined;
+    const requestId = this.headerFill === this.headerSize ? this.requestIdOf(this.view()) : undefined;
+    return (this.error = new FrameError(code, message, requestId));
   }
 
   /** True once header and payload are complete (more bytes would be an error). */
   get complete(): boolean {
-    return this.payload !== undefined && this.payloadFill === this.payload.length;
+    return this.error === undefined && this.announced !== undefined && this.payloadFill === this.announced;
+  }
+
+  /** Header bytes still missing (0 once the header is complete). */
+  get headerRemaining(): number {
+    return this.headerSize - this.headerFill;
+  }
+
+  /** The payload length the header announces; undefined until the header is complete. */
+  get payloadLength(): number | undefined {
+    return this.announced;
+  }
+
+  /** Bytes of payload buffer currently allocated. */
+  get allocated(): number {
+    return this.buffer?.length ?? 0;
+  }
+
+  /** Makes room for `needed` payload bytes: doubling, at least INITIAL_PAYLOAD_CAPACITY, at most `cap`. */
+  private grow(needed: number, cap: number): Uint8Array {
+    const current = this.buffer;
+    if (current && current.length >= needed) return current;
+    let size = Math.max(INITIAL_PAYLOAD_CAPACITY, (current?.length ?? 0) * 2);
+    while (size < needed) size *= 2;
+    const next = new Uint8Array(Math.min(size, cap));
+    if (current) next.set(current.subarray(0, this.payloadFill));
+    this.buffer = next;
+    return next;
   }
 
   private view(): DataView {
