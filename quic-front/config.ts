@@ -20,7 +20,14 @@ export interface FrontConfig {
   wsListen?: { host: string; port: number };
   production: boolean;
   maxConnections: number;
+  /** Open connections from one client address (an IPv6 client: its /64). */
+  maxConnectionsPerAddress: number;
+  /** A connection that has not logged in or resumed a session this long after opening is closed. */
+  authTimeoutMs: number;
   maxStreamsPerConnection: number;
+  /** Concurrent FetchWaits per connection and per identity (on this front). */
+  fetchWaitPerConnection: number;
+  fetchWaitPerIdentity: number;
   /** Token bucket per connection: sustained RPCs per second and burst. */
   rpcPerSecond: number;
   rpcBurst: number;
@@ -84,7 +91,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     pluginFiles: (env.QPQ_PLUGINS ?? "").split(",").map((f) => f.trim()).filter(Boolean),
     production,
     maxConnections: int(env, "QPQ_MAX_CONNECTIONS", 10_000),
+    maxConnectionsPerAddress: int(env, "QPQ_MAX_CONNECTIONS_PER_ADDRESS", 64),
+    authTimeoutMs: duration(env, "QPQ_AUTH_TIMEOUT", 30_000),
     maxStreamsPerConnection: int(env, "QPQ_MAX_STREAMS", 1000),
+    fetchWaitPerConnection: int(env, "QPQ_FETCH_WAIT_PER_CONNECTION", 4),
+    fetchWaitPerIdentity: int(env, "QPQ_FETCH_WAIT_PER_IDENTITY", 16),
     rpcPerSecond: int(env, "QPQ_RPC_PER_SECOND", 500),
     rpcBurst: int(env, "QPQ_RPC_BURST", 1000),
     authPerMinute: int(env, "QPQ_AUTH_PER_MINUTE", 60),
@@ -100,6 +111,8 @@ function atLeastOne(cfg: FrontConfig): void {
   for (const [name, value] of [
     ["QPQ_RPC_PER_SECOND", cfg.rpcPerSecond], ["QPQ_RPC_BURST", cfg.rpcBurst], ["QPQ_AUTH_PER_MINUTE", cfg.authPerMinute],
     ["QPQ_MAX_CONNECTIONS", cfg.maxConnections], ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
+    ["QPQ_MAX_CONNECTIONS_PER_ADDRESS", cfg.maxConnectionsPerAddress], ["QPQ_AUTH_TIMEOUT", cfg.authTimeoutMs],
+    ["QPQ_FETCH_WAIT_PER_CONNECTION", cfg.fetchWaitPerConnection], ["QPQ_FETCH_WAIT_PER_IDENTITY", cfg.fetchWaitPerIdentity],
   ] as const) {
     if (value < 1) throw new ConfigError(`${name} must be at least 1, got ${value}`);
   }

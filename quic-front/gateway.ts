@@ -2,7 +2,8 @@
 // RPC dispatch to the edge, metrics, push subscriptions and draining. The QUIC and WebSocket
 // listeners only turn their transport into `open`/`serve`/`close` calls.
 import {
-  FrameError, Method, Status, encodeResponse, isUnauthenticated, methodName, statusName, type RequestFrame,
+  FrameError, MAX_PAYLOAD, Method, Status, encodeError, encodeResponse, isUnauthenticated, methodName, pb, statusName,
+  type RequestFrame,
 } from "../proto/index.ts";
 import type { FrontConfig } from "./config.ts";
 import { EdgeRelay, errorResponse, type RelayResponse } from "./relay.ts";
@@ -12,6 +13,9 @@ import { FrontMetrics } from "./metrics.ts";
 import { KeyedLimiter, TokenBucket } from "./rate-limit.ts";
 import type { Logger } from "./log.ts";
 import { GatewayHooks, type HookConnection, type HookRunner } from "./hooks.ts";
+import { systemClock, type Clock, type Timer } from "./clock.ts";
+import { FetchWaits, Waiter } from "./fetch-wait.ts";
+import { addressKey } from "./client-address.ts";
 
 const AUTH_METHODS = new Set<number>([
   Method.OpaqueRegisterStart, Method.OpaqueRegisterFinish, Method.OpaqueLoginStart, Method.OpaqueLoginFinish, Method.SessionResume,
@@ -46,7 +50,20 @@ export interface GatewayOptions {
   relay?: EdgeRelay;
   /** The plugin host; without one, no hook runs. */
   hooks?: HookRunner;
+  /** Time for the gateway's own deadlines; tests pass one they can drive. */
+  clock?: Clock;
 }
+
+/** FetchWait's longest wait, the same cap as the edge's (LIMITS.fetchWaitMaxMs). */
+export const FETCH_WAIT_MAX_MS = 60_000;
+/** How long stop() waits for the relay's last requests before it lets go of them. */
+const STOP_GRACE_MS = 2_000;
+
+/** An empty FetchWaitResponse: nothing arrived (or the server is draining). */
+const NOTHING_YET: RelayResponse = { status: Status.Ok, payload: new Uint8Array(0) };
+
+const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class Gateway {
   readonly metrics: FrontMetrics;
@@ -54,7 +71,13 @@ export class Gateway {
   readonly push: PushHub;
   readonly config: FrontConfig;
   private readonly logger: Logger;
+  private readonly clock: Clock;
   private readonly connections = new Map<string, ClientConnection>();
+  /** Open connections per client address key (client-address.ts). */
+  private readonly perAddress = new Map<string, number>();
+  /** Deadline of each connection that has no session yet. */
+  private readonly authTimers = new Map<string, Timer>();
+  private readonly waits: FetchWaits;
   private readonly authLimiter: KeyedLimiter;
   private readonly hooks: GatewayHooks;
   private nextConnection = 0;
@@ -66,6 +89,7 @@ export class Gateway {
   constructor(opts: GatewayOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
+    this.clock = opts.clock ?? systemClock;
     this.metrics = opts.metrics ?? new FrontMetrics();
     this.relay = opts.relay ?? new EdgeRelay({
       edgeUrl: opts.config.edgeUrl,
@@ -74,27 +98,41 @@ export class Gateway {
       logger: opts.logger,
       onError: (kind) => this.metrics.relayErrors.inc({ kind }),
     });
+    this.waits = new FetchWaits({ perConnection: opts.config.fetchWaitPerConnection, perIdentity: opts.config.fetchWaitPerIdentity });
     this.push = new PushHub({
       edgeUrl: opts.config.edgeUrl, frontSecret: opts.config.frontSecret, logger: opts.logger,
-      onEvent: () => this.metrics.pushEvents.inc(),
+      onEvent: (identity, channel) => {
+        this.metrics.pushEvents.inc();
+        this.waits.notify(identity, channel);
+      },
+      // Events sent while the socket was down are lost: every waiter of the identity reads again.
+      onOpen: (identity) => this.waits.notify(identity, undefined),
     });
     this.authLimiter = new KeyedLimiter(opts.config.authPerMinute / 60, Math.max(1, Math.ceil(opts.config.authPerMinute / 4)));
     this.hooks = new GatewayHooks(opts.hooks, opts.logger);
+    this.metrics.fetchWaitWaiting.set(0);
   }
 
   get openConnections(): number {
     return this.connections.size;
   }
 
-  /** Admits a new client connection, or refuses it (and closes the link). */
+  /** FetchWaits currently parked at the front. */
+  get waitingFetches(): number {
+    return this.waits.size;
+  }
+
+  /** Admits a new client connection, or refuses it (and closes the link). Never throws. */
   async open(link: TransportLink): Promise<ClientConnection | undefined> {
-    if (this.draining || this.connections.size >= this.config.maxConnections) {
-      const reason = this.draining ? "server is shutting down" : "connection limit reached";
-      this.logger.warn("connection refused", { remote: link.remoteAddr, transport: link.transport, reason });
-      link.close(reason);
+    const address = addressKey(link.remoteAddr);
+    const refusal = this.admission(address);
+    if (refusal) {
+      this.metrics.connectionsRefused.inc({ reason: refusal.label });
+      this.logger.warn("connection refused", { remote: link.remoteAddr, transport: link.transport, reason: refusal.reason });
+      closeQuietly(link, refusal.reason);
       return undefined;
     }
-    const now = Date.now();
+    const now = this.clock.now();
     const conn: ClientConnection = {
       id: `${this.config.frontId}:${++this.nextConnection}`,
       link,
@@ -109,63 +147,80 @@ export class Gateway {
       },
     };
     this.connections.set(conn.id, conn);
+    this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
     this.metrics.connections.set(this.connections.size);
-    const refusal = await this.hooks.connect(conn);
-    if (refusal !== undefined) {
-      this.logger.info("connection rejected by plugin", { conn: conn.id, remote: link.remoteAddr, reason: refusal });
-      link.close(refusal);
+    this.armAuthDeadline(conn);
+    let rejected: string | undefined;
+    try {
+      rejected = await this.hooks.connect(conn);
+    } catch (err) {
+      // The plugin host answers every call; if it fails anyway, do not admit unchecked.
+      this.logger.error("on_connect failed", { conn: conn.id, error: messageOf(err) });
+      rejected = "the connection could not be checked";
+    }
+    if (rejected !== undefined) {
+      this.metrics.connectionsRefused.inc({ reason: "plugin" });
+      this.logger.info("connection rejected by plugin", { conn: conn.id, remote: link.remoteAddr, reason: rejected });
+      closeQuietly(link, rejected);
       this.close(conn, "rejected by plugin");
       return undefined;
     }
+    // Closed while the plugins decided (deadline, stop): nothing to admit.
+    if (!this.connections.has(conn.id)) return undefined;
     this.logger.debug("connection open", { conn: conn.id, remote: link.remoteAddr, transport: link.transport });
     return conn;
   }
 
-  /** Forgets a connection that ended (either side). */
+  /** Forgets a connection that ended (either side). Idempotent. */
   close(conn: ClientConnection, reason: string): void {
     if (!this.connections.delete(conn.id)) return;
+    const address = addressKey(conn.remoteAddr);
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(address, left);
+    else this.perAddress.delete(address);
+    this.authTimers.get(conn.id)?.cancel();
+    this.authTimers.delete(conn.id);
+    this.waits.cancelConnection(conn.id);
     if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
     this.metrics.connections.set(this.connections.size);
     this.hooks.disconnect(conn, reason);
-    this.logger.debug("connection closed", { conn: conn.id, reason, ms: Date.now() - conn.openedAt });
+    this.logger.debug("connection closed", { conn: conn.id, reason, ms: this.clock.now() - conn.openedAt });
   }
 
   /**
    * Serves one request (or answers one malformed frame) and returns the encoded response frame.
-   * Never throws: unexpected failures become Internal.
+   * `respond`, when given, is awaited with the answer before the request stops counting as in
+   * flight, so a drain also waits for answers to be written. Never throws: unexpected failures
+   * become Internal and are logged.
    */
-  async serve(conn: ClientConnection, frame: RequestFrame | FrameError): Promise<Uint8Array> {
-    if (frame instanceof FrameError) {
-      this.metrics.frameErrors.inc({ kind: frame.code });
-      const res = errorResponse(Status.BadRequest, frame.message);
-      return encodeResponse(res.status, frame.requestId ?? 0, res.payload);
-    }
+  async serve(conn: ClientConnection, frame: RequestFrame | FrameError, respond?: (answer: Uint8Array) => Promise<void> | void): Promise<Uint8Array> {
     this.inflight++;
     this.metrics.inflight.set(this.inflight);
-    const started = performance.now();
-    let res: RelayResponse;
     try {
-      res = await this.dispatch(conn, frame);
-    } catch (err) {
-      this.logger.error("request failed", { conn: conn.id, method: frame.methodId, requestId: frame.requestId, error: err instanceof Error ? err.message : String(err) });
-      res = errorResponse(Status.Internal, "internal error");
+      const answer = await this.answer(conn, frame);
+      if (respond) {
+        try {
+          await respond(answer);
+        } catch (err) {
+          this.logger.debug("answer not delivered", { conn: conn.id, error: messageOf(err) });
+        }
+      }
+      return answer;
     } finally {
       this.inflight--;
       this.metrics.inflight.set(this.inflight);
       if (this.draining && this.inflight === 0) this.drained?.();
     }
-    this.account(frame, res, performance.now() - started);
-    return encodeResponse(res.status, frame.requestId, res.payload);
   }
 
-  /** Refuses new RPCs and waits for in-flight ones, up to the drain timeout. Idempotent. */
+  /** Refuses new RPCs, answers parked FetchWaits at once, and waits for the rest up to the drain timeout. Idempotent. */
   drain(): Promise<void> {
     this.draining = true;
+    this.waits.cancelAll();
     this.draining_ ??= this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.config.drainTimeoutMs);
-      timer.unref();
+      const timer = this.clock.after(this.config.drainTimeoutMs, resolve);
       this.drained = () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       };
     });
@@ -173,47 +228,100 @@ export class Gateway {
   }
 
   async stop(): Promise<void> {
+    this.waits.cancelAll();
     this.push.close();
     for (const conn of [...this.connections.values()]) {
-      conn.link.close("server stopping");
+      closeQuietly(conn.link, "server stopping");
       this.close(conn, "server stopping");
     }
-    await this.relay.close();
+    // The pool waits for its requests; past the grace they finish (or time out) on their own.
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.relay.close().catch((err: unknown) => this.logger.warn("relay close failed", { error: messageOf(err) })),
+      new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS).unref())),
+    ]);
+    clearTimeout(grace);
+  }
+
+  /** Why a new connection from `address` is refused, if it is. */
+  private admission(address: string): { reason: string; label: string } | undefined {
+    if (this.draining) return { reason: "server is shutting down", label: "shutting_down" };
+    if (this.connections.size >= this.config.maxConnections) return { reason: "connection limit reached", label: "connection_limit" };
+    const limit = this.config.maxConnectionsPerAddress;
+    if ((this.perAddress.get(address) ?? 0) >= limit) {
+      return { reason: `too many connections from this address (limit ${limit})`, label: "address_limit" };
+    }
+    return undefined;
+  }
+
+  /** A connection without a session is closed once the authentication deadline passes, whatever it sends. */
+  private armAuthDeadline(conn: ClientConnection): void {
+    this.authTimers.get(conn.id)?.cancel();
+    const ms = this.config.authTimeoutMs;
+    this.authTimers.set(conn.id, this.clock.after(ms, () => {
+      this.authTimers.delete(conn.id);
+      if (conn.session || !this.connections.has(conn.id)) return;
+      const reason = `not authenticated within ${Math.ceil(ms / 1000)} s`;
+      this.metrics.authTimeouts.inc();
+      this.logger.info("connection closed", { conn: conn.id, remote: conn.remoteAddr, reason });
+      closeQuietly(conn.link, reason);
+      this.close(conn, reason);
+    }));
+  }
+
+  private async answer(conn: ClientConnection, frame: RequestFrame | FrameError): Promise<Uint8Array> {
+    const requestId = frame instanceof FrameError ? (frame.requestId ?? 0) : frame.requestId;
+    try {
+      if (frame instanceof FrameError) {
+        this.metrics.frameErrors.inc({ kind: frame.code });
+        const res = errorResponse(Status.BadRequest, frame.message);
+        return encodeResponse(res.status, requestId, res.payload);
+      }
+      const started = performance.now();
+      let res: RelayResponse;
+      try {
+        res = await this.dispatch(conn, frame);
+      } catch (err) {
+        this.logger.error("request failed", { conn: conn.id, method: frame.methodId, requestId, error: messageOf(err) });
+        res = errorResponse(Status.Internal, "internal error");
+      }
+      if (res.payload.length > MAX_PAYLOAD) {
+        // The edge bounds its replies; if one does not fit in a frame anyway, it is a bug there.
+        this.logger.error("response does not fit in a frame", { conn: conn.id, method: frame.methodId, requestId, bytes: res.payload.length });
+        res = errorResponse(Status.Internal, "internal error");
+      }
+      this.account(frame, res, performance.now() - started);
+      return encodeResponse(res.status, requestId, res.payload);
+    } catch (err) {
+      this.logger.error("request failed", { conn: conn.id, requestId, error: messageOf(err) });
+      return encodeResponse(Status.Internal, requestId, encodeError({ message: "internal error", retryAfterMs: 0 }));
+    }
   }
 
   private async dispatch(conn: ClientConnection, frame: RequestFrame): Promise<RelayResponse> {
     const id = frame.methodId;
     if (!methodName(id)) return errorResponse(Status.UnknownMethod, `unknown method ${id}`);
     if (this.draining) return errorResponse(Status.Unavailable, "server is shutting down", 1000);
-    const now = Date.now();
-    const wait = conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(hostOf(conn.remoteAddr), now) : 0);
+    const now = this.clock.now();
+    const wait = conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0);
     if (wait > 0) {
       this.metrics.rateLimitHit.inc();
       return errorResponse(Status.RateLimited, "too many requests", wait);
     }
-    const base = { connectionId: conn.id, clientAddr: conn.remoteAddr };
     let assertion: string | undefined;
     if (conn.session) {
-      const a = await conn.session.assertion(this.relay, base, now);
-      if (a.ok) assertion = a.assertion;
-      else if (a.ended) this.bind(conn, undefined);
-      else if (!isUnauthenticated(id)) {
-        return errorResponse(Status.Unavailable, "the session cannot be re-validated right now", 1000);
-      }
+      const a = await this.assertionOf(conn, conn.session);
+      if (typeof a === "string") assertion = a;
+      else if (!isUnauthenticated(id)) return a;
     }
     if (!assertion && !isUnauthenticated(id)) {
       return errorResponse(Status.Unauthorized, "this connection has no session: log in or resume first");
     }
     const refused = await this.hooks.gate(conn, frame);
     if (refused) return refused;
-    const res = await this.relay.call({
-      ...base,
-      methodId: id,
-      requestId: frame.requestId,
-      payload: frame.payload,
-      assertion,
-      extraTimeoutMs: id === Method.FetchWait ? 60_000 : 0,
-    });
+    const res = id === Method.FetchWait && assertion !== undefined
+      ? await this.fetchWait(conn, frame, assertion)
+      : await this.relay.call({ ...this.relayBase(conn), methodId: id, requestId: frame.requestId, payload: frame.payload, assertion });
     if (res.status === Status.Ok && res.session) {
       const session = ConnectionSession.fromGrant(id, frame.payload, res.payload, res.session);
       if (session) this.bind(conn, session);
@@ -222,16 +330,115 @@ export class Gateway {
     return res;
   }
 
+  private relayBase(conn: ClientConnection) {
+    return { connectionId: conn.id, clientAddr: conn.remoteAddr };
+  }
+
+  /**
+   * The session's current assertion (re-validated near expiry), or the answer for a request
+   * that needs one: Unauthorized when the session ended (it is unbound), Unavailable when the
+   * edge cannot re-validate it right now.
+   */
+  private async assertionOf(conn: ClientConnection, session: ConnectionSession): Promise<string | RelayResponse> {
+    const a = await session.assertion(this.relay, this.relayBase(conn), this.clock.now());
+    if (a.ok) return a.assertion;
+    if (a.ended) {
+      if (conn.session === session) this.bind(conn, undefined);
+      return errorResponse(Status.Unauthorized, "the session ended: log in or resume again");
+    }
+    return errorResponse(Status.Unavailable, "the session cannot be re-validated right now", 1000);
+  }
+
+  /**
+   * FetchWait, served here so no HTTP request to the edge is held open: a waiter is parked
+   * before each read (so an event during the read is not lost), reads never wait at the edge
+   * (timeout_ms 0), and a push event for the channel, a (re)opened push socket, or the
+   * timeout trigger the next read. Drain and close answer at once with nothing.
+   */
+  private async fetchWait(conn: ClientConnection, frame: RequestFrame, assertion: string): Promise<RelayResponse> {
+    const read = (payload: Uint8Array, caller: string) =>
+      this.relay.call({ ...this.relayBase(conn), methodId: Method.FetchWait, requestId: frame.requestId, payload, assertion: caller });
+    let req: ReturnType<typeof pb.FetchWaitRequest.decode>;
+    try {
+      req = pb.FetchWaitRequest.decode(frame.payload);
+    } catch {
+      return read(frame.payload, assertion); // the edge answers BadRequest
+    }
+    const timeoutMs = Math.min(req.timeoutMs, FETCH_WAIT_MAX_MS);
+    req.timeoutMs = 0;
+    const once = pb.FetchWaitRequest.encode(req).finish();
+    const session = conn.session;
+    if (!(timeoutMs > 0) || !session) return read(once, assertion);
+
+    const waiter = this.waits.add(conn.id, session.identityKeyHex, hex(req.channelId));
+    if (!(waiter instanceof Waiter)) {
+      this.metrics.rateLimitHit.inc();
+      this.metrics.fetchWaitRefused.inc({ limit: waiter.refused });
+      const scope = waiter.refused === "connection" ? "connection" : "identity";
+      return errorResponse(Status.RateLimited, `too many concurrent FetchWaits on this ${scope} (limit ${waiter.limit}); let one finish first`, 1000);
+    }
+    this.metrics.fetchWaitWaiting.set(this.waits.size);
+    try {
+      const deadline = this.clock.now() + timeoutMs;
+      let res = await read(once, assertion);
+      for (;;) {
+        // A non-empty FetchWaitResponse carries envelopes; an error ends the wait as it is.
+        if (res.status !== Status.Ok || res.payload.length > 0) return res;
+        if (this.draining || waiter.isCancelled) return NOTHING_YET;
+        const left = deadline - this.clock.now();
+        if (left <= 0) return res;
+        const end = await waiter.next(this.clock, left);
+        if (end === "cancelled" || this.draining) return NOTHING_YET;
+        const caller = await this.assertionOf(conn, session);
+        if (typeof caller !== "string") return caller;
+        // At the timeout, one last read answers what is there (and covers a missed event).
+        res = await read(once, caller);
+        if (end === "timeout") return res;
+      }
+    } finally {
+      this.waits.remove(waiter);
+      this.metrics.fetchWaitWaiting.set(this.waits.size);
+    }
+  }
+
   /** Binds (or clears) the connection's session and its push subscription. */
   private bind(conn: ClientConnection, session: ConnectionSession | undefined): void {
     if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
     conn.session = session;
-    if (!session) return;
-    const base = { connectionId: conn.id, clientAddr: conn.remoteAddr };
-    this.push.subscribe(session.identityKeyHex, conn, async () => {
-      const a = await session.assertion(this.relay, base, Date.now());
+    // A login that finished after its connection closed subscribes nothing.
+    if (!this.connections.has(conn.id)) return;
+    if (!session) {
+      this.armAuthDeadline(conn);
+      return;
+    }
+    this.authTimers.get(conn.id)?.cancel();
+    this.authTimers.delete(conn.id);
+    const target: PushTarget = {
+      id: conn.id,
+      sendPush: async (frame) => {
+        if (conn.session !== session) return;
+        const now = this.clock.now();
+        // Checked on every event: an expired session gets no more pushes, RPC or not.
+        if (session.ended(now)) {
+          this.logger.debug("session expired: push stopped", { conn: conn.id });
+          this.bind(conn, undefined);
+          return;
+        }
+        if (session.refreshDue(now)) this.revalidate(conn, session);
+        await conn.link.sendPush(frame);
+      },
+    };
+    this.push.subscribe(session.identityKeyHex, target, async () => {
+      const a = await session.assertion(this.relay, this.relayBase(conn), this.clock.now());
       return a.ok ? a.assertion : undefined;
     });
+  }
+
+  /** Re-validates a session in the background, so a revoked one stops receiving pushes too. */
+  private revalidate(conn: ClientConnection, session: ConnectionSession): void {
+    session.assertion(this.relay, this.relayBase(conn), this.clock.now()).then((a) => {
+      if (!a.ok && a.ended && conn.session === session) this.bind(conn, undefined);
+    }, (err: unknown) => this.logger.warn("session re-validation failed", { conn: conn.id, error: messageOf(err) }));
   }
 
   private account(frame: RequestFrame, res: RelayResponse, ms: number): void {
@@ -268,7 +475,8 @@ export class Gateway {
   }
 }
 
-/** Client host without the port ("[::1]:5" → "::1"), the key of per-address limits. */
-export function hostOf(addr: string): string {
-  return addr.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+function closeQuietly(link: TransportLink, reason: string): void {
+  try {
+    link.close(reason);
+  } catch { /* already closed */ }
 }

@@ -90,6 +90,10 @@ export class FrontMetrics {
   readonly relayErrors = new Counter("relay_errors_total", "Failed relays to the edge, by kind.");
   readonly pushEvents = new Counter("push_events_total", "Push events received from recipient queues.");
   readonly connections = new Gauge("connections_open", "Open client connections.");
+  readonly connectionsRefused = new Counter("connections_refused_total", "Connections refused, by reason (shutting_down, connection_limit, address_limit, plugin).");
+  readonly authTimeouts = new Counter("connections_auth_timeout_total", "Connections closed for not authenticating in time.");
+  readonly fetchWaitWaiting = new Gauge("fetch_wait_waiting", "FetchWaits parked at the front, waiting for a message.");
+  readonly fetchWaitRefused = new Counter("fetch_wait_refused_total", "FetchWaits refused by a concurrency cap, by limit (connection, identity).");
   readonly inflight = new Gauge("rpc_inflight", "RPCs in progress.");
   readonly queueDepth = new Gauge("delivery_queue_depth", "Pending messages of the most recently enqueued-to recipient queue (sampled).");
   readonly latency = new Histogram("rpc_latency_seconds", "RPC latency at the front, by method.");
@@ -104,7 +108,7 @@ export class FrontMetrics {
     const all: { render(): string }[] = [
       this.enqueue, this.enqueueBytes, this.fetch, this.fetchWait, this.keyPackageUpload, this.loginSuccess,
       this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.pushEvents, this.connections,
-      this.inflight, this.queueDepth, this.latency, ...this.extra,
+      this.connectionsRefused, this.authTimeouts, this.fetchWaitWaiting, this.fetchWaitRefused, this.inflight, this.queueDepth, this.latency, ...this.extra,
     ];
     return all.map((f) => f.render()).join("\n") + "\n";
   }

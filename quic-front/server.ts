@@ -9,6 +9,9 @@ import type { FrontMetrics } from "./metrics.ts";
 import type { Logger } from "./log.ts";
 import type { HookRunner } from "./hooks.ts";
 
+/** How long the QUIC listener may take to close its connections once drained. */
+const QUIC_STOP_GRACE_MS = 3_000;
+
 export interface FrontOptions {
   config: FrontConfig;
   tls: TlsMaterial;
@@ -64,11 +67,18 @@ export class QpqFront {
     if (this.ws && this.config.wsListen) await this.ws.start(this.config.wsListen.host, this.config.wsListen.port);
   }
 
-  /** Graceful stop: refuse new RPCs, let in-flight ones finish up to the drain timeout, close. */
+  /**
+   * Graceful stop: refuse new RPCs, answer parked FetchWaits, let in-flight RPCs finish up to
+   * the drain timeout, close. Bounded: the drain timeout plus a few seconds at most.
+   */
   async stop(): Promise<void> {
     await this.gateway.drain();
     await this.ws?.stop();
     await this.gateway.stop();
-    await this.quic.stop();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.quic.stop(),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIC_STOP_GRACE_MS).unref())),
+    ]).finally(() => clearTimeout(timer));
   }
 }

@@ -25,14 +25,24 @@ export class ConnectionSession {
     return this.grant.identityKeyHex;
   }
 
+  /** The session is over at its expiry, whatever the connection does. */
+  ended(now: number): boolean {
+    return now >= this.grant.sessionExpiresAt;
+  }
+
+  /** The assertion is due for re-validation (which also notices a revoked session). */
+  refreshDue(now: number): boolean {
+    return now >= this.grant.assertionExpiresAt - REFRESH_MARGIN_MS;
+  }
+
   /**
    * A usable assertion, re-validated through the edge when it nears expiry. `ended` means the
    * session is over (expired, revoked); otherwise the edge could not be asked right now and the
    * session stays bound.
    */
   async assertion(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<AssertionResult> {
-    if (now >= this.grant.sessionExpiresAt) return { ok: false, ended: true };
-    if (now < this.grant.assertionExpiresAt - REFRESH_MARGIN_MS) return { ok: true, assertion: this.grant.assertion };
+    if (this.ended(now)) return { ok: false, ended: true };
+    if (!this.refreshDue(now)) return { ok: true, assertion: this.grant.assertion };
     this.refreshing ??= this.refresh(relay, base).finally(() => (this.refreshing = undefined));
     const outcome = await this.refreshing;
     if (outcome === "refreshed") return { ok: true, assertion: this.grant.assertion };

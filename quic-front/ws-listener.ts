@@ -21,6 +21,18 @@ function tagged(kind: number, frame: Uint8Array): Uint8Array {
   return out;
 }
 
+/** A close reason fits in 123 bytes of UTF-8 (ws throws otherwise); cut at a character boundary. */
+export function closeReason(reason: string): string {
+  let out = "";
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > 123) break;
+    out += ch;
+  }
+  return out;
+}
+
 export class WsListener {
   private readonly gateway: Gateway;
   private readonly logger: Logger;
@@ -42,7 +54,14 @@ export class WsListener {
       maxPayload: MAX_PAYLOAD + REQUEST_HEADER,
       handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     });
-    this.wss.on("connection", (ws, req) => void this.accept(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`));
+    this.wss.on("connection", (ws, req) => {
+      const host = req.socket.remoteAddress ?? "unknown";
+      const remote = `${host.includes(":") ? `[${host}]` : host}:${req.socket.remotePort ?? 0}`;
+      this.accept(ws, remote).catch((err: unknown) => {
+        this.logger.error("websocket accept failed", { remote, error: err instanceof Error ? err.message : String(err) });
+        ws.terminate();
+      });
+    });
   }
 
   get port(): number {
@@ -61,37 +80,65 @@ export class WsListener {
     this.http.closeAllConnections();
   }
 
+  /** One accepted socket. Never throws: a failure closes this socket only. */
   private async accept(ws: WebSocket, remoteAddr: string): Promise<void> {
     if (ws.protocol !== WS_SUBPROTOCOL) {
       ws.close(1002, `subprotocol ${WS_SUBPROTOCOL} required`);
       return;
     }
+    // Requests that arrive while the gateway decides wait here, bounded like requests in flight.
+    const limit = this.gateway.config.maxStreamsPerConnection;
     const pending: Buffer[] = [];
-    const early = (data: Buffer) => pending.push(data);
+    const early = (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) ws.close(1003, "binary frames only");
+      else if (pending.length >= limit) ws.close(1008, "too many requests before the connection was admitted");
+      else pending.push(data);
+    };
     ws.on("message", early);
+    ws.on("error", (err) => this.logger.debug("websocket error", { remote: remoteAddr, error: err.message }));
     const conn = await this.gateway.open({
       transport: "websocket",
       remoteAddr,
       async sendPush(frame) {
-        ws.send(tagged(WsKind.Push, frame));
+        if (ws.readyState === ws.OPEN) ws.send(tagged(WsKind.Push, frame));
       },
-      close: (reason) => ws.close(1008, reason.slice(0, 100)),
+      close: (reason) => ws.close(1008, closeReason(reason)),
     });
     ws.off("message", early);
     if (!conn) return;
+    if (ws.readyState !== ws.OPEN) {
+      // The client left while it was being admitted.
+      this.gateway.close(conn, "closed");
+      return;
+    }
+    // Like QUIC's stream limit: at most `limit` requests in flight per socket; beyond that the
+    // socket stops being read, so a client cannot make the front buffer unboundedly.
+    let inflight = 0;
     const serve = async (data: Buffer) => {
-      const answer = await this.gateway.serve(conn, decodeRequest(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)));
-      if (ws.readyState === ws.OPEN) ws.send(tagged(WsKind.Response, answer));
+      if (++inflight >= limit) ws.pause();
+      try {
+        const frame = decodeRequest(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        await this.gateway.serve(conn, frame, (answer) => new Promise<void>((resolve) => {
+          if (ws.readyState !== ws.OPEN) return resolve();
+          ws.send(tagged(WsKind.Response, answer), () => resolve());
+        }));
+      } finally {
+        if (inflight-- === limit && ws.readyState === ws.OPEN) ws.resume();
+      }
+    };
+    const serveLogged = (data: Buffer) => {
+      serve(data).catch((err: unknown) => {
+        this.logger.error("websocket request failed", { conn: conn.id, error: err instanceof Error ? err.message : String(err) });
+      });
     };
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
         ws.close(1003, "binary frames only");
         return;
       }
-      void serve(data);
+      serveLogged(data);
     });
     ws.on("close", () => this.gateway.close(conn, "closed"));
-    ws.on("error", (err) => this.logger.debug("websocket error", { conn: conn.id, error: err.message }));
-    for (const data of pending.splice(0)) void serve(data);
+    for (const data of pending.splice(0)) serveLogged(data);
   }
 }
