@@ -1,124 +1,17 @@
 // The transport-neutral Gateway with a fake TransportLink and a real HTTP server playing the edge:
 // admission, sessions (login, assertion refresh via SessionResume), limits, draining and hooks.
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { Gateway, type ClientConnection, type TransportLink } from "../../quic-front/gateway.ts";
-import { configFromEnv, type FrontConfig } from "../../quic-front/config.ts";
-import { silentLogger } from "../../quic-front/log.ts";
-import type { HookRunner } from "../../quic-front/hooks.ts";
-import type { HookName } from "../../plugins/api/index.ts";
+import { afterEach, describe, expect, it } from "vitest";
 import {
   FrameError, Method, RelayHeader as H, Status, decodeError, decodeRequest, decodeResponse, encodeRequest,
-  formatSessionGrant, pb, type ResponseFrame, type SessionGrant,
+  formatSessionGrant, pb, type ResponseFrame,
 } from "../../proto/index.ts";
-import { gate, startTestEdge, type EdgeCall, type EdgeHandler, type EdgeReply, type TestEdge } from "./support/test-edge.ts";
+import { gate } from "./support/test-edge.ts";
+import {
+  IDENTITY, MINUTE, TOKEN, enqueuePayload, fakeHooks, fakeLink, fetchPayload, grant, login, open, rpc, runCleanups,
+  onCleanup, scriptedEdge, start,
+} from "./support/gateway-harness.ts";
 
-const IDENTITY = "c0".repeat(32);
-const TOKEN = new Uint8Array(32).fill(0x7e);
-const MINUTE = 60_000;
-
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-// ---------------------------------------------------------------------------------------------
-// Test scaffolding
-
-function grant(assertion: string, assertionTtlMs = 10 * MINUTE): SessionGrant {
-  const now = Date.now();
-  return { assertion, identityKeyHex: IDENTITY, sessionExpiresAt: now + 60 * MINUTE, assertionExpiresAt: now + assertionTtlMs };
-}
-
-interface EdgeScript {
-  /** The grant a successful OpaqueLoginFinish returns. */
-  login?: () => SessionGrant;
-  /** SessionResume's answer; default: Ok with a fresh grant "A-resumed". */
-  resume?: (call: EdgeCall) => EdgeReply;
-  /** Any other method; default: Ok with an empty payload. */
-  other?: EdgeHandler;
-}
-
-/** An edge that logs in, resumes, and answers everything else as the script says. */
-function scriptedEdge(script: EdgeScript = {}): EdgeHandler {
-  return (call, attempt) => {
-    if (call.methodId === Method.OpaqueLoginFinish) {
-      return {
-        payload: pb.OpaqueLoginFinishResponse.encode({ sessionToken: TOKEN }).finish(),
-        headers: { [H.session]: formatSessionGrant((script.login ?? (() => grant("A-login")))()) },
-      };
-    }
-    if (call.methodId === Method.SessionResume) {
-      if (script.resume) return script.resume(call);
-      return { payload: pb.SessionResumeResponse.encode({}).finish(), headers: { [H.session]: formatSessionGrant(grant("A-resumed")) } };
-    }
-    return script.other ? script.other(call, attempt) : {};
-  };
-}
-
-interface Harness {
-  edge: TestEdge;
-  gw: Gateway;
-  config: FrontConfig;
-}
-
-async function start(opts: { edge?: EdgeHandler; config?: Partial<FrontConfig>; hooks?: HookRunner } = {}): Promise<Harness> {
-  const edge = await startTestEdge(opts.edge ?? scriptedEdge());
-  const config = configFromEnv({ QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: "s" }, { frontId: "front-t", ...opts.config });
-  const gw = new Gateway({ config, logger: silentLogger, hooks: opts.hooks });
-  // Edge first, so nothing the gateway still awaits can keep stop() waiting.
-  cleanups.push(() => gw.stop(), () => edge.close());
-  return { edge, gw, config };
-}
-
-function fakeLink(remoteAddr = "203.0.113.5:50000") {
-  return { transport: "quic", remoteAddr, sendPush: async () => {}, close: vi.fn((_reason: string) => {}) } satisfies TransportLink;
-}
-
-async function open(gw: Gateway, link: TransportLink = fakeLink()): Promise<ClientConnection> {
-  const conn = await gw.open(link);
-  if (!conn) throw new Error("the gateway refused the connection");
-  return conn;
-}
-
-let nextRequestId = 1;
-async function rpc(gw: Gateway, conn: ClientConnection, methodId: number, payload: Uint8Array = new Uint8Array(0)): Promise<ResponseFrame> {
-  const requestId = nextRequestId++;
-  const res = decodeResponse(await gw.serve(conn, { methodId, requestId, payload }));
-  if (res instanceof FrameError) throw res;
-  expect(res.requestId).toBe(requestId);
-  return res;
-}
-
-async function login(gw: Gateway, conn: ClientConnection): Promise<void> {
-  const payload = pb.OpaqueLoginFinishRequest.encode({ username: "alice", finalization: new Uint8Array([1]) }).finish();
-  const res = await rpc(gw, conn, Method.OpaqueLoginFinish, payload);
-  expect(res.status).toBe(Status.Ok);
-}
-
-const fetchPayload = () => pb.FetchRequest.encode({ recipientKey: Buffer.from(IDENTITY, "hex"), limit: 10 }).finish();
-const enqueuePayload = () =>
-  pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32).fill(0xaa), payload: new Uint8Array(100), channelId: new Uint8Array(16).fill(3) }).finish();
-
-type Decision = { allow: true } | { allow: false; reason: string; plugin: string };
-
-/** A HookRunner that exports exactly the hooks given and records every call. */
-function fakeHooks(decide: Partial<Record<HookName, () => Decision>>) {
-  const calls: { hook: HookName; event: unknown }[] = [];
-  const asked: HookName[] = [];
-  const runner: HookRunner = {
-    has(hook) {
-      asked.push(hook);
-      return decide[hook] !== undefined;
-    },
-    async call(hook, event) {
-      calls.push({ hook, event });
-      const d = decide[hook];
-      if (!d) throw new Error(`call() for ${hook}, which has() denied`);
-      return d();
-    },
-  };
-  return { runner, calls, asked };
-}
+afterEach(runCleanups);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -296,7 +189,7 @@ describe("Gateway limits", () => {
 describe("Gateway drain", () => {
   it("lets in-flight RPCs finish, refuses new ones, and resolves once idle", async () => {
     const release = gate<void>();
-    cleanups.push(async () => release.open());
+    onCleanup(async () => release.open());
     const answer = pb.HealthResponse.encode({ status: "ok", version: "slow" }).finish();
     // drainTimeoutMs is far beyond the test timeout: drain() can only resolve by going idle.
     const { gw, edge } = await start({

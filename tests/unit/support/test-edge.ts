@@ -1,7 +1,8 @@
 // A small stand-in for the edge in unit tests: a real node:http server on 127.0.0.1:0 that speaks
 // the front ⇄ edge relay contract (docs/protocol.md). Each test decides per call what the "edge"
 // answers; every request that reached it is recorded so tests can assert what the front sent.
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
+import type { Duplex } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { RelayHeader } from "../../../proto/index.ts";
 
@@ -38,10 +39,14 @@ export interface TestEdge {
   callsTo(methodId: number): EdgeCall[];
   /** Replaces the handler for later calls. */
   setHandler(handler: EdgeHandler): void;
+  /** Replaces how WebSocket upgrades (the push hub's /push) are answered; default: 503. */
+  onUpgrade(handler: UpgradeHandler): void;
   /** Resolves when the edge has received `count` calls to `methodId` in total. */
   received(methodId: number, count?: number): Promise<EdgeCall>;
   close(): Promise<void>;
 }
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<TestEdge> {
   const calls: EdgeCall[] = [];
@@ -85,9 +90,10 @@ export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<
   });
   // The gateway's push hub opens a WebSocket to /push once a connection has a session; this
   // edge has no push, so it refuses the upgrade (the hub retries with backoff until stopped).
-  server.on("upgrade", (_req, socket) => {
+  let upgrade: UpgradeHandler = (_req, socket) => {
     socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-  });
+  };
+  server.on("upgrade", (req, socket, head) => upgrade(req, socket, head));
 
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -98,6 +104,9 @@ export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<
     callsTo: (methodId) => calls.filter((c) => c.methodId === methodId),
     setHandler(h) {
       current = h;
+    },
+    onUpgrade(h) {
+      upgrade = h;
     },
     received(methodId, count = 1) {
       const seen = calls.filter((c) => c.methodId === methodId);
