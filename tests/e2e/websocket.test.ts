@@ -69,6 +69,31 @@ describe("WebSocket bridge", () => {
     expect(all.every((h) => h.status === "ok")).toBe(true);
   });
 
+  it("survives a Fetch of two 2 MiB messages (more than one frame) and answers it with one envelope", async () => {
+    // The reported crash: an answer larger than a frame made encodeResponse throw out of serve()
+    // on the bridge, which ended the process. Now the edge pages by bytes, and the front answers
+    // Internal rather than throw if a reply ever did not fit.
+    const ws = await connect();
+    const name = uniqueName("big");
+    const key = randomIdentity();
+    expect(await ws.register(name, "pw-big", key)).toBe(true);
+    const token = await ws.login(name, "pw-big", key);
+    const big = (fill: number) => new Uint8Array(2 * 1024 * 1024).fill(fill);
+    const first = await ws.enqueue({ recipientKey: key, payload: big(1) });
+    const second = await ws.enqueue({ recipientKey: key, payload: big(2) });
+
+    const again = await connect();
+    await again.resume(token);
+    const page = await again.fetch();
+    expect(page.map((e) => e.seq)).toEqual([first.seq]);
+    // (Buffer.equals: a deep toEqual over 2 MiB takes vitest many seconds.)
+    expect(Buffer.from(page[0]!.data).equals(big(1))).toBe(true);
+    await again.ack(first.seq);
+    expect((await again.fetch()).map((e) => e.seq)).toEqual([second.seq]);
+    expect((await again.health()).status).toBe("ok");
+    expect((await (await connect()).health()).status).toBe("ok");
+  });
+
   it("refuses a client without the qpq subprotocol", async () => {
     const socket = new WebSocket(url);
     const code = await new Promise<number>((resolve) => {
