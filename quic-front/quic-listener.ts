@@ -109,6 +109,11 @@ export class QuicListener {
       },
       close: () => void quic.stop({ isApp: true, errorCode: 1, force: true }).catch(() => {}),
     });
+    // Stopped while the gateway decided (the handler above had no conn to close): close it now.
+    if (conn && decided) {
+      this.gateway.close(conn, "closed");
+      conn = undefined;
+    }
     decided = true;
     for (const stream of early.splice(0)) {
       if (conn) void this.serveStream(conn, stream);
@@ -125,16 +130,18 @@ export class QuicListener {
     try {
       const frame = await this.readFrame(stream);
       if (frame === undefined) return; // the client reset its side: nothing to answer
-      const answer = await this.gateway.serve(conn, frame);
-      const writer = stream.writable.getWriter();
-      try {
-        await writer.write(answer);
-        await writer.close();
-      } catch {
-        // The client went away; nothing else to do for this stream.
-      } finally {
-        writer.releaseLock();
-      }
+      // Written inside serve(), so a drain also waits for the answer to go out.
+      await this.gateway.serve(conn, frame, async (answer) => {
+        const writer = stream.writable.getWriter();
+        try {
+          await writer.write(answer);
+          await writer.close();
+        } catch {
+          // The client went away; nothing else to do for this stream.
+        } finally {
+          writer.releaseLock();
+        }
+      });
     } catch (err) {
       this.logger.error("stream failed", { conn: conn.id, error: err instanceof Error ? err.message : String(err) });
       try {
