@@ -18,6 +18,43 @@ async function frontIsAuthentic(deps: EdgeDeps, presented: string | undefined): 
   return timingSafeEqual(await sha256(encoder.encode(presented)), await deps.frontSecretDigest);
 }
 
+/**
+ * A refusal sent before the request body was read. `connection: close` because workerd drops a
+ * keep-alive connection whose body was left unread anyway; saying so lets the client know.
+ */
+function refuse(status: 401 | 413, text: string): Response {
+  return new Response(text, { status, headers: { "content-type": "text/plain", connection: "close" } });
+}
+
+/**
+ * Reads a body, counting the bytes actually received: Content-Length may be absent (chunked) or
+ * lie. Null once more than `max` bytes arrived; the rest is cancelled, never buffered.
+ */
+async function readCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array | null> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
 export function createApp(deps: EdgeDeps): Hono {
   const app = new Hono();
 
@@ -30,7 +67,7 @@ export function createApp(deps: EdgeDeps): Hono {
 
   // Push subscription of a front for one identity: a WebSocket into that identity's queue object.
   app.get("/push", async (c) => {
-    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return c.text("front authentication failed", 401);
+    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return refuse(401, "front authentication failed");
     const assertion = c.req.header(H.caller);
     const caller = assertion ? await verifyAssertion(await deps.assertionKey, assertion, Date.now()) : null;
     if (!caller) return c.text("caller assertion missing or expired", 403);
@@ -38,14 +75,13 @@ export function createApp(deps: EdgeDeps): Hono {
   });
 
   app.post("/rpc/:method{[0-9]{1,5}}", async (c) => {
-    // No legitimate front sends more than one frame's payload; refuse before reading it.
-    if (Number(c.req.header("content-length") ?? 0) > MAX_PAYLOAD) return c.text("payload too large", 413);
-    // Read the body before anything else: workerd drops keep-alive connections whose request
-    // body was left unread, and the front's pool depends on them.
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) {
-      return c.text("front authentication failed", 401);
-    }
+    // The secret first: nobody else gets a single body byte read.
+    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return refuse(401, "front authentication failed");
+    // No legitimate front sends more than one frame's payload: refuse an announced larger body
+    // unread, and stop reading one that turns out larger than announced (or is chunked).
+    if (Number(c.req.header("content-length") ?? 0) > MAX_PAYLOAD) return refuse(413, "payload too large");
+    const body = await readCapped(c.req.raw.body, MAX_PAYLOAD);
+    if (!body) return refuse(413, "payload too large");
     const methodId = Number(c.req.param("method"));
     const ctx: RpcContext = {
       deps,

@@ -41,6 +41,16 @@ export const pendingLogins = sqliteTable("pending_logins", {
   expiresAt: integer("expires_at").notNull(),
 }, (t) => [index("pending_logins_expiry").on(t.expiresAt)]);
 
+/**
+ * A registration between RegisterStart and RegisterFinish (<= 60 s, consumed once), keyed by
+ * SHA-256(connection, username) like pending logins. It reserves no username and holds nothing
+ * else: RegisterFinish only needs to know that this connection started this registration.
+ */
+export const pendingRegistrations = sqliteTable("pending_registrations", {
+  id: bytes("id").primaryKey(),
+  expiresAt: integer("expires_at").notNull(),
+}, (t) => [index("pending_registrations_expiry").on(t.expiresAt)]);
+
 /** Single-use MLS KeyPackages, FIFO per identity. */
 export const keyPackages = sqliteTable("key_packages", {
   id: integer("id").primaryKey({ autoIncrement: true }),

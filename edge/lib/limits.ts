@@ -26,6 +26,8 @@ export const LIMITS = {
   keyPackagesPerIdentity: 1000,
   hybridKeysPerLookup: 256,
   pendingLoginMs: 60_000,
+  /** Between OpaqueRegisterStart and OpaqueRegisterFinish on one connection. */
+  pendingRegistrationMs: 60_000,
   authFloorMs: 5,
   /** Default device plus up to five registered devices. */
   devicesPerQueue: 6,

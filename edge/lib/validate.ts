@@ -50,18 +50,41 @@ export function hybridKey(value: Uint8Array): Uint8Array {
   return value;
 }
 
-// Control characters (C0, DEL, C1) and the Unicode line/paragraph separators.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
+// The username profile, based on RFC 8265 UsernameCaseMapped (docs/protocol.md, "Usernames"):
+// fullwidth/halfwidth forms mapped to their plain forms, lowercased, NFC; then 1-64 characters and
+// none of the characters below. Each rule is checked on the mapped name, so "Alice", "ALICE" and
+// "ａｌｉｃｅ" are one account and nothing invisible or direction-changing can make two names
+// look alike. Unicode property escapes use the runtime's Unicode version.
+const USERNAME_RULES: readonly (readonly [RegExp, string])[] = [
+  [/\p{Cc}/u, "control characters"],
+  [/\p{Cf}/u, "format characters (zero-width, bidi and other invisible controls)"],
+  [/\p{Cs}/u, "unpaired surrogates"],
+  [/\p{Co}/u, "private-use characters"],
+  [/\p{Cn}/u, "unassigned code points"],
+  [/\p{Z}/u, "spaces or separators"],
+  [/\p{Default_Ignorable_Code_Point}/u, "invisible (default-ignorable) characters"],
+  [/@/u, "'@' (reserved for name@domain)"],
+];
 
-/** NFC-normalised username of 1-64 characters without control characters. */
+// RFC 8265 §3.4.1 width mapping: characters with a <wide> or <narrow> decomposition (U+20A9,
+// U+3000, U+FF01-U+FFEE) map to it; NFKC of one such character is exactly that.
+const WIDTH_FORMS = /[\u20a9\u3000\uff01-\uffee]/gu;
+
+function codePoint(char: string): string {
+  return `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+/** The canonical form of a username (what is stored and compared), or BadRequest naming the rule. */
 export function username(value: string): string {
-  const name = value.normalize("NFC");
+  const name = value.replace(WIDTH_FORMS, (c) => c.normalize("NFKC")).toLowerCase().normalize("NFC");
   const chars = [...name].length;
   if (chars < 1 || chars > LIMITS.usernameMax) {
     throw badRequest(`username must be 1-${LIMITS.usernameMax} characters, got ${chars}`);
   }
-  if (CONTROL.test(name)) throw badRequest("username must not contain control characters");
-  if (name.includes("@")) throw badRequest("username must not contain '@' (reserved for name@domain)");
+  for (const [rule, what] of USERNAME_RULES) {
+    const found = rule.exec(name);
+    if (found) throw badRequest(`username must not contain ${what}: ${codePoint(found[0])} at character ${[...name.slice(0, found.index)].length + 1}`);
+  }
   return name;
 }
 

@@ -7,7 +7,8 @@ import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import * as opaque from "../lib/opaque.ts";
-import { users, sessions, pendingLogins } from "../../schema/tables.ts";
+import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
+import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
 
 const encoder = new TextEncoder();
 const LOGIN_FAILED = "login failed";
@@ -37,8 +38,8 @@ async function opaqueStep<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A pending login belongs to one connection and one username. */
-async function pendingLoginId(ctx: RpcContext, username: string): Promise<Uint8Array> {
+/** A pending login or registration belongs to one connection and one username. */
+async function pendingId(ctx: RpcContext, username: string): Promise<Uint8Array> {
   return sha256(concatBytes(encoder.encode(ctx.connectionId), Uint8Array.of(0), encoder.encode(username)));
 }
 
@@ -49,18 +50,37 @@ export async function hashToken(token: Uint8Array): Promise<Uint8Array> {
 export const authMethods: MethodTable = {
   [Method.OpaqueRegisterStart]: withFloor(unary("none", pb.OpaqueRegisterStartRequest, pb.OpaqueRegisterStartResponse, async (ctx, req) => {
     const username = v.username(req.username);
-    // Stores nothing: a taken name is reported at finish, so start does not enumerate users.
     const response = await opaqueStep(() => opaque.registrationResponse(ctx.deps.opaqueSetup, username, req.request));
+    // Records only that this connection started this registration: no username is reserved and
+    // a taken name is reported at finish, so start does not enumerate users. A repeat renews it.
+    const { db } = ctx.deps;
+    const now = Date.now();
+    const id = await pendingId(ctx, username);
+    const expiresAt = now + LIMITS.pendingRegistrationMs;
+    await db.batch([
+      db.delete(pendingRegistrations).where(lt(pendingRegistrations.expiresAt, now)),
+      db.insert(pendingRegistrations).values({ id, expiresAt })
+        .onConflictDoUpdate({ target: pendingRegistrations.id, set: { expiresAt } }),
+    ]);
     return { response };
   })),
 
   [Method.OpaqueRegisterFinish]: withFloor(unary("none", pb.OpaqueRegisterFinishRequest, pb.OpaqueRegisterFinishResponse, async (ctx, req) => {
     const username = v.username(req.username);
+    // Only after this connection's RegisterStart for this name, consumed whatever happens next.
+    const started = await ctx.deps.db.delete(pendingRegistrations)
+      .where(and(eq(pendingRegistrations.id, await pendingId(ctx, username)), gt(pendingRegistrations.expiresAt, Date.now())))
+      .returning({ id: pendingRegistrations.id }).get();
+    if (!started) throw unauthorized("no registration in progress for this username on this connection (or it expired)");
     const identityKey = v.identityKey(req.identityKey, "identity_key");
-    // A ristretto255 OPAQUE registration record is exactly 192 bytes; anything else would make
-    // later logins for this name fail in a way that reveals the name exists.
+    // A stored record the OPAQUE library cannot use would make every later login for this name
+    // fail differently from an unknown name's: a ristretto255 record is exactly 192 bytes, and
+    // its client public key must be a valid point.
     if (req.upload.length !== OPAQUE_RECORD_BYTES) {
       throw badRequest(`upload must be a ${OPAQUE_RECORD_BYTES}-byte OPAQUE registration record, got ${req.upload.length}`);
+    }
+    if (!(await recordIsUsable(ctx.deps.opaqueSetup, username, req.upload))) {
+      throw badRequest("upload is not a valid OPAQUE registration record (its client public key does not deserialise)");
     }
     // ON CONFLICT DO NOTHING covers both the username and the identity-key uniqueness.
     const result = await ctx.deps.db.insert(users).values({
@@ -73,11 +93,20 @@ export const authMethods: MethodTable = {
     const username = v.username(req.username);
     const { db } = ctx.deps;
     const user = await db.select({ record: users.opaqueRecord }).from(users).where(eq(users.username, username)).get();
-    // Unknown users get the library's fake response, indistinguishable from a real one.
-    const { state, response } = await opaqueStep(() =>
-      opaque.loginStart(ctx.deps.opaqueSetup, username, user ? user.record : null, req.request));
+    // Unknown users get the library's fake response, indistinguishable from a real one; so do
+    // users whose stored record the library cannot use (a broken user looks like no user).
+    const start = (record: Uint8Array | null) => opaque.loginStart(ctx.deps.opaqueSetup, username, record, req.request);
+    const { state, response } = await opaqueStep(async () => {
+      try {
+        return await start(user ? user.record : null);
+      } catch (err) {
+        if (!user || !isBrokenRecord(err)) throw err;
+        console.error(JSON.stringify({ level: "warn", msg: "stored OPAQUE record unusable; answering as for an unknown user", username }));
+        return start(null);
+      }
+    });
     const now = Date.now();
-    const id = await pendingLoginId(ctx, username);
+    const id = await pendingId(ctx, username);
     await db.batch([
       db.delete(pendingLogins).where(lt(pendingLogins.expiresAt, now)),
       db.insert(pendingLogins).values({ id, username, serverState: state, expiresAt: now + LIMITS.pendingLoginMs })
@@ -93,7 +122,7 @@ export const authMethods: MethodTable = {
     const now = Date.now();
     // Consumed by this statement whatever happens next: a login state is single-use.
     const pending = await db.delete(pendingLogins)
-      .where(and(eq(pendingLogins.id, await pendingLoginId(ctx, username)), gt(pendingLogins.expiresAt, now)))
+      .where(and(eq(pendingLogins.id, await pendingId(ctx, username)), gt(pendingLogins.expiresAt, now)))
       .returning({ state: pendingLogins.serverState }).get();
     if (!pending) throw unauthorized("no login in progress on this connection (or it expired)");
     const sessionKey = await opaqueStep(() => opaque.loginFinish(pending.state, req.finalization));

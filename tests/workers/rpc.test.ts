@@ -2,10 +2,10 @@
 // all-or-nothing BatchEnqueue, and delivery proofs.
 import { describe, it, expect } from "vitest";
 import { exports } from "cloudflare:workers";
-import { Method, Status, pb } from "../../proto/index.ts";
+import { MAX_PAYLOAD, Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
 import { provenMessage } from "../../edge/lib/delivery-proof.ts";
 import { toHex } from "../../edge/lib/crypto.ts";
-import { assertionFor, bytesOf, errorOf, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { assertionFor, bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
 
 const enqueueReq = (recipientKey: Uint8Array, payload = "hello", extra: Parameters<typeof pb.EnqueueRequest.encode>[0] = {}) =>
   pb.EnqueueRequest.encode({ recipientKey, payload: bytesOf(payload), ...extra }).finish();
@@ -284,13 +284,97 @@ describe("delivery proofs", () => {
   });
 });
 
+/**
+ * A body far larger than any frame (16 × MAX_PAYLOAD in 64 KiB pulls), counting the bytes the
+ * edge pulled out of it. Finite, so an edge that reads it all fails the test instead of hanging it.
+ */
+function hugeBody(): { stream: ReadableStream<Uint8Array>; pulled: () => number } {
+  let pulled = 0;
+  const chunk = new Uint8Array(64 * 1024);
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= 16 * MAX_PAYLOAD) return controller.close();
+      pulled += chunk.byteLength;
+      controller.enqueue(chunk.slice());
+    },
+  }, { highWaterMark: 0 });
+  return { stream, pulled: () => pulled };
+}
+
+function postRpc(methodId: number, body: BodyInit, headers: Record<string, string>): Promise<Response> {
+  return exports.default.fetch(`https://edge/rpc/${methodId}`, { method: "POST", headers, body });
+}
+
 describe("relay body limit", () => {
   it("refuses a body larger than one frame's payload with HTTP 413", async () => {
-    const res = await exports.default.fetch("https://edge/rpc/200", {
-      method: "POST",
-      headers: { "content-length": String(4 * 1024 * 1024 + 1) },
-      body: new Uint8Array(4 * 1024 * 1024 + 1),
+    const res = await postRpc(Method.Enqueue, new Uint8Array(MAX_PAYLOAD + 1), {
+      [H.frontAuth]: env.FRONT_SECRET, "content-length": String(MAX_PAYLOAD + 1),
     });
     expect(res.status).toBe(413);
+    expect(res.headers.get("connection")).toBe("close");
+  });
+
+  it("refuses a chunked body once more than one frame's payload arrived, without reading it to the end", async () => {
+    const body = hugeBody();
+    const res = await postRpc(Method.Enqueue, body.stream, { [H.frontAuth]: env.FRONT_SECRET });
+    expect(res.status).toBe(413);
+    expect(body.pulled()).toBeGreaterThan(MAX_PAYLOAD);
+    expect(body.pulled()).toBeLessThan(MAX_PAYLOAD + 1024 * 1024);
+  });
+
+  it("reassembles a chunked body (no Content-Length) split at arbitrary points", async () => {
+    const me = randomKey();
+    const request = pb.FetchRequest.encode({ recipientKey: me, limit: 5 }).finish();
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < request.length; i += 7) controller.enqueue(request.slice(i, i + 7));
+        controller.close();
+      },
+    });
+    const res = await postRpc(Method.Fetch, stream, { [H.frontAuth]: env.FRONT_SECRET, [H.caller]: await assertionFor(me) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get(H.status)).toBe(String(Status.Ok));
+  });
+
+  it("reads a chunked body of exactly one frame's payload (the cap is inclusive)", async () => {
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const n = Math.min(100_000, MAX_PAYLOAD - sent);
+        if (n === 0) return controller.close();
+        sent += n;
+        controller.enqueue(new Uint8Array(n));
+      },
+    }, { highWaterMark: 0 });
+    const res = await postRpc(Method.Health, stream, { [H.frontAuth]: env.FRONT_SECRET });
+    expect(res.status).toBe(200);
+    // All zeros is no valid HealthRequest: the method saw the body and answered.
+    expect(res.headers.get(H.status)).toBe(String(Status.BadRequest));
+  });
+});
+
+describe("front secret before the body", () => {
+  for (const [label, secret] of [["without a front secret", null], ["with a wrong front secret", "not-the-secret"]] as const) {
+    it(`refuses an RPC ${label} with HTTP 401 and closes, without reading its body`, async () => {
+      const body = hugeBody();
+      const headers: Record<string, string> = secret === null ? {} : { [H.frontAuth]: secret };
+      const res = await postRpc(Method.Enqueue, body.stream, headers);
+      expect(res.status).toBe(401);
+      expect(res.headers.get("connection")).toBe("close");
+      expect(body.pulled()).toBeLessThanOrEqual(64 * 1024);
+    });
+  }
+
+  it("refuses an announced oversized body with a wrong secret as 401, not 413 (nothing is revealed before auth)", async () => {
+    const body = hugeBody();
+    const res = await postRpc(Method.Enqueue, body.stream, { [H.frontAuth]: "not-the-secret", "content-length": String(MAX_PAYLOAD + 1) });
+    expect(res.status).toBe(401);
+    expect(body.pulled()).toBeLessThanOrEqual(64 * 1024);
+  });
+
+  it("refuses a push subscription with a wrong front secret with HTTP 401 and closes", async () => {
+    const res = await exports.default.fetch("https://edge/push", { headers: { upgrade: "websocket", [H.frontAuth]: "not-the-secret" } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("connection")).toBe("close");
   });
 });
