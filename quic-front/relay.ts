@@ -34,11 +34,32 @@ export interface RelayOptions {
   frontSecret: string;
   rpcTimeoutMs: number;
   connections?: number;
+  /** How long an idle keep-alive connection to the edge is kept; default RELAY_KEEPALIVE_MS. */
+  keepAliveMs?: number;
   logger: Logger;
   onError?: (kind: string) => void;
 }
 
 const RETRYABLE_CODES = new Set(["UND_ERR_SOCKET", "ECONNRESET", "ECONNREFUSED", "EPIPE", "UND_ERR_CLOSED"]);
+
+/**
+ * Idle time after which the relay drops a keep-alive connection to the edge. It must stay well
+ * below the edge's own idle close, so the relay never writes a request into a connection the edge
+ * is closing: workerd closes an idle HTTP/1.1 connection 5 s after its last response (measured,
+ * tests/e2e/relay-keepalive.test.ts), and Node's http server does too by default. The margin
+ * covers event-loop delay on a busy front.
+ */
+export const RELAY_KEEPALIVE_MS = 2_000;
+
+/**
+ * Auth steps whose repetition has no second effect, so a failure before any response byte may
+ * be retried like a read: SessionResume only reads; OpaqueRegisterStart and OpaqueLoginStart
+ * replace the pending state of their (connection, username) and the client continues with the
+ * answer it receives, which is the last one (should a lost first attempt land after it, the
+ * login fails and is repeated; nothing is stored twice). The finish steps consume state and are
+ * never re-sent.
+ */
+const RESENDABLE_AUTH = new Set<number>([Method.SessionResume, Method.OpaqueRegisterStart, Method.OpaqueLoginStart]);
 
 function errorCode(err: unknown): string {
   if (err && typeof err === "object" && "code" in err && typeof err.code === "string") return err.code;
@@ -67,10 +88,15 @@ export class EdgeRelay {
 
   constructor(opts: RelayOptions) {
     this.opts = opts;
+    const keepAliveMs = opts.keepAliveMs ?? RELAY_KEEPALIVE_MS;
     this.pool = new Pool(opts.edgeUrl, {
       connections: opts.connections ?? 64,
       pipelining: 1,
-      keepAliveTimeout: 30_000,
+      keepAliveTimeout: keepAliveMs,
+      // A Keep-Alive hint from the edge may shorten the idle time (minus a second for transit),
+      // never lengthen it.
+      keepAliveMaxTimeout: keepAliveMs,
+      keepAliveTimeoutThreshold: 1_000,
       // Long-polls are bounded by per-request timeouts below.
       headersTimeout: 0,
       bodyTimeout: 0,
@@ -89,7 +115,8 @@ export class EdgeRelay {
         }
         // A failure before any response byte may be retried only if a second attempt cannot
         // have a second effect: refused connections never reached the edge at all.
-        const safe = code === "ECONNREFUSED" || isIdempotent(req.methodId) || carriesMessageId(req);
+        const safe = code === "ECONNREFUSED" || isIdempotent(req.methodId) || RESENDABLE_AUTH.has(req.methodId)
+          || carriesMessageId(req);
         if (attempt < 3 && RETRYABLE_CODES.has(code) && safe) continue;
         this.opts.onError?.(code);
         this.opts.logger.warn("relay failed", { method: req.methodId, requestId: req.requestId, code, attempt });

@@ -1,10 +1,10 @@
 // EdgeRelay against a real HTTP server playing the edge: the relay contract (docs/protocol.md,
 // "Front ⇄ edge relay contract"), its retry rule and how failures map to wire statuses.
 import { afterEach, describe, expect, it } from "vitest";
-import { EdgeRelay, type RelayRequest } from "../../quic-front/relay.ts";
+import { EdgeRelay, RELAY_KEEPALIVE_MS, type RelayRequest } from "../../quic-front/relay.ts";
 import { silentLogger } from "../../quic-front/log.ts";
 import { Method, RelayHeader as H, Status, decodeError, formatSessionGrant, pb } from "../../proto/index.ts";
-import { closedPortUrl, gate, startTestEdge, type EdgeHandler, type TestEdge } from "./support/test-edge.ts";
+import { closedPortUrl, gate, startTestEdge, type EdgeHandler, type TestEdge, type TestEdgeOptions } from "./support/test-edge.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -12,15 +12,15 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function edge(handler?: EdgeHandler): Promise<TestEdge> {
-  const e = await startTestEdge(handler);
+async function edge(handler?: EdgeHandler, opts?: TestEdgeOptions): Promise<TestEdge> {
+  const e = await startTestEdge(handler, opts);
   cleanups.push(() => e.close());
   return e;
 }
 
-function relayTo(url: string, rpcTimeoutMs = 10_000): { relay: EdgeRelay; errors: string[] } {
+function relayTo(url: string, rpcTimeoutMs = 10_000, keepAliveMs?: number): { relay: EdgeRelay; errors: string[] } {
   const errors: string[] = [];
-  const relay = new EdgeRelay({ edgeUrl: url, frontSecret: "front-secret", rpcTimeoutMs, logger: silentLogger, onError: (k) => errors.push(k) });
+  const relay = new EdgeRelay({ edgeUrl: url, frontSecret: "front-secret", rpcTimeoutMs, keepAliveMs, logger: silentLogger, onError: (k) => errors.push(k) });
   cleanups.unshift(() => relay.close());
   return { relay, errors };
 }
@@ -112,6 +112,60 @@ describe("EdgeRelay", () => {
       expect(e.callsTo(Method.Enqueue)).toHaveLength(1);
       expect(res.status).toBe(Status.Unavailable);
       expect(decodeError(res.payload).retryAfterMs).toBeGreaterThan(0);
+    });
+
+    it("is retried for SessionResume, OpaqueLoginStart and OpaqueRegisterStart (a repeat has no second effect)", async () => {
+      for (const methodId of [Method.SessionResume, Method.OpaqueLoginStart, Method.OpaqueRegisterStart]) {
+        const answer = new Uint8Array([methodId & 0xff]);
+        const e = await edge(dropFirst(answer));
+        const { relay } = relayTo(e.url);
+        const payload = new Uint8Array([1, 2, 3]);
+
+        const res = await relay.call(request(methodId, payload));
+
+        const seen = e.callsTo(methodId);
+        expect({ methodId, attempts: seen.length }).toEqual({ methodId, attempts: 2 });
+        expect(seen[1]!.body).toEqual(payload);
+        expect(res.status).toBe(Status.Ok);
+        expect(res.payload).toEqual(answer);
+      }
+    });
+
+    it("is not retried for OpaqueLoginFinish and OpaqueRegisterFinish (they consume state)", async () => {
+      for (const methodId of [Method.OpaqueLoginFinish, Method.OpaqueRegisterFinish]) {
+        const e = await edge(dropFirst(new Uint8Array(0)));
+        const { relay } = relayTo(e.url);
+
+        const res = await relay.call(request(methodId, new Uint8Array([1])));
+
+        expect({ methodId, attempts: e.callsTo(methodId).length }).toEqual({ methodId, attempts: 1 });
+        expect(res.status).toBe(Status.Unavailable);
+      }
+    });
+  });
+
+  describe("idle connections", () => {
+    it("closes its idle keep-alive connections before the edge would (default below 5 s, the edge's idle close)", () => {
+      expect(RELAY_KEEPALIVE_MS).toBeLessThanOrEqual(2_500);
+    });
+
+    it("reuses a connection for back-to-back calls and drops it itself after keepAliveMs of silence", async () => {
+      // This edge would keep idle connections for a minute: only the relay can close them.
+      const e = await edge(undefined, { keepAliveTimeoutMs: 60_000 });
+      const keepAliveMs = 1_000;
+      const { relay } = relayTo(e.url, 10_000, keepAliveMs);
+
+      const health = async () => expect((await relay.call(request(Method.Health, new Uint8Array(0)))).status).toBe(Status.Ok);
+      for (let i = 0; i < 5; i++) await health();
+      // Timers fire in expiry order: the relay's idle timers, armed when the last answers arrived,
+      // have fired by the time this sleep ends, however busy the machine is.
+      await new Promise((resolve) => setTimeout(resolve, keepAliveMs));
+      await health();
+
+      const ports = e.calls.map((c) => c.remotePort);
+      const before = new Set(ports.slice(0, 5));
+      expect(before.size).toBeLessThan(5); // kept alive between back-to-back calls
+      expect(before.has(ports[5]!)).toBe(false); // none kept past keepAliveMs
     });
   });
 

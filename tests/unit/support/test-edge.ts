@@ -14,6 +14,8 @@ export interface EdgeCall {
   methodId: number;
   headers: IncomingHttpHeaders;
   body: Uint8Array;
+  /** The front's port of the TCP connection the call came on (tells connections apart). */
+  remotePort: number;
 }
 
 /** What the test edge answers; defaults: HTTP 200, `x-qpq-status: 0`, empty body. */
@@ -48,7 +50,12 @@ export interface TestEdge {
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<TestEdge> {
+export interface TestEdgeOptions {
+  /** How long the edge keeps an idle keep-alive connection (Node's default is 5 s). */
+  keepAliveTimeoutMs?: number;
+}
+
+export async function startTestEdge(handler: EdgeHandler = () => ({}), opts: TestEdgeOptions = {}): Promise<TestEdge> {
   const calls: EdgeCall[] = [];
   const attempts = new Map<number, number>();
   const waiters: { methodId: number; count: number; resolve: (c: EdgeCall) => void }[] = [];
@@ -65,6 +72,7 @@ export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<
       methodId: m ? Number(m[1]) : Number.NaN,
       headers: req.headers,
       body: new Uint8Array(Buffer.concat(chunks)),
+      remotePort: req.socket.remotePort ?? 0,
     };
     calls.push(call);
     const attempt = (attempts.get(call.methodId) ?? 0) + 1;
@@ -95,6 +103,7 @@ export async function startTestEdge(handler: EdgeHandler = () => ({})): Promise<
   };
   server.on("upgrade", (req, socket, head) => upgrade(req, socket, head));
 
+  if (opts.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = opts.keepAliveTimeoutMs;
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
 
