@@ -19,7 +19,11 @@ export default defineConfig({
                 ...(await generateSecrets()),
                 TEST_MIGRATIONS: await readD1Migrations("./schema/migrations"),
                 MAX_QUEUE_MESSAGES: "50",
-                MAX_QUEUE_BYTES: "65536",
+                // Room for one 4 MiB payload per sender (the default share is 25%).
+                MAX_QUEUE_BYTES: String(16 * 1024 * 1024),
+                // A slow refill, so rate tests do not depend on how fast the machine is.
+                SENDER_ENQUEUE_BURST: "10",
+                SENDER_ENQUEUE_PER_MINUTE: "1",
               },
             },
           })),

@@ -57,7 +57,10 @@ const newId = () => crypto.getRandomValues(new Uint8Array(16));
 async function main() {
   console.log(`qpq-edge benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.version}`);
   console.log(`${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch\n`);
-  const edge = await startEdge({ dataDir, logger, vars: { MAX_QUEUE_MESSAGES: "100000" } });
+  // Every user sends only to the next one: lift the per-sender rate and share for the load.
+  const edge = await startEdge({ dataDir, logger, vars: {
+    MAX_QUEUE_MESSAGES: "100000", MAX_SENDER_QUEUE_MESSAGES: "100000", SENDER_ENQUEUE_BURST: "1000000", SENDER_ENQUEUE_PER_MINUTE: "1000000",
+  } });
   const front = await child("front-child.ts", {
     QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
     QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",

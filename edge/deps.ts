@@ -5,6 +5,7 @@ import type { AppEnv } from "./env.ts";
 import { limitsFrom, sessionTtlMs, type QueueLimits } from "./lib/limits.ts";
 import { importAssertionKey } from "./lib/caller-assertion.ts";
 import { importSigningKey } from "./lib/delivery-proof.ts";
+import { importSenderTagKey } from "./lib/sender-tag.ts";
 import { sha256 } from "./lib/crypto.ts";
 import * as tables from "../schema/tables.ts";
 
@@ -22,6 +23,8 @@ export interface EdgeDeps {
   frontSecretDigest: Promise<Uint8Array>;
   assertionKey: Promise<CryptoKey>;
   signing: Promise<{ privateKey: CryptoKey; publicKey: Uint8Array }>;
+  /** Keys the sender tags that recipient queues see instead of sender identities. */
+  senderTagKey: Promise<CryptoKey>;
 }
 
 export class ConfigError extends Error {}
@@ -41,8 +44,9 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     frontSecretDigest: sha256(new TextEncoder().encode(env.FRONT_SECRET)),
     assertionKey: importAssertionKey(env.FRONT_SECRET),
     signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
+    senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
   };
   // Surface bad secrets on first use, not as unhandled rejections.
-  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing]) p.catch(() => {});
+  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey]) p.catch(() => {});
   return deps;
 }

@@ -17,4 +17,10 @@ export interface AppEnv {
   DEFAULT_MESSAGE_TTL_SECS?: string;
   MAX_QUEUE_MESSAGES?: string;
   MAX_QUEUE_BYTES?: string;
+  /** Share of one recipient's queue one sender may hold (default 10% / 25% of the queue caps). */
+  MAX_SENDER_QUEUE_MESSAGES?: string;
+  MAX_SENDER_QUEUE_BYTES?: string;
+  /** Per-sender enqueue rate into one recipient's queue (token bucket). */
+  SENDER_ENQUEUE_BURST?: string;
+  SENDER_ENQUEUE_PER_MINUTE?: string;
 }

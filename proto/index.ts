@@ -7,3 +7,4 @@ export * from "./wire/errors.ts";
 export * from "./wire/messages.ts";
 export * from "./wire/relay.ts";
 export * from "./wire/channels.ts";
+export * from "./wire/envelopes.ts";

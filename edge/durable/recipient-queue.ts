@@ -2,17 +2,40 @@
 // every channel, per-device ack cursors, the idempotency index, and the FetchWait waiters.
 // Enqueue, Fetch and Ack are each one synchronous SQLite transaction inside the object, so a
 // crash never leaves half a message, and nothing leaves the queue except by Ack or expiry.
+//
+// Senders appear only as sender tags (lib/sender-tag.ts): idempotency is keyed on (tag,
+// message_id) and each tag may hold a bounded share of the queue and enqueue at a bounded rate.
+// A queue accepts messages only once it knows its identity is registered here.
 import { DurableObject } from "cloudflare:workers";
+import { drizzle } from "drizzle-orm/d1";
+import { eq } from "drizzle-orm";
 import type { AppEnv } from "../env.ts";
-import { limitsFrom, type QueueLimits } from "../lib/limits.ts";
-import { QpqError, forbidden, rateLimited, toErrorReply, pb, type ErrorReply } from "../../proto/index.ts";
+import { LIMITS, limitsFrom, type QueueLimits } from "../lib/limits.ts";
+import { TokenBuckets } from "../lib/token-bucket.ts";
+import { Reservations } from "../lib/reservations.ts";
+import { importSigningKey, signDelivery } from "../lib/delivery-proof.ts";
+import { concatBytes, equalBytes, randomBytes, sha256, toHex } from "../lib/crypto.ts";
+import * as v from "../lib/validate.ts";
+import { users } from "../../schema/tables.ts";
+import {
+  MAX_PAYLOAD, QpqError, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unavailable, pb,
+  type ErrorReply,
+} from "../../proto/index.ts";
 
 /** Push events carry the message itself only when it is small; larger ones are fetched. */
 const PUSH_INLINE_MAX = 4096;
+/**
+ * Durable Object SQLite refuses rows above about 2 MB, so payloads above this are stored as
+ * parts of at most this size in message_parts and reassembled on read.
+ */
+const PART_BYTES = 1024 * 1024;
+const EMPTY = new Uint8Array(0);
 
 export interface EnqueueInput {
-  /** The queue's own identity key, for push events. */
+  /** The queue's own identity key, for push events and the registration check. */
   recipient: Uint8Array;
+  /** Sender tag (16 bytes), never the sender's identity. */
+  sender: Uint8Array;
   channel: Uint8Array;
   payload: Uint8Array;
   ttlSecs: number;
@@ -21,8 +44,24 @@ export interface EnqueueInput {
 export interface EnqueueResult {
   seq: number;
   duplicate: boolean;
+  /** The delivery proof; for a duplicate, the one first issued for that message. */
+  deliveryProof: Uint8Array;
   /** Pending messages in this queue afterwards (sampled into delivery_queue_depth). */
   depth: number;
+}
+/** BatchEnqueue, first phase: hold room for a message without storing it. */
+export interface ReserveInput {
+  recipient: Uint8Array;
+  sender: Uint8Array;
+  channel: Uint8Array;
+  size: number;
+  payloadHash: Uint8Array;
+  messageId: Uint8Array;
+}
+export type Reservation = { kind: "reserved"; id: string } | { kind: "duplicate"; seq: number };
+/** BatchEnqueue, second phase: store the message in the room reserved for it. */
+export interface CommitInput extends EnqueueInput {
+  reservation: string;
 }
 export interface ReadInput {
   channel: Uint8Array;
@@ -52,6 +91,8 @@ export interface QueueStats {
   messages: number;
   bytes: number;
   devices: number;
+  /** BatchEnqueue reservations holding room right now. */
+  reserved: number;
 }
 
 /** Append-only list of schema steps; index + 1 is the schema version. */
@@ -78,6 +119,31 @@ const MIGRATIONS: string[] = [
      acked INTEGER NOT NULL,
      PRIMARY KEY (device, channel)
    );`,
+  // Payloads in parts; sender tags on messages (quotas); idempotency keyed on (sender tag,
+  // message id) with what identifies the content and the proof first issued. The old index,
+  // keyed on message id alone, answered other senders' messages as duplicates: dropped.
+  `ALTER TABLE messages ADD COLUMN parts INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE messages ADD COLUMN sender BLOB;
+   CREATE INDEX messages_sender ON messages (sender, size);
+   CREATE TABLE message_parts (
+     seq INTEGER NOT NULL,
+     idx INTEGER NOT NULL,
+     data BLOB NOT NULL,
+     PRIMARY KEY (seq, idx)
+   );
+   DROP TABLE idempotency;
+   CREATE TABLE sends (
+     sender BLOB NOT NULL,
+     message_id BLOB NOT NULL,
+     seq INTEGER NOT NULL,
+     channel BLOB NOT NULL,
+     payload_hash BLOB NOT NULL,
+     proof BLOB,
+     expires_at INTEGER NOT NULL,
+     PRIMARY KEY (sender, message_id)
+   );
+   CREATE INDEX sends_expiry ON sends (expires_at);
+   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
 ];
 
 interface Waiter {
@@ -85,12 +151,24 @@ interface Waiter {
   wake: () => void;
 }
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+interface PriorSend {
+  seq: number;
+  proof: Uint8Array | null;
+}
 
 export class RecipientQueue extends DurableObject<AppEnv> {
   private readonly sql: SqlStorage;
   private readonly limits: QueueLimits;
   private readonly waiters = new Set<Waiter>();
+  private readonly buckets: TokenBuckets;
+  private readonly held = new Reservations();
+  /** False until the schema exists: a queue nobody may write to stores nothing at all. */
+  private hasSchema = false;
+  /** true: registered; false: storage says not (yet); undefined: not read yet. */
+  private registered: boolean | undefined;
+  private notRegisteredUntil = 0;
+  private registrationLookup: Promise<boolean> | null = null;
+  private signingKey: Promise<CryptoKey> | undefined;
   private messageCount = 0;
   /** Cached alarm time: undefined until read, null when none is set. */
   private alarmAt: number | null | undefined;
@@ -100,8 +178,14 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.limits = limitsFrom(env);
+    this.buckets = new TokenBuckets({
+      burst: this.limits.senderBurst, perMinute: this.limits.senderPerMinute, maxKeys: LIMITS.senderBucketsMax,
+    });
     ctx.blockConcurrencyWhile(async () => {
-      this.migrate();
+      const exists = this.sql.exec(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
+      if (!exists) return;
+      this.ensureSchema();
       const row = this.sql.exec<{ n: number; b: number | null }>(
         "SELECT COUNT(*) AS n, SUM(size) AS b FROM messages").one();
       this.messageCount = row.n;
@@ -109,55 +193,206 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     });
   }
 
-  private migrate(): void {
+  private ensureSchema(): void {
+    if (this.hasSchema) return;
     this.sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
     const current = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0]?.version ?? 0;
-    if (current >= MIGRATIONS.length) return;
-    this.ctx.storage.transactionSync(() => {
-      for (let v = current; v < MIGRATIONS.length; v++) this.sql.exec(MIGRATIONS[v]);
-      this.sql.exec("DELETE FROM schema_version");
-      this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", MIGRATIONS.length);
+    if (current < MIGRATIONS.length) {
+      this.ctx.storage.transactionSync(() => {
+        for (let v = current; v < MIGRATIONS.length; v++) this.sql.exec(MIGRATIONS[v]);
+        this.sql.exec("DELETE FROM schema_version");
+        this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", MIGRATIONS.length);
+      });
+    }
+    this.hasSchema = true;
+  }
+
+  // --- registration -------------------------------------------------------------------------
+
+  /** Called once the identity's account exists (OpaqueRegisterFinish). */
+  async markRegistered(): Promise<null> {
+    this.persistRegistered();
+    return null;
+  }
+
+  private persistRegistered(): void {
+    this.ensureSchema();
+    this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('registered', 1)");
+    this.registered = true;
+  }
+
+  /**
+   * No D1 on the hot path: the flag lives in this object. Only a queue that has never seen its
+   * flag (created before registrations set it, or never registered) asks D1, once; a positive
+   * answer is kept for good, a negative one for a minute.
+   */
+  private async requireRegistered(identity: Uint8Array): Promise<void> {
+    if (this.registered === undefined) {
+      this.registered = this.hasSchema && this.sql.exec(
+        "SELECT 1 FROM meta WHERE key = 'registered' AND value = 1").toArray().length > 0;
+    }
+    if (this.registered) return;
+    if (Date.now() >= this.notRegisteredUntil) {
+      this.registrationLookup ??= this.lookUpRegistration(identity).finally(() => { this.registrationLookup = null; });
+      if (await this.registrationLookup) {
+        if (!this.registered) this.persistRegistered();
+        return;
+      }
+      this.notRegisteredUntil = Date.now() + LIMITS.unregisteredRecheckMs;
+    }
+    if (this.registered) return; // marked while this call waited
+    throw notFound("recipient is not registered on this server");
+  }
+
+  private async lookUpRegistration(identity: Uint8Array): Promise<boolean> {
+    try {
+      const row = await drizzle(this.env.DB).select({ key: users.identityKey }).from(users)
+        .where(eq(users.identityKey, identity)).get();
+      return row !== undefined;
+    } catch {
+      throw unavailable("cannot check the recipient's registration right now", 1_000);
+    }
+  }
+
+  // --- enqueue ------------------------------------------------------------------------------
+
+  async enqueue(input: EnqueueInput): Promise<Refusable<EnqueueResult>> {
+    return refusable(() => this.append(input, null));
+  }
+
+  /**
+   * BatchEnqueue, first phase: checks everything an enqueue checks (registration, idempotency,
+   * rate, sender share, capacity) and holds the room, storing nothing. A message already stored
+   * under this (sender, message_id) answers its seq instead.
+   */
+  async reserve(input: ReserveInput): Promise<Refusable<Reservation>> {
+    return refusable(async (): Promise<Reservation> => {
+      v.payloadSize(input.size);
+      await this.requireRegistered(input.recipient);
+      const now = Date.now();
+      this.held.sweep(now);
+      const prior = this.priorSend(input.sender, input.messageId, input.channel, input.payloadHash, now);
+      if (prior) return { kind: "duplicate", seq: prior.seq };
+      const senderHex = toHex(input.sender);
+      this.admit(input.sender, senderHex, input.size, now, true);
+      const id = toHex(randomBytes(16));
+      this.held.hold(id, senderHex, input.size, now + LIMITS.reservationTtlMs);
+      this.buckets.take(senderHex, now);
+      return { kind: "reserved", id };
     });
   }
 
-  async enqueue(input: EnqueueInput): Promise<Refusable<EnqueueResult>> {
-    return refusable(() => this.append(input));
+  /** BatchEnqueue, second phase: stores the message; its seq is assigned now, not at reserve. */
+  async commit(input: CommitInput): Promise<Refusable<EnqueueResult>> {
+    return refusable(() => this.append(input, input.reservation));
   }
 
-  private async append(input: EnqueueInput): Promise<EnqueueResult> {
+  /** BatchEnqueue refused elsewhere: frees the room (and the rate token) at once. */
+  async release(reservation: string): Promise<null> {
     const now = Date.now();
+    const h = this.held.take(reservation, now);
+    if (h) this.buckets.refund(h.sender, now);
+    return null;
+  }
+
+  private async append(input: EnqueueInput, reservation: string | null): Promise<EnqueueResult> {
+    v.payload(input.payload);
+    await this.requireRegistered(input.recipient);
+    const payloadHash = await sha256(input.payload);
+    const now = Date.now();
+    this.held.sweep(now);
+    // A live reservation already passed the rate check and holds this message's room.
+    const held = reservation !== null ? this.held.take(reservation, now) : undefined;
+    const senderHex = toHex(input.sender);
     const ttl = input.ttlSecs > 0 ? Math.min(input.ttlSecs, this.limits.maxTtlSecs) : this.limits.defaultTtlSecs;
     const expiresAt = now + ttl * 1000;
-    const result = this.ctx.storage.transactionSync((): Omit<EnqueueResult, "depth"> => {
-      if (input.messageId.length > 0) {
-        const prior = this.sql.exec<{ seq: number }>(
-          "SELECT seq FROM idempotency WHERE message_id = ? AND expires_at > ?", input.messageId, now).toArray()[0];
-        if (prior) return { seq: prior.seq, duplicate: true };
-      }
-      if (this.messageCount + 1 > this.limits.maxQueueMessages ||
-          this.byteCount + input.payload.length > this.limits.maxQueueBytes) {
-        throw rateLimited(
-          `recipient queue is full (${this.limits.maxQueueMessages} messages / ${this.limits.maxQueueBytes} bytes)`,
-          60_000);
-      }
+    const size = input.payload.length;
+    const result = this.ctx.storage.transactionSync((): PriorSend & { duplicate: boolean } => {
+      const prior = this.priorSend(input.sender, input.messageId, input.channel, payloadHash, now);
+      if (prior) return { ...prior, duplicate: true };
+      this.admit(input.sender, senderHex, size, now, held === undefined);
+      const parts = size > PART_BYTES ? Math.ceil(size / PART_BYTES) : 0;
       const seq = this.sql.exec<{ seq: number }>(
-        "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?) RETURNING seq",
-        input.channel, input.payload, input.payload.length, expiresAt).one().seq;
-      if (input.messageId.length > 0) {
-        this.sql.exec("INSERT OR REPLACE INTO idempotency (message_id, seq, expires_at) VALUES (?, ?, ?)",
-          input.messageId, seq, expiresAt);
+        `INSERT INTO messages (channel, payload, size, parts, sender, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+         RETURNING seq`, input.channel, parts > 0 ? EMPTY : input.payload, size, parts, input.sender, expiresAt).one().seq;
+      for (let i = 0; i < parts; i++) {
+        this.sql.exec("INSERT INTO message_parts (seq, idx, data) VALUES (?, ?, ?)",
+          seq, i, input.payload.slice(i * PART_BYTES, (i + 1) * PART_BYTES));
       }
-      return { seq, duplicate: false };
+      if (input.messageId.length > 0) {
+        // REPLACE: an expired entry for this id may still await the sweep.
+        this.sql.exec(
+          `INSERT OR REPLACE INTO sends (sender, message_id, seq, channel, payload_hash, proof, expires_at)
+           VALUES (?, ?, ?, ?, ?, NULL, ?)`, input.sender, input.messageId, seq, input.channel, payloadHash, expiresAt);
+      }
+      return { seq, proof: null, duplicate: false };
     });
     if (!result.duplicate) {
       this.messageCount += 1;
-      this.byteCount += input.payload.length;
+      this.byteCount += size;
+      if (held === undefined) this.buckets.take(senderHex, now);
       await this.scheduleSweep(expiresAt);
-      this.wake(hex(input.channel));
+      this.wake(toHex(input.channel));
       this.push(input, result.seq);
     }
-    return { ...result, depth: this.messageCount };
+    // Batch commits answer no proof; a later single-enqueue retry signs (and keeps) it then.
+    const deliveryProof = result.proof ?? (reservation !== null ? EMPTY
+      : await this.prove(input, result.seq, payloadHash));
+    return { seq: result.seq, duplicate: result.duplicate, deliveryProof, depth: this.messageCount };
   }
+
+  /**
+   * The message stored earlier under (sender, message_id), if any. The same id with another
+   * channel or payload is the client's error: answering it as a duplicate would prove a
+   * message that was never stored.
+   */
+  private priorSend(sender: Uint8Array, messageId: Uint8Array, channel: Uint8Array, payloadHash: Uint8Array, now: number): PriorSend | null {
+    if (messageId.length === 0 || !this.hasSchema) return null;
+    const row = this.sql.exec<{ seq: number; channel: ArrayBuffer; payload_hash: ArrayBuffer; proof: ArrayBuffer | null }>(
+      "SELECT seq, channel, payload_hash, proof FROM sends WHERE sender = ? AND message_id = ? AND expires_at > ?",
+      sender, messageId, now).toArray()[0];
+    if (!row) return null;
+    if (!equalBytes(new Uint8Array(row.channel), channel) || !equalBytes(new Uint8Array(row.payload_hash), payloadHash)) {
+      throw badRequest("message_id was already used by this sender for a different message (other channel or payload)");
+    }
+    return { seq: row.seq, proof: row.proof ? new Uint8Array(row.proof) : null };
+  }
+
+  /** Rate, sender share and queue capacity, counting reserved room as taken. Throws RateLimited. */
+  private admit(sender: Uint8Array, senderHex: string, size: number, now: number, chargeRate: boolean): void {
+    const l = this.limits;
+    if (chargeRate) {
+      const wait = this.buckets.waitMs(senderHex, now);
+      if (wait > 0) {
+        throw rateLimited(`this sender is enqueueing to this recipient too fast (${l.senderPerMinute} messages per minute, bursts of ${l.senderBurst})`, wait);
+      }
+    }
+    const mine = this.sql.exec<{ n: number; b: number | null }>(
+      "SELECT COUNT(*) AS n, SUM(size) AS b FROM messages WHERE sender = ?", sender).one();
+    const reserved = this.held.heldBy(senderHex);
+    if (mine.n + reserved.count + 1 > l.maxSenderMessages || (mine.b ?? 0) + reserved.bytes + size > l.maxSenderBytes) {
+      throw rateLimited(`this sender already holds its share of the recipient's queue (${l.maxSenderMessages} messages / ${l.maxSenderBytes} bytes); retry once the recipient has acknowledged some`, 60_000);
+    }
+    if (this.messageCount + this.held.count + 1 > l.maxQueueMessages || this.byteCount + this.held.bytes + size > l.maxQueueBytes) {
+      throw rateLimited(`recipient queue is full (${l.maxQueueMessages} messages / ${l.maxQueueBytes} bytes)`, 60_000);
+    }
+  }
+
+  /** Signs the delivery proof; with a message id, the first proof kept is what every retry gets. */
+  private async prove(input: EnqueueInput, seq: number, payloadHash: Uint8Array): Promise<Uint8Array> {
+    this.signingKey ??= importSigningKey(this.env.DELIVERY_SIGNING_KEY).then((k) => k.privateKey);
+    const proof = await signDelivery(await this.signingKey, input.recipient, input.channel, seq, payloadHash, Date.now());
+    if (input.messageId.length === 0) return proof;
+    return this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE sends SET proof = ? WHERE sender = ? AND message_id = ? AND seq = ? AND proof IS NULL",
+        proof, input.sender, input.messageId, seq);
+      const kept = this.sql.exec<{ proof: ArrayBuffer | null }>(
+        "SELECT proof FROM sends WHERE sender = ? AND message_id = ? AND seq = ?", input.sender, input.messageId, seq).toArray()[0];
+      return kept?.proof ? new Uint8Array(kept.proof) : proof;
+    });
+  }
+
+  // --- push ---------------------------------------------------------------------------------
 
   /**
    * Push subscribers are the QUIC fronts holding connections of this identity: one hibernatable
@@ -190,7 +425,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       channelId: input.channel,
       seq,
       size: input.payload.length,
-      payload: input.payload.length <= PUSH_INLINE_MAX ? input.payload : new Uint8Array(0),
+      payload: input.payload.length <= PUSH_INLINE_MAX ? input.payload : EMPTY,
     }).finish();
     for (const ws of sockets) {
       try {
@@ -198,6 +433,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       } catch { /* a closing socket misses this hint; Fetch stays authoritative */ }
     }
   }
+
+  // --- read and acknowledge -----------------------------------------------------------------
 
   /** Pending envelopes above the device's cursor, oldest first. Non-destructive. */
   async fetchPending(input: ReadInput): Promise<Refusable<Envelope[]>> {
@@ -216,7 +453,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     const first = this.read(input);
     if (first.length > 0 || input.timeoutMs <= 0) return first;
     await new Promise<void>((resolve) => {
-      const waiter: Waiter = { channelHex: hex(input.channel), wake: () => done() };
+      const waiter: Waiter = { channelHex: toHex(input.channel), wake: () => done() };
       const timer = setTimeout(() => done(), input.timeoutMs);
       const done = () => {
         clearTimeout(timer);
@@ -234,6 +471,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   private advance(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number }): null {
+    this.ensureSchema();
     this.ctx.storage.transactionSync(() => {
       this.ensureDevice(input.device);
       // Never past the newest stored message of the channel: seqs only grow, so a cursor beyond
@@ -255,37 +493,62 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   /** Sizes for the delivery_queue_depth gauge and for tests. */
   async stats(): Promise<QueueStats> {
-    const devices = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM devices").one().n;
-    return { messages: this.messageCount, bytes: this.byteCount, devices };
+    const devices = this.hasSchema ? this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM devices").one().n : 0;
+    this.held.sweep(Date.now());
+    return { messages: this.messageCount, bytes: this.byteCount, devices, reserved: this.held.count };
   }
 
   /** TTL sweep: drops expired messages and idempotency entries, then re-arms for the next one. */
   override async alarm(): Promise<void> {
-    const now = Date.now();
     this.alarmAt = null;
+    if (!this.hasSchema) return;
+    const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.remove("expires_at <= ?", now);
-      this.sql.exec("DELETE FROM idempotency WHERE expires_at <= ?", now);
+      this.sql.exec("DELETE FROM sends WHERE expires_at <= ?", now);
     });
     const next = this.sql.exec<{ t: number | null }>(
-      "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(expires_at) FROM idempotency)").one().t;
+      "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(expires_at) FROM sends)").one().t;
     if (next !== null) {
       await this.ctx.storage.setAlarm(next);
       this.alarmAt = next;
     }
   }
 
+  /**
+   * Oldest first, at most `limit` envelopes and never more than one response frame: the first
+   * pending envelope always goes (every stored payload fits a frame on its own), the client
+   * pages through the rest.
+   */
   private read(input: ReadInput): Envelope[] {
+    this.ensureSchema();
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
       this.ensureDevice(input.device);
       const cursor = this.sql.exec<{ acked: number }>(
         "SELECT acked FROM cursors WHERE device = ? AND channel = ?", input.device, input.channel).toArray()[0]?.acked ?? 0;
-      return this.sql.exec<{ seq: number; payload: ArrayBuffer }>(
-        `SELECT seq, payload FROM messages WHERE channel = ? AND seq > ? AND expires_at > ?
-         ORDER BY seq LIMIT ?`, input.channel, cursor, now, input.limit)
-        .toArray().map((r) => ({ seq: r.seq, data: new Uint8Array(r.payload) }));
+      const pending = this.sql.exec<{ seq: number; size: number; parts: number }>(
+        `SELECT seq, size, parts FROM messages WHERE channel = ? AND seq > ? AND expires_at > ?
+         ORDER BY seq LIMIT ?`, input.channel, cursor, now, input.limit).toArray();
+      let bytes = 0;
+      let take = 0;
+      for (const m of pending) {
+        const size = envelopeWireSize(m.seq, m.size);
+        if (take > 0 && bytes + size > MAX_PAYLOAD) break;
+        bytes += size;
+        take++;
+      }
+      return pending.slice(0, take).map((m) => ({ seq: m.seq, data: this.payloadOf(m.seq, m.parts) }));
     });
+  }
+
+  private payloadOf(seq: number, parts: number): Uint8Array {
+    if (parts === 0) {
+      return new Uint8Array(this.sql.exec<{ payload: ArrayBuffer }>("SELECT payload FROM messages WHERE seq = ?", seq).one().payload);
+    }
+    const chunks = this.sql.exec<{ data: ArrayBuffer }>(
+      "SELECT data FROM message_parts WHERE seq = ? ORDER BY idx", seq).toArray().map((r) => new Uint8Array(r.data));
+    return concatBytes(...chunks);
   }
 
   private ensureDevice(device: Uint8Array): void {
@@ -299,9 +562,13 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   private remove(where: string, ...params: (Uint8Array | number)[]): void {
-    const gone = this.sql.exec<{ size: number }>(`DELETE FROM messages WHERE ${where} RETURNING size`, ...params).toArray();
+    const gone = this.sql.exec<{ seq: number; size: number; parts: number }>(
+      `DELETE FROM messages WHERE ${where} RETURNING seq, size, parts`, ...params).toArray();
     this.messageCount -= gone.length;
-    for (const g of gone) this.byteCount -= g.size;
+    for (const g of gone) {
+      this.byteCount -= g.size;
+      if (g.parts > 0) this.sql.exec("DELETE FROM message_parts WHERE seq = ?", g.seq);
+    }
   }
 
   /** Arms the TTL alarm for the earliest expiry; the known alarm time is cached per instance. */

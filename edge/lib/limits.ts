@@ -7,6 +7,12 @@ export interface QueueLimits {
   maxQueueMessages: number;
   maxQueueBytes: number;
   maxDevicesPerQueue: number;
+  /** What one sender may hold in one recipient's queue (stored plus reserved). */
+  maxSenderMessages: number;
+  maxSenderBytes: number;
+  /** Per-sender enqueue rate into one recipient's queue: a token bucket. */
+  senderBurst: number;
+  senderPerMinute: number;
 }
 
 export const LIMITS = {
@@ -24,6 +30,8 @@ export const LIMITS = {
   groupMembersMax: 256,
   channelNameMax: 128,
   keyPackagesPerIdentity: 1000,
+  /** Total stored KeyPackage bytes per identity (1000 typical packages are far below this). */
+  keyPackageBytesPerIdentity: 8 * 1024 * 1024,
   hybridKeysPerLookup: 256,
   pendingLoginMs: 60_000,
   /** Between OpaqueRegisterStart and OpaqueRegisterFinish on one connection. */
@@ -31,6 +39,12 @@ export const LIMITS = {
   authFloorMs: 5,
   /** Default device plus up to five registered devices. */
   devicesPerQueue: 6,
+  /** A BatchEnqueue reservation not committed within this time frees its capacity. */
+  reservationTtlMs: 30_000,
+  /** Senders whose enqueue rate one queue tracks at once (least recently active dropped first). */
+  senderBucketsMax: 4096,
+  /** How long a queue remembers that its identity is not registered before asking D1 again. */
+  unregisteredRecheckMs: 60_000,
 } as const;
 
 function positiveInt(value: string | undefined, fallback: number): number {
@@ -38,14 +52,27 @@ function positiveInt(value: string | undefined, fallback: number): number {
   return Number.isSafeInteger(n) && n > 0 ? n : fallback;
 }
 
-export function limitsFrom(env: Pick<AppEnv, "DEFAULT_MESSAGE_TTL_SECS" | "MAX_QUEUE_MESSAGES" | "MAX_QUEUE_BYTES">): QueueLimits {
+type LimitVars = "DEFAULT_MESSAGE_TTL_SECS" | "MAX_QUEUE_MESSAGES" | "MAX_QUEUE_BYTES" | "MAX_SENDER_QUEUE_MESSAGES"
+  | "MAX_SENDER_QUEUE_BYTES" | "SENDER_ENQUEUE_BURST" | "SENDER_ENQUEUE_PER_MINUTE";
+
+export function limitsFrom(env: Pick<AppEnv, LimitVars>): QueueLimits {
   const defaultTtlSecs = positiveInt(env.DEFAULT_MESSAGE_TTL_SECS, 30 * 24 * 3600);
+  const maxQueueMessages = positiveInt(env.MAX_QUEUE_MESSAGES, 10_000);
+  const maxQueueBytes = positiveInt(env.MAX_QUEUE_BYTES, 256 * 1024 * 1024);
   return {
     defaultTtlSecs,
     maxTtlSecs: Math.max(defaultTtlSecs, 90 * 24 * 3600),
-    maxQueueMessages: positiveInt(env.MAX_QUEUE_MESSAGES, 10_000),
-    maxQueueBytes: positiveInt(env.MAX_QUEUE_BYTES, 256 * 1024 * 1024),
+    maxQueueMessages,
+    maxQueueBytes,
     maxDevicesPerQueue: LIMITS.devicesPerQueue,
+    // By default one sender holds at most 10% of a queue's messages and 25% of its bytes, so
+    // one sender alone can never fill a recipient's inbox for everyone else.
+    maxSenderMessages: Math.min(maxQueueMessages,
+      positiveInt(env.MAX_SENDER_QUEUE_MESSAGES, Math.max(1, Math.floor(maxQueueMessages / 10)))),
+    maxSenderBytes: Math.min(maxQueueBytes,
+      positiveInt(env.MAX_SENDER_QUEUE_BYTES, Math.max(1, Math.floor(maxQueueBytes / 4)))),
+    senderBurst: positiveInt(env.SENDER_ENQUEUE_BURST, 200),
+    senderPerMinute: positiveInt(env.SENDER_ENQUEUE_PER_MINUTE, 120),
   };
 }
 

@@ -12,3 +12,16 @@ export function accepted<T>(result: Refusable<T>): T {
   if (result.ok) return result.value;
   throw new QpqError(result.error.status, result.error.message, result.error.retryAfterMs);
 }
+
+/**
+ * Tells a new account's queue that it may accept messages. The account already exists when this
+ * runs, so a failure is only logged: the queue then finds the account in D1 on its first enqueue.
+ */
+export async function markRegistered(deps: EdgeDeps, identityKey: Uint8Array): Promise<void> {
+  try {
+    await queueOf(deps, identityKey).markRegistered();
+  } catch (err) {
+    console.error(JSON.stringify({ level: "warn", msg: "could not mark queue registered",
+      error: err instanceof Error ? err.message : String(err) }));
+  }
+}

@@ -1,6 +1,6 @@
 // Input rules that apply to every method (methods.md, "Validation that applies everywhere").
 // Each failure is a BadRequest whose message names the field and what was seen.
-import { badRequest } from "../../proto/index.ts";
+import { MAX_DELIVERY_PAYLOAD, badRequest } from "../../proto/index.ts";
 import { LIMITS } from "./limits.ts";
 
 export function identityKey(value: Uint8Array, field: string): Uint8Array {
@@ -31,9 +31,21 @@ export function deviceId(value: Uint8Array, field = "device_id"): Uint8Array {
   return value;
 }
 
+/**
+ * Delivery payloads: non-empty and at most MAX_DELIVERY_PAYLOAD, the largest payload a Fetch
+ * reply can still carry in one frame. Larger ones could be stored but never delivered.
+ */
 export function payload(value: Uint8Array, field = "payload"): Uint8Array {
-  if (value.length === 0) throw badRequest(`${field} must not be empty`);
-  return value; // the 4 MiB frame limit bounds it from above
+  payloadSize(value.length, field);
+  return value;
+}
+
+export function payloadSize(length: number, field = "payload"): number {
+  if (length === 0) throw badRequest(`${field} must not be empty`);
+  if (length > MAX_DELIVERY_PAYLOAD) {
+    throw badRequest(`${field} must be at most ${MAX_DELIVERY_PAYLOAD} bytes (what one response frame can deliver), got ${length}`);
+  }
+  return length;
 }
 
 export function keyPackage(value: Uint8Array): Uint8Array {

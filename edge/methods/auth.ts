@@ -6,6 +6,7 @@ import { unary, type MethodSpec, type MethodTable, type RpcContext } from "../rp
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
+import { markRegistered } from "../lib/queue.ts";
 import * as opaque from "../lib/opaque.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
 import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
@@ -86,6 +87,8 @@ export const authMethods: MethodTable = {
     const result = await ctx.deps.db.insert(users).values({
       username, identityKey, opaqueRecord: req.upload, createdAt: Date.now(),
     }).onConflictDoNothing().run();
+    // Its queue accepts messages from now on (Enqueue to unregistered identities is NotFound).
+    if (result.meta.changes === 1) await markRegistered(ctx.deps, identityKey);
     return { success: result.meta.changes === 1 };
   })),
 

@@ -1,11 +1,11 @@
 // 200-205: delivery. Hot path: no D1 here; each call goes to the recipient's own Durable Object.
-import { Method, pb, forbidden, badRequest } from "../../proto/index.ts";
+import { Method, QpqError, pb, forbidden, badRequest } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { queueOf, accepted } from "../lib/queue.ts";
-import { signDelivery } from "../lib/delivery-proof.ts";
-import { equalBytes } from "../lib/crypto.ts";
+import { senderTag } from "../lib/sender-tag.ts";
+import { equalBytes, sha256 } from "../lib/crypto.ts";
 
 /** Fetch, FetchWait, Peek and Ack touch only the caller's own queue. */
 function ownQueue(ctx: RpcContext, recipientKey: Uint8Array): Uint8Array {
@@ -31,34 +31,60 @@ async function pending(ctx: RpcContext, req: ReadRequest) {
   return { payloads };
 }
 
+/** What the recipient's queue sees of the caller: a keyed tag, not the identity. */
+async function callerTag(ctx: RpcContext): Promise<Uint8Array> {
+  return senderTag(await ctx.deps.senderTagKey, requireCaller(ctx).identityKey);
+}
+
 export const deliveryMethods: MethodTable = {
   [Method.Enqueue]: unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
-    requireCaller(ctx);
+    const sender = await callerTag(ctx);
     const recipient = v.identityKey(req.recipientKey, "recipient_key");
     const channel = v.channelId(req.channelId);
     const payload = v.payload(req.payload);
     const messageId = v.messageId(req.messageId);
-    const r = accepted(await queueOf(ctx.deps, recipient).enqueue({ recipient, channel, payload, ttlSecs: req.ttlSecs, messageId }));
-    const key = (await ctx.deps.signing).privateKey;
-    const deliveryProof = await signDelivery(key, recipient, channel, r.seq, payload, Date.now());
+    const r = accepted(await queueOf(ctx.deps, recipient).enqueue({ recipient, sender, channel, payload, ttlSecs: req.ttlSecs, messageId }));
     ctx.queueDepth = r.depth;
-    return { seq: r.seq, deliveryProof, duplicate: r.duplicate };
+    return { seq: r.seq, deliveryProof: r.deliveryProof, duplicate: r.duplicate };
   }),
 
+  // All or nothing: every recipient's queue first reserves room (registration, rate, share and
+  // capacity checked, nothing stored); only when all did are the messages committed. With a
+  // message_id a retry answers the seqs already stored instead of storing again.
   [Method.BatchEnqueue]: unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
-    requireCaller(ctx);
-    // All-or-nothing validation: nothing is stored unless every input is valid.
+    const sender = await callerTag(ctx);
     if (req.recipientKeys.length === 0) throw badRequest("recipient_keys must not be empty");
     if (req.recipientKeys.length > LIMITS.batchRecipientsMax) {
       throw badRequest(`recipient_keys must hold at most ${LIMITS.batchRecipientsMax} keys, got ${req.recipientKeys.length}`);
     }
-    req.recipientKeys.forEach((k, i) => v.identityKey(k, `recipient_keys[${i}]`));
+    const keys = req.recipientKeys.map((k, i) => v.identityKey(k, `recipient_keys[${i}]`));
     const channel = v.channelId(req.channelId);
     const payload = v.payload(req.payload);
     const messageId = v.messageId(req.messageId);
-    const results = await Promise.all(req.recipientKeys.map((k) =>
-      queueOf(ctx.deps, k).enqueue({ recipient: k, channel, payload, ttlSecs: req.ttlSecs, messageId })));
-    return { seqs: results.map((r) => accepted(r).seq) };
+    const payloadHash = await sha256(payload);
+    const queues = keys.map((k) => queueOf(ctx.deps, k));
+    const reserved = await Promise.allSettled(queues.map((q, i) =>
+      q.reserve({ recipient: keys[i], sender, channel, size: payload.length, payloadHash, messageId })));
+    const refused = reserved.findIndex((r) => r.status === "rejected" || !r.value.ok);
+    if (refused >= 0) {
+      await Promise.allSettled(reserved.map((r, i) =>
+        r.status === "fulfilled" && r.value.ok && r.value.value.kind === "reserved" ? queues[i].release(r.value.value.id) : null));
+      const r = reserved[refused];
+      if (r.status === "rejected") throw r.reason;
+      if (!r.value.ok) {
+        const e = r.value.error;
+        throw new QpqError(e.status, `recipient_keys[${refused}]: ${e.message}`, e.retryAfterMs);
+      }
+    }
+    const seqs = await Promise.all(reserved.map(async (r, i) => {
+      if (r.status !== "fulfilled" || !r.value.ok) throw new Error("unreachable: refusals were handled above");
+      const held = r.value.value;
+      if (held.kind === "duplicate") return held.seq;
+      return accepted(await queues[i].commit({
+        recipient: keys[i], sender, channel, payload, ttlSecs: req.ttlSecs, messageId, reservation: held.id,
+      })).seq;
+    }));
+    return { seqs };
   }),
 
   [Method.Fetch]: unary("user", pb.FetchRequest, pb.FetchResponse, pending),

@@ -20,14 +20,16 @@ export const keyMethods: MethodTable = {
     const pkg = v.keyPackage(req.package);
     const fingerprint = await sha256(pkg);
     const { db } = ctx.deps;
-    // Insert only while the identity is under its cap: one statement, so concurrent uploads
-    // cannot overshoot it.
+    // Insert only while the identity stays under both caps: one statement, so concurrent uploads
+    // cannot overshoot them.
     const inserted = await db.run(sql`
       INSERT INTO ${keyPackages} (identity_key, package, fingerprint, created_at)
       SELECT ${identityKey}, ${pkg}, ${fingerprint}, ${Date.now()}
-      WHERE (SELECT COUNT(*) FROM ${keyPackages} WHERE identity_key = ${identityKey}) < ${LIMITS.keyPackagesPerIdentity}`);
+      FROM (SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(package)), 0) AS bytes
+            FROM ${keyPackages} WHERE identity_key = ${identityKey})
+      WHERE n < ${LIMITS.keyPackagesPerIdentity} AND bytes + ${pkg.length} <= ${LIMITS.keyPackageBytesPerIdentity}`);
     if (inserted.meta.changes !== 1) {
-      throw rateLimited(`key package store is full (${LIMITS.keyPackagesPerIdentity} per identity); wait until some are fetched`, 60_000);
+      throw rateLimited(`key package store is full (at most ${LIMITS.keyPackagesPerIdentity} packages and ${LIMITS.keyPackageBytesPerIdentity} bytes per identity); wait until some are fetched`, 60_000);
     }
     return { fingerprint };
   }),

@@ -1,7 +1,7 @@
 // Keys (300-304): single-use FIFO KeyPackages and replaceable hybrid post-quantum keys.
 import { describe, it, expect } from "vitest";
 import { Method, Status, pb } from "../../proto/index.ts";
-import { bytesOf, errorOf, hex, ok, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { bytesOf, env, errorOf, hex, ok, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
 
 const HYBRID_LEN = 32 + 1184;
 
@@ -84,6 +84,35 @@ describe("KeyPackages", () => {
     expect(huge.status).toBe(Status.BadRequest);
     ok(await upload(owner, new Uint8Array(1024 * 1024)), pb.UploadKeyPackageResponse);
     expect(await fetchPackage(owner)).toHaveLength(1024 * 1024);
+  });
+
+  it("caps the bytes stored per identity (8 MiB) with RateLimited, also against concurrent uploads; fetching makes room", async () => {
+    const owner = randomKey();
+    const MiB = 1024 * 1024;
+    for (let i = 0; i < 6; i++) ok(await upload(owner, new Uint8Array(MiB).fill(i)), pb.UploadKeyPackageResponse);
+    // Two more fit; of four racing uploads exactly two are stored.
+    const raced = await Promise.all(Array.from({ length: 4 }, (_, i) => upload(owner, new Uint8Array(MiB).fill(10 + i))));
+    expect(raced.map((r) => r.status).sort()).toEqual([Status.Ok, Status.Ok, Status.RateLimited, Status.RateLimited]);
+    const refused = await upload(owner, bytesOf("x"));
+    expect(refused.status).toBe(Status.RateLimited);
+    expect(errorOf(refused).message).toContain(`${8 * MiB} bytes`);
+    expect(errorOf(refused).retryAfterMs).toBeGreaterThan(0);
+
+    expect(await fetchPackage(owner)).toHaveLength(MiB);
+    ok(await upload(owner, new Uint8Array(MiB)), pb.UploadKeyPackageResponse);
+    expect((await upload(owner, bytesOf("x"))).status).toBe(Status.RateLimited);
+  }, 30_000); // megabytes through D1: slow on a busy machine
+
+  it("caps the number of packages per identity (1000), also against concurrent uploads", async () => {
+    const owner = randomKey();
+    // 990 packages stored directly, then the last ten places raced for through the RPC.
+    await env.DB.prepare(`INSERT INTO key_packages (identity_key, package, fingerprint, created_at)
+      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 990)
+      SELECT ?, randomblob(8), randomblob(32), 0 FROM n`).bind(owner).run();
+    const raced = await Promise.all(Array.from({ length: 15 }, () => upload(owner, randomBytes(8))));
+    expect(raced.filter((r) => r.status === Status.Ok)).toHaveLength(10);
+    expect(raced.filter((r) => r.status === Status.RateLimited)).toHaveLength(5);
+    expect(errorOf(raced.find((r) => r.status === Status.RateLimited)!).message).toContain("1000 packages");
   });
 
   it("rejects a malformed identity key on fetch with BadRequest", async () => {

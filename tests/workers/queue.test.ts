@@ -6,7 +6,7 @@ import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { Method, Status, pb } from "../../proto/index.ts";
 import type { Refusable } from "../../edge/durable/recipient-queue.ts";
-import { assertionFor, bytesOf, env, errorOf, hex, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { assertionFor, bytesOf, env, errorOf, hex, ok, queueStub, randomBytes, randomKey, registeredKey, rpc, textOf } from "./helpers.ts";
 
 const DEFAULT = new Uint8Array(0);
 const enqueueReqFor = (recipientKey: Uint8Array, payload: Uint8Array, channelId: Uint8Array = DEFAULT) =>
@@ -20,8 +20,11 @@ interface Queue {
   stub: ReturnType<typeof queueStub>;
 }
 
-function queueFor(key = randomKey()): Queue {
-  return { key, stub: queueStub(key) };
+/** A registered identity's queue (others refuse every enqueue). */
+async function queueFor(key = randomKey()): Promise<Queue> {
+  const stub = queueStub(key);
+  await stub.markRegistered();
+  return { key, stub };
 }
 
 function value<T>(r: Refusable<T>): T {
@@ -29,9 +32,13 @@ function value<T>(r: Refusable<T>): T {
   return r.value;
 }
 
-function enqueue(q: Queue, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array } = {}) {
+/** A sender tag as the edge derives them; each call is from another sender unless told. */
+const newSender = () => randomBytes(16);
+
+function enqueue(q: Queue, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array; sender?: Uint8Array } = {}) {
   return q.stub.enqueue({
     recipient: q.key,
+    sender: o.sender ?? newSender(),
     channel: o.channel ?? DEFAULT,
     payload: typeof payload === "string" ? bytesOf(payload) : payload,
     ttlSecs: o.ttlSecs ?? 0,
@@ -50,7 +57,7 @@ function ack(q: Queue, seqUpTo: number, o: { channel?: Uint8Array; device?: Uint
 
 describe("RecipientQueue (Durable Object)", () => {
   it("delivers FIFO with strictly increasing seq", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const seqs: number[] = [];
     for (let i = 0; i < 10; i++) seqs.push(value(await enqueue(q, `m${i}`)).seq);
     for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
@@ -58,7 +65,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("gives concurrent enqueues distinct seqs and returns them in seq order", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => enqueue(q, `c${i}`)));
     const assigned = results.map((r, i) => ({ seq: value(r).seq, text: `c${i}` }));
     expect(new Set(assigned.map((a) => a.seq)).size).toBe(20);
@@ -66,13 +73,13 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("honours the fetch limit, oldest first", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     for (let i = 0; i < 5; i++) value(await enqueue(q, `l${i}`));
     expect((await fetchAll(q, { limit: 2 })).map((e) => e.text)).toEqual(["l0", "l1"]);
   });
 
   it("never reuses a seq, even after every message was acknowledged and deleted", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const first = value(await enqueue(q, "first")).seq;
     value(await ack(q, first));
     expect((await q.stub.stats()).messages).toBe(0);
@@ -83,7 +90,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("keeps messages on fetch until they are acknowledged", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const seqs = [];
     for (const t of ["a", "b", "c"]) seqs.push(value(await enqueue(q, t)).seq);
     const once = await fetchAll(q);
@@ -96,7 +103,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("acknowledges per device: one device's ack does not hide messages from another", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const phone = bytesOf("phone");
     const laptop = bytesOf("laptop");
     const seqs = [];
@@ -120,7 +127,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("treats Ack as idempotent and never moves a cursor backwards", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const s1 = value(await enqueue(q, "one")).seq;
     const s2 = value(await enqueue(q, "two")).seq;
     const s3 = value(await enqueue(q, "three")).seq;
@@ -132,22 +139,23 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("does not let an ack beyond the newest seq swallow messages enqueued later", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const s1 = value(await enqueue(q, "seen")).seq;
     value(await ack(q, s1 + 1000));
     const later = value(await enqueue(q, "later")).seq;
     expect(await fetchAll(q)).toEqual([{ seq: later, text: "later" }]);
   });
 
-  it("makes enqueue idempotent by message_id: same seq, duplicate=true, stored once", async () => {
-    const q = queueFor();
+  it("makes enqueue idempotent by (sender, message_id): same seq, duplicate=true, stored once", async () => {
+    const q = await queueFor();
     const id = randomBytes(16);
-    const first = value(await enqueue(q, "hello", { messageId: id }));
-    const again = value(await enqueue(q, "hello", { messageId: id }));
+    const sender = newSender();
+    const first = value(await enqueue(q, "hello", { messageId: id, sender }));
+    const again = value(await enqueue(q, "hello", { messageId: id, sender }));
     expect(first.duplicate).toBe(false);
     expect(again).toMatchObject({ seq: first.seq, duplicate: true });
     expect(again.depth).toBe(1);
-    const other = value(await enqueue(q, "hello", { messageId: randomBytes(16) }));
+    const other = value(await enqueue(q, "hello", { messageId: randomBytes(16), sender }));
     expect(other.duplicate).toBe(false);
     expect(other.seq).toBeGreaterThan(first.seq);
     expect((await fetchAll(q)).map((e) => e.seq)).toEqual([first.seq, other.seq]);
@@ -155,14 +163,15 @@ describe("RecipientQueue (Durable Object)", () => {
 
     // A retry after the recipient acknowledged is still a duplicate: nothing is redelivered.
     value(await ack(q, other.seq));
-    expect(value(await enqueue(q, "hello", { messageId: id }))).toMatchObject({ seq: first.seq, duplicate: true });
+    expect(value(await enqueue(q, "hello", { messageId: id, sender }))).toMatchObject({ seq: first.seq, duplicate: true });
     expect(await fetchAll(q)).toEqual([]);
   });
 
   it("expires messages after their TTL: hidden from reads, then garbage-collected by the alarm", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const shortId = randomBytes(16);
-    value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId }));
+    const sender = newSender();
+    value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId, sender }));
     const kept = value(await enqueue(q, "kept")).seq;
     expect((await fetchAll(q)).map((e) => e.text)).toEqual(["short", "kept"]);
 
@@ -172,11 +181,11 @@ describe("RecipientQueue (Durable Object)", () => {
     await runDurableObjectAlarm(q.stub);
     expect(await q.stub.stats()).toMatchObject({ messages: 1, bytes: "kept".length });
     // The idempotency window ended with the TTL: the same id is a new message now.
-    expect(value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId })).duplicate).toBe(false);
+    expect(value(await enqueue(q, "short", { ttlSecs: 1, messageId: shortId, sender })).duplicate).toBe(false);
   });
 
   it("wakes a FetchWait on enqueue, long before its timeout", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     let settled = false;
     const waiting = q.stub.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 })
       .finally(() => { settled = true; });
@@ -188,23 +197,24 @@ describe("RecipientQueue (Durable Object)", () => {
   }, 5_000);
 
   it("answers FetchWait immediately when messages are pending", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     value(await enqueue(q, "already here"));
     const got = value(await q.stub.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 10_000 }));
     expect(got.map((e) => textOf(e.data))).toEqual(["already here"]);
   }, 5_000);
 
   it("returns an empty FetchWait after a short timeout; another channel's message does not satisfy it", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const waiting = q.stub.fetchWait({ channel: bytesOf("chan-a"), device: DEFAULT, limit: 10, timeoutMs: 100 });
     value(await enqueue(q, "for b", { channel: bytesOf("chan-b") }));
     expect(value(await waiting)).toEqual([]);
   });
 
   it("refuses the message beyond the count cap with RateLimited and stores nothing", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const dupId = randomBytes(16);
-    value(await enqueue(q, "msg-0", { messageId: dupId }));
+    const dupSender = newSender();
+    value(await enqueue(q, "msg-0", { messageId: dupId, sender: dupSender }));
     for (let i = 1; i < 50; i++) value(await enqueue(q, `msg-${i}`));
     const refused = await enqueue(q, "msg-50");
     expect(refused.ok).toBe(false);
@@ -217,23 +227,27 @@ describe("RecipientQueue (Durable Object)", () => {
     expect(all.some((e) => e.text === "msg-50")).toBe(false);
 
     // A retry of an already stored message is still answered as a duplicate when full.
-    expect(value(await enqueue(q, "msg-0", { messageId: dupId })).duplicate).toBe(true);
+    expect(value(await enqueue(q, "msg-0", { messageId: dupId, sender: dupSender })).duplicate).toBe(true);
     // Acknowledging makes room again.
     value(await ack(q, all[9].seq));
     expect(value(await enqueue(q, "msg-50")).duplicate).toBe(false);
   });
 
   it("refuses a message that would exceed the byte cap", async () => {
-    const q = queueFor();
-    value(await enqueue(q, new Uint8Array(40_000)));
-    const refused = await enqueue(q, new Uint8Array(30_000));
+    const q = await queueFor();
+    const cap = Number(env.MAX_QUEUE_BYTES);
+    const part = Math.floor(cap / 5); // within one sender's share (a quarter)
+    for (let i = 0; i < 4; i++) value(await enqueue(q, new Uint8Array(part)));
+    const rest = cap - 4 * part;
+    const refused = await enqueue(q, new Uint8Array(rest + 1));
     expect(refused).toMatchObject({ ok: false, error: { status: Status.RateLimited } });
-    expect(await q.stub.stats()).toMatchObject({ messages: 1, bytes: 40_000 });
-    value(await enqueue(q, new Uint8Array(25_000))); // still fits under 65536
+    if (!refused.ok) expect(refused.error.message).toContain("queue is full");
+    expect(await q.stub.stats()).toMatchObject({ messages: 4, bytes: 4 * part });
+    value(await enqueue(q, new Uint8Array(rest))); // exactly fills it
   });
 
   it("limits the number of devices per account (default + 5) with Forbidden", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     value(await enqueue(q, "m"));
     const devices = [DEFAULT, ...[1, 2, 3, 4, 5].map((i) => bytesOf(`dev-${i}`))];
     for (const device of devices) expect(await fetchAll(q, { device })).toHaveLength(1);
@@ -249,7 +263,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("keeps channels as separate queues", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const a = bytesOf("channel-a");
     const b = randomBytes(16);
     const a1 = value(await enqueue(q, "a1", { channel: a })).seq;
@@ -271,7 +285,7 @@ describe("RecipientQueue (Durable Object)", () => {
   });
 
   it("keeps messages, cursors and counters across an eviction (restart)", async () => {
-    const q = queueFor();
+    const q = await queueFor();
     const seqs = [];
     for (const t of ["r1", "r2", "r3"]) seqs.push(value(await enqueue(q, t)).seq);
     value(await ack(q, seqs[0]));
@@ -288,7 +302,7 @@ describe("delivery through the RPC layer", () => {
 
   it("enqueues from another identity, fetches FIFO without removing, acks", async () => {
     const alice = randomKey();
-    const bob = randomKey();
+    const bob = await registeredKey();
     const seqs = [];
     for (const t of ["hi", "there"]) {
       seqs.push(Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, t), { caller: alice }), pb.EnqueueResponse).seq));
@@ -308,10 +322,11 @@ describe("delivery through the RPC layer", () => {
   });
 
   it("reports duplicate=true with the first seq for a repeated message_id", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
+    const alice = randomKey();
     const messageId = randomBytes(16);
-    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
-    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
+    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }), pb.EnqueueResponse);
+    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }), pb.EnqueueResponse);
     expect(first.duplicate).toBe(false);
     expect(again.duplicate).toBe(true);
     expect(Number(again.seq)).toBe(Number(first.seq));
@@ -319,7 +334,7 @@ describe("delivery through the RPC layer", () => {
   });
 
   it("wakes a FetchWait RPC when a message is enqueued", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
     const channelId = randomBytes(16);
     let settled = false;
     const waiting = rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, channelId, timeoutMs: 10_000 }).finish(), { caller: bob })
@@ -339,14 +354,14 @@ describe("delivery through the RPC layer", () => {
 
   it("accepts uint64 fields left at their default (Ack seq_up_to 0, FetchWait without timeout)", async () => {
     const bob = randomKey();
-    value(await enqueue(queueFor(bob), "still here"));
+    value(await enqueue(await queueFor(bob), "still here"));
     ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.AckResponse);
     const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.FetchWaitResponse);
     expect(res.payloads.map((e) => textOf(e.data))).toEqual(["still here"]);
   });
 
   it("acks per device through the RPC (device_id in the request)", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
     const phone = bytesOf("phone");
     const tablet = bytesOf("tablet");
     const seq = Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, "both"), { caller: randomKey() }), pb.EnqueueResponse).seq);
@@ -363,7 +378,7 @@ describe("delivery through the RPC layer", () => {
   it("answers RateLimited with retry_after_ms when the recipient queue is full", async () => {
     const bob = randomKey();
     const sender = randomKey();
-    const q = queueFor(bob);
+    const q = await queueFor(bob);
     for (let i = 0; i < 50; i++) value(await enqueue(q, `f${i}`));
     const res = await rpc(Method.Enqueue, enqueueReq(bob, "one too many"), { caller: sender });
     expect(res.http).toBe(200);
@@ -409,7 +424,7 @@ describe("push subscribers (/push WebSocket into the recipient's queue)", () => 
   }
 
   it("sends PushNewMessage to the identity's subscriber on enqueue, with small payloads inline", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
     const res = await subscribe(bob);
     expect(res.status).toBe(101);
     const ws = res.webSocket!;

@@ -5,7 +5,7 @@ import { exports } from "cloudflare:workers";
 import { MAX_PAYLOAD, Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
 import { provenMessage } from "../../edge/lib/delivery-proof.ts";
 import { toHex } from "../../edge/lib/crypto.ts";
-import { assertionFor, bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { assertionFor, bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, registeredKey, rpc, textOf } from "./helpers.ts";
 
 const enqueueReq = (recipientKey: Uint8Array, payload = "hello", extra: Parameters<typeof pb.EnqueueRequest.encode>[0] = {}) =>
   pb.EnqueueRequest.encode({ recipientKey, payload: bytesOf(payload), ...extra }).finish();
@@ -89,7 +89,7 @@ describe("dispatch and caller assertions", () => {
 
 describe("authorization", () => {
   it("forbids reading, peeking, waiting on or acking another identity's queue", async () => {
-    const victim = randomKey();
+    const victim = await registeredKey();
     const attacker = randomKey();
     ok(await rpc(Method.Enqueue, enqueueReq(victim, "secret"), { caller: randomKey() }), pb.EnqueueResponse);
     const calls: [number, Uint8Array][] = [
@@ -155,7 +155,7 @@ describe("validation", () => {
   });
 
   it("ignores unknown protobuf fields (forward compatibility)", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
     const known = enqueueReq(bob, "future");
     // Field 15 (varint) and field 16 (bytes): unknown to this server.
     const withUnknown = new Uint8Array([...known, 0x78, 0x01, 0x82, 0x01, 0x02, 0xaa, 0xbb]);
@@ -172,7 +172,7 @@ describe("validation", () => {
   });
 
   it("rejects an empty payload and a 65-byte channel id", async () => {
-    const bob = randomKey();
+    const bob = await registeredKey();
     const empty = await rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: bob }).finish(), { caller: randomKey() });
     expect(empty.status).toBe(Status.BadRequest);
     expect(errorOf(empty).message).toContain("payload");
@@ -186,7 +186,7 @@ describe("validation", () => {
 
 describe("BatchEnqueue", () => {
   it("delivers the payload to every recipient, seqs in input order", async () => {
-    const [a, b, c] = [randomKey(), randomKey(), randomKey()];
+    const [a, b, c] = await Promise.all([registeredKey(), registeredKey(), registeredKey()]);
     // Give b a head start so the recipients' seqs differ.
     ok(await rpc(Method.Enqueue, enqueueReq(b, "earlier"), { caller: randomKey() }), pb.EnqueueResponse);
     const res = ok(await rpc(Method.BatchEnqueue,
@@ -239,7 +239,7 @@ describe("delivery proofs", () => {
 
   it("signs (recipient, channel, seq, SHA-256(payload), time) with the key published in Health", async () => {
     const key = await proofKey();
-    const bob = randomKey();
+    const bob = await registeredKey();
     const channel = randomBytes(16);
     const payload = bytesOf("proof me");
     const before = Date.now();
@@ -273,10 +273,11 @@ describe("delivery proofs", () => {
 
   it("also proves a duplicate enqueue, for the original seq", async () => {
     const key = await proofKey();
-    const bob = randomKey();
+    const bob = await registeredKey();
+    const alice = randomKey();
     const messageId = randomBytes(16);
-    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
-    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: randomKey() }), pb.EnqueueResponse);
+    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }), pb.EnqueueResponse);
+    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }), pb.EnqueueResponse);
     expect(again.duplicate).toBe(true);
     const { timeMs, signature } = parseProof(again.deliveryProof);
     const message = await provenMessage(bob, new Uint8Array(0), Number(first.seq), bytesOf("dup"), timeMs);
