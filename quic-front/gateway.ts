@@ -1,6 +1,8 @@
-// The transport-neutral gateway: connection registry, per-connection session and limits, the
-// RPC dispatch to the edge, metrics, push subscriptions and draining. The QUIC and WebSocket
-// listeners only turn their transport into `open`/`serve`/`close` calls.
+// The transport-neutral gateway: connection registry, per-connection session and limits
+// (connections per address, the deadline to authenticate, rate limits, FetchWait caps), the RPC
+// dispatch to the edge, FetchWait served from the push subscription, metrics and draining. The
+// QUIC and WebSocket listeners only turn their transport into `open`/`serve`/`close` calls;
+// none of those three ever throws.
 import {
   FrameError, MAX_PAYLOAD, Method, Status, encodeError, encodeResponse, isUnauthenticated, methodName, pb, statusName,
   type RequestFrame,
@@ -183,7 +185,12 @@ export class Gateway {
     this.waits.cancelConnection(conn.id);
     if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
     this.metrics.connections.set(this.connections.size);
-    this.hooks.disconnect(conn, reason);
+    try {
+      this.hooks.disconnect(conn, reason);
+    } catch (err) {
+      // close() runs in transport event handlers, where a throw would end the process.
+      this.logger.warn("on_disconnect failed", { conn: conn.id, error: messageOf(err) });
+    }
     this.logger.debug("connection closed", { conn: conn.id, reason, ms: this.clock.now() - conn.openedAt });
   }
 
@@ -302,6 +309,8 @@ export class Gateway {
     const id = frame.methodId;
     if (!methodName(id)) return errorResponse(Status.UnknownMethod, `unknown method ${id}`);
     if (this.draining) return errorResponse(Status.Unavailable, "server is shutting down", 1000);
+    // A request still arriving on a connection the gateway already closed (deadline, stop).
+    if (!this.connections.has(conn.id)) return errorResponse(Status.Unavailable, "the connection is closed", 1000);
     const now = this.clock.now();
     const wait = conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0);
     if (wait > 0) {

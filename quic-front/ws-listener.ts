@@ -13,6 +13,8 @@ import type { Logger } from "./log.ts";
 export const WS_PATH = "/qpq";
 export const WS_SUBPROTOCOL = "qpq";
 export const WsKind = { Response: 0, Push: 1 } as const;
+/** Request bytes one socket may have in flight before it stops being read (as QUIC's budget). */
+export const WS_BUFFER_BYTES = 16 * 1024 * 1024;
 
 function tagged(kind: number, frame: Uint8Array): Uint8Array {
   const out = new Uint8Array(frame.length + 1);
@@ -86,7 +88,9 @@ export class WsListener {
       ws.close(1002, `subprotocol ${WS_SUBPROTOCOL} required`);
       return;
     }
-    // Requests that arrive while the gateway decides wait here, bounded like requests in flight.
+    // While the gateway decides, the socket is not read; the few messages ws had already
+    // parsed wait here, bounded like requests in flight.
+    ws.pause();
     const limit = this.gateway.config.maxStreamsPerConnection;
     const pending: Buffer[] = [];
     const early = (data: Buffer, isBinary: boolean) => {
@@ -102,7 +106,10 @@ export class WsListener {
       async sendPush(frame) {
         if (ws.readyState === ws.OPEN) ws.send(tagged(WsKind.Push, frame));
       },
-      close: (reason) => ws.close(1008, closeReason(reason)),
+      close: (reason) => {
+        ws.close(1008, closeReason(reason));
+        ws.resume(); // read the peer's close frame, so the handshake completes
+      },
     });
     ws.off("message", early);
     if (!conn) return;
@@ -111,19 +118,34 @@ export class WsListener {
       this.gateway.close(conn, "closed");
       return;
     }
-    // Like QUIC's stream limit: at most `limit` requests in flight per socket; beyond that the
-    // socket stops being read, so a client cannot make the front buffer unboundedly.
+    // Like QUIC's stream limit and buffer budget: at most `limit` requests and about
+    // WS_BUFFER_BYTES of request bytes in flight per socket; beyond that the socket is not
+    // read (TCP pushes back), so a client cannot make the front buffer without bound.
     let inflight = 0;
+    let inflightBytes = 0;
+    const full = () => inflight >= limit || inflightBytes >= WS_BUFFER_BYTES;
+    // Answers being written; all settle when the socket closes, flushed or not.
+    const writing = new Set<() => void>();
+    const respond = (answer: Uint8Array) => new Promise<void>((resolve) => {
+      if (ws.readyState !== ws.OPEN) return resolve();
+      const done = () => {
+        writing.delete(done);
+        resolve();
+      };
+      writing.add(done);
+      ws.send(tagged(WsKind.Response, answer), done);
+    });
     const serve = async (data: Buffer) => {
-      if (++inflight >= limit) ws.pause();
+      inflight++;
+      inflightBytes += data.length;
+      if (full()) ws.pause();
       try {
         const frame = decodeRequest(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-        await this.gateway.serve(conn, frame, (answer) => new Promise<void>((resolve) => {
-          if (ws.readyState !== ws.OPEN) return resolve();
-          ws.send(tagged(WsKind.Response, answer), () => resolve());
-        }));
+        await this.gateway.serve(conn, frame, respond);
       } finally {
-        if (inflight-- === limit && ws.readyState === ws.OPEN) ws.resume();
+        inflight--;
+        inflightBytes -= data.length;
+        if (ws.isPaused && !full() && ws.readyState === ws.OPEN) ws.resume();
       }
     };
     const serveLogged = (data: Buffer) => {
@@ -138,7 +160,11 @@ export class WsListener {
       }
       serveLogged(data);
     });
-    ws.on("close", () => this.gateway.close(conn, "closed"));
+    ws.on("close", () => {
+      for (const done of [...writing]) done();
+      this.gateway.close(conn, "closed");
+    });
     for (const data of pending.splice(0)) serveLogged(data);
+    if (!full()) ws.resume();
   }
 }
