@@ -447,7 +447,7 @@ export class Gateway {
   private revalidate(conn: ClientConnection, session: ConnectionSession): void {
     session.assertion(this.relay, this.relayBase(conn), this.clock.now()).then((a) => {
       if (!a.ok && a.ended && conn.session === session) this.bind(conn, undefined);
-    }, (err: unknown) => this.logger.warn("session re-validation failed", { conn: conn.id, error: messageOf(err) }));
+    }).catch((err: unknown) => this.logger.warn("session re-validation failed", { conn: conn.id, error: messageOf(err) }));
   }
 
   private account(frame: RequestFrame, res: RelayResponse, ms: number): void {
