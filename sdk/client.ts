@@ -1,12 +1,18 @@
 // The qpq client SDK: typed calls for every implemented method, OPAQUE registration/login,
-// session resume. Errors come back as QpqCallError carrying the wire status.
+// session resume. Errors come back as QpqCallError carrying the wire status; failures below the
+// protocol (connection, stream, deadline, local queue limits) as TransportError.
 import * as opaque from "@serenity-kit/opaque";
 import { Method, PushEvent, Status, pb, decodeError, statusName } from "../proto/index.ts";
 import { QuicTransport, type ConnectOptions } from "./transport.ts";
-import { WsTransport } from "./ws-transport.ts";
+import { WsTransport, type WsConnectOptions } from "./ws-transport.ts";
 import type { PushFrame, ResponseFrame } from "../proto/index.ts";
 
-/** What QpqClient needs from a transport: QUIC (native) or the WebSocket bridge. */
+export { TransportError } from "./request-slots.ts";
+
+/**
+ * What QpqClient needs from a transport: QUIC (native) or the WebSocket bridge. `request`
+ * queues beyond the connection's limits and never throws outside its promise.
+ */
 export interface Transport {
   request(methodId: number, payload: Uint8Array): Promise<ResponseFrame>;
   onPush(handler: (frame: PushFrame) => void): () => void;
@@ -60,8 +66,8 @@ export class QpqClient<T extends Transport = Transport> {
   }
 
   /** Over the WebSocket bridge, e.g. ws://127.0.0.1:5002/qpq. */
-  static async connectWebSocket(url: string): Promise<QpqClient<WsTransport>> {
-    return new QpqClient(await WsTransport.connect(url));
+  static async connectWebSocket(url: string, opts?: WsConnectOptions): Promise<QpqClient<WsTransport>> {
+    return new QpqClient(await WsTransport.connect(url, opts));
   }
 
   /** Raw call: status and payload bytes, no exception for non-Ok statuses. */
