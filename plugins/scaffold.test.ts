@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "vitest";
 import { main } from "./cli.ts";
 import { PluginHost } from "./host/index.ts";
 import { HOOKS } from "./host/policy.ts";
-import { memoryLogger, sampleEvent, tempDir } from "./host/test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent, tempDir } from "./host/test-support.ts";
 import { ScaffoldError, scaffoldPlugin } from "./scaffold.ts";
 
 const d = tempDir();
@@ -28,7 +28,7 @@ test("writes a plugin exporting all six hooks that loads and allows, and refuses
   expect(() => scaffoldPlugin(join(d.dir, "local"), "my-plugin")).toThrow(ScaffoldError);
   expect(() => scaffoldPlugin(d.dir, "../escape")).toThrow(/invalid plugin name/);
   expect(() => scaffoldPlugin(d.dir, "")).toThrow(/invalid plugin name/);
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 test("cli: plugin new <name> [--dir]; usage errors", () => {
   const lines: string[] = [];
@@ -55,7 +55,7 @@ test("the generated test passes under vitest", () => {
     const r = spawnSync(process.execPath, [vitest, "run", "--project", "unit", testFile], {
       cwd: fileURLToPath(new URL("..", import.meta.url)),
       encoding: "utf8",
-      timeout: 60_000,
+      timeout: 2 * HOST_TEST_TIMEOUT_MS,
       env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
     });
     expect(r.status, r.stdout + r.stderr).toBe(0);
@@ -63,4 +63,4 @@ test("the generated test passes under vitest", () => {
   } finally {
     rmSync(hadLocal ? dir : local, { recursive: true, force: true });
   }
-}, 60_000);
+}, 3 * HOST_TEST_TIMEOUT_MS);

@@ -78,13 +78,14 @@ export function testTemplate(name: string, testDir: string): string {
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { PluginHost } from ${JSON.stringify(importPath(testDir, HOST_INDEX))};
-import { memoryLogger, sampleEvent } from ${JSON.stringify(importPath(testDir, TEST_SUPPORT))};
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent } from ${JSON.stringify(importPath(testDir, TEST_SUPPORT))};
 
 const log = memoryLogger();
 let host: PluginHost;
 beforeAll(async () => {
+  // Starting the host (a child process with isolates) takes seconds on a busy machine.
   host = await PluginHost.start({ files: [fileURLToPath(new URL("./${name}.js", import.meta.url))], logger: log });
-});
+}, HOST_TEST_TIMEOUT_MS);
 afterAll(() => host?.stop());
 
 test("loads without errors", () => {
@@ -96,7 +97,7 @@ test("allows a sample event on every hook", async () => {
   for (const hook of ["on_connect", "on_disconnect", "on_message_send", "on_message_receive", "on_group_join", "on_group_leave"] as const) {
     if (host.has(hook)) expect(await host.call(hook, sampleEvent(hook)), hook).toEqual({ allow: true });
   }
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 // Add your own cases, e.g.:
 // test("rejects …", async () => {

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, expect, test } from "vitest";
 import { PluginHost } from "../host/index.ts";
-import { memoryLogger, sampleEvent, tempDir } from "../host/test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent, tempDir } from "../host/test-support.ts";
 
 const SOURCE = fileURLToPath(new URL("./address-filter.js", import.meta.url));
 const hosts: PluginHost[] = [];
@@ -48,7 +48,7 @@ test("shipped deny list: CIDR prefixes and single addresses, IPv4, IPv6 and IPv4
   expect(await verdict("[::ffff:c000:0201]:443")).toBe(REFUSED);
   expect(await verdict("127.0.0.1:5000")).toBe("allow");
   expect(await verdict("not-an-address")).toBe("connection refused: unrecognised client address");
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 test("allow list: only matching addresses get in", async () => {
   const { verdict } = await withConfig([], ["10.0.0.0/8", "::1", "fd00::/8"]);
@@ -58,7 +58,7 @@ test("allow list: only matching addresses get in", async () => {
   expect(await verdict("[::2]:5")).toBe(REFUSED);
   expect(await verdict("[fd12:3456::1]:5")).toBe("allow");
   expect(await verdict("[fe80::1%eth0]:5")).toBe(REFUSED);
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 test("prefix lengths that are not byte-aligned", async () => {
   const { verdict } = await withConfig(["100.64.0.0/10", "2001:db8::/31"], null);
@@ -66,11 +66,11 @@ test("prefix lengths that are not byte-aligned", async () => {
   expect(await verdict("100.128.0.0:1")).toBe("allow");
   expect(await verdict("[2001:db9::1]:1")).toBe(REFUSED);
   expect(await verdict("[2001:dba::1]:1")).toBe("allow");
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 test("a malformed entry makes the plugin fail to load, and says which", async () => {
   const log = memoryLogger();
   const { host } = await withConfig(["10.0.0.0/33"], null, log);
   expect(host.plugins).toEqual([]);
   expect(log.find("plugin failed to load; skipped")[0].fields.error).toMatch(/bad entry "10\.0\.0\.0\/33"/);
-});
+}, HOST_TEST_TIMEOUT_MS);

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fileURLToPath } from "node:url";
 import { PluginHost } from "../host/index.ts";
-import { memoryLogger, sampleEvent } from "../host/test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent } from "../host/test-support.ts";
 
 let host: PluginHost;
 const log = memoryLogger();
 beforeAll(async () => {
   host = await PluginHost.start({ files: [fileURLToPath(new URL("./max-payload-size.js", import.meta.url))], logger: log });
-});
+}, HOST_TEST_TIMEOUT_MS);
 afterAll(() => host?.stop());
 
 test("loads with only on_message_send active", () => {
@@ -25,4 +25,4 @@ test("allows up to 64 KiB, rejects above with the size in the reason", async () 
   });
   expect(await send(4 * 1024 * 1024)).toMatchObject({ allow: false });
   expect(log.find("plugin rejected")).toHaveLength(2);
-});
+}, HOST_TEST_TIMEOUT_MS);

@@ -1,13 +1,13 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fileURLToPath } from "node:url";
 import { PluginHost } from "../host/index.ts";
-import { memoryLogger, sampleEvent } from "../host/test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent } from "../host/test-support.ts";
 
 let host: PluginHost;
 const log = memoryLogger();
 beforeAll(async () => {
   host = await PluginHost.start({ files: [fileURLToPath(new URL("./membership-audit.js", import.meta.url))], logger: log });
-});
+}, HOST_TEST_TIMEOUT_MS);
 afterAll(() => host?.stop());
 
 const CH = "c3".repeat(16);
@@ -24,4 +24,4 @@ test("one audit line per join and leave; never refuses; fail-open", async () => 
     { plugin: "membership-audit", line: `group-join channel=${CH} member=${BOB} actor=${ALICE} at=2026-01-02T03:04:05.000Z` },
     { plugin: "membership-audit", line: `group-leave channel=${CH} member=${BOB} actor=${BOB} at=2026-01-02T03:04:06.000Z` },
   ]);
-});
+}, HOST_TEST_TIMEOUT_MS);

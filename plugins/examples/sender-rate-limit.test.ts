@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { fileURLToPath } from "node:url";
 import { PluginHost } from "../host/index.ts";
-import { memoryLogger, sampleEvent } from "../host/test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent } from "../host/test-support.ts";
 
 let host: PluginHost;
 beforeAll(async () => {
   host = await PluginHost.start({ files: [fileURLToPath(new URL("./sender-rate-limit.js", import.meta.url))], logger: memoryLogger() });
-});
+}, HOST_TEST_TIMEOUT_MS);
 afterAll(() => host?.stop());
 
 const T0 = 1_700_000_000_000;
@@ -27,7 +27,7 @@ test("30 messages per sender per 10 s sliding window; state is kept in the plugi
   expect(await send({ senderIdentity: ALICE, time: T0 + 10_100 })).toEqual({ allow: true });
   // rejected messages do not count
   expect(await send({ senderIdentity: ALICE, time: T0 + 20_100 })).toEqual({ allow: true });
-});
+}, HOST_TEST_TIMEOUT_MS);
 
 test("sealed sender: limited per client IP, whatever the port", async () => {
   const t = T0 + 100_000;
@@ -35,4 +35,4 @@ test("sealed sender: limited per client IP, whatever the port", async () => {
   expect(await send({ senderIdentity: undefined, clientAddress: "203.0.113.9:2000", time: t })).toMatchObject({ allow: false });
   expect(await send({ senderIdentity: undefined, clientAddress: "[2001:db8::9]:2000", time: t })).toEqual({ allow: true });
   expect(await send({ senderIdentity: undefined, clientAddress: "203.0.113.10:2000", time: t })).toEqual({ allow: true });
-});
+}, HOST_TEST_TIMEOUT_MS);

@@ -5,8 +5,8 @@
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { HookName } from "../api/index.ts";
-import { IsolatePlugin, LOAD_TIMEOUT_MS, PluginLoadError } from "./isolate-runner.ts";
-import { ALLOW, Breaker, rejection, type Decision, type PluginOutcome } from "./policy.ts";
+import { IsolatePlugin, LOAD_BACKSTOP_MS, PluginLoadError } from "./isolate-runner.ts";
+import { ALLOW, Breaker, STALL_GRACE_MS, rejection, stallAfterMs, type Decision, type PluginOutcome } from "./policy.ts";
 import { STALL_MARKER, type FromChild, type LoadError, type LoadedPluginInfo, type ToChild } from "./protocol.ts";
 
 if (typeof process.send !== "function") {
@@ -18,12 +18,12 @@ const send = (m: FromChild) => {
   if (process.connected) process.send!(m);
 };
 
-// Stall watch. A plugin call that outlives its time budget by half a second means isolated-vm
-// could not stop it (V8 thrashing at the isolate's memory limit does that). This thread is
-// blocked then, so a worker thread watches a shared [call counter, running plugin] pair and
-// names the plugin on stderr (a direct write, no event loop needed); the host kills this
-// process and suspends that plugin in the next one. Loading a file is watched the same way (the
-// host then skips that file until it changes).
+// Stall watch. A plugin call that outlives its wall-clock backstop by a second (STALL_GRACE_MS)
+// means isolated-vm could not stop it (V8 thrashing at the isolate's memory limit does that).
+// This thread is blocked then, so a worker thread watches a shared [call counter, running
+// plugin] pair and names the plugin on stderr (a direct write, no event loop needed); the host
+// kills this process and suspends that plugin in the next one. Loading a file is watched the
+// same way (the host then skips that file until it changes).
 const IDLE = -1;
 const LOADING = -2;
 // [calls/loads started, index of the running entry, LOADING, or IDLE]
@@ -40,7 +40,7 @@ setInterval(() => {
   const seq = Atomics.load(running, 0), idx = Atomics.load(running, 1), now = Date.now();
   if (idx === ${IDLE} || seq !== seen) { seen = seq; since = now; return; }
   const p = idx === ${LOADING} ? loading : plugins[idx];
-  if (!p || reported === seq || now - since <= p.timeoutMs + 500) return;
+  if (!p || reported === seq || now - since <= p.stallMs) return;
   reported = seq;
   writeSync(2, ${JSON.stringify(STALL_MARKER)} + JSON.stringify({ file: p.file, plugin: p.name, ms: now - since }) + "\\n");
 }, 100);
@@ -68,12 +68,16 @@ const runnerHooks = (file: string, name: () => string) => ({
     process.stderr.write(`isolated-vm catastrophic error in ${file}: ${message}\n`);
     process.abort();
   },
+  // The stall watch times each loading step on its own: a new step restarts its clock.
+  onLoadStep: () => {
+    if (Atomics.load(running, 1) === LOADING) Atomics.add(running, 0, 1);
+  },
 });
 
 /** Marks the start of a module evaluation (load or reset) for the stall watch; end it with Atomics.store(running, 1, IDLE). */
 function watchLoading(file: string): void {
-  // Loading may take several evaluation steps, each bounded by LOAD_TIMEOUT_MS.
-  stallWatch.postMessage({ loading: { file, name: file, timeoutMs: LOAD_TIMEOUT_MS * 2 } });
+  // Each step of a load runs under LOAD_BACKSTOP_MS (see RunnerHooks.onLoadStep).
+  stallWatch.postMessage({ loading: { file, name: file, stallMs: LOAD_BACKSTOP_MS + STALL_GRACE_MS } });
   Atomics.add(running, 0, 1);
   Atomics.store(running, 1, LOADING);
 }
@@ -144,7 +148,7 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
   entries.forEach((e, i) => (e.index = i));
   byHook = new Map();
   for (const e of entries) for (const h of e.plugin.info.hooks) byHook.set(h, [...(byHook.get(h) ?? []), e]);
-  stallWatch.postMessage({ plugins: entries.map(({ plugin: { file, info } }) => ({ file, name: info.name, timeoutMs: info.limits.timeoutMs })) });
+  stallWatch.postMessage({ plugins: entries.map(({ plugin: { file, info } }) => ({ file, name: info.name, stallMs: stallAfterMs(info.limits.timeoutMs) })) });
   const plugins: LoadedPluginInfo[] = entries.map(({ plugin: { info, file } }) => ({
     name: info.name,
     version: info.version,
@@ -164,14 +168,14 @@ function call(id: number, hook: HookName, event: Record<string, unknown>): void 
     let o: PluginOutcome;
     const now = Date.now();
     if (!e.breaker.allows(now)) {
-      o = { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, suspended: true };
+      o = { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, cpuMs: 0, suspended: true };
     } else {
       if (e.plugin.needsReset) resetEntry(e);
       Atomics.add(running, 0, 1);
       Atomics.store(running, 1, e.index);
       const r = e.plugin.call(hook, event);
       Atomics.store(running, 1, IDLE);
-      o = { plugin: name, outcome: r.outcome, ms: r.ms };
+      o = { plugin: name, outcome: r.outcome, ms: r.ms, cpuMs: r.cpuMs };
       if (r.reason !== undefined) o.reason = r.reason;
       if (r.outcome === "error" || r.outcome === "timeout") {
         const suspendMs = e.breaker.failure(now);

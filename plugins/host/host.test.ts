@@ -3,7 +3,7 @@ import { afterAll, afterEach, describe, expect, test } from "vitest";
 import type { HookName } from "../api/index.ts";
 import { PluginHost } from "./index.ts";
 import { HOOKS } from "./policy.ts";
-import { memoryLogger, sampleEvent, tempDir } from "./test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent, tempDir } from "./test-support.ts";
 
 const hosts: PluginHost[] = [];
 const dirs: { cleanup(): void }[] = [];
@@ -23,7 +23,7 @@ function dir() {
   return d;
 }
 
-describe("no plugins", () => {
+describe("no plugins", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("no child process, has() false for every hook, calls allow", async () => {
     const d = dir();
     d.write("README.txt", "not a plugin");
@@ -39,7 +39,7 @@ describe("no plugins", () => {
   });
 });
 
-describe("loading", () => {
+describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("run order is file-name order, then explicit files; TypeScript and camelCase exports work", async () => {
     const d = dir();
     const extra = dir();
@@ -136,7 +136,7 @@ describe("loading", () => {
   });
 });
 
-describe("events", () => {
+describe("events", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("plugins get a copy of exactly the documented fields", async () => {
     const d = dir();
     const log = memoryLogger();
@@ -156,7 +156,7 @@ describe("events", () => {
   });
 });
 
-describe("fail policy", () => {
+describe("fail policy", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   const thrower = HOOKS.map((h) => `export function ${h}() { throw new Error("broken ${h}"); }`).join("\n");
   const decisions = async (host: PluginHost) => {
     const out: Record<string, string> = {};
@@ -215,7 +215,7 @@ describe("fail policy", () => {
   });
 });
 
-describe("metrics and logs", () => {
+describe("metrics and logs", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("per-plugin counters in Prometheus text; one log line per rejection", async () => {
     const d = dir();
     const log = memoryLogger();

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { PluginHost } from "./index.ts";
-import { memoryLogger, sampleEvent, tempDir, waitFor } from "./test-support.ts";
+import { HOST_TEST_TIMEOUT_MS, WAIT_MS, memoryLogger, sampleEvent, tempDir, waitFor } from "./test-support.ts";
 
 const hostile: Record<string, string> = {
   loop: `while (true) {}`,
@@ -88,25 +88,28 @@ beforeAll(async () => {
   d.write("98-probe.js", PROBE);
   d.write("99-last.js", `export function on_message_send(e) { if (e.ttlSecs === 1000) return { reject: "last plugin reached" }; }`);
   host = await PluginHost.start({ dir: d.dir, logger: log });
-});
+}, HOST_TEST_TIMEOUT_MS);
 afterAll(async () => {
   await host?.stop();
   d.cleanup();
 });
 
-describe("hostile plugins are contained", () => {
+describe("hostile plugins are contained", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("all plugins loaded", () => {
     expect(host.plugins).toHaveLength(names.length + 3);
   });
 
   test("infinite loop → timeout, decided fail-closed; the next call of another plugin works", async () => {
-    const t0 = performance.now();
+    // "plugin timeout" (not "plugin host unavailable") shows the child stopped the loop itself,
+    // within the front's deadline for the call.
     expect(await send(ttlOf("loop"))).toEqual({ allow: false, reason: "plugin timeout", plugin: pluginName("loop") });
-    expect(performance.now() - t0).toBeLessThan(1000);
     expect(await send(1000)).toEqual({ allow: false, reason: "last plugin reached", plugin: "99-last" });
     const name = pluginName("loop");
     expect(host.stats(name, "on_message_send")).toMatchObject({ timeouts: 1, errors: 0 });
-    expect(log.find("plugin timed out", (f) => f.plugin === name)[0].fields.reason).toBe("exceeded 50 ms");
+    // Stopped at the wall-clock backstop; over its CPU budget unless the machine starved it of CPU.
+    expect(log.find("plugin timed out", (f) => f.plugin === name)[0].fields.reason).toMatch(
+      /^(exceeded 50 ms of CPU time|stopped by the 500 ms wall-clock backstop after \d+ ms of CPU time \(budget 50 ms\))$/,
+    );
     // the loop plugin's isolate was rebuilt: it allows events not meant for it
     expect(await send(0)).toEqual({ allow: true });
   });
@@ -149,7 +152,7 @@ describe("hostile plugins are contained", () => {
 
   test("dynamic import is refused", async () => {
     expect(await send(ttlOf("dynamic-import"))).toEqual({ allow: true });
-    await waitFor(() => log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import")).length > 0, 5000, "import failure log");
+    await waitFor(() => log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import")).length > 0, WAIT_MS, "import failure log");
     expect(log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import"))[0].fields.line).toMatch(/^import failed: /);
     expect(existsSync(PWNED)).toBe(false);
   });
@@ -160,9 +163,11 @@ describe("hostile plugins are contained", () => {
     // the flood either finishes (allowed) or runs out of time (fail-closed); either way the log stays small
     expect(r.allow || r.reason === "plugin timeout").toBe(true);
     const lines = log.find("plugin log").slice(before);
-    // a burst of 50, 20/s afterwards, and one "[N log lines dropped …]" notice
+    // a burst of 50, then 20/s for as long as the call ran, each of those preceded by a
+    // "[N log lines dropped …]" notice (how long it ran depends on how busy the machine is)
+    const { seconds } = host.stats(pluginName("log-flood"), "on_message_send");
     expect(lines.length).toBeGreaterThan(0);
-    expect(lines.length).toBeLessThanOrEqual(55);
+    expect(lines.length).toBeLessThanOrEqual(50 + 2 * Math.ceil(20 * seconds + 1));
     for (const l of lines) expect(String(l.fields.line).length).toBeLessThanOrEqual(512);
   });
 

@@ -114,7 +114,7 @@ export class PluginHost {
   }
 
   /** Counters of one plugin and hook (tests and diagnostics). */
-  stats(plugin: string, hook: HookName): { calls: number; rejects: number; errors: number; timeouts: number; seconds: number } {
+  stats(plugin: string, hook: HookName): { calls: number; rejects: number; errors: number; timeouts: number; seconds: number; cpuSeconds: number } {
     return this.metrics.get(plugin, hook);
   }
 

@@ -11,7 +11,13 @@
 // module is evaluated, so they hold the original built-ins even if the plugin later patches them;
 // they reduce whatever a hook returns to a plain record of primitives that is copied out
 // (`result: { copy: true }`) and then validated by policy.ts. Guest code they trigger (getters,
-// Proxy traps, toJSON) runs inside the same call, under the same timeout.
+// Proxy traps, toJSON) runs inside the same call, under the same budget.
+//
+// A call's budget (`limits.timeoutMs`) is CPU time. A hook runs synchronously on this thread, so
+// the thread's CPU time (process.threadCpuUsage) grows by what the call used; isolated-vm's
+// Isolate#cpuTime would be the natural source, but the prebuilt Linux binary measures it with a
+// steady clock (wall time). isolated-vm can only interrupt a call by wall-clock time, so a call
+// runs under a wall-clock backstop (wallBackstopMs) and is judged by its CPU time when it ends.
 import { stripTypeScriptTypes } from "node:module";
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -19,11 +25,13 @@ import ivm from "isolated-vm";
 import type { HookName } from "../api/index.ts";
 import {
   DEFAULT_LIMITS, HEAP_RESET_FRACTION, HOOK_EXPORT_NAMES, LogLimiter, MAX_COPIED_STRING, cleanLogLine, hooksFromExports, interpretResult, resolveManifest,
-  type GuestResult, type OutcomeKind, type ResolvedPlugin,
+  wallBackstopMs, type GuestResult, type OutcomeKind, type ResolvedPlugin,
 } from "./policy.ts";
 
-/** Wall-clock budget for evaluating a module's top level and reading its exports. */
-export const LOAD_TIMEOUT_MS = 1000;
+/** CPU time budget for evaluating a module's top level. */
+export const LOAD_BUDGET_MS = 1000;
+/** The wall-clock backstop of each loading step (evaluating the module, reading its exports). */
+export const LOAD_BACKSTOP_MS = wallBackstopMs(LOAD_BUDGET_MS);
 const MAX_MANIFEST_JSON = 16 * 1024;
 const MAX_ERROR_CHARS = 300;
 
@@ -33,7 +41,10 @@ export interface CallResult {
   outcome: OutcomeKind;
   /** Rejection reason, or what went wrong (error/timeout). */
   reason?: string;
+  /** Wall time of the call. */
   ms: number;
+  /** CPU time of the call (what its budget limits). */
+  cpuMs: number;
   /** Set when the call succeeded but left the heap above HEAP_RESET_FRACTION of the limit: the isolate will be rebuilt (state reset). Bytes used. */
   heapReset?: number;
 }
@@ -43,6 +54,8 @@ export interface RunnerHooks {
   onLog(line: string): void;
   /** V8 lost control of an isolate: the process must end (isolated-vm's advice). */
   onCatastrophicError(message: string): void;
+  /** A loading step that runs plugin code (evaluating the module, reading its manifest) starts; each has its own LOAD_BACKSTOP_MS. */
+  onLoadStep(): void;
 }
 
 // Runs first in a fresh context: installs log/console, removes what plugins must not have.
@@ -144,6 +157,26 @@ function errorText(err: unknown): string {
 const isTimeout = (msg: string) => msg.includes("Script execution timed out");
 const isDisposedMsg = (msg: string) => msg.includes("Isolate was disposed");
 
+/** CPU time of the calling thread, ms. */
+function threadCpuMs(): number {
+  const u = process.threadCpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** What the top-level code of a module that used `cpuMs` ran longer than. */
+function loadOverBudget(cpuMs: number): string {
+  return cpuMs > LOAD_BUDGET_MS
+    ? `${LOAD_BUDGET_MS} ms of CPU time`
+    : `the ${LOAD_BACKSTOP_MS} ms wall-clock backstop (after ${Math.round(cpuMs)} ms of CPU time; budget ${LOAD_BUDGET_MS} ms)`;
+}
+
+/** Why a call that used `cpuMs` of its `budgetMs` was stopped by the wall-clock backstop, or judged over budget. */
+function overBudget(budgetMs: number, cpuMs: number): string {
+  return cpuMs > budgetMs
+    ? `exceeded ${budgetMs} ms of CPU time`
+    : `stopped by the ${wallBackstopMs(budgetMs)} ms wall-clock backstop after ${Math.round(cpuMs)} ms of CPU time (budget ${budgetMs} ms)`;
+}
+
 interface Booted {
   isolate: ivm.Isolate;
   call: ivm.Reference<(hook: string, event: unknown) => GuestResult>;
@@ -197,6 +230,7 @@ export class IsolatePlugin {
     let mod = evaluate(file, js, DEFAULT_LIMITS.memoryMb, hooks, onLine);
     let info: ResolvedPlugin;
     try {
+      hooks.onLoadStep();
       const desc = describe(mod);
       if (desc.manifestError) throw new PluginLoadError(desc.manifestError);
       const exported = hooksFromExports(desc.types);
@@ -235,29 +269,42 @@ export class IsolatePlugin {
     }
   }
 
-  /** Runs one hook with a copy of `event`, within the plugin's time budget. */
+  /** Runs one hook with a copy of `event`, within the plugin's CPU budget (and its wall-clock backstop). */
   call(hook: HookName, event: Record<string, unknown>): CallResult {
     if (this.needsReset) this.reset();
     const b = this.booted;
-    if (!b) return { outcome: "error", reason: `cannot restart: ${this.bootError ?? "unknown"}`, ms: 0 };
+    if (!b) return { outcome: "error", reason: `cannot restart: ${this.bootError ?? "unknown"}`, ms: 0, cpuMs: 0 };
+    const budget = this.info.limits.timeoutMs;
     const start = performance.now();
+    const cpuStart = threadCpuMs();
     let r: GuestResult;
     try {
       const arg = new ivm.ExternalCopy(event).copyInto({ release: true });
-      r = b.call.applySync(undefined, [hook, arg], { timeout: this.info.limits.timeoutMs, result: { copy: true } });
+      r = b.call.applySync(undefined, [hook, arg], { timeout: wallBackstopMs(budget), result: { copy: true } });
     } catch (err) {
+      const cpuMs = threadCpuMs() - cpuStart;
       const ms = performance.now() - start;
       this.dirty = true;
       const msg = errorText(err);
       if (b.isolate.isDisposed || isDisposedMsg(msg))
-        return { outcome: "error", reason: `out of memory (limit ${this.info.limits.memoryMb} MB): isolate disposed`, ms };
-      if (isTimeout(msg)) return { outcome: "timeout", reason: `exceeded ${this.info.limits.timeoutMs} ms`, ms };
-      return { outcome: "error", reason: `threw ${msg}`, ms };
+        return { outcome: "error", reason: `out of memory (limit ${this.info.limits.memoryMb} MB): isolate disposed`, ms, cpuMs };
+      if (isTimeout(msg)) return { outcome: "timeout", reason: overBudget(budget, cpuMs), ms, cpuMs };
+      return { outcome: "error", reason: `threw ${msg}`, ms, cpuMs };
     }
+    const cpuMs = threadCpuMs() - cpuStart;
     const ms = performance.now() - start;
+    if (cpuMs > budget) {
+      // Finished, but over budget: its answer is discarded, as if it had been stopped in time.
+      this.dirty = true;
+      return { outcome: "timeout", reason: overBudget(budget, cpuMs), ms, cpuMs };
+    }
     const v = interpretResult(hook, r);
     const out: CallResult =
-      v.kind === "allow" ? { outcome: "allow", ms } : v.kind === "reject" ? { outcome: "reject", reason: v.reason, ms } : { outcome: "error", reason: `invalid result: ${v.error}`, ms };
+      v.kind === "allow"
+        ? { outcome: "allow", ms, cpuMs }
+        : v.kind === "reject"
+          ? { outcome: "reject", reason: v.reason, ms, cpuMs }
+          : { outcome: "error", reason: `invalid result: ${v.error}`, ms, cpuMs };
     if (v.kind === "invalid") this.dirty = true;
     // V8 near an isolate's limit can thrash in GC where neither the timeout nor the memory limit
     // stops it; a plugin whose state keeps growing is reset well before that.
@@ -304,16 +351,17 @@ interface Description {
 
 /** A fresh isolate with the prelude and trusted helpers, then the plugin module (imports refused) evaluated. */
 function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks, onLine: (line: unknown) => void): Evaluated {
+  hooks.onLoadStep();
   const isolate = new ivm.Isolate({ memoryLimit: memoryMb, onCatastrophicError: (message) => hooks.onCatastrophicError(message) });
   try {
     const context = isolate.createContextSync();
-    context.evalClosureSync(PRELUDE, [new ivm.Callback(onLine)], { timeout: LOAD_TIMEOUT_MS });
+    context.evalClosureSync(PRELUDE, [new ivm.Callback(onLine)], { timeout: LOAD_BACKSTOP_MS });
     const describeFn = context.evalClosureSync(DESCRIBE, [new ivm.ExternalCopy([...HOOK_EXPORT_NAMES]).copyInto(), MAX_MANIFEST_JSON], {
-      timeout: LOAD_TIMEOUT_MS,
+      timeout: LOAD_BACKSTOP_MS,
       result: { reference: true },
     }) as Evaluated["describeFn"];
     const bindFn = context.evalClosureSync(BIND, [MAX_COPIED_STRING], {
-      timeout: LOAD_TIMEOUT_MS,
+      timeout: LOAD_BACKSTOP_MS,
       result: { reference: true },
     }) as Evaluated["bindFn"];
 
@@ -327,17 +375,20 @@ function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks
       throw new PluginLoadError(
         `imports are not allowed (found ${mod.dependencySpecifiers.map((s) => JSON.stringify(s)).join(", ")}); a plugin is one self-contained module`,
       );
+    const cpuStart = threadCpuMs();
     try {
       mod.instantiateSync(context, () => {
         throw new Error("imports are not allowed");
       });
-      mod.evaluateSync({ timeout: LOAD_TIMEOUT_MS });
+      mod.evaluateSync({ timeout: LOAD_BACKSTOP_MS });
     } catch (err) {
       const msg = errorText(err);
       if (isolate.isDisposed || isDisposedMsg(msg)) throw new PluginLoadError(`top-level code ran out of memory (${memoryMb} MB)`);
-      if (isTimeout(msg)) throw new PluginLoadError(`top-level code ran longer than ${LOAD_TIMEOUT_MS} ms`);
+      if (isTimeout(msg)) throw new PluginLoadError(`top-level code ran longer than ${loadOverBudget(threadCpuMs() - cpuStart)}`);
       throw new PluginLoadError(`top-level code threw ${msg}`);
     }
+    const cpuMs = threadCpuMs() - cpuStart;
+    if (cpuMs > LOAD_BUDGET_MS) throw new PluginLoadError(`top-level code ran longer than ${loadOverBudget(cpuMs)}`);
     return { isolate, namespace: mod.namespace, describeFn, bindFn };
   } catch (err) {
     if (!isolate.isDisposed) isolate.dispose();
@@ -347,7 +398,7 @@ function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks
 
 function describe(e: Evaluated): Description {
   try {
-    return e.describeFn.applySync(undefined, [e.namespace.derefInto()], { timeout: LOAD_TIMEOUT_MS, result: { copy: true } });
+    return e.describeFn.applySync(undefined, [e.namespace.derefInto()], { timeout: LOAD_BACKSTOP_MS, result: { copy: true } });
   } catch (err) {
     throw new PluginLoadError(`reading exports failed: ${errorText(err)}`);
   }
@@ -357,7 +408,7 @@ function bind(e: Evaluated, info: ResolvedPlugin): Booted {
   try {
     const exportsCopy = new ivm.ExternalCopy({ ...info.exports }).copyInto({ release: true });
     const call = e.bindFn.applySync(undefined, [e.namespace.derefInto(), exportsCopy], {
-      timeout: LOAD_TIMEOUT_MS,
+      timeout: LOAD_BACKSTOP_MS,
       result: { reference: true },
     }) as Booted["call"];
     return { isolate: e.isolate, call };

@@ -11,6 +11,7 @@ interface Series {
   errors: number;
   timeouts: number;
   seconds: number;
+  cpuSeconds: number;
 }
 
 export class PluginMetrics {
@@ -23,12 +24,13 @@ export class PluginMetrics {
   record(hook: HookName, o: PluginOutcome): void {
     const key = `${o.plugin}\u0000${hook}`;
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { plugin: o.plugin, hook, calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0 }));
+    if (!s) this.series.set(key, (s = { plugin: o.plugin, hook, calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0, cpuSeconds: 0 }));
     s.calls++;
     if (o.outcome === "reject") s.rejects++;
     else if (o.outcome === "error") s.errors++;
     else if (o.outcome === "timeout") s.timeouts++;
     s.seconds += o.ms / 1000;
+    s.cpuSeconds += (o.cpuMs ?? 0) / 1000;
   }
 
   /** A call decided without the child process (it was down or did not answer in time). */
@@ -38,7 +40,9 @@ export class PluginMetrics {
 
   get(plugin: string, hook: HookName): Series {
     const s = this.series.get(`${plugin}\u0000${hook}`);
-    return s ? { calls: s.calls, rejects: s.rejects, errors: s.errors, timeouts: s.timeouts, seconds: s.seconds } : { calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0 };
+    return s
+      ? { calls: s.calls, rejects: s.rejects, errors: s.errors, timeouts: s.timeouts, seconds: s.seconds, cpuSeconds: s.cpuSeconds }
+      : { calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0, cpuSeconds: 0 };
   }
 
   render(): string {
@@ -50,8 +54,9 @@ export class PluginMetrics {
     family("plugin_calls_total", "Plugin hook invocations, by plugin and hook.", "counter", (s) => s.calls);
     family("plugin_rejects_total", "Calls a plugin rejected.", "counter", (s) => s.rejects);
     family("plugin_errors_total", "Plugin calls that threw, returned an invalid result, ran out of memory or were skipped while the plugin was suspended.", "counter", (s) => s.errors);
-    family("plugin_timeouts_total", "Plugin calls that exceeded the time budget.", "counter", (s) => s.timeouts);
+    family("plugin_timeouts_total", "Plugin calls that exceeded their CPU time budget or its wall-clock backstop.", "counter", (s) => s.timeouts);
     family("plugin_seconds_total", "Wall time spent in plugin calls.", "counter", (s) => s.seconds);
+    family("plugin_cpu_seconds_total", "CPU time spent in plugin calls (what the time budget limits).", "counter", (s) => s.cpuSeconds);
     out.push("# HELP plugin_host_unavailable_total Hook calls decided by fail policy because the plugin host process was down or did not answer.", "# TYPE plugin_host_unavailable_total counter");
     for (const [hook, n] of this.unavailable) out.push(`plugin_host_unavailable_total{hook="${hook}"} ${n}`);
     out.push("# HELP plugin_host_restarts_total Restarts of the plugin host process.", "# TYPE plugin_host_restarts_total counter", `plugin_host_restarts_total ${this.restarts}`);

@@ -2,7 +2,8 @@ import { describe, expect, test } from "vitest";
 import {
   ALLOW, Breaker, DEFAULT_FAIL_POLICY, DEFAULT_LIMITS, HOOKS, HOOK_EXPORTS, LogLimiter, REASON_HOST_UNAVAILABLE, REASON_PLUGIN_ERROR,
   REASON_PLUGIN_TIMEOUT, checkReason, cleanLogLine, combine, decideWithoutHost, eventIds, hookFromName, hooksFromExports, interpretResult,
-  nameFromFile, rejection, resolveManifest, sanitizeEvent, type GuestResult, type PluginOutcome,
+  STALL_GRACE_MS, callDeadlineMs, nameFromFile, rejection, resolveManifest, sanitizeEvent, stallAfterMs, wallBackstopMs, type GuestResult,
+  type PluginOutcome,
 } from "./policy.ts";
 
 const str = (v: string) => ({ t: "string" as const, v, len: v.length });
@@ -233,5 +234,27 @@ describe("log limiter and breaker", () => {
     expect(b.failure(300)).toBe(250); // capped
     b.success();
     expect([b.failure(1000), b.failure(1000), b.failure(1000)]).toEqual([0, 0, 100]);
+  });
+});
+
+describe("time budgets", () => {
+  test("wall-clock backstop: ten times the CPU budget, at least 250 ms, at most 2 s over it", () => {
+    expect(wallBackstopMs(1)).toBe(250);
+    expect(wallBackstopMs(50)).toBe(500);
+    expect(wallBackstopMs(200)).toBe(2000);
+    expect(wallBackstopMs(1000)).toBe(3000);
+    expect(wallBackstopMs(5000)).toBe(7000);
+    for (const b of [1, 7, 50, 333, 5000]) expect(wallBackstopMs(b)).toBeGreaterThan(b);
+  });
+
+  test("the stall watch waits past the backstop; the front waits past the stall watch", () => {
+    expect(stallAfterMs(50)).toBe(500 + STALL_GRACE_MS);
+    // one plugin: its backstop, the stall grace, and a second
+    expect(callDeadlineMs(1000, [50])).toBe(500 + STALL_GRACE_MS + 1000);
+    expect(callDeadlineMs(1000, [50])).toBeGreaterThan(stallAfterMs(50));
+    // several plugins run one after the other
+    expect(callDeadlineMs(1000, [50, 1000])).toBe(500 + 3000 + STALL_GRACE_MS + 1000);
+    // the host's call timeout when that is longer
+    expect(callDeadlineMs(60_000, [50])).toBe(60_000);
   });
 });

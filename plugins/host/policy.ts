@@ -301,6 +301,8 @@ export interface PluginOutcome {
   reason?: string;
   /** Wall time spent in the plugin, ms. */
   ms: number;
+  /** CPU time spent in the plugin, ms (what its time budget limits). */
+  cpuMs?: number;
   /** The plugin was not run: it is suspended after repeated failures (counted as an error, not logged per call). */
   suspended?: true;
 }
@@ -525,9 +527,31 @@ export function stallSuspensionMs(stalls: number): number {
 export const HEAP_RESET_FRACTION = 0.6;
 
 /**
- * The child's deadline for one call of a hook: the host's call timeout, or more when the
- * plugins on the hook may legitimately take longer (their time budgets plus a second).
+ * A plugin's `timeoutMs` is a budget of CPU time per call (measured with the CPU clock of the
+ * thread that runs it, see isolate-runner.ts). isolated-vm can only interrupt a call by
+ * wall-clock time, so each call also runs under this wall-clock backstop: ten times the budget,
+ * at least 250 ms, at most 2 s more than the budget. On an idle machine a call that keeps running
+ * is stopped by the backstop; on a busy one a call that used little CPU is not stopped because
+ * it was kept waiting for a core.
+ */
+export function wallBackstopMs(cpuBudgetMs: number): number {
+  return Math.max(250, cpuBudgetMs + Math.min(9 * cpuBudgetMs, 2000));
+}
+
+/** How long past its wall-clock backstop a call must run before the child's stall watch reports it (isolated-vm could not stop it). */
+export const STALL_GRACE_MS = 1000;
+
+/** When the child's stall watch reports a call of a plugin with this CPU budget. */
+export function stallAfterMs(cpuBudgetMs: number): number {
+  return wallBackstopMs(cpuBudgetMs) + STALL_GRACE_MS;
+}
+
+/**
+ * The front's deadline for one call of a hook: the host's call timeout, or more when the
+ * plugins on the hook may legitimately take longer (their wall-clock backstops, plus the stall
+ * watch's grace, so that a stalled plugin is reported before the front gives up on the child,
+ * plus a second).
  */
 export function callDeadlineMs(callTimeoutMs: number, timeoutsMs: readonly number[]): number {
-  return Math.max(callTimeoutMs, timeoutsMs.reduce((a, b) => a + b, 0) + 1000);
+  return Math.max(callTimeoutMs, timeoutsMs.reduce((a, b) => a + wallBackstopMs(b), 0) + STALL_GRACE_MS + 1000);
 }

@@ -288,8 +288,10 @@ export class ChildSupervisor {
     for (const [id, p] of this.pending) {
       if (p.deadline > now) continue;
       this.pending.delete(id);
-      // Nothing at all from the child during this call's whole allowance: it is stuck.
-      if (silent >= p.span) hung = true;
+      // Nothing at all from the child during this call's whole allowance: it is stuck. Not while
+      // it is loading, though: a child starting on a busy machine can be silent for longer than
+      // a call's allowance, and LOAD_DEADLINE_MS bounds that silence.
+      if (silent >= p.span && this.loadWaiters.size === 0) hung = true;
       p.resolve(this.owner.unanswered(p.hook, p.event));
     }
     const child = this.child;

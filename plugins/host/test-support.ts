@@ -42,12 +42,23 @@ export function tempDir(prefix = "qpq-plugins-"): { dir: string; write(name: str
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Timeout for a test (or hook) that starts a plugin host: a child process and isolates, which
+ * take seconds when every core is busy. Tests wait for conditions (waitFor), never for a time.
+ */
+export const HOST_TEST_TIMEOUT_MS = 60_000;
+
+type Truthy<T> = Exclude<T, undefined | null | false | 0 | "">;
+
+/** How long waitFor waits by default: generous, it only bounds a test that is stuck. */
+export const WAIT_MS = 30_000;
+
 /** Polls `check` every 20 ms until it returns a truthy value, for at most `timeoutMs`. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = "condition"): Promise<T> {
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = WAIT_MS, what = "condition"): Promise<Truthy<T>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
-    if (v) return v;
+    if (v) return v as Truthy<T>;
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
