@@ -1,4 +1,5 @@
 // Front configuration from the environment (names mirror the Rust qpq server's).
+import { MAX_PAYLOAD } from "../proto/index.ts";
 export interface FrontConfig {
   host: string;
   port: number;
@@ -33,6 +34,11 @@ export interface FrontConfig {
   rpcBurst: number;
   /** Login/registration attempts per client address per minute. */
   authPerMinute: number;
+  /** A request (and its answer) must cross within this, plus 1 s per minTransferBytesPerSecond. */
+  transferTimeoutMs: number;
+  minTransferBytesPerSecond: number;
+  /** Announced payload bytes one connection may hold in partly received requests. */
+  connectionBufferBytes: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /**
    * Stack frames V8 captures per Error in the front's process (QPQ_STACK_TRACE_LIMIT). The QUIC
@@ -99,6 +105,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     rpcPerSecond: int(env, "QPQ_RPC_PER_SECOND", 500),
     rpcBurst: int(env, "QPQ_RPC_BURST", 1000),
     authPerMinute: int(env, "QPQ_AUTH_PER_MINUTE", 60),
+    transferTimeoutMs: duration(env, "QPQ_TRANSFER_TIMEOUT", 10_000),
+    minTransferBytesPerSecond: int(env, "QPQ_MIN_TRANSFER_RATE", 256 * 1024),
+    connectionBufferBytes: int(env, "QPQ_CONNECTION_BUFFER_BYTES", 16 * 1024 * 1024),
     logLevel: level as FrontConfig["logLevel"],
     stackTraceLimit: int(env, "QPQ_STACK_TRACE_LIMIT", 4),
     ...overrides,
@@ -113,8 +122,13 @@ function atLeastOne(cfg: FrontConfig): void {
     ["QPQ_MAX_CONNECTIONS", cfg.maxConnections], ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
     ["QPQ_MAX_CONNECTIONS_PER_ADDRESS", cfg.maxConnectionsPerAddress], ["QPQ_AUTH_TIMEOUT", cfg.authTimeoutMs],
     ["QPQ_FETCH_WAIT_PER_CONNECTION", cfg.fetchWaitPerConnection], ["QPQ_FETCH_WAIT_PER_IDENTITY", cfg.fetchWaitPerIdentity],
+    ["QPQ_TRANSFER_TIMEOUT", cfg.transferTimeoutMs], ["QPQ_MIN_TRANSFER_RATE", cfg.minTransferBytesPerSecond],
   ] as const) {
     if (value < 1) throw new ConfigError(`${name} must be at least 1, got ${value}`);
+  }
+  // Smaller than one frame would refuse every large request outright.
+  if (cfg.connectionBufferBytes < MAX_PAYLOAD) {
+    throw new ConfigError(`QPQ_CONNECTION_BUFFER_BYTES must be at least ${MAX_PAYLOAD} (one frame), got ${cfg.connectionBufferBytes}`);
   }
 }
 

@@ -30,7 +30,10 @@ export class QpqFront {
   constructor(opts: FrontOptions) {
     this.config = opts.config;
     this.gateway = new Gateway(opts);
-    this.quic = new QuicListener(this.gateway, opts.tls, opts.logger);
+    const c = opts.config;
+    this.quic = new QuicListener(this.gateway, opts.tls, opts.logger, {
+      transferTimeoutMs: c.transferTimeoutMs, minTransferBytesPerSecond: c.minTransferBytesPerSecond, connectionBufferBytes: c.connectionBufferBytes,
+    });
     if (opts.config.wsListen) {
       // Plain ws:// only with the development certificate on loopback; otherwise wss:// with the
       // configured certificate.

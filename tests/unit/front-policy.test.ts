@@ -155,3 +155,18 @@ describe("WebSocket close reasons", () => {
     expect(cut).toBe("é".repeat(61));
   });
 });
+
+describe("front limits for request transfer", () => {
+  const base = { QPQ_EDGE_URL: "http://127.0.0.1:8787", QPQ_FRONT_SECRET: "s" };
+
+  it("has the documented defaults and reads the environment", () => {
+    expect(configFromEnv(base)).toMatchObject({ transferTimeoutMs: 10_000, minTransferBytesPerSecond: 262_144, connectionBufferBytes: 16_777_216 });
+    expect(configFromEnv({ ...base, QPQ_TRANSFER_TIMEOUT: "3s", QPQ_MIN_TRANSFER_RATE: "1000", QPQ_CONNECTION_BUFFER_BYTES: "8388608" }))
+      .toMatchObject({ transferTimeoutMs: 3000, minTransferBytesPerSecond: 1000, connectionBufferBytes: 8_388_608 });
+  });
+
+  it("refuses a connection buffer smaller than one frame and a zero transfer rate", () => {
+    expect(() => configFromEnv({ ...base, QPQ_CONNECTION_BUFFER_BYTES: "1000" })).toThrow(/one frame/);
+    expect(() => configFromEnv({ ...base, QPQ_MIN_TRANSFER_RATE: "0" })).toThrow(/QPQ_MIN_TRANSFER_RATE/);
+  });
+});
