@@ -2,6 +2,7 @@
 import { once } from "node:events";
 import { createServer } from "node:http";
 import type { FrontMetrics } from "./metrics.ts";
+import { binding, listenAddress } from "./listen-error.ts";
 
 export async function serveMetrics(metrics: FrontMetrics, listen: { host: string; port: number }): Promise<{ url: string; close(): void }> {
   const server = createServer((req, res) => {
@@ -11,8 +12,10 @@ export async function serveMetrics(metrics: FrontMetrics, listen: { host: string
       res.writeHead(404).end();
     }
   });
-  server.listen(listen.port, listen.host);
-  await once(server, "listening");
+  await binding("metrics endpoint", listenAddress("tcp", listen.host, listen.port), async () => {
+    server.listen(listen.port, listen.host);
+    await once(server, "listening");
+  });
   const { port } = server.address() as { port: number };
   return { url: `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}/metrics`, close: () => server.close() };
 }

@@ -9,6 +9,7 @@ import { ByteBudget } from "./byte-budget.ts";
 import type { TlsMaterial } from "./cert.ts";
 import type { ClientConnection, Gateway } from "./gateway.ts";
 import type { Logger } from "./log.ts";
+import { binding, listenAddress } from "./listen-error.ts";
 
 /** How long a complete request waits for its FIN before it is served anyway. */
 const FIN_GRACE_MS = 1000;
@@ -129,7 +130,7 @@ export class QuicListener {
   }
 
   async start(host: string, port: number): Promise<void> {
-    await this.server.start({ host, port });
+    await binding("QUIC listener", listenAddress("udp", host, port), () => this.server.start({ host, port }));
   }
 
   async stop(): Promise<void> {

@@ -29,7 +29,14 @@ export async function startFront(config: FrontConfig, logger: Logger): Promise<R
     await plugins?.stop();
     throw err;
   }
-  const metrics = config.metricsListen ? await serveMetrics(front.metrics, config.metricsListen) : undefined;
+  let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  try {
+    metrics = config.metricsListen ? await serveMetrics(front.metrics, config.metricsListen) : undefined;
+  } catch (err) {
+    await front.stop();
+    await plugins?.stop();
+    throw err;
+  }
   return {
     front,
     tls,

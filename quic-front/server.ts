@@ -67,7 +67,12 @@ export class QpqFront {
 
   async start(): Promise<void> {
     await this.quic.start(this.config.host, this.config.port);
-    if (this.ws && this.config.wsListen) await this.ws.start(this.config.wsListen.host, this.config.wsListen.port);
+    try {
+      if (this.ws && this.config.wsListen) await this.ws.start(this.config.wsListen.host, this.config.wsListen.port);
+    } catch (err) {
+      await this.quic.stop();
+      throw err;
+    }
   }
 
   /**

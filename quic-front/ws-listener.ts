@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { MAX_PAYLOAD, REQUEST_HEADER, decodeRequest } from "../proto/index.ts";
 import type { Gateway } from "./gateway.ts";
 import type { Logger } from "./log.ts";
+import { binding, listenAddress } from "./listen-error.ts";
 
 export const WS_PATH = "/qpq";
 export const WS_SUBPROTOCOL = "qpq";
@@ -56,6 +57,8 @@ export class WsListener {
       maxPayload: MAX_PAYLOAD + REQUEST_HEADER,
       handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     });
+    // ws re-emits the HTTP server's errors; a failed bind is reported by start(), so this only logs.
+    this.wss.on("error", (err) => this.logger.debug("websocket server error", { error: err.message }));
     this.wss.on("connection", (ws, req) => {
       const host = req.socket.remoteAddress ?? "unknown";
       const remote = `${host.includes(":") ? `[${host}]` : host}:${req.socket.remotePort ?? 0}`;
@@ -71,8 +74,10 @@ export class WsListener {
   }
 
   async start(host: string, port: number): Promise<void> {
-    this.http.listen(port, host);
-    await once(this.http, "listening");
+    await binding("WebSocket bridge", listenAddress("tcp", host, port), async () => {
+      this.http.listen(port, host);
+      await once(this.http, "listening");
+    });
   }
 
   async stop(): Promise<void> {

@@ -2,6 +2,8 @@
 // /metrics, and stops cleanly on SIGTERM.
 import { describe, it, expect } from "vitest";
 import { spawn } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +47,35 @@ describe("npm start", () => {
       expect(await exited).toBe(0);
     } finally {
       if (proc.exitCode === null) proc.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("a port in use fails start-up with the listener and its address named", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "qpq-start-"));
+    const taken = createSocket("udp4");
+    taken.bind(0, "127.0.0.1");
+    await once(taken, "listening");
+    const port = taken.address().port;
+    const proc = spawn(process.execPath, [join(root, "scripts/start.ts")], {
+      cwd: root,
+      env: { ...process.env, QPQ_DATA_DIR: dataDir, QPQ_LISTEN: `127.0.0.1:${port}`, QPQ_METRICS_LISTEN: "", QPQ_WS_LISTEN: "" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    try {
+      const errors: string[] = [];
+      createInterface({ input: proc.stderr }).on("line", (line) => {
+        try {
+          const entry = JSON.parse(line) as { msg: string; error?: string };
+          if (entry.msg === "start-up failed") errors.push(entry.error ?? "");
+        } catch { /* not a log line */ }
+      });
+      const [code] = await once(proc, "exit") as [number | null];
+      expect(code).toBe(1);
+      expect(errors).toEqual([expect.stringMatching(new RegExp(`^QUIC listener could not listen on udp://127\\.0\\.0\\.1:${port}: `))]);
+    } finally {
+      if (proc.exitCode === null) proc.kill("SIGKILL");
+      taken.close();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
