@@ -22,7 +22,34 @@ export const users = sqliteTable("users", {
   identityKey: bytes("identity_key").notNull(),
   opaqueRecord: bytes("opaque_record").notNull(),
   createdAt: integer("created_at").notNull(),
+  /**
+   * Set by DeleteAccount before it purges anything: the account can no longer log in, its name
+   * stays taken, and a repeated DeleteAccount (same session) finishes the purge. The row goes last.
+   */
+  deletingAt: integer("deleting_at"),
 }, (t) => [uniqueIndex("users_identity_key").on(t.identityKey)]);
+
+/**
+ * Devices of an account (at most LIMITS.devicesPerAccount, the default included). The default
+ * device has the empty id and exists from registration on; others are added by RegisterDevice.
+ * Every session names one of these rows; RevokeDevice deletes the row with its sessions.
+ */
+export const devices = sqliteTable("devices", {
+  identityKey: bytes("identity_key").notNull(),
+  deviceId: bytes("device_id").notNull(),
+  name: text("name").notNull().default(""),
+  createdAt: integer("created_at").notNull(),
+  lastSeenAt: integer("last_seen_at").notNull(),
+}, (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })]);
+
+/** One APNs/FCM token per device, stored only (the server sends no pushes through them). */
+export const pushTokens = sqliteTable("push_tokens", {
+  identityKey: bytes("identity_key").notNull(),
+  deviceId: bytes("device_id").notNull(),
+  platform: text("platform", { enum: ["apns", "fcm"] }).notNull(),
+  token: bytes("token").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+}, (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })]);
 
 /** Sessions are stored by SHA-256 of the token: a leaked table grants nothing. */
 export const sessions = sqliteTable("sessions", {
@@ -59,6 +86,14 @@ export const keyPackages = sqliteTable("key_packages", {
   fingerprint: bytes("fingerprint").notNull(),
   createdAt: integer("created_at").notNull(),
 }, (t) => [index("key_packages_owner").on(t.identityKey, t.id)]);
+
+/** RFC 9750 last-resort KeyPackage: one per identity, replaced by a newer upload, never popped. */
+export const lastResortKeyPackages = sqliteTable("last_resort_key_packages", {
+  identityKey: bytes("identity_key").primaryKey(),
+  package: bytes("package").notNull(),
+  fingerprint: bytes("fingerprint").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
 
 export const hybridKeys = sqliteTable("hybrid_keys", {
   identityKey: bytes("identity_key").primaryKey(),
