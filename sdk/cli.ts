@@ -33,7 +33,8 @@ Profiles (<dir>/<username>.json, mode 0600) hold the private key and the session
 
 Note: send transmits the message bytes exactly as given, as UTF-8 plaintext, so the server
 can read them. Real qpq clients send MLS ciphertext; this CLI is for trying the server out.
-recv shows control characters escaped and non-UTF-8 payloads as "[N bytes, not UTF-8]".
+recv shows control characters escaped and non-UTF-8 payloads as "[N bytes, not UTF-8]", and
+says "no messages" on stderr when there were none.
 `;
 
 /** An expected failure: printed as one line, exit code 1. */
@@ -103,7 +104,9 @@ async function main(argv: string[]): Promise<void> {
       const password = await readPassword(`Password for new user ${username}: `, true);
       const { identityKey, privateKeyPem } = newIdentity();
       const ok = await withClient(opts, (c) => c.register(username, password, identityKey));
-      if (!ok) throw new CliError(`username ${username} is already taken on ${serverOf(opts)}`);
+      if (!ok) {
+        throw new CliError(`username ${username} is already taken on ${serverOf(opts)}; if it is yours, ${waysToThisMachine(username)}`);
+      }
       store.save({ version: 1, username, identityKey: b64u.encode(identityKey), privateKey: privateKeyPem, server: serverOf(opts) });
       store.setCurrent(username);
       out(`registered ${username}; now run: qpq login ${username}`);
@@ -112,7 +115,11 @@ async function main(argv: string[]): Promise<void> {
 
     case "login": {
       const username = checkProfileName(oneArg(args, "qpq login <username>"));
-      const profile = store.load(username);
+      const profile = store.find(username);
+      if (!profile) {
+        throw new CliError(`this machine has no identity key for ${username} (no ${store.pathOf(username)}); ` +
+          `${waysToThisMachine(username)}; or, if ${username} is not registered yet, run: qpq register ${username}`);
+      }
       const password = await readPassword(`Password for ${username}: `, false);
       const token = await withClient(opts, (c) => c.login(username, password, b64u.decode(profile.identityKey)));
       store.save({ ...profile, sessionToken: b64u.encode(token), server: serverOf(opts) });
@@ -137,16 +144,21 @@ async function main(argv: string[]): Promise<void> {
       expectArgs(args, 0, "qpq recv [--wait <seconds>]");
       const waitMs = opts.wait === undefined ? 0 : parseWait(opts.wait);
       const profile = store.load(opts.as);
-      await withSession(opts, profile, async (c) => {
+      const shown = await withSession(opts, profile, async (c) => {
         const limit = 100;
+        let count = 0;
         let batch = waitMs > 0 ? await c.fetchWait({ timeoutMs: waitMs, limit }) : await c.fetch({ limit });
         while (batch.length > 0) {
           for (const e of batch) out(`${e.seq}\t${showPayload(e.data)}`);
+          count += batch.length;
           await c.ack(Math.max(...batch.map((e) => e.seq)));
           if (batch.length < limit) break;
           batch = await c.fetch({ limit });
         }
+        return count;
       });
+      // On stderr, so a script reading stdout sees only messages.
+      if (shown === 0) process.stderr.write("no messages\n");
       return;
     }
 
@@ -163,6 +175,12 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new CliError(`unknown command "${command}" (see qpq --help)`);
   }
+}
+
+/** How a username registered elsewhere gets onto this machine: its key must come along. */
+function waysToThisMachine(username: string): string {
+  return `copy the profile file ${username}.json (it holds the identity key) from the machine that registered ${username} ` +
+    `into this profile directory, or add this machine as a device of ${username} if your qpq has device commands (qpq --help)`;
 }
 
 function expectArgs(args: string[], n: number, usage: string): void {

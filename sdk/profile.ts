@@ -85,7 +85,9 @@ export class ProfileStore {
       throw new ProfileError(`no current profile in ${this.dir}; run "qpq register <username>" or "qpq login <username>", or pass --as`);
     }
     const profile = this.find(name);
-    if (!profile) throw new ProfileError(`no profile for ${name} in ${this.dir}; run "qpq register ${name}" first`);
+    if (!profile) {
+      throw new ProfileError(`no profile for ${name} in ${this.dir}: this machine has no identity key for ${name} (run "qpq login ${name}" to see how to get one here)`);
+    }
     return profile;
   }
 

@@ -2,7 +2,7 @@
 // Children run asynchronously: the system under test lives in this process's event loop.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
@@ -66,8 +66,8 @@ describe("qpq CLI", () => {
     expect(seq).toMatch(/^\d+$/);
 
     expect(await qpq(["recv"], { as: bob })).toEqual({ code: 0, stdout: `${seq}\thello bob\n`, stderr: "" });
-    // Acked: nothing left.
-    expect(await qpq(["recv"], { as: bob })).toEqual({ code: 0, stdout: "", stderr: "" });
+    // Acked: nothing left, said on stderr so stdout stays messages only.
+    expect(await qpq(["recv"], { as: bob })).toEqual({ code: 0, stdout: "", stderr: "no messages\n" });
 
     const who = await qpq(["whoami"], { as: bob });
     expect(who.code).toBe(0);
@@ -81,6 +81,34 @@ describe("qpq CLI", () => {
     const r = await waiting;
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^\d+\thi alice\n$/);
+  });
+
+  it("recv --wait that ends empty says so on stderr", async () => {
+    expect(await qpq(["recv", "--wait", "1"], { as: bob })).toEqual({ code: 0, stdout: "", stderr: "no messages\n" });
+  });
+
+  it("login from a profile directory without the user's key says what is missing and the ways forward", async () => {
+    const elsewhere = join(dir, "new-machine");
+    const run = (args: string[]) => new Promise<Run>((resolve) => {
+      execFile(process.execPath, [CLI, "--profile", elsewhere, ...args, "--server", server, "--ca", ca],
+        { env: { PATH: process.env.PATH, HOME: dir, QPQ_PASSWORD: "bob pw" }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+    });
+    const login = await run(["login", bob]);
+    expect(login.code).toBe(1);
+    expect(login.stdout).toBe("");
+    expect(login.stderr).toContain(`error: this machine has no identity key for ${bob} (no ${join(elsewhere, `${bob}.json`)}); `);
+    expect(login.stderr).toContain(`copy the profile file ${bob}.json`);
+    expect(login.stderr).toContain(`add this machine as a device of ${bob}`);
+    expect(login.stderr).not.toContain(`run "qpq register ${bob}" first`);
+    // Registering again is refused, and the refusal points the same ways.
+    const register = await run(["register", bob]);
+    expect(register.code).toBe(1);
+    expect(register.stderr).toMatch(new RegExp(`^error: username ${bob} is already taken on ${server}; if it is yours, copy the profile file`));
+    // Copying the profile is enough.
+    mkdirSync(elsewhere, { recursive: true });
+    copyFileSync(join(profiles()[bob], `${bob}.json`), join(elsewhere, `${bob}.json`));
+    expect(await run(["login", bob])).toEqual({ code: 0, stdout: `logged in as ${bob}\n`, stderr: "" });
   });
 
   it("a wrong password fails with one Unauthorized line and exit code 1", async () => {
