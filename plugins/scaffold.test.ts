@@ -1,14 +1,15 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, expect, test } from "vitest";
-import { main } from "./cli.ts";
+import { main, testCommand } from "./cli.ts";
 import { PluginHost } from "./host/index.ts";
 import { HOOKS } from "./host/policy.ts";
 import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent, tempDir } from "./host/test-support.ts";
 import { ScaffoldError, scaffoldPlugin } from "./scaffold.ts";
 
+const REPO = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const d = tempDir();
 afterAll(() => d.cleanup());
 
@@ -30,37 +31,59 @@ test("writes a plugin exporting all six hooks that loads and allows, and refuses
   expect(() => scaffoldPlugin(d.dir, "")).toThrow(/invalid plugin name/);
 }, HOST_TEST_TIMEOUT_MS);
 
-test("cli: plugin new <name> [--dir]; usage errors", () => {
+test("cli: plugin new <name> [--dir] resolves --dir from where the user ran it; usage errors", async () => {
   const lines: string[] = [];
-  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(`ERR ${l}`) };
-  expect(main(["plugin", "new", "cli-made", "--dir", join(d.dir, "cli")], io)).toBe(0);
+  const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(`ERR ${l}`), cwd: d.dir };
+  expect(await main(["plugin", "new", "cli-made", "--dir", "cli"], io)).toBe(0);
   expect(existsSync(join(d.dir, "cli", "cli-made.js"))).toBe(true);
   expect(existsSync(join(d.dir, "cli", "cli-made.test.ts"))).toBe(true);
-  expect(main(["plugin", "new", "cli-made", "--dir", join(d.dir, "cli")], io)).toBe(1);
+  // Typed outside the checkout: the printed command goes there first.
+  expect(lines).toEqual(["created cli/cli-made.js", "created cli/cli-made.test.ts", `test it: cd ${REPO} && npm run plugin -- test ${join(d.dir, "cli")}`]);
+  expect(await main(["plugin", "new", "cli-made", "--dir", "cli"], io)).toBe(1);
   expect(lines.at(-1)).toMatch(/^ERR error: .* already exists$/);
-  expect(main(["plugin", "delete", "x"], io)).toBe(2);
-  expect(main(["plugin", "new"], io)).toBe(2);
-  expect(main(["plugin", "new", "x", "--bogus"], io)).toBe(2);
-  expect(main(["--help"], io)).toBe(0);
+  expect(await main(["plugin", "delete", "x"], io)).toBe(2);
+  expect(await main(["plugin", "new"], io)).toBe(2);
+  expect(await main(["plugin", "new", "x", "--bogus"], io)).toBe(2);
+  expect(await main(["plugin", "test", "x", "--dir", "y"], io)).toBe(2);
+  expect(await main(["plugin", "test", join(d.dir, "nowhere")], io)).toBe(1);
+  expect(await main(["--help"], io)).toBe(0);
+  expect(testCommand(join(REPO, "plugins", "local"), REPO)).toBe("npm run plugin -- test plugins/local");
+  expect(testCommand(join(d.dir, "cli"), join(REPO, "plugins"))).toBe(`npm run plugin -- test ${join(d.dir, "cli")}`);
 });
 
-test("the generated test passes under vitest", () => {
-  // Generated inside the repository, where the unit project's include pattern finds it.
-  const local = fileURLToPath(new URL("./local/", import.meta.url));
-  const hadLocal = existsSync(local);
-  const dir = join(local, `scaffold-selftest-${process.pid}`);
+/** `npm run plugin -- test <dir>` as a user runs it (npm run starts it in the repository). */
+function pluginTest(dir: string) {
+  return spawnSync(process.execPath, [join(REPO, "plugins/cli.ts"), "plugin", "test", dir], {
+    cwd: REPO, encoding: "utf8", timeout: 2 * HOST_TEST_TIMEOUT_MS,
+    env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
+  });
+}
+
+test("the generated test passes for a directory outside the repository, and its table grows with the rules", () => {
+  const outside = tempDir("qpq-plugin-outside-");
   try {
-    const { test: testFile } = scaffoldPlugin(dir, "selftest");
-    const vitest = fileURLToPath(new URL("../node_modules/vitest/vitest.mjs", import.meta.url));
-    const r = spawnSync(process.execPath, [vitest, "run", "--project", "unit", testFile], {
-      cwd: fileURLToPath(new URL("..", import.meta.url)),
-      encoding: "utf8",
-      timeout: 2 * HOST_TEST_TIMEOUT_MS,
-      env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0" },
-    });
+    const { plugin, test: testFile } = scaffoldPlugin(outside.dir, "quota");
+    let r = pluginTest(outside.dir);
     expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/2 passed/);
+    expect(r.stdout).toMatch(/7 passed/); // loads + one row per hook
+
+    // A real rule: the template's rows still pass, and the commented row, once enabled, checks it.
+    writeFileSync(plugin, readFileSync(plugin, "utf8").replace("export function on_message_send(event) {",
+      "export function on_message_send(event) {\n  if (event.payloadSize > 1000) return { reject: \"message too large\" };"));
+    const table = readFileSync(testFile, "utf8");
+    const row = /^ {2}\/\/ (\{ name: "rejects a 1 MB message".*)$/m;
+    expect(table).toMatch(row);
+    writeFileSync(testFile, table.replace(row, "  $1"));
+    r = pluginTest(outside.dir);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/8 passed/);
+
+    // A row whose expectation the plugin does not meet fails the run.
+    writeFileSync(testFile, readFileSync(testFile, "utf8").replace('reject: "message too large"', 'reject: "something else"'));
+    r = pluginTest(testFile);
+    expect(r.status).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/1 failed/);
   } finally {
-    rmSync(hadLocal ? dir : local, { recursive: true, force: true });
+    outside.cleanup();
   }
-}, 3 * HOST_TEST_TIMEOUT_MS);
+}, 4 * HOST_TEST_TIMEOUT_MS);

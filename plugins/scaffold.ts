@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const HOST_INDEX = fileURLToPath(new URL("./host/index.ts", import.meta.url));
 const TEST_SUPPORT = fileURLToPath(new URL("./host/test-support.ts", import.meta.url));
+const PLUGIN_API = fileURLToPath(new URL("./api/index.ts", import.meta.url));
 
 export class ScaffoldError extends Error {}
 
@@ -74,11 +75,29 @@ export function on_group_leave(event) {
 
 export function testTemplate(name: string, testDir: string): string {
   return `// Runs ${name}.js through the real plugin host (a child process with isolated-vm).
-// Run: npx vitest run --project unit ${importPath(process.cwd(), join(testDir, `${name}.test.ts`))}
+// Run it from the qpq-edge checkout: npm run plugin -- test ${testDir}
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { PluginHost } from ${JSON.stringify(importPath(testDir, HOST_INDEX))};
 import { HOST_TEST_TIMEOUT_MS, memoryLogger, sampleEvent } from ${JSON.stringify(importPath(testDir, TEST_SUPPORT))};
+import type { HookEvent, HookName } from ${JSON.stringify(importPath(testDir, PLUGIN_API))};
+
+// The decisions this plugin should make: one row per case, yours to edit as the rules grow.
+// \`event\` overrides fields of a valid sample event (sampleEvent); \`expect\` is "allow" or
+// { reject: "the reason the plugin gives" }. Observer hooks (on_disconnect,
+// on_message_receive) always count as "allow": check what they log instead. Delete the rows
+// of hooks you deleted from the plugin.
+type Case = { [H in HookName]: { name: string; hook: H; event?: Partial<HookEvent<H>>; expect: "allow" | { reject: string } } }[HookName];
+
+const cases: Case[] = [
+  { name: "accepts a QUIC connection", hook: "on_connect", event: { transport: "quic" }, expect: "allow" },
+  { name: "observes a disconnect", hook: "on_disconnect", expect: "allow" },
+  { name: "allows a 100-byte message to one recipient", hook: "on_message_send", event: { payloadSize: 100 }, expect: "allow" },
+  // { name: "rejects a 1 MB message", hook: "on_message_send", event: { payloadSize: 1_000_000 }, expect: { reject: "message too large" } },
+  { name: "observes a delivery", hook: "on_message_receive", expect: "allow" },
+  { name: "allows a member to join", hook: "on_group_join", expect: "allow" },
+  { name: "allows a member to leave", hook: "on_group_leave", expect: "allow" },
+];
 
 const log = memoryLogger();
 let host: PluginHost;
@@ -93,17 +112,17 @@ test("loads without errors", () => {
   expect(host.plugins.map((p) => p.name)).toEqual([${JSON.stringify(name)}]);
 });
 
-test("allows a sample event on every hook", async () => {
-  for (const hook of ["on_connect", "on_disconnect", "on_message_send", "on_message_receive", "on_group_join", "on_group_leave"] as const) {
-    if (host.has(hook)) expect(await host.call(hook, sampleEvent(hook)), hook).toEqual({ allow: true });
-  }
-}, HOST_TEST_TIMEOUT_MS);
+function decide<H extends HookName>(c: { hook: H; event?: Partial<HookEvent<H>> }) {
+  return host.call(c.hook, sampleEvent(c.hook, c.event ?? {}));
+}
 
-// Add your own cases, e.g.:
-// test("rejects …", async () => {
-//   expect(await host.call("on_message_send", sampleEvent("on_message_send", { payloadSize: 1_000_000 })))
-//     .toMatchObject({ allow: false, reason: "…" });
-// });
+for (const c of cases) {
+  test(\`\${c.hook}: \${c.name}\`, async () => {
+    expect(host.has(c.hook), \`${name}.js does not export \${c.hook}: delete this row\`).toBe(true);
+    const decision = await decide(c);
+    expect(decision).toEqual(c.expect === "allow" ? { allow: true } : { allow: false, reason: c.expect.reject, plugin: ${JSON.stringify(name)} });
+  }, HOST_TEST_TIMEOUT_MS);
+}
 `;
 }
 
