@@ -62,7 +62,7 @@ export function createApp(deps: EdgeDeps): Hono {
 
   app.get("/.well-known/qpq", async (c) => {
     const { publicKey } = await deps.signing;
-    return c.json({ version: deps.version, delivery_proof_key: toHex(publicKey) });
+    return c.json({ version: deps.version, delivery_proof_key: toHex(publicKey), kt_public_key: toHex(await deps.ktPublicKey) });
   });
 
   // Push subscription of a front for one identity: a WebSocket into that identity's queue object.

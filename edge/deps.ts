@@ -14,6 +14,8 @@ export type Db = DrizzleD1Database<typeof tables>;
 export interface EdgeDeps {
   db: Db;
   queues: AppEnv["RECIPIENT_QUEUE"];
+  /** The key-transparency log (a single object). */
+  ktLog: AppEnv["KEY_TRANSPARENCY"];
   opaqueSetup: string;
   limits: QueueLimits;
   sessionTtlMs: number;
@@ -25,17 +27,20 @@ export interface EdgeDeps {
   signing: Promise<{ privateKey: CryptoKey; publicKey: Uint8Array }>;
   /** Keys the sender tags that recipient queues see instead of sender identities. */
   senderTagKey: Promise<CryptoKey>;
+  /** Raw Ed25519 public key of KT_SIGNING_KEY: verifies the log's signed tree heads. */
+  ktPublicKey: Promise<Uint8Array>;
 }
 
 export class ConfigError extends Error {}
 
 export function depsFromEnv(env: AppEnv): EdgeDeps {
-  for (const name of ["FRONT_SECRET", "OPAQUE_SERVER_SETUP", "DELIVERY_SIGNING_KEY"] as const) {
+  for (const name of ["FRONT_SECRET", "OPAQUE_SERVER_SETUP", "DELIVERY_SIGNING_KEY", "KT_SIGNING_KEY"] as const) {
     if (!env[name]) throw new ConfigError(`secret ${name} is not set`);
   }
   const deps: EdgeDeps = {
     db: drizzle(env.DB, { schema: tables }),
     queues: env.RECIPIENT_QUEUE,
+    ktLog: env.KEY_TRANSPARENCY,
     opaqueSetup: env.OPAQUE_SERVER_SETUP,
     limits: limitsFrom(env),
     sessionTtlMs: sessionTtlMs(env),
@@ -45,8 +50,9 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     assertionKey: importAssertionKey(env.FRONT_SECRET),
     signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
+    ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
   };
   // Surface bad secrets on first use, not as unhandled rejections.
-  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey]) p.catch(() => {});
+  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey, deps.ktPublicKey]) p.catch(() => {});
   return deps;
 }

@@ -5,6 +5,7 @@ import { depsFromEnv } from "./deps.ts";
 import type { AppEnv } from "./env.ts";
 
 export { RecipientQueue } from "./durable/recipient-queue.ts";
+export { KeyTransparency } from "./durable/key-transparency.ts";
 
 // One app per isolate; bindings do not change within an isolate.
 let app: Hono | undefined;

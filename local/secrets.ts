@@ -9,23 +9,31 @@ export interface EdgeSecrets {
   FRONT_SECRET: string;
   OPAQUE_SERVER_SETUP: string;
   DELIVERY_SIGNING_KEY: string;
+  KT_SIGNING_KEY: string;
 }
 
 export async function generateSecrets(): Promise<EdgeSecrets> {
   await opaque.ready;
-  const { privateKey } = generateKeyPairSync("ed25519");
   return {
     FRONT_SECRET: randomBytes(32).toString("base64url"),
     OPAQUE_SERVER_SETUP: opaque.server.createSetup(),
-    DELIVERY_SIGNING_KEY: privateKey.export({ format: "der", type: "pkcs8" }).toString("base64"),
+    DELIVERY_SIGNING_KEY: ed25519Pkcs8(),
+    KT_SIGNING_KEY: ed25519Pkcs8(),
   };
+}
+
+function ed25519Pkcs8(): string {
+  const { privateKey } = generateKeyPairSync("ed25519");
+  return privateKey.export({ format: "der", type: "pkcs8" }).toString("base64");
 }
 
 export async function loadOrCreateSecrets(dataDir: string): Promise<EdgeSecrets> {
   const file = join(dataDir, "secrets.json");
-  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as EdgeSecrets;
+  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Partial<EdgeSecrets>) : undefined;
+  // A data directory from an older release lacks the secrets added since: add them, keep the rest.
+  const secrets = { ...(await generateSecrets()), ...stored };
+  if (stored && Object.keys(secrets).every((k) => k in stored)) return secrets;
   mkdirSync(dataDir, { recursive: true });
-  const secrets = await generateSecrets();
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
 }

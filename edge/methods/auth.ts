@@ -7,6 +7,7 @@ import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { markRegistered } from "../lib/queue.ts";
+import { appendBinding } from "../durable/kt-log.ts";
 import * as opaque from "../lib/opaque.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
 import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
@@ -87,8 +88,11 @@ export const authMethods: MethodTable = {
     const result = await ctx.deps.db.insert(users).values({
       username, identityKey, opaqueRecord: req.upload, createdAt: Date.now(),
     }).onConflictDoNothing().run();
-    // Its queue accepts messages from now on (Enqueue to unregistered identities is NotFound).
-    if (result.meta.changes === 1) await markRegistered(ctx.deps, identityKey);
+    // Its queue accepts messages from now on (Enqueue to unregistered identities is NotFound),
+    // and the key-transparency log holds its (username, identity key) binding.
+    if (result.meta.changes === 1) {
+      await Promise.all([markRegistered(ctx.deps, identityKey), appendBinding(ctx.deps, username, identityKey)]);
+    }
     return { success: result.meta.changes === 1 };
   })),
 

@@ -8,5 +8,6 @@ export const healthMethods: MethodTable = {
     uptimeSecs: Math.floor((Date.now() - ctx.deps.startedAt) / 1000),
     version: ctx.deps.version,
     deliveryProofKey: (await ctx.deps.signing).publicKey,
+    ktPublicKey: await ctx.deps.ktPublicKey,
   })),
 };

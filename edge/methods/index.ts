@@ -6,6 +6,7 @@ import { keyMethods } from "./keys.ts";
 import { channelMethods } from "./channel.ts";
 import { groupMethods } from "./group.ts";
 import { userMethods } from "./user.ts";
+import { transparencyMethods } from "./transparency.ts";
 import { healthMethods } from "./health.ts";
 
 export const methods: MethodTable = {
@@ -15,5 +16,6 @@ export const methods: MethodTable = {
   ...channelMethods,
   ...groupMethods,
   ...userMethods,
+  ...transparencyMethods,
   ...healthMethods,
 };

@@ -149,6 +149,7 @@ export namespace qpq {
             username: string;
             finalization: Uint8Array;
             identityKey: Uint8Array;
+            deviceId: Uint8Array;
             static create(properties: qpq.v1.OpaqueLoginFinishRequest.$Shape): qpq.v1.OpaqueLoginFinishRequest & qpq.v1.OpaqueLoginFinishRequest.$Shape;
             static create(properties?: qpq.v1.OpaqueLoginFinishRequest.$Properties): qpq.v1.OpaqueLoginFinishRequest;
             static encode(m: qpq.v1.OpaqueLoginFinishRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -160,6 +161,7 @@ export namespace qpq {
                 username?: (string|null);
                 finalization?: (Uint8Array|null);
                 identityKey?: (Uint8Array|null);
+                deviceId?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.OpaqueLoginFinishRequest.$Properties;
@@ -795,6 +797,7 @@ export namespace qpq {
             name: string;
             registeredAtMs: number;
             lastSeenMs: number;
+            current: boolean;
             static create(properties: qpq.v1.Device.$Shape): qpq.v1.Device & qpq.v1.Device.$Shape;
             static create(properties?: qpq.v1.Device.$Properties): qpq.v1.Device;
             static encode(m: qpq.v1.Device.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -807,6 +810,7 @@ export namespace qpq {
                 name?: (string|null);
                 registeredAtMs?: (number|null);
                 lastSeenMs?: (number|null);
+                current?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.Device.$Properties;
@@ -882,6 +886,7 @@ export namespace qpq {
             constructor(p?: qpq.v1.ListDevicesResponse.$Properties);
             $unknowns?: Uint8Array[];
             devices: qpq.v1.Device.$Properties[];
+            currentDeviceId: Uint8Array;
             static create(properties: qpq.v1.ListDevicesResponse.$Shape): qpq.v1.ListDevicesResponse & qpq.v1.ListDevicesResponse.$Shape;
             static create(properties?: qpq.v1.ListDevicesResponse.$Properties): qpq.v1.ListDevicesResponse;
             static encode(m: qpq.v1.ListDevicesResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -891,6 +896,7 @@ export namespace qpq {
         namespace ListDevicesResponse {
             interface $Properties {
                 devices?: (qpq.v1.Device.$Properties[]|null);
+                currentDeviceId?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ListDevicesResponse.$Properties;
@@ -1494,6 +1500,7 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             package: Uint8Array;
+            lastResort: boolean;
             static create(properties: qpq.v1.UploadKeyPackageRequest.$Shape): qpq.v1.UploadKeyPackageRequest & qpq.v1.UploadKeyPackageRequest.$Shape;
             static create(properties?: qpq.v1.UploadKeyPackageRequest.$Properties): qpq.v1.UploadKeyPackageRequest;
             static encode(m: qpq.v1.UploadKeyPackageRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1504,6 +1511,7 @@ export namespace qpq {
             interface $Properties {
                 identityKey?: (Uint8Array|null);
                 "package"?: (Uint8Array|null);
+                lastResort?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.UploadKeyPackageRequest.$Properties;
@@ -1558,6 +1566,7 @@ export namespace qpq {
             constructor(p?: qpq.v1.FetchKeyPackageResponse.$Properties);
             $unknowns?: Uint8Array[];
             package: Uint8Array;
+            lastResort: boolean;
             static create(properties: qpq.v1.FetchKeyPackageResponse.$Shape): qpq.v1.FetchKeyPackageResponse & qpq.v1.FetchKeyPackageResponse.$Shape;
             static create(properties?: qpq.v1.FetchKeyPackageResponse.$Properties): qpq.v1.FetchKeyPackageResponse;
             static encode(m: qpq.v1.FetchKeyPackageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1567,6 +1576,7 @@ export namespace qpq {
         namespace FetchKeyPackageResponse {
             interface $Properties {
                 "package"?: (Uint8Array|null);
+                lastResort?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.FetchKeyPackageResponse.$Properties;
@@ -1774,6 +1784,7 @@ export namespace qpq {
             revoked: boolean;
             reason: string;
             timestampMs: number;
+            leafIndex: number;
             static create(properties: qpq.v1.CheckRevocationResponse.$Shape): qpq.v1.CheckRevocationResponse & qpq.v1.CheckRevocationResponse.$Shape;
             static create(properties?: qpq.v1.CheckRevocationResponse.$Properties): qpq.v1.CheckRevocationResponse;
             static encode(m: qpq.v1.CheckRevocationResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1785,6 +1796,7 @@ export namespace qpq {
                 revoked?: (boolean|null);
                 reason?: (string|null);
                 timestampMs?: (number|null);
+                leafIndex?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.CheckRevocationResponse.$Properties;
@@ -1798,6 +1810,7 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             index: number;
             leafHash: Uint8Array;
+            entry: Uint8Array;
             static create(properties: qpq.v1.LogEntry.$Shape): qpq.v1.LogEntry & qpq.v1.LogEntry.$Shape;
             static create(properties?: qpq.v1.LogEntry.$Properties): qpq.v1.LogEntry;
             static encode(m: qpq.v1.LogEntry.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1808,9 +1821,37 @@ export namespace qpq {
             interface $Properties {
                 index?: (number|null);
                 leafHash?: (Uint8Array|null);
+                entry?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.LogEntry.$Properties;
+        }
+
+        interface ISignedTreeHead extends qpq.v1.SignedTreeHead.$Properties {
+        }
+
+        class SignedTreeHead {
+            constructor(p?: qpq.v1.SignedTreeHead.$Properties);
+            $unknowns?: Uint8Array[];
+            treeSize: number;
+            root: Uint8Array;
+            timestampMs: number;
+            signature: Uint8Array;
+            static create(properties: qpq.v1.SignedTreeHead.$Shape): qpq.v1.SignedTreeHead & qpq.v1.SignedTreeHead.$Shape;
+            static create(properties?: qpq.v1.SignedTreeHead.$Properties): qpq.v1.SignedTreeHead;
+            static encode(m: qpq.v1.SignedTreeHead.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.SignedTreeHead & qpq.v1.SignedTreeHead.$Shape;
+        }
+
+        namespace SignedTreeHead {
+            interface $Properties {
+                treeSize?: (number|null);
+                root?: (Uint8Array|null);
+                timestampMs?: (number|null);
+                signature?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.SignedTreeHead.$Properties;
         }
 
         interface IAuditKeyTransparencyRequest extends qpq.v1.AuditKeyTransparencyRequest.$Properties {
@@ -1821,6 +1862,7 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             start: number;
             end: number;
+            firstSize: number;
             static create(properties: qpq.v1.AuditKeyTransparencyRequest.$Shape): qpq.v1.AuditKeyTransparencyRequest & qpq.v1.AuditKeyTransparencyRequest.$Shape;
             static create(properties?: qpq.v1.AuditKeyTransparencyRequest.$Properties): qpq.v1.AuditKeyTransparencyRequest;
             static encode(m: qpq.v1.AuditKeyTransparencyRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1831,6 +1873,7 @@ export namespace qpq {
             interface $Properties {
                 start?: (number|null);
                 end?: (number|null);
+                firstSize?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.AuditKeyTransparencyRequest.$Properties;
@@ -1845,6 +1888,8 @@ export namespace qpq {
             entries: qpq.v1.LogEntry.$Properties[];
             treeSize: number;
             root: Uint8Array;
+            treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
+            consistencyPath: Uint8Array[];
             static create(properties: qpq.v1.AuditKeyTransparencyResponse.$Shape): qpq.v1.AuditKeyTransparencyResponse & qpq.v1.AuditKeyTransparencyResponse.$Shape;
             static create(properties?: qpq.v1.AuditKeyTransparencyResponse.$Properties): qpq.v1.AuditKeyTransparencyResponse;
             static encode(m: qpq.v1.AuditKeyTransparencyResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1856,6 +1901,8 @@ export namespace qpq {
                 entries?: (qpq.v1.LogEntry.$Properties[]|null);
                 treeSize?: (number|null);
                 root?: (Uint8Array|null);
+                treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
+                consistencyPath?: (Uint8Array[]|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.AuditKeyTransparencyResponse.$Properties;
@@ -2262,6 +2309,11 @@ export namespace qpq {
             uptimeSecs: number;
             version: string;
             deliveryProofKey: Uint8Array;
+            ktPublicKey: Uint8Array;
+            frontUptimeSecs: number;
+            frontVersion: string;
+            edgeUptimeSecs: number;
+            edgeVersion: string;
             static create(properties: qpq.v1.HealthResponse.$Shape): qpq.v1.HealthResponse & qpq.v1.HealthResponse.$Shape;
             static create(properties?: qpq.v1.HealthResponse.$Properties): qpq.v1.HealthResponse;
             static encode(m: qpq.v1.HealthResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2274,6 +2326,11 @@ export namespace qpq {
                 uptimeSecs?: (number|null);
                 version?: (string|null);
                 deliveryProofKey?: (Uint8Array|null);
+                ktPublicKey?: (Uint8Array|null);
+                frontUptimeSecs?: (number|null);
+                frontVersion?: (string|null);
+                edgeUptimeSecs?: (number|null);
+                edgeVersion?: (string|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.HealthResponse.$Properties;
@@ -2521,6 +2578,7 @@ export namespace qpq {
             treeSize: number;
             path: Uint8Array[];
             root: Uint8Array;
+            entry: Uint8Array;
             static create(properties: qpq.v1.InclusionProof.$Shape): qpq.v1.InclusionProof & qpq.v1.InclusionProof.$Shape;
             static create(properties?: qpq.v1.InclusionProof.$Properties): qpq.v1.InclusionProof;
             static encode(m: qpq.v1.InclusionProof.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2533,6 +2591,7 @@ export namespace qpq {
                 treeSize?: (number|null);
                 path?: (Uint8Array[]|null);
                 root?: (Uint8Array|null);
+                entry?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.InclusionProof.$Properties;
@@ -2545,6 +2604,7 @@ export namespace qpq {
             constructor(p?: qpq.v1.ResolveUserRequest.$Properties);
             $unknowns?: Uint8Array[];
             username: string;
+            knownTreeSize: number;
             static create(properties: qpq.v1.ResolveUserRequest.$Shape): qpq.v1.ResolveUserRequest & qpq.v1.ResolveUserRequest.$Shape;
             static create(properties?: qpq.v1.ResolveUserRequest.$Properties): qpq.v1.ResolveUserRequest;
             static encode(m: qpq.v1.ResolveUserRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2554,6 +2614,7 @@ export namespace qpq {
         namespace ResolveUserRequest {
             interface $Properties {
                 username?: (string|null);
+                knownTreeSize?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ResolveUserRequest.$Properties;
@@ -2567,6 +2628,8 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             proof?: (qpq.v1.InclusionProof.$Properties|null);
+            treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
+            consistencyPath: Uint8Array[];
             static create(properties: qpq.v1.ResolveUserResponse.$Shape): qpq.v1.ResolveUserResponse & qpq.v1.ResolveUserResponse.$Shape;
             static create(properties?: qpq.v1.ResolveUserResponse.$Properties): qpq.v1.ResolveUserResponse;
             static encode(m: qpq.v1.ResolveUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2577,6 +2640,8 @@ export namespace qpq {
             interface $Properties {
                 identityKey?: (Uint8Array|null);
                 proof?: (qpq.v1.InclusionProof.$Properties|null);
+                treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
+                consistencyPath?: (Uint8Array[]|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ResolveUserResponse.$Properties;

@@ -591,6 +591,7 @@ export const qpq = $root.qpq = (() => {
             OpaqueLoginFinishRequest.prototype.username = "";
             OpaqueLoginFinishRequest.prototype.finalization = $util.newBuffer([]);
             OpaqueLoginFinishRequest.prototype.identityKey = $util.newBuffer([]);
+            OpaqueLoginFinishRequest.prototype.deviceId = $util.newBuffer([]);
 
             OpaqueLoginFinishRequest.create = function(properties) {
                 return new OpaqueLoginFinishRequest(properties);
@@ -609,6 +610,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(18).bytes(m.finalization);
                 if (m.identityKey != null && $Object.hasOwnProperty.call(m, "identityKey") && m.identityKey.length)
                     w.uint32(26).bytes(m.identityKey);
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(34).bytes(m.deviceId);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -667,6 +670,15 @@ export const qpq = $root.qpq = (() => {
                                 m.identityKey = v;
                             else
                                 delete m.identityKey;
+                            continue;
+                        }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
+                            else
+                                delete m.deviceId;
                             continue;
                         }
                     }
@@ -3393,6 +3405,7 @@ export const qpq = $root.qpq = (() => {
             Device.prototype.name = "";
             Device.prototype.registeredAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             Device.prototype.lastSeenMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            Device.prototype.current = false;
 
             Device.create = function(properties) {
                 return new Device(properties);
@@ -3413,6 +3426,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(24).uint64(m.registeredAtMs);
                 if (m.lastSeenMs != null && $Object.hasOwnProperty.call(m, "lastSeenMs") && (typeof m.lastSeenMs === "object" ? m.lastSeenMs.low || m.lastSeenMs.high : m.lastSeenMs !== 0))
                     w.uint32(32).uint64(m.lastSeenMs);
+                if (m.current != null && $Object.hasOwnProperty.call(m, "current") && m.current !== false)
+                    w.uint32(40).bool(m.current);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -3480,6 +3495,15 @@ export const qpq = $root.qpq = (() => {
                                 m.lastSeenMs = v;
                             else
                                 delete m.lastSeenMs;
+                            continue;
+                        }
+                    case 5: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.current = v;
+                            else
+                                delete m.current;
                             continue;
                         }
                     }
@@ -3767,6 +3791,7 @@ export const qpq = $root.qpq = (() => {
             };
 
             ListDevicesResponse.prototype.devices = $util.emptyArray;
+            ListDevicesResponse.prototype.currentDeviceId = $util.newBuffer([]);
 
             ListDevicesResponse.create = function(properties) {
                 return new ListDevicesResponse(properties);
@@ -3783,6 +3808,8 @@ export const qpq = $root.qpq = (() => {
                     for (var i = 0; i < m.devices.length; ++i)
                         $root.qpq.v1.Device.encode(m.devices[i], w.uint32(10).fork(), q + 1).ldelim();
                 }
+                if (m.currentDeviceId != null && $Object.hasOwnProperty.call(m, "currentDeviceId") && m.currentDeviceId.length)
+                    w.uint32(18).bytes(m.currentDeviceId);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -3796,7 +3823,7 @@ export const qpq = $root.qpq = (() => {
                     q = 0;
                 if (q > $Reader.recursionLimit)
                     throw $Error("max depth exceeded");
-                var c, m;
+                var c, m, v;
                 if (l === $undefined)
                     c = r.len;
                 else {
@@ -3822,6 +3849,15 @@ export const qpq = $root.qpq = (() => {
                             if (!(m.devices && m.devices.length))
                                 m.devices = [];
                             m.devices.push($root.qpq.v1.Device.decode(r, r.size(), $undefined, q + 1));
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.currentDeviceId = v;
+                            else
+                                delete m.currentDeviceId;
                             continue;
                         }
                     }
@@ -6344,6 +6380,7 @@ export const qpq = $root.qpq = (() => {
 
             UploadKeyPackageRequest.prototype.identityKey = $util.newBuffer([]);
             UploadKeyPackageRequest.prototype["package"] = $util.newBuffer([]);
+            UploadKeyPackageRequest.prototype.lastResort = false;
 
             UploadKeyPackageRequest.create = function(properties) {
                 return new UploadKeyPackageRequest(properties);
@@ -6360,6 +6397,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(10).bytes(m.identityKey);
                 if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
                     w.uint32(18).bytes(m["package"]);
+                if (m.lastResort != null && $Object.hasOwnProperty.call(m, "lastResort") && m.lastResort !== false)
+                    w.uint32(24).bool(m.lastResort);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -6409,6 +6448,15 @@ export const qpq = $root.qpq = (() => {
                                 m["package"] = v;
                             else
                                 delete m["package"];
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.lastResort = v;
+                            else
+                                delete m.lastResort;
                             continue;
                         }
                     }
@@ -6613,6 +6661,7 @@ export const qpq = $root.qpq = (() => {
             };
 
             FetchKeyPackageResponse.prototype["package"] = $util.newBuffer([]);
+            FetchKeyPackageResponse.prototype.lastResort = false;
 
             FetchKeyPackageResponse.create = function(properties) {
                 return new FetchKeyPackageResponse(properties);
@@ -6627,6 +6676,8 @@ export const qpq = $root.qpq = (() => {
                     throw $Error("max depth exceeded");
                 if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
                     w.uint32(10).bytes(m["package"]);
+                if (m.lastResort != null && $Object.hasOwnProperty.call(m, "lastResort") && m.lastResort !== false)
+                    w.uint32(16).bool(m.lastResort);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -6667,6 +6718,15 @@ export const qpq = $root.qpq = (() => {
                                 m["package"] = v;
                             else
                                 delete m["package"];
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.lastResort = v;
+                            else
+                                delete m.lastResort;
                             continue;
                         }
                     }
@@ -7499,6 +7559,7 @@ export const qpq = $root.qpq = (() => {
             CheckRevocationResponse.prototype.revoked = false;
             CheckRevocationResponse.prototype.reason = "";
             CheckRevocationResponse.prototype.timestampMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            CheckRevocationResponse.prototype.leafIndex = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             CheckRevocationResponse.create = function(properties) {
                 return new CheckRevocationResponse(properties);
@@ -7517,6 +7578,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(18).string(m.reason);
                 if (m.timestampMs != null && $Object.hasOwnProperty.call(m, "timestampMs") && (typeof m.timestampMs === "object" ? m.timestampMs.low || m.timestampMs.high : m.timestampMs !== 0))
                     w.uint32(24).uint64(m.timestampMs);
+                if (m.leafIndex != null && $Object.hasOwnProperty.call(m, "leafIndex") && (typeof m.leafIndex === "object" ? m.leafIndex.low || m.leafIndex.high : m.leafIndex !== 0))
+                    w.uint32(32).uint64(m.leafIndex);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -7577,6 +7640,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.timestampMs;
                             continue;
                         }
+                    case 4: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.leafIndex = v;
+                            else
+                                delete m.leafIndex;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -7608,6 +7680,7 @@ export const qpq = $root.qpq = (() => {
 
             LogEntry.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             LogEntry.prototype.leafHash = $util.newBuffer([]);
+            LogEntry.prototype.entry = $util.newBuffer([]);
 
             LogEntry.create = function(properties) {
                 return new LogEntry(properties);
@@ -7624,6 +7697,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(8).uint64(m.index);
                 if (m.leafHash != null && $Object.hasOwnProperty.call(m, "leafHash") && m.leafHash.length)
                     w.uint32(18).bytes(m.leafHash);
+                if (m.entry != null && $Object.hasOwnProperty.call(m, "entry") && m.entry.length)
+                    w.uint32(26).bytes(m.entry);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -7675,6 +7750,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.leafHash;
                             continue;
                         }
+                    case 3: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.entry = v;
+                            else
+                                delete m.entry;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -7695,6 +7779,128 @@ export const qpq = $root.qpq = (() => {
             return LogEntry;
         })();
 
+        v1.SignedTreeHead = (function() {
+
+            const SignedTreeHead = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            SignedTreeHead.prototype.treeSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            SignedTreeHead.prototype.root = $util.newBuffer([]);
+            SignedTreeHead.prototype.timestampMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            SignedTreeHead.prototype.signature = $util.newBuffer([]);
+
+            SignedTreeHead.create = function(properties) {
+                return new SignedTreeHead(properties);
+            };
+
+            SignedTreeHead.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.treeSize != null && $Object.hasOwnProperty.call(m, "treeSize") && (typeof m.treeSize === "object" ? m.treeSize.low || m.treeSize.high : m.treeSize !== 0))
+                    w.uint32(8).uint64(m.treeSize);
+                if (m.root != null && $Object.hasOwnProperty.call(m, "root") && m.root.length)
+                    w.uint32(18).bytes(m.root);
+                if (m.timestampMs != null && $Object.hasOwnProperty.call(m, "timestampMs") && (typeof m.timestampMs === "object" ? m.timestampMs.low || m.timestampMs.high : m.timestampMs !== 0))
+                    w.uint32(24).uint64(m.timestampMs);
+                if (m.signature != null && $Object.hasOwnProperty.call(m, "signature") && m.signature.length)
+                    w.uint32(34).bytes(m.signature);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            SignedTreeHead.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.SignedTreeHead();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.treeSize = v;
+                            else
+                                delete m.treeSize;
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.root = v;
+                            else
+                                delete m.root;
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.timestampMs = v;
+                            else
+                                delete m.timestampMs;
+                            continue;
+                        }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.signature = v;
+                            else
+                                delete m.signature;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return SignedTreeHead;
+        })();
+
         v1.AuditKeyTransparencyRequest = (function() {
 
             const AuditKeyTransparencyRequest = function (p) {
@@ -7706,6 +7912,7 @@ export const qpq = $root.qpq = (() => {
 
             AuditKeyTransparencyRequest.prototype.start = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             AuditKeyTransparencyRequest.prototype.end = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            AuditKeyTransparencyRequest.prototype.firstSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             AuditKeyTransparencyRequest.create = function(properties) {
                 return new AuditKeyTransparencyRequest(properties);
@@ -7722,6 +7929,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(8).uint64(m.start);
                 if (m.end != null && $Object.hasOwnProperty.call(m, "end") && (typeof m.end === "object" ? m.end.low || m.end.high : m.end !== 0))
                     w.uint32(16).uint64(m.end);
+                if (m.firstSize != null && $Object.hasOwnProperty.call(m, "firstSize") && (typeof m.firstSize === "object" ? m.firstSize.low || m.firstSize.high : m.firstSize !== 0))
+                    w.uint32(24).uint64(m.firstSize);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -7773,6 +7982,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.end;
                             continue;
                         }
+                    case 3: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.firstSize = v;
+                            else
+                                delete m.firstSize;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -7797,6 +8015,7 @@ export const qpq = $root.qpq = (() => {
 
             const AuditKeyTransparencyResponse = function (p) {
                 this.entries = [];
+                this.consistencyPath = [];
                 if (p)
                     for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                         if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -7806,6 +8025,8 @@ export const qpq = $root.qpq = (() => {
             AuditKeyTransparencyResponse.prototype.entries = $util.emptyArray;
             AuditKeyTransparencyResponse.prototype.treeSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             AuditKeyTransparencyResponse.prototype.root = $util.newBuffer([]);
+            AuditKeyTransparencyResponse.prototype.treeHead = null;
+            AuditKeyTransparencyResponse.prototype.consistencyPath = $util.emptyArray;
 
             AuditKeyTransparencyResponse.create = function(properties) {
                 return new AuditKeyTransparencyResponse(properties);
@@ -7826,6 +8047,12 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(16).uint64(m.treeSize);
                 if (m.root != null && $Object.hasOwnProperty.call(m, "root") && m.root.length)
                     w.uint32(26).bytes(m.root);
+                if (m.treeHead != null && $Object.hasOwnProperty.call(m, "treeHead"))
+                    $root.qpq.v1.SignedTreeHead.encode(m.treeHead, w.uint32(34).fork(), q + 1).ldelim();
+                if (m.consistencyPath != null && m.consistencyPath.length) {
+                    for (var i = 0; i < m.consistencyPath.length; ++i)
+                        w.uint32(42).bytes(m.consistencyPath[i]);
+                }
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -7883,6 +8110,20 @@ export const qpq = $root.qpq = (() => {
                                 m.root = v;
                             else
                                 delete m.root;
+                            continue;
+                        }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            m.treeHead = $root.qpq.v1.SignedTreeHead.decode(r, r.size(), $undefined, q + 1, m.treeHead);
+                            continue;
+                        }
+                    case 5: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.consistencyPath && m.consistencyPath.length))
+                                m.consistencyPath = [];
+                            m.consistencyPath.push(r.bytes());
                             continue;
                         }
                     }
@@ -9576,6 +9817,11 @@ export const qpq = $root.qpq = (() => {
             HealthResponse.prototype.uptimeSecs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             HealthResponse.prototype.version = "";
             HealthResponse.prototype.deliveryProofKey = $util.newBuffer([]);
+            HealthResponse.prototype.ktPublicKey = $util.newBuffer([]);
+            HealthResponse.prototype.frontUptimeSecs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            HealthResponse.prototype.frontVersion = "";
+            HealthResponse.prototype.edgeUptimeSecs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            HealthResponse.prototype.edgeVersion = "";
 
             HealthResponse.create = function(properties) {
                 return new HealthResponse(properties);
@@ -9596,6 +9842,16 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(26).string(m.version);
                 if (m.deliveryProofKey != null && $Object.hasOwnProperty.call(m, "deliveryProofKey") && m.deliveryProofKey.length)
                     w.uint32(34).bytes(m.deliveryProofKey);
+                if (m.ktPublicKey != null && $Object.hasOwnProperty.call(m, "ktPublicKey") && m.ktPublicKey.length)
+                    w.uint32(42).bytes(m.ktPublicKey);
+                if (m.frontUptimeSecs != null && $Object.hasOwnProperty.call(m, "frontUptimeSecs") && (typeof m.frontUptimeSecs === "object" ? m.frontUptimeSecs.low || m.frontUptimeSecs.high : m.frontUptimeSecs !== 0))
+                    w.uint32(48).uint64(m.frontUptimeSecs);
+                if (m.frontVersion != null && $Object.hasOwnProperty.call(m, "frontVersion") && m.frontVersion !== "")
+                    w.uint32(58).string(m.frontVersion);
+                if (m.edgeUptimeSecs != null && $Object.hasOwnProperty.call(m, "edgeUptimeSecs") && (typeof m.edgeUptimeSecs === "object" ? m.edgeUptimeSecs.low || m.edgeUptimeSecs.high : m.edgeUptimeSecs !== 0))
+                    w.uint32(64).uint64(m.edgeUptimeSecs);
+                if (m.edgeVersion != null && $Object.hasOwnProperty.call(m, "edgeVersion") && m.edgeVersion !== "")
+                    w.uint32(74).string(m.edgeVersion);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -9663,6 +9919,51 @@ export const qpq = $root.qpq = (() => {
                                 m.deliveryProofKey = v;
                             else
                                 delete m.deliveryProofKey;
+                            continue;
+                        }
+                    case 5: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.ktPublicKey = v;
+                            else
+                                delete m.ktPublicKey;
+                            continue;
+                        }
+                    case 6: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.frontUptimeSecs = v;
+                            else
+                                delete m.frontUptimeSecs;
+                            continue;
+                        }
+                    case 7: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.stringVerify()).length)
+                                m.frontVersion = v;
+                            else
+                                delete m.frontVersion;
+                            continue;
+                        }
+                    case 8: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.edgeUptimeSecs = v;
+                            else
+                                delete m.edgeUptimeSecs;
+                            continue;
+                        }
+                    case 9: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.stringVerify()).length)
+                                m.edgeVersion = v;
+                            else
+                                delete m.edgeVersion;
                             continue;
                         }
                     }
@@ -10683,6 +10984,7 @@ export const qpq = $root.qpq = (() => {
             InclusionProof.prototype.treeSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             InclusionProof.prototype.path = $util.emptyArray;
             InclusionProof.prototype.root = $util.newBuffer([]);
+            InclusionProof.prototype.entry = $util.newBuffer([]);
 
             InclusionProof.create = function(properties) {
                 return new InclusionProof(properties);
@@ -10705,6 +11007,8 @@ export const qpq = $root.qpq = (() => {
                 }
                 if (m.root != null && $Object.hasOwnProperty.call(m, "root") && m.root.length)
                     w.uint32(34).bytes(m.root);
+                if (m.entry != null && $Object.hasOwnProperty.call(m, "entry") && m.entry.length)
+                    w.uint32(42).bytes(m.entry);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -10773,6 +11077,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.root;
                             continue;
                         }
+                    case 5: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.entry = v;
+                            else
+                                delete m.entry;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -10803,6 +11116,7 @@ export const qpq = $root.qpq = (() => {
             };
 
             ResolveUserRequest.prototype.username = "";
+            ResolveUserRequest.prototype.knownTreeSize = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             ResolveUserRequest.create = function(properties) {
                 return new ResolveUserRequest(properties);
@@ -10817,6 +11131,8 @@ export const qpq = $root.qpq = (() => {
                     throw $Error("max depth exceeded");
                 if (m.username != null && $Object.hasOwnProperty.call(m, "username") && m.username !== "")
                     w.uint32(10).string(m.username);
+                if (m.knownTreeSize != null && $Object.hasOwnProperty.call(m, "knownTreeSize") && (typeof m.knownTreeSize === "object" ? m.knownTreeSize.low || m.knownTreeSize.high : m.knownTreeSize !== 0))
+                    w.uint32(16).uint64(m.knownTreeSize);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -10859,6 +11175,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.username;
                             continue;
                         }
+                    case 2: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.knownTreeSize = v;
+                            else
+                                delete m.knownTreeSize;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -10882,6 +11207,7 @@ export const qpq = $root.qpq = (() => {
         v1.ResolveUserResponse = (function() {
 
             const ResolveUserResponse = function (p) {
+                this.consistencyPath = [];
                 if (p)
                     for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                         if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -10890,6 +11216,8 @@ export const qpq = $root.qpq = (() => {
 
             ResolveUserResponse.prototype.identityKey = $util.newBuffer([]);
             ResolveUserResponse.prototype.proof = null;
+            ResolveUserResponse.prototype.treeHead = null;
+            ResolveUserResponse.prototype.consistencyPath = $util.emptyArray;
 
             ResolveUserResponse.create = function(properties) {
                 return new ResolveUserResponse(properties);
@@ -10906,6 +11234,12 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(10).bytes(m.identityKey);
                 if (m.proof != null && $Object.hasOwnProperty.call(m, "proof"))
                     $root.qpq.v1.InclusionProof.encode(m.proof, w.uint32(18).fork(), q + 1).ldelim();
+                if (m.treeHead != null && $Object.hasOwnProperty.call(m, "treeHead"))
+                    $root.qpq.v1.SignedTreeHead.encode(m.treeHead, w.uint32(26).fork(), q + 1).ldelim();
+                if (m.consistencyPath != null && m.consistencyPath.length) {
+                    for (var i = 0; i < m.consistencyPath.length; ++i)
+                        w.uint32(34).bytes(m.consistencyPath[i]);
+                }
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -10952,6 +11286,20 @@ export const qpq = $root.qpq = (() => {
                             if (u !== 2)
                                 break;
                             m.proof = $root.qpq.v1.InclusionProof.decode(r, r.size(), $undefined, q + 1, m.proof);
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 2)
+                                break;
+                            m.treeHead = $root.qpq.v1.SignedTreeHead.decode(r, r.size(), $undefined, q + 1, m.treeHead);
+                            continue;
+                        }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.consistencyPath && m.consistencyPath.length))
+                                m.consistencyPath = [];
+                            m.consistencyPath.push(r.bytes());
                             continue;
                         }
                     }

@@ -97,7 +97,7 @@ const idempotent = new Set<number>([
   Method.Fetch, Method.FetchWait, Method.Peek, Method.Ack,
   Method.FetchHybridKey, Method.FetchHybridKeys, Method.UploadHybridKey,
   Method.ResolveUser, Method.ResolveIdentity, Method.Health,
-  Method.CheckRevocation, Method.AuditKeyTransparency, Method.CreateChannel,
+  Method.RevokeKey, Method.CheckRevocation, Method.AuditKeyTransparency, Method.CreateChannel,
   Method.ListGroupMembers, Method.ListDevices, Method.DownloadBlob, Method.ResolveEndpoint,
 ]);
 export function isIdempotent(id: number): boolean {

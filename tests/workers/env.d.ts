@@ -7,6 +7,7 @@ declare namespace Cloudflare {
     FRONT_SECRET: string;
     OPAQUE_SERVER_SETUP: string;
     DELIVERY_SIGNING_KEY: string;
+    KT_SIGNING_KEY: string;
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
   }
 }
