@@ -1,7 +1,7 @@
 // A QUIC front in its own process, so the benchmark can measure the front's CPU time alone.
 // Reports {port} on start and its process.cpuUsage() whenever the parent sends "cpu".
 import { configFromEnv } from "../quic-front/config.ts";
-import { createLogger } from "../quic-front/log.ts";
+import { createLogger } from "../proto/util/log.ts";
 import { startFront } from "../quic-front/run.ts";
 
 const config = configFromEnv(process.env);

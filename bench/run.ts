@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Pool } from "undici";
 import { Method, Status, pb, RelayHeader } from "../proto/index.ts";
 import { startEdge } from "../local/edge.ts";
-import { createLogger } from "../quic-front/log.ts";
+import { createLogger } from "../proto/util/log.ts";
 import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";

@@ -8,14 +8,14 @@ import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext } from "./rpc.ts";
 import { methods } from "./methods/index.ts";
 import { queueOf } from "./lib/queue.ts";
-import { sha256, timingSafeEqual, toHex } from "./lib/crypto.ts";
+import { sha256, timingSafeEqual } from "./lib/crypto.ts";
+import { encodeUtf8 } from "../proto/util/text.ts";
+import { toHex } from "../proto/util/hex.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
-
-const encoder = new TextEncoder();
 
 async function frontIsAuthentic(deps: EdgeDeps, presented: string | undefined): Promise<boolean> {
   if (!presented) return false;
-  return timingSafeEqual(await sha256(encoder.encode(presented)), await deps.frontSecretDigest);
+  return timingSafeEqual(await sha256(encodeUtf8(presented)), await deps.frontSecretDigest);
 }
 
 /**
@@ -112,8 +112,7 @@ export function createApp(deps: EdgeDeps): Hono {
     } catch (err) {
       const reply = toErrorReply(err);
       if (reply.status === Status.Internal) {
-        console.error(JSON.stringify({ level: "error", msg: "handler failed", method: methodId,
-          requestId: ctx.requestId, error: err instanceof Error ? err.message : String(err) }));
+        deps.logger.error("handler failed", { method: methodId, requestId: ctx.requestId, error: err instanceof Error ? err.message : String(err) });
       }
       status = reply.status;
       payload = encodeError(reply);

@@ -8,6 +8,9 @@ import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
 import { sha256 } from "./lib/crypto.ts";
 import * as tables from "../schema/tables.ts";
+import { ConfigError } from "../proto/util/config-error.ts";
+import { encodeUtf8 } from "../proto/util/text.ts";
+import { createLogger, type Logger } from "../proto/util/log.ts";
 
 export type Db = DrizzleD1Database<typeof tables>;
 
@@ -17,6 +20,8 @@ export interface EdgeDeps {
   /** The key-transparency log (a single object). */
   ktLog: AppEnv["KEY_TRANSPARENCY"];
   opaqueSetup: string;
+  /** JSON lines to the Workers log (console.error). */
+  logger: Logger;
   limits: QueueLimits;
   sessionTtlMs: number;
   version: string;
@@ -31,8 +36,6 @@ export interface EdgeDeps {
   ktPublicKey: Promise<Uint8Array>;
 }
 
-export class ConfigError extends Error {}
-
 export function depsFromEnv(env: AppEnv): EdgeDeps {
   for (const name of ["FRONT_SECRET", "OPAQUE_SERVER_SETUP", "DELIVERY_SIGNING_KEY", "KT_SIGNING_KEY"] as const) {
     if (!env[name]) throw new ConfigError(`secret ${name} is not set`);
@@ -42,11 +45,12 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     queues: env.RECIPIENT_QUEUE,
     ktLog: env.KEY_TRANSPARENCY,
     opaqueSetup: env.OPAQUE_SERVER_SETUP,
+    logger: createLogger("info"),
     limits: limitsFrom(env),
     sessionTtlMs: sessionTtlMs(env),
     version: env.QPQ_VERSION ?? "0.0.0",
     startedAt: Date.now(),
-    frontSecretDigest: sha256(new TextEncoder().encode(env.FRONT_SECRET)),
+    frontSecretDigest: sha256(encodeUtf8(env.FRONT_SECRET)),
     assertionKey: importAssertionKey(env.FRONT_SECRET),
     signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),

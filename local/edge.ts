@@ -7,7 +7,7 @@ import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { unstable_readConfig } from "wrangler";
 import { bundleEdge } from "./edge-bundle.ts";
 import { loadOrCreateSecrets, type EdgeSecrets } from "./secrets.ts";
-import type { Logger } from "../quic-front/log.ts";
+import type { Logger } from "../proto/util/log.ts";
 
 const root = resolve(new URL("..", import.meta.url).pathname);
 

@@ -5,7 +5,7 @@ import { startEdge } from "./edge.ts";
 import type { QpqFront } from "../quic-front/server.ts";
 import type { PluginHost } from "../plugins/host/index.ts";
 import { configFromEnv } from "../quic-front/config.ts";
-import { createLogger, type Logger } from "../quic-front/log.ts";
+import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront, type RunningFront } from "../quic-front/run.ts";
 
 

@@ -4,9 +4,9 @@
 import { fileURLToPath } from "node:url";
 import type { HookName } from "./api/index.ts";
 import { PluginHost } from "./host/index.ts";
+import { silentLogger } from "../proto/util/log.ts";
 import { sampleEvent } from "./host/test-support.ts";
 
-const silent = { info() {}, warn() {}, error() {} };
 const example = (f: string) => fileURLToPath(new URL(`./examples/${f}`, import.meta.url));
 export const EXAMPLE_FILES = ["address-filter.js", "max-payload-size.js", "sender-rate-limit.js", "membership-audit.js"].map(example);
 
@@ -35,7 +35,7 @@ export async function benchHookCalls(calls = 20_000): Promise<HookBenchResult[]>
     { scenario: "four examples", files: EXAMPLE_FILES },
   ];
   for (const { scenario, files } of scenarios) {
-    const host = await PluginHost.start({ files, logger: silent });
+    const host = await PluginHost.start({ files, logger: silentLogger });
     try {
       const hook: HookName = "on_message_send";
       // Distinct senders so the rate limiter allows every call (the common case).

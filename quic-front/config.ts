@@ -1,5 +1,7 @@
 // Front configuration from the environment (names mirror the Rust qpq server's).
 import { MAX_PAYLOAD } from "../proto/index.ts";
+import { ConfigError } from "../proto/util/config-error.ts";
+
 export interface FrontConfig {
   host: string;
   port: number;
@@ -47,8 +49,6 @@ export interface FrontConfig {
    */
   stackTraceLimit: number;
 }
-
-export class ConfigError extends Error {}
 
 export function parseHostPort(value: string, what: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value.trim());

@@ -12,12 +12,13 @@ import { EdgeRelay, errorResponse, type RelayResponse } from "./relay.ts";
 import { ConnectionSession } from "./session.ts";
 import { PushHub, type PushTarget } from "./push.ts";
 import { FrontMetrics } from "./metrics.ts";
-import { KeyedLimiter, TokenBucket } from "./rate-limit.ts";
-import type { Logger } from "./log.ts";
+import { KeyedLimiter, TokenBucket } from "../proto/util/token-bucket.ts";
+import type { Logger } from "../proto/util/log.ts";
 import { GatewayHooks, type HookConnection, type HookRunner } from "./hooks.ts";
 import { systemClock, type Clock, type Timer } from "./clock.ts";
 import { FetchWaits, Waiter } from "./fetch-wait.ts";
 import { addressKey } from "./client-address.ts";
+import { toHex } from "../proto/util/hex.ts";
 
 const AUTH_METHODS = new Set<number>([
   Method.OpaqueRegisterStart, Method.OpaqueRegisterFinish, Method.OpaqueLoginStart, Method.OpaqueLoginFinish, Method.SessionResume,
@@ -64,7 +65,6 @@ const STOP_GRACE_MS = 2_000;
 /** An empty FetchWaitResponse: nothing arrived (or the server is draining). */
 const NOTHING_YET: RelayResponse = { status: Status.Ok, payload: new Uint8Array(0) };
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class Gateway {
@@ -379,7 +379,7 @@ export class Gateway {
     const session = conn.session;
     if (!(timeoutMs > 0) || !session) return read(once, assertion);
 
-    const waiter = this.waits.add(conn.id, session.identityKeyHex, hex(req.channelId));
+    const waiter = this.waits.add(conn.id, session.identityKeyHex, toHex(req.channelId));
     if (!(waiter instanceof Waiter)) {
       this.metrics.rateLimitHit.inc();
       this.metrics.fetchWaitRefused.inc({ limit: waiter.refused });

@@ -3,13 +3,15 @@
 // With no plugin exporting a hook, every method here returns at once: zero plugins cost nothing.
 import { Method, Status, directChannelId, pb, type RequestFrame } from "../proto/index.ts";
 import type { HookName, HookEvent } from "../plugins/api/index.ts";
+import type { HookDecision } from "../proto/util/hook-decision.ts";
+import { fromHex, toHex } from "../proto/util/hex.ts";
 import { errorResponse, type RelayResponse } from "./relay.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 
 /** The part of the plugin host the gateway uses (plugins/host/index.ts implements it). */
 export interface HookRunner {
   has(hook: HookName): boolean;
-  call<H extends HookName>(hook: H, event: HookEvent<H>): Promise<{ allow: true } | { allow: false; reason: string; plugin: string }>;
+  call<H extends HookName>(hook: H, event: HookEvent<H>): Promise<HookDecision>;
 }
 
 export interface HookConnection {
@@ -20,8 +22,6 @@ export interface HookConnection {
   /** Hex identity of the connection's session, if any. */
   identityHex(): string | undefined;
 }
-
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 export class GatewayHooks {
   private readonly runner: HookRunner | undefined;
@@ -60,7 +60,7 @@ export class GatewayHooks {
     const runner = this.runner;
     if (!runner) return undefined;
     const id = frame.methodId;
-    let decision: Awaited<ReturnType<HookRunner["call"]>> | undefined;
+    let decision: HookDecision | undefined;
     if ((id === Method.Enqueue || id === Method.BatchEnqueue) && runner.has("on_message_send")) {
       const event = this.sendEvent(conn, frame);
       if (event) decision = await runner.call("on_message_send", event);
@@ -84,7 +84,7 @@ export class GatewayHooks {
       const out = wait ? pb.FetchWaitResponse.decode(res.payload) : pb.FetchResponse.decode(res.payload);
       if (out.payloads.length === 0) return;
       this.observe(runner.call("on_message_receive", {
-        connectionId: conn.id, recipient: hex(req.recipientKey), deviceId: hex(req.deviceId), channelId: hex(req.channelId),
+        connectionId: conn.id, recipient: toHex(req.recipientKey), deviceId: toHex(req.deviceId), channelId: toHex(req.channelId),
         count: out.payloads.length, sizes: out.payloads.map((e) => e.data?.length ?? 0), wait, time: Date.now(),
       }));
     } catch { /* the edge answered Ok, so this cannot happen short of a bug: skip the event */ }
@@ -94,11 +94,11 @@ export class GatewayHooks {
     try {
       const batch = frame.methodId === Method.BatchEnqueue;
       const req = batch ? pb.BatchEnqueueRequest.decode(frame.payload) : pb.EnqueueRequest.decode(frame.payload);
-      const recipients = "recipientKeys" in req ? req.recipientKeys.map(hex) : [hex(req.recipientKey)];
+      const recipients = "recipientKeys" in req ? req.recipientKeys.map(toHex) : [toHex(req.recipientKey)];
       return {
         connectionId: conn.id, clientAddress: conn.remoteAddr, senderIdentity: conn.identityHex(), recipients,
-        channelId: hex(req.channelId), payloadSize: req.payload.length, ttlSecs: req.ttlSecs,
-        messageId: hex(req.messageId), batch, time: Date.now(),
+        channelId: toHex(req.channelId), payloadSize: req.payload.length, ttlSecs: req.ttlSecs,
+        messageId: toHex(req.messageId), batch, time: Date.now(),
       };
     } catch {
       return undefined; // malformed: the edge answers BadRequest
@@ -118,12 +118,13 @@ export class GatewayHooks {
     // A new group's id is assigned by the edge, so its join events carry channelId "".
     let channelId = "";
     let members = req.memberKeys;
-    if (req.peerKey.length === 32 && actor) {
-      channelId = hex(await directChannelId(Buffer.from(actor, "hex"), req.peerKey));
+    const actorKey = actor ? fromHex(actor) : null;
+    if (req.peerKey.length === 32 && actorKey) {
+      channelId = toHex(await directChannelId(actorKey, req.peerKey));
       members = [req.peerKey];
     }
     const decisions = await Promise.all(members.slice(0, 256).map((m) =>
-      runner.call("on_group_join", { channelId, member: hex(m), actor, time })));
+      runner.call("on_group_join", { channelId, member: toHex(m), actor, time })));
     return decisions.find((d) => !d.allow) ?? decisions[0];
   }
 
@@ -131,7 +132,7 @@ export class GatewayHooks {
     try {
       const req = pb.RemoveMemberRequest.decode(frame.payload);
       return await runner.call("on_group_leave", {
-        channelId: hex(req.channelId), member: hex(req.memberKey), actor: conn.identityHex() ?? "", time: Date.now(),
+        channelId: toHex(req.channelId), member: toHex(req.memberKey), actor: conn.identityHex() ?? "", time: Date.now(),
       });
     } catch {
       return undefined; // malformed: the edge answers BadRequest

@@ -1,7 +1,8 @@
 // Production entry of the QUIC front: configuration from the environment, graceful SIGTERM.
 //   QPQ_EDGE_URL=https://… QPQ_FRONT_SECRET=… QPQ_TLS_CERT=… QPQ_TLS_KEY=… node quic-front/main.ts
-import { configFromEnv, ConfigError } from "./config.ts";
-import { createLogger } from "./log.ts";
+import { configFromEnv } from "./config.ts";
+import { ConfigError } from "../proto/util/config-error.ts";
+import { createLogger } from "../proto/util/log.ts";
 import { startFront } from "./run.ts";
 
 const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");

@@ -6,7 +6,8 @@
 // wakes them all, since events sent while it was down are lost.
 import { WebSocket } from "ws";
 import { PushEvent, RelayHeader, encodePush, pb } from "../proto/index.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
+import { toHex } from "../proto/util/hex.ts";
 
 export interface PushTarget {
   readonly id: string;
@@ -140,7 +141,7 @@ export class PushHub {
   private deliver(identityHex: string, sub: Subscription, event: Uint8Array): void {
     let channelHex: string | undefined;
     try {
-      channelHex = Buffer.from(pb.PushNewMessage.decode(event).channelId).toString("hex");
+      channelHex = toHex(pb.PushNewMessage.decode(event).channelId);
     } catch {
       channelHex = undefined; // unreadable: wake every waiter of the identity, forward as before
     }

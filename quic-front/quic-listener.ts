@@ -8,7 +8,7 @@ import { FrameError, REQUEST_HEADER, RequestAssembler, type RequestFrame } from 
 import { ByteBudget } from "./byte-budget.ts";
 import type { TlsMaterial } from "./cert.ts";
 import type { ClientConnection, Gateway } from "./gateway.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 import { binding, listenAddress } from "./listen-error.ts";
 
 /** How long a complete request waits for its FIN before it is served anyway. */

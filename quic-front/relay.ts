@@ -6,7 +6,7 @@ import {
   Method, Status, isIdempotent, pb, encodeError, isStatusCode, parseSessionGrant, RelayHeader as H,
   type StatusCode, type SessionGrant,
 } from "../proto/index.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 
 
 export interface RelayRequest {

@@ -3,7 +3,7 @@
 // production entry (main.ts), `npm start` and the benchmark, so all three run the same thing.
 import { loadTls, type TlsMaterial } from "./cert.ts";
 import type { FrontConfig } from "./config.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 import { serveMetrics } from "./metrics-server.ts";
 import { QpqFront } from "./server.ts";
 import { PluginHost } from "../plugins/host/index.ts";

@@ -6,7 +6,7 @@ import { QuicListener } from "./quic-listener.ts";
 import { WsListener } from "./ws-listener.ts";
 import type { EdgeRelay } from "./relay.ts";
 import type { FrontMetrics } from "./metrics.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 import type { HookRunner } from "./hooks.ts";
 
 /** How long the QUIC listener may take to close its connections once drained. */

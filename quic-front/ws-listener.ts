@@ -8,7 +8,7 @@ import { once } from "node:events";
 import { WebSocketServer, type WebSocket } from "ws";
 import { MAX_PAYLOAD, REQUEST_HEADER, decodeRequest } from "../proto/index.ts";
 import type { Gateway } from "./gateway.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../proto/util/log.ts";
 import { binding, listenAddress } from "./listen-error.ts";
 
 export const WS_PATH = "/qpq";

@@ -1,6 +1,6 @@
 // `npm start`: the whole system locally, in one command. Ctrl-C / SIGTERM stops it cleanly.
 import { startLocalSystem } from "../local/system.ts";
-import { createLogger } from "../quic-front/log.ts";
+import { createLogger } from "../proto/util/log.ts";
 import { join } from "node:path";
 
 const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");

@@ -11,10 +11,11 @@ import { drizzle } from "drizzle-orm/d1";
 import { eq } from "drizzle-orm";
 import type { AppEnv } from "../env.ts";
 import { LIMITS, limitsFrom, type QueueLimits } from "../lib/limits.ts";
-import { TokenBuckets } from "../lib/token-bucket.ts";
+import { TokenBuckets } from "../../proto/util/token-bucket.ts";
 import { Reservations } from "../lib/reservations.ts";
 import { importSigningKey, signDelivery } from "../lib/delivery-proof.ts";
-import { concatBytes, equalBytes, randomBytes, sha256, toHex } from "../lib/crypto.ts";
+import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import * as v from "../lib/validate.ts";
 import { users } from "../../schema/tables.ts";
 import {

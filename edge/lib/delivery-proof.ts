@@ -3,8 +3,9 @@
 // "qpq-delivery-v1" || recipient (32) || len(channel) (u8) || channel || seq (u64 BE)
 //   || SHA-256(payload) (32) || server_time_ms (u64 BE).
 import { concatBytes, sha256, base64ToBytes } from "./crypto.ts";
+import { encodeUtf8 } from "../../proto/util/text.ts";
 
-const TAG = new TextEncoder().encode("qpq-delivery-v1");
+const TAG = encodeUtf8("qpq-delivery-v1");
 
 function u64(n: number): Uint8Array {
   const out = new Uint8Array(8);

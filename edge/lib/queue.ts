@@ -2,7 +2,7 @@
 import { QpqError } from "../../proto/index.ts";
 import type { Refusable } from "../durable/recipient-queue.ts";
 import type { EdgeDeps } from "../deps.ts";
-import { toHex } from "./crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 
 export function queueOf(deps: EdgeDeps, recipient: Uint8Array) {
   return deps.queues.get(deps.queues.idFromName(toHex(recipient)));
@@ -21,7 +21,6 @@ export async function markRegistered(deps: EdgeDeps, identityKey: Uint8Array): P
   try {
     await queueOf(deps, identityKey).markRegistered();
   } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "could not mark queue registered",
-      error: err instanceof Error ? err.message : String(err) }));
+    deps.logger.warn("could not mark queue registered", { error: err instanceof Error ? err.message : String(err) });
   }
 }

@@ -3,9 +3,10 @@
 // (and a sealed-sender mode can supply tags without naming the sender). The key is derived from
 // the delivery signing key with HKDF under its own label, so no new secret is needed.
 import { base64ToBytes } from "./crypto.ts";
+import { encodeUtf8 } from "../../proto/util/text.ts";
 
 export const SENDER_TAG_BYTES = 16;
-const INFO = new TextEncoder().encode("qpq-sender-tag-v1");
+const INFO = encodeUtf8("qpq-sender-tag-v1");
 
 export async function importSenderTagKey(deliverySigningKeyBase64: string): Promise<CryptoKey> {
   const base = await crypto.subtle.importKey("raw", base64ToBytes(deliverySigningKeyBase64), "HKDF", false, ["deriveKey"]);

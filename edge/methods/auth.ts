@@ -6,13 +6,13 @@ import { unary, type MethodSpec, type MethodTable, type RpcContext } from "../rp
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
+import { encodeUtf8 } from "../../proto/util/text.ts";
 import { markRegistered } from "../lib/queue.ts";
 import { appendBinding } from "../durable/kt-log.ts";
 import * as opaque from "../lib/opaque.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
 import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
 
-const encoder = new TextEncoder();
 const LOGIN_FAILED = "login failed";
 const OPAQUE_RECORD_BYTES = 192;
 
@@ -42,7 +42,7 @@ async function opaqueStep<T>(fn: () => Promise<T>): Promise<T> {
 
 /** A pending login or registration belongs to one connection and one username. */
 async function pendingId(ctx: RpcContext, username: string): Promise<Uint8Array> {
-  return sha256(concatBytes(encoder.encode(ctx.connectionId), Uint8Array.of(0), encoder.encode(username)));
+  return sha256(concatBytes(encodeUtf8(ctx.connectionId), Uint8Array.of(0), encodeUtf8(username)));
 }
 
 export async function hashToken(token: Uint8Array): Promise<Uint8Array> {
@@ -108,7 +108,7 @@ export const authMethods: MethodTable = {
         return await start(user ? user.record : null);
       } catch (err) {
         if (!user || !isBrokenRecord(err)) throw err;
-        console.error(JSON.stringify({ level: "warn", msg: "stored OPAQUE record unusable; answering as for an unknown user", username }));
+        ctx.deps.logger.warn("stored OPAQUE record unusable; answering as for an unknown user", { username });
         return start(null);
       }
     });

@@ -4,7 +4,8 @@ import { Method, pb, badRequest, directChannelId } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
-import { equalBytes, randomBytes, toHex } from "../lib/crypto.ts";
+import { equalBytes, randomBytes } from "../lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import { channels, channelMembers } from "../../schema/tables.ts";
 
 

@@ -4,7 +4,8 @@ import { Method, pb, forbidden, rateLimited, badRequest } from "../../proto/inde
 import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
-import { equalBytes, sha256, toHex } from "../lib/crypto.ts";
+import { equalBytes, sha256 } from "../lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import { keyPackages, hybridKeys } from "../../schema/tables.ts";
 
 function ownKey(ctx: RpcContext, identityKey: Uint8Array): Uint8Array {

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { HookName } from "../api/index.ts";
 import { IsolatePlugin, LOAD_BACKSTOP_MS, PluginLoadError } from "./isolate-runner.ts";
-import { ALLOW, Breaker, STALL_GRACE_MS, rejection, stallAfterMs, type Decision, type PluginOutcome } from "./policy.ts";
+import { Breaker, STALL_GRACE_MS, rejection, stallAfterMs, type PluginOutcome } from "./policy.ts";
+import { ALLOW, type HookDecision } from "../../proto/util/hook-decision.ts";
 import { STALL_MARKER, type FromChild, type LoadError, type LoadedPluginInfo, type ToChild } from "./protocol.ts";
 
 if (typeof process.send !== "function") {
@@ -162,7 +163,7 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
 
 function call(id: number, hook: HookName, event: Record<string, unknown>): void {
   const outcomes: PluginOutcome[] = [];
-  let decision: Decision = ALLOW;
+  let decision: HookDecision = ALLOW;
   for (const e of byHook.get(hook) ?? []) {
     const name = e.plugin.info.name;
     let o: PluginOutcome;

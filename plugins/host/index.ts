@@ -8,9 +8,11 @@
 import { EventEmitter } from "node:events";
 import type { HookEvent, HookName } from "../api/index.ts";
 import { PluginCatalogue, type PluginSummary } from "./catalogue.ts";
-import { stderrLogger, type HostLogger } from "./logger.ts";
+import type { HostLogger } from "./logger.ts";
+import { createLogger } from "../../proto/util/log.ts";
 import { PluginMetrics } from "./metrics.ts";
-import { ALLOW, decideWithoutHost, eventIds, sanitizeEvent, type Decision, type PluginOutcome } from "./policy.ts";
+import { decideWithoutHost, eventIds, sanitizeEvent, type PluginOutcome } from "./policy.ts";
+import { ALLOW, type HookDecision } from "../../proto/util/hook-decision.ts";
 import { ChildSupervisor, type LoadedMessage, type StallReport } from "./supervisor.ts";
 import { ThrottledLog } from "./throttled-log.ts";
 import { PluginWatcher } from "./watcher.ts";
@@ -32,8 +34,6 @@ export interface PluginHostOptions {
   callTimeoutMs?: number;
 }
 
-export type CallDecision = Decision;
-
 export class PluginHost {
   private readonly logger: HostLogger;
   private readonly metrics = new PluginMetrics();
@@ -44,7 +44,7 @@ export class PluginHost {
   private watcher: PluginWatcher | null = null;
 
   private constructor(opts: PluginHostOptions) {
-    this.logger = opts.logger ?? stderrLogger;
+    this.logger = opts.logger ?? createLogger("info");
     const callTimeoutMs = opts.callTimeoutMs ?? 1000;
     this.catalogue = new PluginCatalogue({ dir: opts.dir, files: opts.files, callTimeoutMs, logger: this.logger });
     this.supervisor = new ChildSupervisor({
@@ -93,7 +93,7 @@ export class PluginHost {
    * rejects the promise: failures are decided by fail policy. The event is reduced to its
    * documented fields before it leaves this process.
    */
-  call<H extends HookName>(hook: H, event: HookEvent<H>): Promise<CallDecision> {
+  call<H extends HookName>(hook: H, event: HookEvent<H>): Promise<HookDecision> {
     if (!this.has(hook)) return Promise.resolve(ALLOW);
     return this.supervisor.call(hook, sanitizeEvent(hook, event), this.catalogue.callDeadline(hook));
   }
@@ -161,7 +161,7 @@ export class PluginHost {
   }
 
   /** A call the child cannot answer follows the fail policy of the plugins exporting the hook. */
-  private withoutHost(hook: HookName, event: Record<string, unknown>): CallDecision {
+  private withoutHost(hook: HookName, event: Record<string, unknown>): HookDecision {
     this.metrics.hostUnavailable(hook);
     const d = decideWithoutHost(hook, this.catalogue.pluginsFor(hook) ?? []);
     this.unavailableLog.note((calls) =>

@@ -1,13 +1,6 @@
-// The logger the plugin host writes to (the front passes its own), and a JSON-lines stderr
-// logger for when none is given.
+// The logger the plugin host writes to: the front passes its own (proto/util/log.ts); without
+// one, PluginHost writes JSON lines to stderr.
+import type { Logger } from "../../proto/util/log.ts";
 
-export interface HostLogger {
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
-
-const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
-  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }) + "\n");
-
-export const stderrLogger: HostLogger = { info: line("info"), warn: line("warn"), error: line("error") };
+/** The host never logs at debug level: any logger with the other three levels will do. */
+export type HostLogger = Pick<Logger, "info" | "warn" | "error">;

@@ -2,8 +2,7 @@
 // restarts). Rendered in text format 0.0.4, without a trailing newline.
 import type { HookName } from "../api/index.ts";
 import type { PluginOutcome } from "./policy.ts";
-
-const esc = (v: string) => v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+import { familyHeader, formatLabels, sampleLine } from "../../proto/util/prometheus.ts";
 
 interface Series {
   calls: number;
@@ -47,9 +46,9 @@ export class PluginMetrics {
 
   render(): string {
     const out: string[] = [];
-    const family = (name: string, help: string, type: string, pick: (s: Series) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const s of this.series.values()) out.push(`${name}{plugin="${esc(s.plugin)}",hook="${s.hook}"} ${pick(s)}`);
+    const family = (name: string, help: string, type: "counter" | "gauge", pick: (s: Series) => number) => {
+      out.push(...familyHeader(name, help, type));
+      for (const s of this.series.values()) out.push(sampleLine(name, formatLabels({ plugin: s.plugin, hook: s.hook }), pick(s)));
     };
     family("plugin_calls_total", "Plugin hook invocations, by plugin and hook.", "counter", (s) => s.calls);
     family("plugin_rejects_total", "Calls a plugin rejected.", "counter", (s) => s.rejects);
@@ -57,11 +56,11 @@ export class PluginMetrics {
     family("plugin_timeouts_total", "Plugin calls that exceeded their CPU time budget or its wall-clock backstop.", "counter", (s) => s.timeouts);
     family("plugin_seconds_total", "Wall time spent in plugin calls.", "counter", (s) => s.seconds);
     family("plugin_cpu_seconds_total", "CPU time spent in plugin calls (what the time budget limits).", "counter", (s) => s.cpuSeconds);
-    out.push("# HELP plugin_host_unavailable_total Hook calls decided by fail policy because the plugin host process was down or did not answer.", "# TYPE plugin_host_unavailable_total counter");
-    for (const [hook, n] of this.unavailable) out.push(`plugin_host_unavailable_total{hook="${hook}"} ${n}`);
-    out.push("# HELP plugin_host_restarts_total Restarts of the plugin host process.", "# TYPE plugin_host_restarts_total counter", `plugin_host_restarts_total ${this.restarts}`);
-    out.push("# HELP plugin_load_errors_total Plugin files that failed to load.", "# TYPE plugin_load_errors_total counter", `plugin_load_errors_total ${this.loadErrors}`);
-    out.push("# HELP plugins_loaded Plugins currently loaded.", "# TYPE plugins_loaded gauge", `plugins_loaded ${this.loaded}`);
+    out.push(...familyHeader("plugin_host_unavailable_total", "Hook calls decided by fail policy because the plugin host process was down or did not answer.", "counter"));
+    for (const [hook, n] of this.unavailable) out.push(sampleLine("plugin_host_unavailable_total", formatLabels({ hook }), n));
+    out.push(...familyHeader("plugin_host_restarts_total", "Restarts of the plugin host process.", "counter"), sampleLine("plugin_host_restarts_total", "", this.restarts));
+    out.push(...familyHeader("plugin_load_errors_total", "Plugin files that failed to load.", "counter"), sampleLine("plugin_load_errors_total", "", this.loadErrors));
+    out.push(...familyHeader("plugins_loaded", "Plugins currently loaded.", "gauge"), sampleLine("plugins_loaded", "", this.loaded));
     return out.join("\n");
   }
 }

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
+import { ALLOW } from "../../proto/util/hook-decision.ts";
 import {
-  ALLOW, Breaker, DEFAULT_FAIL_POLICY, DEFAULT_LIMITS, HOOKS, HOOK_EXPORTS, LogLimiter, REASON_HOST_UNAVAILABLE, REASON_PLUGIN_ERROR,
+  Breaker, DEFAULT_FAIL_POLICY, DEFAULT_LIMITS, HOOKS, HOOK_EXPORTS, LogLimiter, REASON_HOST_UNAVAILABLE, REASON_PLUGIN_ERROR,
   REASON_PLUGIN_TIMEOUT, checkReason, cleanLogLine, combine, decideWithoutHost, eventIds, hookFromName, hooksFromExports, interpretResult,
   STALL_GRACE_MS, callDeadlineMs, nameFromFile, rejection, resolveManifest, sanitizeEvent, stallAfterMs, wallBackstopMs, type GuestResult,
   type PluginOutcome,

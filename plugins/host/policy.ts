@@ -2,6 +2,9 @@
 // decision combination, event sanitising, log limiting and the failure breaker. No isolated-vm,
 // no I/O: everything here is unit-tested directly.
 import type { FailPolicy, HookName } from "../api/index.ts";
+import { ALLOW, type HookDecision } from "../../proto/util/hook-decision.ts";
+import { TokenBucket } from "../../proto/util/token-bucket.ts";
+import { toHex } from "../../proto/util/hex.ts";
 
 export type { FailPolicy, HookName };
 
@@ -307,15 +310,11 @@ export interface PluginOutcome {
   suspended?: true;
 }
 
-export type Decision = { allow: true } | { allow: false; reason: string; plugin: string };
-
-export const ALLOW: Readonly<{ allow: true }> = Object.freeze({ allow: true as const });
-
 /**
  * Does this plugin outcome end the chain with a rejection? A reject does; an error or timeout
  * does when the plugin's policy for the hook is fail-closed. Observers never reject.
  */
-export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy): Decision | null {
+export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy): HookDecision | null {
   if (isObserver(hook)) return null;
   if (o.outcome === "reject") return { allow: false, reason: o.reason ?? "rejected", plugin: o.plugin };
   if ((o.outcome === "error" || o.outcome === "timeout") && policy === "closed")
@@ -324,7 +323,7 @@ export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy):
 }
 
 /** Combines outcomes in plugin order: the first rejection wins; otherwise allow. */
-export function combine(hook: HookName, outcomes: readonly { outcome: PluginOutcome; policy: FailPolicy }[]): Decision {
+export function combine(hook: HookName, outcomes: readonly { outcome: PluginOutcome; policy: FailPolicy }[]): HookDecision {
   for (const { outcome, policy } of outcomes) {
     const r = rejection(hook, outcome, policy);
     if (r) return r;
@@ -333,7 +332,7 @@ export function combine(hook: HookName, outcomes: readonly { outcome: PluginOutc
 }
 
 /** The decision when no plugin could run (the host process is down): the first fail-closed plugin rejects. */
-export function decideWithoutHost(hook: HookName, plugins: readonly { name: string; failPolicy: Record<HookName, FailPolicy> }[]): Decision {
+export function decideWithoutHost(hook: HookName, plugins: readonly { name: string; failPolicy: Record<HookName, FailPolicy> }[]): HookDecision {
   if (isObserver(hook)) return ALLOW;
   for (const p of plugins) if (p.failPolicy[hook] === "closed") return { allow: false, reason: REASON_HOST_UNAVAILABLE, plugin: p.name };
   return ALLOW;
@@ -369,15 +368,8 @@ export const EVENT_FIELDS: Readonly<Record<HookName, Record<string, FieldSpec>>>
 
 const MAX_STRING = 512;
 const MAX_ARRAY = 10_000;
-const HEX_DIGITS = "0123456789abcdef";
-
-function toHex(v: unknown): string {
-  if (v instanceof Uint8Array) {
-    const n = Math.min(v.length, MAX_STRING / 2);
-    let s = "";
-    for (let i = 0; i < n; i++) s += HEX_DIGITS[v[i] >> 4] + HEX_DIGITS[v[i] & 15];
-    return s;
-  }
+function hexField(v: unknown): string {
+  if (v instanceof Uint8Array) return toHex(v.subarray(0, MAX_STRING / 2));
   return typeof v === "string" ? v.slice(0, MAX_STRING).toLowerCase() : "";
 }
 
@@ -392,7 +384,7 @@ function sanitizeField(kind: FieldKind, v: unknown): unknown {
       return typeof v === "string" ? v.slice(0, MAX_STRING) : v === undefined || v === null ? "" : String(v).slice(0, MAX_STRING);
     case "hex":
     case "hexOrEmpty":
-      return toHex(v);
+      return hexField(v);
     case "number":
       return toNumber(v);
     case "boolean":
@@ -402,7 +394,7 @@ function sanitizeField(kind: FieldKind, v: unknown): unknown {
     case "alpn":
       return "qpq";
     case "hexArray":
-      return Array.isArray(v) ? v.slice(0, MAX_ARRAY).map(toHex) : [];
+      return Array.isArray(v) ? v.slice(0, MAX_ARRAY).map(hexField) : [];
     case "numberArray":
       return Array.isArray(v) ? v.slice(0, MAX_ARRAY).map(toNumber) : [];
   }
@@ -441,24 +433,17 @@ export const LOG_LINE_MAX = 512;
 
 /** Token bucket for a plugin's log lines (default 20/s, bursts of 50); counts what it drops. */
 export class LogLimiter {
-  private tokens: number;
-  private last: number;
+  private readonly bucket: TokenBucket;
   dropped = 0;
   readonly ratePerSec: number;
   readonly burst: number;
   constructor(ratePerSec = 20, burst = 50, now = Date.now()) {
     this.ratePerSec = ratePerSec;
     this.burst = burst;
-    this.tokens = burst;
-    this.last = now;
+    this.bucket = new TokenBucket(ratePerSec, burst, now);
   }
   take(now = Date.now()): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.ratePerSec);
-    this.last = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
+    if (this.bucket.take(now) === 0) return true;
     this.dropped++;
     return false;
   }

@@ -1,7 +1,8 @@
 // Messages between the plugin host (in the front's process) and its child process, over the
 // Node IPC channel (JSON serialisation). One "call" → one "result", in order.
 import type { FailPolicy, HookName } from "../api/index.ts";
-import type { Decision, PluginOutcome, ResolvedLimits } from "./policy.ts";
+import type { PluginOutcome, ResolvedLimits } from "./policy.ts";
+import type { HookDecision } from "../../proto/util/hook-decision.ts";
 
 /** A loaded plugin as the child reports it. */
 export interface LoadedPluginInfo {
@@ -28,7 +29,7 @@ export type ToChild =
 export type FromChild =
   | { t: "loading"; seq: number; file: string }
   | { t: "loaded"; seq: number; plugins: LoadedPluginInfo[]; errors: LoadError[]; reloaded: string[] }
-  | { t: "result"; id: number; outcomes: PluginOutcome[]; decision: Decision }
+  | { t: "result"; id: number; outcomes: PluginOutcome[]; decision: HookDecision }
   | { t: "plog"; plugin: string; line: string }
   | { t: "log"; level: "info" | "warn" | "error"; msg: string; fields?: Record<string, unknown> };
 

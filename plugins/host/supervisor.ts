@@ -6,7 +6,8 @@ import { fork, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { HookName } from "../api/index.ts";
-import type { Decision, PluginOutcome } from "./policy.ts";
+import type { PluginOutcome } from "./policy.ts";
+import type { HookDecision } from "../../proto/util/hook-decision.ts";
 import { STALL_MARKER, type FromChild, type ToChild } from "./protocol.ts";
 import type { LoadRequest } from "./catalogue.ts";
 import type { HostLogger } from "./logger.ts";
@@ -37,7 +38,7 @@ export interface SupervisorOwner {
   /** The child answered a call; `outcomes` says what each plugin did. */
   answered(hook: HookName, event: Record<string, unknown>, outcomes: PluginOutcome[]): void;
   /** A call the child cannot answer (it is down, too slow, or died with the call in flight). */
-  unanswered(hook: HookName, event: Record<string, unknown>): Decision;
+  unanswered(hook: HookName, event: Record<string, unknown>): HookDecision;
   /** The child's stall watch named a plugin; the supervisor kills the child afterwards. */
   stalled(report: StallReport): void;
   /** The child exited; true when the file it was loading takes the blame. */
@@ -47,7 +48,7 @@ export interface SupervisorOwner {
 interface Pending {
   hook: HookName;
   event: Record<string, unknown>;
-  resolve(d: Decision): void;
+  resolve(d: HookDecision): void;
   /** How long this call may wait for the child, and when that ends. */
   span: number;
   deadline: number;
@@ -104,11 +105,11 @@ export class ChildSupervisor {
   }
 
   /** Sends a call to the child; resolves with its decision, or the owner's when the child cannot answer within `span` ms. */
-  call(hook: HookName, event: Record<string, unknown>, span: number): Promise<Decision> {
+  call(hook: HookName, event: Record<string, unknown>, span: number): Promise<HookDecision> {
     const child = this.child;
     if (!child || !child.connected) return Promise.resolve(this.owner.unanswered(hook, event));
     const id = this.nextId++;
-    return new Promise<Decision>((resolvePromise) => {
+    return new Promise<HookDecision>((resolvePromise) => {
       this.pending.set(id, { hook, event, resolve: resolvePromise, span, deadline: Date.now() + span });
       child.send({ t: "call", id, hook, event } satisfies ToChild);
     });

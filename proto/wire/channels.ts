@@ -1,7 +1,9 @@
 // 1:1 channel ids are derived, not allocated, so both peers (and the front's hooks) compute the
 // same id: the first 16 bytes of SHA-256("qpq-direct-channel-v1" || lower key || higher key),
 // keys ordered bytewise.
-const DIRECT_TAG = new TextEncoder().encode("qpq-direct-channel-v1");
+import { encodeUtf8 } from "../util/text.ts";
+
+const DIRECT_TAG = encodeUtf8("qpq-direct-channel-v1");
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];

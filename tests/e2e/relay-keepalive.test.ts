@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEdge, type LocalEdge } from "../../local/edge.ts";
 import { EdgeRelay, RELAY_KEEPALIVE_MS, type RelayRequest } from "../../quic-front/relay.ts";
-import { silentLogger } from "../../quic-front/log.ts";
+import { silentLogger } from "../../proto/util/log.ts";
 import { Method, Status, pb } from "../../proto/index.ts";
 
 let edge: LocalEdge;

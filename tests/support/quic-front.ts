@@ -3,7 +3,7 @@
 import { generateDevCertificate } from "../../quic-front/cert.ts";
 import { configFromEnv, type FrontConfig } from "../../quic-front/config.ts";
 import { Gateway } from "../../quic-front/gateway.ts";
-import { silentLogger } from "../../quic-front/log.ts";
+import { silentLogger } from "../../proto/util/log.ts";
 import { QuicListener, type RequestLimits } from "../../quic-front/quic-listener.ts";
 import { QuicTransport, type ConnectOptions } from "../../sdk/transport.ts";
 import { startTestEdge, type EdgeHandler, type TestEdge } from "../unit/support/test-edge.ts";

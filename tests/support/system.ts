@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
 import { QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
-import { createLogger, type Logger } from "../../quic-front/log.ts";
+import { createLogger, type Logger } from "../../proto/util/log.ts";
 
 export interface TestSystem {
   system: LocalSystem;

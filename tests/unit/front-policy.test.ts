@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
-import { TokenBucket, KeyedLimiter } from "../../quic-front/rate-limit.ts";
-import { configFromEnv, ConfigError, parseHostPort } from "../../quic-front/config.ts";
+import { TokenBucket, KeyedLimiter } from "../../proto/util/token-bucket.ts";
+import { configFromEnv, parseHostPort } from "../../quic-front/config.ts";
+import { ConfigError } from "../../proto/util/config-error.ts";
 import { addressKey } from "../../quic-front/client-address.ts";
 import { FetchWaits, Waiter } from "../../quic-front/fetch-wait.ts";
 import { closeReason } from "../../quic-front/ws-listener.ts";

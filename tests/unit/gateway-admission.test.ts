@@ -3,7 +3,7 @@
 // escape Gateway.serve/open (they would end the process).
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_PAYLOAD, Method, PushEvent, Status, decodeError, decodePush, pb } from "../../proto/index.ts";
-import type { Logger } from "../../quic-front/log.ts";
+import type { Logger } from "../../proto/util/log.ts";
 import { ManualClock } from "./support/manual-clock.ts";
 import {
   IDENTITY, MINUTE, fakeHooks, fakeLink, fetchPayload, grant, login, open, rpc, runCleanups, scriptedEdge, start,

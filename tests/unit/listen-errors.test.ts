@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { configFromEnv } from "../../quic-front/config.ts";
-import { createLogger } from "../../quic-front/log.ts";
+import { createLogger } from "../../proto/util/log.ts";
 import { startFront } from "../../quic-front/run.ts";
 
 const held: (Socket | Server)[] = [];

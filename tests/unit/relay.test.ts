@@ -2,7 +2,7 @@
 // "Front ⇄ edge relay contract"), its retry rule and how failures map to wire statuses.
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeRelay, RELAY_KEEPALIVE_MS, type RelayRequest } from "../../quic-front/relay.ts";
-import { silentLogger } from "../../quic-front/log.ts";
+import { silentLogger } from "../../proto/util/log.ts";
 import { Method, RelayHeader as H, Status, decodeError, formatSessionGrant, pb } from "../../proto/index.ts";
 import { closedPortUrl, gate, startTestEdge, type EdgeHandler, type TestEdge, type TestEdgeOptions } from "./support/test-edge.ts";
 

@@ -1,6 +1,6 @@
-// Per-sender enqueue rate (edge/lib/token-bucket.ts), with time as a parameter.
+// Per-sender enqueue rate (proto/util/token-bucket.ts), with time as a parameter.
 import { describe, it, expect } from "vitest";
-import { TokenBuckets } from "../../edge/lib/token-bucket.ts";
+import { TokenBuckets } from "../../proto/util/token-bucket.ts";
 
 const spend = (b: TokenBuckets, key: string, now: number, n: number) => {
   for (let i = 0; i < n; i++) {

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { Method, Status, decodeResponse, encodeRequest, type ResponseFrame } from "../../proto/index.ts";
-import { silentLogger } from "../../quic-front/log.ts";
+import { silentLogger } from "../../proto/util/log.ts";
 import type { Gateway } from "../../quic-front/gateway.ts";
 import { WsKind, WsListener } from "../../quic-front/ws-listener.ts";
 import { gate } from "./support/test-edge.ts";

@@ -2,7 +2,8 @@
 // (crypto.getRandomValues fills at most 64 KiB per call).
 import { runInDurableObject } from "cloudflare:test";
 import { Method, pb } from "../../proto/index.ts";
-import { sha256, toHex } from "../../edge/lib/crypto.ts";
+import { sha256 } from "../../edge/lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import { ok, queueStub, rpc, type RpcResult } from "./helpers.ts";
 
 export const MiB = 1024 * 1024;

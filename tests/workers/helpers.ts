@@ -3,7 +3,7 @@
 import { env, exports } from "cloudflare:workers";
 import { RelayHeader as H, decodeError, Status } from "../../proto/index.ts";
 import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
-import { toHex } from "../../edge/lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 
 export { env };
 

@@ -4,7 +4,7 @@ import { describe, it, expect } from "vitest";
 import { exports } from "cloudflare:workers";
 import { MAX_PAYLOAD, Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
 import { provenMessage } from "../../edge/lib/delivery-proof.ts";
-import { toHex } from "../../edge/lib/crypto.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import { assertionFor, bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, registeredKey, rpc, textOf } from "./helpers.ts";
 
 const enqueueReq = (recipientKey: Uint8Array, payload = "hello", extra: Parameters<typeof pb.EnqueueRequest.encode>[0] = {}) =>
@@ -32,6 +32,8 @@ describe("front authentication", () => {
     const health = ok(res, pb.HealthResponse);
     expect(health.status).toBe("ok");
     expect(health.version).not.toBe("");
+    // Answered by the edge itself: its own fields, no front's.
+    expect(health).toMatchObject({ edgeVersion: health.version, edgeUptimeSecs: health.uptimeSecs, frontVersion: "", frontUptimeSecs: 0 });
   });
 });
 

@@ -3,7 +3,7 @@
 import { expect, vi } from "vitest";
 import { Gateway, type ClientConnection, type TransportLink } from "../../../quic-front/gateway.ts";
 import { configFromEnv, type FrontConfig } from "../../../quic-front/config.ts";
-import { silentLogger, type Logger } from "../../../quic-front/log.ts";
+import { silentLogger, type Logger } from "../../../proto/util/log.ts";
 import type { Clock } from "../../../quic-front/clock.ts";
 import type { HookRunner } from "../../../quic-front/hooks.ts";
 import type { HookName } from "../../../plugins/api/index.ts";

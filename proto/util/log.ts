@@ -1,6 +1,12 @@
-// Structured JSON logs, one line each. Callers pass metadata only: never tokens, secrets or payloads.
+// Structured JSON logs, one line each: the front, the plugin host and the edge write the same
+// shape. Callers pass metadata only: never tokens, secrets or payloads.
 export type Level = "debug" | "info" | "warn" | "error";
+export const LEVELS: readonly Level[] = ["debug", "info", "warn", "error"];
 const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export function isLevel(x: unknown): x is Level {
+  return typeof x === "string" && (LEVELS as readonly string[]).includes(x);
+}
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -9,7 +15,10 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-export function createLogger(minLevel: Level = "info", sink: (line: string) => void = (l) => process.stderr.write(l + "\n")): Logger {
+/** Writes each line to stderr (console.error: Node's process.stderr, the Workers log). */
+export const stderrSink = (line: string): void => console.error(line);
+
+export function createLogger(minLevel: Level = "info", sink: (line: string) => void = stderrSink): Logger {
   const at = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
     if (order[level] < order[minLevel]) return;
     sink(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
