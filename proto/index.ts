@@ -8,3 +8,5 @@ export * from "./wire/messages.ts";
 export * from "./wire/relay.ts";
 export * from "./wire/channels.ts";
 export * from "./wire/envelopes.ts";
+export * from "./wire/limits.ts";
+export * from "./wire/transport.ts";

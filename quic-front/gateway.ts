@@ -4,7 +4,7 @@
 // QUIC and WebSocket listeners only turn their transport into `open`/`serve`/`close` calls;
 // none of those three ever throws.
 import {
-  FrameError, MAX_PAYLOAD, Method, Status, encodeError, encodeResponse, isUnauthenticated, methodName, pb, statusName,
+  FETCH_WAIT_MAX_MS, FrameError, MAX_PAYLOAD, Method, Status, encodeError, encodeResponse, isUnauthenticated, methodName, pb, statusName,
   type RequestFrame,
 } from "../proto/index.ts";
 import type { FrontConfig } from "./config.ts";
@@ -57,8 +57,6 @@ export interface GatewayOptions {
   clock?: Clock;
 }
 
-/** FetchWait's longest wait, the same cap as the edge's (LIMITS.fetchWaitMaxMs). */
-export const FETCH_WAIT_MAX_MS = 60_000;
 /** How long stop() waits for the relay's last requests before it lets go of them. */
 const STOP_GRACE_MS = 2_000;
 

@@ -1,7 +1,7 @@
 // Where the six plugin hooks meet the gateway: builds each event from what the gateway already
 // has (decoding a payload only when some plugin exports that hook) and applies the decision.
 // With no plugin exporting a hook, every method here returns at once: zero plugins cost nothing.
-import { Method, Status, directChannelId, pb, type RequestFrame } from "../proto/index.ts";
+import { ALPN, GROUP_MEMBERS_MAX, Method, Status, directChannelId, pb, type RequestFrame } from "../proto/index.ts";
 import type { HookName, HookEvent } from "../plugins/api/index.ts";
 import type { HookDecision } from "../proto/util/hook-decision.ts";
 import { fromHex, toHex } from "../proto/util/hex.ts";
@@ -36,7 +36,7 @@ export class GatewayHooks {
   async connect(conn: HookConnection): Promise<string | undefined> {
     if (!this.runner?.has("on_connect")) return undefined;
     const d = await this.runner.call("on_connect", {
-      connectionId: conn.id, clientAddress: conn.remoteAddr, alpn: "qpq", transport: conn.transport, time: Date.now(),
+      connectionId: conn.id, clientAddress: conn.remoteAddr, alpn: ALPN, transport: conn.transport, time: Date.now(),
     });
     return d.allow ? undefined : d.reason;
   }
@@ -123,7 +123,7 @@ export class GatewayHooks {
       channelId = toHex(await directChannelId(actorKey, req.peerKey));
       members = [req.peerKey];
     }
-    const decisions = await Promise.all(members.slice(0, 256).map((m) =>
+    const decisions = await Promise.all(members.slice(0, GROUP_MEMBERS_MAX).map((m) =>
       runner.call("on_group_join", { channelId, member: toHex(m), actor, time })));
     return decisions.find((d) => !d.allow) ?? decisions[0];
   }

@@ -4,7 +4,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { ReadableStreamReadResult } from "node:stream/web";
 import { QUICServer, events, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import QuicLogger, { LogLevel } from "@matrixai/logger";
-import { FrameError, REQUEST_HEADER, RequestAssembler, type RequestFrame } from "../proto/index.ts";
+import { ALPN, FrameError, REQUEST_HEADER, RequestAssembler, type RequestFrame } from "../proto/index.ts";
 import { ByteBudget } from "./byte-budget.ts";
 import type { TlsMaterial } from "./cert.ts";
 import type { ClientConnection, Gateway } from "./gateway.ts";
@@ -95,7 +95,7 @@ export class QuicListener {
       config: {
         key: tls.keyPem,
         cert: tls.certPem,
-        applicationProtos: ["qpq"],
+        applicationProtos: [ALPN],
         verifyPeer: false,
         initialMaxStreamsBidi: gateway.config.maxStreamsPerConnection,
         initialMaxStreamsUni: 100,

@@ -1,19 +1,15 @@
 // WebSocket bridge for browsers and environments without QUIC: the same frames over one
-// WebSocket (subprotocol "qpq"). Each binary client message is one request frame; requests are
-// served concurrently. Server messages start with one kind byte — 0x00 response frame,
-// 0x01 push frame — because a response's status byte and a push's event type are ambiguous.
+// WebSocket (path, subprotocol and kind bytes: proto/wire/transport.ts). Each binary client
+// message is one request frame; requests are served concurrently.
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { once } from "node:events";
 import { WebSocketServer, type WebSocket } from "ws";
-import { MAX_PAYLOAD, REQUEST_HEADER, decodeRequest } from "../proto/index.ts";
+import { MAX_PAYLOAD, REQUEST_HEADER, WS_PATH, WS_SUBPROTOCOL, WsKind, decodeRequest } from "../proto/index.ts";
 import type { Gateway } from "./gateway.ts";
 import type { Logger } from "../proto/util/log.ts";
 import { binding, listenAddress } from "./listen-error.ts";
 
-export const WS_PATH = "/qpq";
-export const WS_SUBPROTOCOL = "qpq";
-export const WsKind = { Response: 0, Push: 1 } as const;
 /** Request bytes one socket may have in flight before it stops being read (as QUIC's budget). */
 export const WS_BUFFER_BYTES = 16 * 1024 * 1024;
 

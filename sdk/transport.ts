@@ -4,7 +4,7 @@ import { webcrypto } from "node:crypto";
 import { QUICClient, events, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import QuicLogger, { LogLevel } from "@matrixai/logger";
 import {
-  PushAssembler, ResponseAssembler, FrameError, encodeRequest, type PushFrame, type ResponseFrame,
+  ALPN, PushAssembler, ResponseAssembler, FrameError, encodeRequest, type PushFrame, type ResponseFrame,
 } from "../proto/index.ts";
 import { RequestSlots, TransportError } from "./request-slots.ts";
 
@@ -87,7 +87,7 @@ export class QuicTransport {
       config: {
         verifyPeer: true,
         ca: opts.ca,
-        applicationProtos: ["qpq"],
+        applicationProtos: [ALPN],
         keepAliveIntervalTime: 10_000,
         maxIdleTimeout: 120_000,
         initialMaxStreamsUni: 1000,

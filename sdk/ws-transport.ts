@@ -1,11 +1,10 @@
 // WebSocket transport (browsers, or where UDP is blocked): the same frames over one WebSocket
-// with subprotocol "qpq". Responses are matched to requests by request id. Uses the standard
+// (proto/wire/transport.ts). Responses are matched to requests by request id. Uses the standard
 // WebSocket global (browsers, Node >= 22), so it has no Node-only dependency.
-import { FrameError, decodePush, decodeResponse, encodeRequest, type PushFrame, type ResponseFrame } from "../proto/index.ts";
+import {
+  FrameError, WS_SUBPROTOCOL, WsKind, decodePush, decodeResponse, encodeRequest, type PushFrame, type ResponseFrame,
+} from "../proto/index.ts";
 import { RequestSlots, TransportError } from "./request-slots.ts";
-
-const KIND_RESPONSE = 0;
-const KIND_PUSH = 1;
 
 export interface WsConnectOptions {
   /** Deadline of one RPC, including time queued and a 60 s FetchWait (default 120 s). */
@@ -45,7 +44,7 @@ export class WsTransport {
 
   /** `url` like ws://127.0.0.1:5002/qpq (wss:// in production). */
   static async connect(url: string, opts: WsConnectOptions = {}): Promise<WsTransport> {
-    const socket = new WebSocket(url, "qpq");
+    const socket = new WebSocket(url, WS_SUBPROTOCOL);
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener("open", () => resolve(), { once: true });
       socket.addEventListener("error", () => reject(new TransportError(`cannot open ${url}`)), { once: true });
@@ -135,7 +134,7 @@ export class WsTransport {
   private receive(data: unknown): void {
     if (!(data instanceof ArrayBuffer) || data.byteLength < 1) return;
     const bytes = new Uint8Array(data);
-    if (bytes[0] === KIND_PUSH) {
+    if (bytes[0] === WsKind.Push) {
       const frame = decodePush(bytes.subarray(1));
       if (frame instanceof FrameError) return;
       for (const h of this.pushHandlers) {
@@ -145,7 +144,7 @@ export class WsTransport {
       }
       return;
     }
-    if (bytes[0] !== KIND_RESPONSE) return;
+    if (bytes[0] !== WsKind.Response) return;
     const frame = decodeResponse(bytes.subarray(1));
     if (frame instanceof FrameError) return;
     const waiter = this.pending.get(frame.requestId);

@@ -1,5 +1,6 @@
 // Every bound the edge enforces, in one place, with defaults that configuration may lower or raise.
 import type { AppEnv } from "../env.ts";
+import { FETCH_WAIT_MAX_MS, GROUP_MEMBERS_MAX } from "../../proto/wire/limits.ts";
 
 export interface QueueLimits {
   defaultTtlSecs: number;
@@ -25,9 +26,9 @@ export const LIMITS = {
   hybridKey: 32 + 1184,
   fetchDefault: 64,
   fetchMax: 256,
-  fetchWaitMaxMs: 60_000,
+  fetchWaitMaxMs: FETCH_WAIT_MAX_MS,
   batchRecipientsMax: 256,
-  groupMembersMax: 256,
+  groupMembersMax: GROUP_MEMBERS_MAX,
   channelNameMax: 128,
   keyPackagesPerIdentity: 1000,
   /** Total stored KeyPackage bytes per identity (1000 typical packages are far below this). */

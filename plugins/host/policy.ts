@@ -5,6 +5,7 @@ import type { FailPolicy, HookName } from "../api/index.ts";
 import { ALLOW, type HookDecision } from "../../proto/util/hook-decision.ts";
 import { TokenBucket } from "../../proto/util/token-bucket.ts";
 import { toHex } from "../../proto/util/hex.ts";
+import { ALPN } from "../../proto/wire/transport.ts";
 
 export type { FailPolicy, HookName };
 
@@ -392,7 +393,7 @@ function sanitizeField(kind: FieldKind, v: unknown): unknown {
     case "transport":
       return v === "websocket" ? "websocket" : "quic";
     case "alpn":
-      return "qpq";
+      return ALPN;
     case "hexArray":
       return Array.isArray(v) ? v.slice(0, MAX_ARRAY).map(hexField) : [];
     case "numberArray":

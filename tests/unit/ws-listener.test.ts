@@ -6,7 +6,8 @@ import { WebSocket } from "ws";
 import { Method, Status, decodeResponse, encodeRequest, type ResponseFrame } from "../../proto/index.ts";
 import { silentLogger } from "../../proto/util/log.ts";
 import type { Gateway } from "../../quic-front/gateway.ts";
-import { WsKind, WsListener } from "../../quic-front/ws-listener.ts";
+import { WsListener } from "../../quic-front/ws-listener.ts";
+import { WsKind } from "../../proto/index.ts";
 import { gate } from "./support/test-edge.ts";
 import { onCleanup, runCleanups, start } from "./support/gateway-harness.ts";
 
