@@ -18,6 +18,7 @@ import { GatewayHooks, type HookConnection, type HookRunner } from "./hooks.ts";
 import { systemClock, type Clock, type Timer } from "./clock.ts";
 import { FetchWaits, Waiter } from "./fetch-wait.ts";
 import { addressKey } from "./client-address.ts";
+import { FRONT_VERSION, withFrontHealth } from "./health.ts";
 import { toHex } from "../proto/util/hex.ts";
 
 const AUTH_METHODS = new Set<number>([
@@ -81,6 +82,8 @@ export class Gateway {
   private readonly authLimiter: KeyedLimiter;
   private readonly hooks: GatewayHooks;
   private nextConnection = 0;
+  /** For Health: the front's own uptime, next to the edge's. */
+  private readonly startedAt: number;
   private inflight = 0;
   private draining = false;
   private draining_: Promise<void> | undefined;
@@ -111,6 +114,7 @@ export class Gateway {
     this.authLimiter = new KeyedLimiter(opts.config.authPerMinute / 60, Math.max(1, Math.ceil(opts.config.authPerMinute / 4)));
     this.hooks = new GatewayHooks(opts.hooks, opts.logger);
     this.metrics.fetchWaitWaiting.set(0);
+    this.startedAt = this.clock.now();
   }
 
   get openConnections(): number {
@@ -334,6 +338,9 @@ export class Gateway {
       if (session) this.bind(conn, session);
     }
     this.hooks.delivered(conn, frame, res);
+    if (id === Method.Health) {
+      return withFrontHealth(res, { uptimeSecs: Math.floor((this.clock.now() - this.startedAt) / 1000), version: FRONT_VERSION });
+    }
     return res;
   }
 

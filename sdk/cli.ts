@@ -11,7 +11,7 @@ import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type P
 const USAGE = `qpq — command-line client for a qpq server
 
 Usage:
-  qpq health                       check that the server answers
+  qpq health                       check that the server answers; show front and edge versions and uptimes
   qpq register <username>          create an identity key pair, register it, save the profile
   qpq login <username>             log in and save the session token in the profile
   qpq send <username> <message…>   send a text message to <username>; prints its seq
@@ -92,7 +92,13 @@ async function main(argv: string[]): Promise<void> {
     case "health": {
       expectArgs(args, 0, "qpq health");
       const res = await withClient(opts, (c) => c.health());
-      out(`${res.status} (version ${res.version}, up ${res.uptimeSecs}s)`);
+      // Front and edge separately when the server reports them (the edge's uptime is its
+      // isolate's: isolates start on demand).
+      const parts = [
+        res.frontVersion ? `front ${res.frontVersion} up ${res.frontUptimeSecs}s` : `version ${res.version}, up ${res.uptimeSecs}s`,
+        ...(res.edgeVersion ? [`edge ${res.edgeVersion}, isolate up ${res.edgeUptimeSecs}s`] : []),
+      ];
+      out(`${res.status} (${parts.join("; ")})`);
       return;
     }
 

@@ -51,7 +51,8 @@ describe("qpq CLI", () => {
   it("health prints ok", async () => {
     const r = await qpq(["health"]);
     expect(r).toMatchObject({ code: 0, stderr: "" });
-    expect(r.stdout).toMatch(/^ok\b/);
+    // The front's uptime counts from its start, the edge's from its isolate's first request.
+    expect(r.stdout).toMatch(/^ok \(front 0\.1\.0 up \d+s; edge 0\.1\.0, isolate up \d+s\)\n$/);
   });
 
   it("two users register, log in and exchange a message", async () => {
