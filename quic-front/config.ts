@@ -104,7 +104,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     fetchWaitPerIdentity: int(env, "QPQ_FETCH_WAIT_PER_IDENTITY", 16),
     rpcPerSecond: int(env, "QPQ_RPC_PER_SECOND", 500),
     rpcBurst: int(env, "QPQ_RPC_BURST", 1000),
-    authPerMinute: int(env, "QPQ_AUTH_PER_MINUTE", 60),
+    // Generous for many users behind one NAT address: the edge also limits logins per username.
+    authPerMinute: int(env, "QPQ_AUTH_PER_MINUTE", 300),
     transferTimeoutMs: duration(env, "QPQ_TRANSFER_TIMEOUT", 10_000),
     minTransferBytesPerSecond: int(env, "QPQ_MIN_TRANSFER_RATE", 256 * 1024),
     connectionBufferBytes: int(env, "QPQ_CONNECTION_BUFFER_BYTES", 16 * 1024 * 1024),

@@ -1,6 +1,6 @@
 // D1 schema (drizzle). The cold path lives here: accounts, sessions, keys, channels.
 // Per-recipient message queues live in RecipientQueue Durable Objects, not in D1.
-import { sqliteTable, text, integer, primaryKey, index, uniqueIndex, customType } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer, real, primaryKey, index, uniqueIndex, customType } from "drizzle-orm/sqlite-core";
 
 /**
  * BLOB as Uint8Array on every runtime. drizzle's "buffer" mode needs node:buffer, and D1 hands
@@ -67,6 +67,16 @@ export const pendingLogins = sqliteTable("pending_logins", {
   serverState: bytes("server_state").notNull(),
   expiresAt: integer("expires_at").notNull(),
 }, (t) => [index("pending_logins_expiry").on(t.expiresAt)]);
+
+/**
+ * Login attempts per username, across every front: a token bucket per SHA-256 of the username
+ * (known or not, so the limit reveals nothing). A row whose bucket has refilled is deleted.
+ */
+export const loginAttempts = sqliteTable("login_attempts", {
+  usernameHash: bytes("username_hash").primaryKey(),
+  tokens: real("tokens").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+}, (t) => [index("login_attempts_updated").on(t.updatedAt)]);
 
 /**
  * A registration between RegisterStart and RegisterFinish (<= 60 s, consumed once), keyed by

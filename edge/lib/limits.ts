@@ -38,6 +38,12 @@ export const LIMITS = {
   /** Between OpaqueRegisterStart and OpaqueRegisterFinish on one connection. */
   pendingRegistrationMs: 60_000,
   authFloorMs: 5,
+  /**
+   * OpaqueLoginStart per username, across all fronts (lib/login-limit.ts): 10 at once, then one
+   * a minute. It bounds online password guessing per account, so the front's per-address limit
+   * can be generous for many users behind one NAT address.
+   */
+  loginAttemptsPerUsername: { burst: 10, perMinute: 1 },
   /** Default device plus up to five registered devices. */
   devicesPerQueue: 6,
   /** A BatchEnqueue reservation not committed within this time frees its capacity. */

@@ -1,7 +1,7 @@
 // 100-104: OPAQUE registration and login, session resume. The password never reaches the server;
 // tokens are stored only as SHA-256 digests; every answer takes at least LIMITS.authFloorMs.
 import { and, eq, gt, lt } from "drizzle-orm";
-import { Method, pb, badRequest, unauthorized } from "../../proto/index.ts";
+import { Method, pb, badRequest, rateLimited, unauthorized } from "../../proto/index.ts";
 import { unary, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
@@ -10,6 +10,7 @@ import { encodeUtf8 } from "../../proto/util/text.ts";
 import { markRegistered } from "../lib/queue.ts";
 import { appendBinding } from "../durable/kt-log.ts";
 import * as opaque from "../lib/opaque.ts";
+import { takeLoginAttempt } from "../lib/login-limit.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
 import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
 
@@ -99,6 +100,9 @@ export const authMethods: MethodTable = {
   [Method.OpaqueLoginStart]: withFloor(unary("none", pb.OpaqueLoginStartRequest, pb.OpaqueLoginStartResponse, async (ctx, req) => {
     const username = v.username(req.username);
     const { db } = ctx.deps;
+    // Counted for every name, known or not, before any OPAQUE work: the answer reveals nothing.
+    const wait = await takeLoginAttempt(db, username, Date.now(), LIMITS.loginAttemptsPerUsername);
+    if (wait > 0) throw rateLimited("too many login attempts for this username", wait);
     const user = await db.select({ record: users.opaqueRecord }).from(users).where(eq(users.username, username)).get();
     // Unknown users get the library's fake response, indistinguishable from a real one; so do
     // users whose stored record the library cannot use (a broken user looks like no user).

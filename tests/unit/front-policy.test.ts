@@ -31,6 +31,7 @@ describe("front configuration", () => {
   it("has the documented defaults", () => {
     const c = configFromEnv(base);
     expect([c.host, c.port, c.rpcTimeoutMs, c.drainTimeoutMs]).toEqual(["0.0.0.0", 5001, 30_000, 30_000]);
+    expect(c.authPerMinute).toBe(300);
   });
 
   it("parses listen addresses and durations", () => {
