@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Status, statusName } from "../proto/index.ts";
-import { QpqCallError, QpqClient } from "./client.ts";
+import { KtVerificationError, QpqCallError, QpqClient, type KtTrust } from "./client.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
 
 const USAGE = `qpq — command-line client for a qpq server
@@ -15,6 +15,8 @@ Usage:
   qpq register <username>          create an identity key pair, register it, save the profile
   qpq login <username>             log in and save the session token in the profile
   qpq send <username> <message…>   send a text message to <username>; prints its seq
+  qpq resolve <username>           print <username>'s identity key once its key-transparency
+                                   proof verifies (refused, exit 1, when it does not)
   qpq recv [--wait <seconds>]      print pending messages as "seq<TAB>text", then ack them
   qpq whoami                       show the current profile
 
@@ -50,7 +52,7 @@ type Options = {
 };
 
 const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
-  as: ["send", "recv", "whoami"],
+  as: ["send", "recv", "whoami", "resolve"],
   wait: ["recv"],
 };
 
@@ -139,10 +141,30 @@ async function main(argv: string[]): Promise<void> {
       const [recipient, ...words] = args;
       const profile = store.load(opts.as);
       const res = await withSession(opts, profile, async (c) => {
-        const recipientKey = await c.resolveUser(recipient);
+        const recipientKey = await resolveVerified(c, store, profile, recipient);
         return c.enqueue({ recipientKey, payload: new TextEncoder().encode(words.join(" ")) });
       });
       out(String(res.seq));
+      return;
+    }
+
+    case "resolve": {
+      const username = oneArg(args, "qpq resolve <username>");
+      const profile = store.load(opts.as);
+      await withSession(opts, profile, async (c) => {
+        const seenBefore = profile.kt?.treeSize;
+        const identityKey = await resolveVerified(c, store, profile, username);
+        const r = c.lastResolution;
+        if (!r) return;
+        const revocation = await c.checkRevocation(identityKey);
+        out(`username  ${r.entry.username}`);
+        out(`identity  ${Buffer.from(identityKey).toString("hex")}`);
+        out(`proof     verified: binding at leaf ${r.leafIndex} of a ${r.head.treeSize}-entry log, head signed ${new Date(r.head.timestampMs).toISOString()}`);
+        out(`log       ${seenBefore === undefined
+          ? `first tree head seen; log key pinned now: ${Buffer.from(c.kt.publicKey ?? []).toString("hex")}`
+          : `consistent with the ${seenBefore}-entry tree head seen before`}`);
+        out(`revoked   ${revocation.revoked ? `yes (${revocation.reason}, ${new Date(revocation.timestampMs).toISOString()})` : "no"}`);
+      });
       return;
     }
 
@@ -181,6 +203,30 @@ async function main(argv: string[]): Promise<void> {
     default:
       throw new CliError(`unknown command "${command}" (see qpq --help)`);
   }
+}
+
+/**
+ * Resolves through the key-transparency log with the profile's pinned log key and last verified
+ * tree head, and saves the new head. A failed verification is refused, never printed as a key.
+ */
+async function resolveVerified(c: QpqClient, store: ProfileStore, profile: Profile, username: string): Promise<Uint8Array> {
+  const trust: KtTrust = profile.kt ? {
+    publicKey: b64u.decode(profile.kt.publicKey),
+    head: { treeSize: profile.kt.treeSize, root: b64u.decode(profile.kt.root), timestampMs: profile.kt.timestampMs },
+  } : {};
+  c.kt = trust;
+  let key: Uint8Array;
+  try {
+    key = await c.resolveUser(username);
+  } catch (err) {
+    if (err instanceof KtVerificationError) throw new CliError(`refusing the key the server gave for ${username}: ${err.message}`);
+    throw err;
+  }
+  const { publicKey, head } = c.kt;
+  if (publicKey && head) {
+    store.save({ ...profile, kt: { publicKey: b64u.encode(publicKey), treeSize: head.treeSize, root: b64u.encode(head.root), timestampMs: head.timestampMs } });
+  }
+  return key;
 }
 
 /** How a username registered elsewhere gets onto this machine: its key must come along. */

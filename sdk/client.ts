@@ -6,8 +6,21 @@ import { Method, PushEvent, Status, pb, decodeError, statusName } from "../proto
 import { QuicTransport, type ConnectOptions } from "./transport.ts";
 import { WsTransport, type WsConnectOptions } from "./ws-transport.ts";
 import type { PushFrame, ResponseFrame } from "../proto/index.ts";
+import { KtVerificationError, verifyResolution, type VerifiedResolution } from "../proto/kt/verify.ts";
+import type { TreeHead } from "../proto/kt/tree-head.ts";
 
 export { TransportError } from "./request-slots.ts";
+export { KtVerificationError } from "../proto/kt/verify.ts";
+
+/**
+ * What a client trusts about the server's key-transparency log: the log's Ed25519 key (pinned,
+ * or taken from Health on first use) and the newest tree head it verified. Persist it between
+ * runs (the CLI keeps it in the profile) so every later head must extend this one.
+ */
+export interface KtTrust {
+  publicKey?: Uint8Array;
+  head?: TreeHead;
+}
 
 /**
  * What QpqClient needs from a transport: QUIC (native) or the WebSocket bridge. `request`
@@ -56,6 +69,10 @@ export class QpqClient<T extends Transport = Transport> {
   /** Identity key of this connection's session, once logged in or resumed. */
   identityKey: Uint8Array | undefined;
   sessionToken: Uint8Array | undefined;
+  /** Updated by every verified resolution. */
+  kt: KtTrust = {};
+  /** The last resolution that verified (what resolveUser checked). */
+  lastResolution: VerifiedResolution | undefined;
 
   constructor(transport: T) {
     this.transport = transport;
@@ -194,8 +211,46 @@ export class QpqClient<T extends Transport = Transport> {
     await this.call(Method.RemoveMember, pb.RemoveMemberRequest, { channelId, memberKey }, pb.RemoveMemberResponse);
   }
 
+  /** The verified identity key of `username` (see resolveUserVerified). */
   async resolveUser(username: string): Promise<Uint8Array> {
-    return (await this.call(Method.ResolveUser, pb.ResolveUserRequest, { username }, pb.ResolveUserResponse)).identityKey;
+    return (await this.resolveUserVerified(username)).identityKey;
+  }
+
+  /**
+   * Resolves `username` and verifies the answer against the key-transparency log: the tree head
+   * is signed by the pinned log key (taken from Health on first use when none is pinned), the
+   * inclusion proof leads from the name's binding to that head, and the head extends the last
+   * one verified. Throws KtVerificationError, and keeps the trusted head, when any check fails.
+   */
+  async resolveUserVerified(username: string): Promise<VerifiedResolution & { pinnedNow: boolean; previous?: TreeHead }> {
+    let pinnedNow = false;
+    if (!this.kt.publicKey) {
+      const key = (await this.health()).ktPublicKey;
+      if (key.length !== 32) throw new KtVerificationError("unsigned-head", "the server publishes no key-transparency key");
+      this.kt.publicKey = key;
+      pinnedNow = true;
+    }
+    const previous = this.kt.head;
+    const res = await this.call(Method.ResolveUser, pb.ResolveUserRequest,
+      { username, knownTreeSize: previous?.treeSize ?? 0 }, pb.ResolveUserResponse);
+    const verified = await verifyResolution(username, res, this.kt.publicKey, previous);
+    this.kt.head = { treeSize: verified.head.treeSize, root: verified.head.root, timestampMs: verified.head.timestampMs };
+    this.lastResolution = verified;
+    return { ...verified, pinnedNow, previous };
+  }
+
+  checkRevocation(identityKey: Uint8Array) {
+    return this.call(Method.CheckRevocation, pb.CheckRevocationRequest, { identityKey }, pb.CheckRevocationResponse);
+  }
+
+  /** Revokes this session's own identity key in the key-transparency log; returns the leaf index. */
+  async revokeKey(reason = "user_revoked"): Promise<number> {
+    const res = await this.call(Method.RevokeKey, pb.RevokeKeyRequest, { identityKey: this.self(), reason }, pb.RevokeKeyResponse);
+    return res.leafIndex;
+  }
+
+  auditKeyTransparency(req: { start?: number; end?: number; firstSize?: number }) {
+    return this.call(Method.AuditKeyTransparency, pb.AuditKeyTransparencyRequest, req, pb.AuditKeyTransparencyResponse);
   }
 
   resolveIdentity(identityKey: Uint8Array) {

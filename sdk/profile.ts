@@ -16,6 +16,11 @@ export interface Profile {
   sessionToken?: string;
   /** Server the profile was registered on / last logged in to (informational). */
   server?: string;
+  /**
+   * Key transparency: the log key pinned on first use and the newest tree head verified
+   * (base64url), so every later resolution must come with a head that extends it.
+   */
+  kt?: { publicKey: string; treeSize: number; root: string; timestampMs: number };
 }
 
 /** Usernames the CLI keeps profiles for: they become file names, so no separators or dot files. */
