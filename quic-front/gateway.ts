@@ -468,13 +468,16 @@ export class Gateway {
       case Method.Enqueue:
         m.enqueue.inc();
         m.enqueueBytes.inc(undefined, frame.payload.length);
-        if (res.queueDepth !== undefined && Number.isFinite(res.queueDepth)) m.queueDepth.set(res.queueDepth);
+        if (res.queueDepth !== undefined && Number.isFinite(res.queueDepth)) m.queueDepth.observe(res.queueDepth);
         break;
       case Method.BatchEnqueue:
         m.enqueueBytes.inc(undefined, frame.payload.length);
         break;
       case Method.Fetch:
         m.fetch.inc();
+        break;
+      case Method.Ack:
+        m.ack.inc();
         break;
       case Method.FetchWait:
         m.fetchWait.inc();

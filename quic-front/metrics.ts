@@ -1,5 +1,8 @@
 // The front's Prometheus families (the registry and text format: proto/util/prometheus.ts).
-import { Counter, Gauge, Histogram } from "../proto/util/prometheus.ts";
+import { Counter, Gauge, Histogram, type HistogramScale } from "../proto/util/prometheus.ts";
+
+/** Queue depths up to the default MAX_QUEUE_MESSAGES (10,000) and beyond. */
+const QUEUE_DEPTH: HistogramScale = { buckets: [0, 1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000], divisor: 1 };
 
 /** The front's metrics (design.md, "Operations"). */
 export class FrontMetrics {
@@ -21,7 +24,14 @@ export class FrontMetrics {
   readonly fetchWaitWaiting = new Gauge("fetch_wait_waiting", "FetchWaits parked at the front, waiting for a message.");
   readonly fetchWaitRefused = new Counter("fetch_wait_refused_total", "FetchWaits refused by a concurrency cap, by limit (connection, identity).");
   readonly inflight = new Gauge("rpc_inflight", "RPCs in progress.");
-  readonly queueDepth = new Gauge("delivery_queue_depth", "Pending messages of the most recently enqueued-to recipient queue (sampled).");
+  /**
+   * Sampled at each accepted Enqueue: the recipient queue's pending messages right after it. A
+   * distribution of observations, not a current value: acks and expiry happen in the queue's
+   * Durable Object and are not seen here, so a gauge would go stale.
+   */
+  readonly queueDepth = new Histogram("delivery_queue_depth",
+    "Pending messages in the recipient's queue right after each accepted Enqueue (sampled per message; not the current depth).", QUEUE_DEPTH);
+  readonly ack = new Counter("ack_total", "Ack RPCs answered Ok.");
   readonly latency = new Histogram("rpc_latency_seconds", "RPC latency at the front, by method.");
   private readonly extra: { render(): string }[] = [];
 
@@ -34,7 +44,7 @@ export class FrontMetrics {
     const all: { render(): string }[] = [
       this.enqueue, this.enqueueBytes, this.fetch, this.fetchWait, this.keyPackageUpload, this.loginSuccess,
       this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.pushEvents, this.connections,
-      this.connectionsRefused, this.authTimeouts, this.fetchWaitWaiting, this.fetchWaitRefused, this.inflight, this.queueDepth, this.latency, ...this.extra,
+      this.connectionsRefused, this.authTimeouts, this.fetchWaitWaiting, this.fetchWaitRefused, this.inflight, this.queueDepth, this.ack, this.latency, ...this.extra,
     ];
     return all.map((f) => f.render()).join("\n") + "\n";
   }

@@ -65,32 +65,43 @@ export class Gauge extends Family {
   }
 }
 
-const BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000];
+/** Bucket bounds in the unit observed, and what to divide by to render (ms → s: 1000). */
+export interface HistogramScale {
+  buckets: readonly number[];
+  divisor: number;
+}
 
 /** Latencies observed in milliseconds, rendered in seconds. */
+export const LATENCY_MS: HistogramScale = { buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000], divisor: 1000 };
+
+/** Observations in the unit of `scale` (latencies in ms by default). */
 export class Histogram {
   private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
   readonly name: string;
   readonly help: string;
-  constructor(name: string, help: string) {
+  private readonly scale: HistogramScale;
+  constructor(name: string, help: string, scale: HistogramScale = LATENCY_MS) {
     this.name = name;
     this.help = help;
+    this.scale = scale;
   }
-  observe(valueMs: number, labels?: Labels): void {
+  observe(value: number, labels?: Labels): void {
+    const { buckets } = this.scale;
     const k = seriesKey(labels);
     let s = this.series.get(k);
-    if (!s) this.series.set(k, (s = { counts: new Array(BUCKETS_MS.length).fill(0), sum: 0, count: 0 }));
-    for (let i = 0; i < BUCKETS_MS.length; i++) if (valueMs <= BUCKETS_MS[i]) s.counts[i]++;
-    s.sum += valueMs;
+    if (!s) this.series.set(k, (s = { counts: new Array(buckets.length).fill(0), sum: 0, count: 0 }));
+    for (let i = 0; i < buckets.length; i++) if (value <= buckets[i]) s.counts[i]++;
+    s.sum += value;
     s.count++;
   }
   render(): string {
     const lines = familyHeader(this.name, this.help, "histogram");
     for (const [k, s] of this.series) {
       const sep = k ? `${k},` : "";
-      BUCKETS_MS.forEach((b, i) => lines.push(`${this.name}_bucket{${sep}le="${b / 1000}"} ${s.counts[i]}`));
+      const { buckets, divisor } = this.scale;
+      buckets.forEach((b, i) => lines.push(`${this.name}_bucket{${sep}le="${b / divisor}"} ${s.counts[i]}`));
       lines.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}`);
-      lines.push(sampleLine(`${this.name}_sum`, k, s.sum / 1000));
+      lines.push(sampleLine(`${this.name}_sum`, k, s.sum / divisor));
       lines.push(sampleLine(`${this.name}_count`, k, s.count));
     }
     return lines.join("\n");

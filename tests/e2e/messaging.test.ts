@@ -126,13 +126,24 @@ describe("two users exchange MLS messages over QUIC", () => {
     expect(events[0].some((e) => e.seq === sent.seq) || events[1].some((e) => e.seq === sent.seq)).toBe(true);
   });
 
-  it("counts deliveries in the front's metrics", async () => {
-    const before = sys.system.front.metrics.enqueue.get();
-    await alice.enqueue({ recipientKey: bobKey, payload: text("metered") });
+  it("counts deliveries in the front's metrics, and nothing claims a queue depth after the ack", async () => {
     const m = sys.system.front.metrics;
+    const before = m.enqueue.get();
+    const acksBefore = m.ack.get();
+    const depthsBefore = Number(/^delivery_queue_depth_count (\d+)$/m.exec(m.render())?.[1] ?? 0);
+    const sent = await alice.enqueue({ recipientKey: bobKey, payload: text("metered") });
     expect(m.enqueue.get()).toBe(before + 1);
+    const pending = await bob.fetch({ limit: 256 });
+    expect(pending.map((e) => e.seq)).toContain(sent.seq);
+    await bob.ack(Math.max(...pending.map((e) => e.seq)));
+    expect(m.ack.get()).toBe(acksBefore + 1);
     const text_ = m.render();
-    expect(text_).toMatch(/^delivery_queue_depth [1-9]\d*$/m);
+    // A histogram of depths sampled at each Enqueue (one more observation), not a gauge that
+    // would still say "1" now that bob's queue is empty.
+    expect(text_).toContain("# TYPE delivery_queue_depth histogram");
+    expect(text_).not.toMatch(/^delivery_queue_depth \d/m);
+    expect(text_).toMatch(new RegExp(`^delivery_queue_depth_count ${depthsBefore + 1}$`, "m"));
+    expect(text_).toMatch(/^delivery_queue_depth_bucket\{le="\+Inf"\} [1-9]/m);
     expect(text_).toMatch(/^auth_login_success_total [1-9]/m);
     expect(text_).toMatch(/rpc_latency_seconds_count\{method="Enqueue"\} [1-9]/);
   });
