@@ -12,6 +12,7 @@ import { sha256, timingSafeEqual } from "./lib/crypto.ts";
 import { encodeUtf8 } from "../proto/util/text.ts";
 import { toHex } from "../proto/util/hex.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
+import { requireLiveDevice } from "./lib/live-device.ts";
 
 async function frontIsAuthentic(deps: EdgeDeps, presented: string | undefined): Promise<boolean> {
   if (!presented) return false;
@@ -99,6 +100,7 @@ export function createApp(deps: EdgeDeps): Hono {
       const assertion = c.req.header(H.caller);
       if (assertion) ctx.caller = await verifyAssertion(await deps.assertionKey, assertion, Date.now());
       if (spec.auth === "user" && !ctx.caller) throw unauthorized();
+      if (spec.auth === "user" && (spec.deviceCheck ?? "account") === "account") await requireLiveDevice(ctx);
       payload = await spec.handle(ctx, body);
       if (ctx.queueDepth !== undefined) headers[H.queueDepth] = String(ctx.queueDepth);
       if (ctx.session) {

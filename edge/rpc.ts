@@ -26,6 +26,15 @@ export interface RpcContext {
 export interface MethodSpec {
   /** "none": callable before login. "user": needs an asserted caller. */
   auth: "none" | "user";
+  /**
+   * How a "user" method makes sure the caller's device is still registered (an assertion of a
+   * revoked device lives on up to ASSERTION_TTL_MS): "account" (the default) reads D1 before the
+   * handler (lib/live-device.ts); "queue": the caller's own RecipientQueue refuses devices it does
+   * not hold (Fetch, FetchWait, Peek, Ack: no D1 on the hot path); "none": Enqueue and
+   * BatchEnqueue, which only write into other identities' queues (docs/protocol.md, "Devices");
+   * "handler": the method checks itself (DeleteAccount).
+   */
+  deviceCheck?: "account" | "queue" | "none" | "handler";
   handle(ctx: RpcContext, payload: Uint8Array): Promise<Uint8Array>;
 }
 

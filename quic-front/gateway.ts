@@ -330,9 +330,15 @@ export class Gateway {
     }
     const refused = await this.hooks.gate(conn, frame);
     if (refused) return refused;
+    const asserted = assertion !== undefined ? conn.session : undefined;
     const res = id === Method.FetchWait && assertion !== undefined
       ? await this.fetchWait(conn, frame, assertion)
       : await this.relay.call({ ...this.relayBase(conn), methodId: id, requestId: frame.requestId, payload: frame.payload, assertion });
+    // The edge refused an asserted caller (its device was revoked, its account deleted): the
+    // session is over now, not at the next re-validation.
+    if (asserted && res.status === Status.Unauthorized && !isUnauthenticated(id) && conn.session === asserted) {
+      this.bind(conn, undefined);
+    }
     if (res.status === Status.Ok && res.session) {
       const session = ConnectionSession.fromGrant(id, frame.payload, res.payload, res.session);
       if (session) this.bind(conn, session);

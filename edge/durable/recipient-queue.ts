@@ -6,6 +6,12 @@
 // Senders appear only as sender tags (lib/sender-tag.ts): idempotency is keyed on (tag,
 // message_id) and each tag may hold a bounded share of the queue and enqueue at a bounded rate.
 // A queue accepts messages only once it knows its identity is registered here.
+//
+// Devices: the queue holds messages for the account's registered devices only (the default
+// device from the start, others from RegisterDevice on, via addDevice). A read or ack naming a
+// device it does not hold is Unauthorized: that is how a revoked device's connection loses its
+// session on its next delivery call without a D1 query. RevokeDevice drops the device and its
+// cursors (revokeDevice), so the queue no longer waits for it. DeleteAccount empties it (purge).
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/d1";
 import { eq } from "drizzle-orm";
@@ -17,10 +23,12 @@ import { importSigningKey, signDelivery } from "../lib/delivery-proof.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
 import * as v from "../lib/validate.ts";
+import { ASSERTION_TTL_MS } from "../lib/caller-assertion.ts";
 import { users } from "../../schema/tables.ts";
+import { and, isNull } from "drizzle-orm";
 import {
-  MAX_PAYLOAD, QpqError, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unavailable, pb,
-  type ErrorReply,
+  MAX_PAYLOAD, QpqError, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unauthorized,
+  unavailable, pb, type ErrorReply,
 } from "../../proto/index.ts";
 
 /** Push events carry the message itself only when it is small; larger ones are fetched. */
@@ -145,6 +153,16 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX sends_expiry ON sends (expires_at);
    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);`,
+  // Registered devices only. Before, any device id a Fetch or Ack named joined the queue; those
+  // ids were never registered anywhere and could hold messages back for good, so only the
+  // default device (the empty id, which every account has) is kept. A device sees messages
+  // enqueued after it joined (from_seq). Revoked ids stay refused while an assertion naming them
+  // may still live (revoked_devices, pruned after ASSERTION_TTL_MS).
+  `ALTER TABLE devices ADD COLUMN from_seq INTEGER NOT NULL DEFAULT 0;
+   DELETE FROM cursors WHERE device <> x'';
+   DELETE FROM devices WHERE device <> x'';
+   INSERT OR IGNORE INTO devices (device, added_at, from_seq) VALUES (x'', 0, 0);
+   CREATE TABLE revoked_devices (device BLOB PRIMARY KEY, revoked_at INTEGER NOT NULL);`,
 ];
 
 interface Waiter {
@@ -171,6 +189,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   private registrationLookup: Promise<boolean> | null = null;
   private signingKey: Promise<CryptoKey> | undefined;
   private messageCount = 0;
+  /** Set by purge: a registration look-up that was already under way must not revive the queue. */
+  private purged = false;
   /** Cached alarm time: undefined until read, null when none is set. */
   private alarmAt: number | null | undefined;
   private byteCount = 0;
@@ -212,6 +232,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   /** Called once the identity's account exists (OpaqueRegisterFinish). */
   async markRegistered(): Promise<null> {
+    this.purged = false;
     this.persistRegistered();
     return null;
   }
@@ -235,7 +256,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     if (this.registered) return;
     if (Date.now() >= this.notRegisteredUntil) {
       this.registrationLookup ??= this.lookUpRegistration(identity).finally(() => { this.registrationLookup = null; });
-      if (await this.registrationLookup) {
+      if (await this.registrationLookup && !this.purged) {
         if (!this.registered) this.persistRegistered();
         return;
       }
@@ -247,8 +268,9 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   private async lookUpRegistration(identity: Uint8Array): Promise<boolean> {
     try {
+      // An account being deleted accepts no more messages.
       const row = await drizzle(this.env.DB).select({ key: users.identityKey }).from(users)
-        .where(eq(users.identityKey, identity)).get();
+        .where(and(eq(users.identityKey, identity), isNull(users.deletingAt))).get();
       return row !== undefined;
     } catch {
       throw unavailable("cannot check the recipient's registration right now", 1_000);
@@ -472,9 +494,10 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   private advance(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number }): null {
-    this.ensureSchema();
+    // A queue that never stored anything (or was purged) has nothing to acknowledge.
+    if (!this.hasSchema) return null;
     this.ctx.storage.transactionSync(() => {
-      this.ensureDevice(input.device);
+      const fromSeq = this.requireDevice(input.device);
       // Never past the newest stored message of the channel: seqs only grow, so a cursor beyond
       // it would silently hide messages enqueued later, which nobody has acknowledged.
       const newest = this.sql.exec<{ s: number | null }>(
@@ -482,13 +505,86 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       this.sql.exec(
         `INSERT INTO cursors (device, channel, acked) VALUES (?, ?, ?)
          ON CONFLICT (device, channel) DO UPDATE SET acked = MAX(acked, excluded.acked)`,
-        input.device, input.channel, Math.min(input.seqUpTo, newest));
-      // A message goes only once every known device is past it.
-      const floor = this.sql.exec<{ floor: number | null }>(
-        `SELECT MIN(COALESCE(c.acked, 0)) AS floor FROM devices d
-         LEFT JOIN cursors c ON c.device = d.device AND c.channel = ?`, input.channel).one().floor ?? 0;
-      if (floor > 0) this.remove("channel = ? AND seq <= ?", input.channel, floor);
+        input.device, input.channel, Math.max(fromSeq, Math.min(input.seqUpTo, newest)));
+      this.removeAcked(input.channel);
     });
+    return null;
+  }
+
+  /** A message goes only once every registered device is past it (a device starts at from_seq). */
+  private removeAcked(channel: Uint8Array): void {
+    const floor = this.sql.exec<{ floor: number | null }>(
+      `SELECT MIN(COALESCE(c.acked, d.from_seq)) AS floor FROM devices d
+       LEFT JOIN cursors c ON c.device = d.device AND c.channel = ?`, channel).one().floor ?? 0;
+    if (floor > 0) this.remove("channel = ? AND seq <= ?", channel, floor);
+  }
+
+  // --- devices --------------------------------------------------------------------------------
+
+  /**
+   * RegisterDevice: from now on the queue holds every new message for this device until it acks.
+   * Idempotent. Refuses a device id revoked so recently that an assertion naming it may live on.
+   */
+  async addDevice(device: Uint8Array): Promise<Refusable<{ added: boolean }>> {
+    return refusable(() => {
+      this.ensureSchema();
+      const now = Date.now();
+      return this.ctx.storage.transactionSync(() => {
+        this.sql.exec("DELETE FROM revoked_devices WHERE revoked_at <= ?", now - ASSERTION_TTL_MS);
+        if (this.sql.exec("SELECT 1 FROM devices WHERE device = ?", device).toArray().length > 0) return { added: false };
+        if (this.sql.exec("SELECT 1 FROM revoked_devices WHERE device = ?", device).toArray().length > 0) {
+          throw forbidden(`this device id was revoked less than ${ASSERTION_TTL_MS / 60_000} minutes ago; choose another id`);
+        }
+        const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM devices").one().n;
+        if (count >= this.limits.maxDevicesPerQueue) {
+          throw forbidden(`device limit reached: an account has at most ${this.limits.maxDevicesPerQueue} devices; revoke one first`);
+        }
+        const newest = this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages").one().s ?? 0;
+        this.sql.exec("INSERT INTO devices (device, added_at, from_seq) VALUES (?, ?, ?)", device, now, newest);
+        return { added: true };
+      });
+    });
+  }
+
+  /**
+   * RevokeDevice: the device's reads and acks are refused from now on, its cursors are dropped,
+   * and every message all remaining devices acknowledged is deleted at once. Idempotent.
+   */
+  async revokeDevice(device: Uint8Array): Promise<null> {
+    this.ensureSchema();
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("DELETE FROM devices WHERE device = ?", device);
+      this.sql.exec("DELETE FROM cursors WHERE device = ?", device);
+      this.sql.exec("DELETE FROM revoked_devices WHERE revoked_at <= ?", now - ASSERTION_TTL_MS);
+      this.sql.exec("INSERT OR REPLACE INTO revoked_devices (device, revoked_at) VALUES (?, ?)", device, now);
+      const channels = this.sql.exec<{ channel: ArrayBuffer }>("SELECT DISTINCT channel FROM messages").toArray();
+      for (const c of channels) this.removeAcked(new Uint8Array(c.channel));
+    });
+    return null;
+  }
+
+  /**
+   * DeleteAccount: drops everything this object stores (messages, cursors, devices, the
+   * registered flag, the TTL alarm) and closes push subscriptions. Enqueues are NotFound from now
+   * on (the account is marked deleting in D1 first); reads find nothing. Idempotent.
+   */
+  async purge(): Promise<null> {
+    this.purged = true;
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.hasSchema = false;
+    this.registered = undefined;
+    this.notRegisteredUntil = 0;
+    this.messageCount = 0;
+    this.byteCount = 0;
+    this.alarmAt = null;
+    for (const w of this.waiters) w.wake();
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.close(1000, "account deleted");
+      } catch { /* already closed */ }
+    }
     return null;
   }
 
@@ -522,12 +618,13 @@ export class RecipientQueue extends DurableObject<AppEnv> {
    * pages through the rest.
    */
   private read(input: ReadInput): Envelope[] {
-    this.ensureSchema();
+    // A queue that never stored anything (or was purged) has nothing to read and stays empty.
+    if (!this.hasSchema) return [];
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
-      this.ensureDevice(input.device);
+      const fromSeq = this.requireDevice(input.device);
       const cursor = this.sql.exec<{ acked: number }>(
-        "SELECT acked FROM cursors WHERE device = ? AND channel = ?", input.device, input.channel).toArray()[0]?.acked ?? 0;
+        "SELECT acked FROM cursors WHERE device = ? AND channel = ?", input.device, input.channel).toArray()[0]?.acked ?? fromSeq;
       const pending = this.sql.exec<{ seq: number; size: number; parts: number }>(
         `SELECT seq, size, parts FROM messages WHERE channel = ? AND seq > ? AND expires_at > ?
          ORDER BY seq LIMIT ?`, input.channel, cursor, now, input.limit).toArray();
@@ -552,14 +649,11 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     return concatBytes(...chunks);
   }
 
-  private ensureDevice(device: Uint8Array): void {
-    const known = this.sql.exec("SELECT 1 FROM devices WHERE device = ?", device).toArray().length > 0;
-    if (known) return;
-    const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM devices").one().n;
-    if (count >= this.limits.maxDevicesPerQueue) {
-      throw forbidden(`device limit reached (${this.limits.maxDevicesPerQueue} devices per account)`);
-    }
-    this.sql.exec("INSERT INTO devices (device, added_at) VALUES (?, ?)", device, Date.now());
+  /** The device's starting seq; Unauthorized when the device is not (or no longer) registered. */
+  private requireDevice(device: Uint8Array): number {
+    const row = this.sql.exec<{ from_seq: number }>("SELECT from_seq FROM devices WHERE device = ?", device).toArray()[0];
+    if (!row) throw unauthorized("this device is not registered for the account (or was revoked): log in again");
+    return row.from_seq;
   }
 
   private remove(where: string, ...params: (Uint8Array | number)[]): void {

@@ -44,8 +44,12 @@ export const LIMITS = {
    * can be generous for many users behind one NAT address.
    */
   loginAttemptsPerUsername: { burst: 10, perMinute: 1 },
-  /** Default device plus up to five registered devices. */
-  devicesPerQueue: 6,
+  /** Devices per account, the default device included (RegisterDevice refuses a sixth). */
+  devicesPerAccount: 5,
+  /** Device names, in characters. */
+  deviceNameMax: 64,
+  /** APNs device tokens are 32 bytes and FCM registration tokens about 160 characters. */
+  pushTokenMax: 512,
   /** A BatchEnqueue reservation not committed within this time frees its capacity. */
   reservationTtlMs: 30_000,
   /** Senders whose enqueue rate one queue tracks at once (least recently active dropped first). */
@@ -71,7 +75,7 @@ export function limitsFrom(env: Pick<AppEnv, LimitVars>): QueueLimits {
     maxTtlSecs: Math.max(defaultTtlSecs, 90 * 24 * 3600),
     maxQueueMessages,
     maxQueueBytes,
-    maxDevicesPerQueue: LIMITS.devicesPerQueue,
+    maxDevicesPerQueue: LIMITS.devicesPerAccount,
     // By default one sender holds at most 10% of a queue's messages and 25% of its bytes, so
     // one sender alone can never fill a recipient's inbox for everyone else.
     maxSenderMessages: Math.min(maxQueueMessages,

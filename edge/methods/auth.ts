@@ -1,18 +1,18 @@
 // 100-104: OPAQUE registration and login, session resume. The password never reaches the server;
 // tokens are stored only as SHA-256 digests; every answer takes at least LIMITS.authFloorMs.
-import { and, eq, gt, lt } from "drizzle-orm";
-import { Method, pb, badRequest, rateLimited, unauthorized } from "../../proto/index.ts";
+import { and, eq, gt, isNull, lt, sql } from "drizzle-orm";
+import { Method, pb, badRequest, forbidden, rateLimited, unauthorized } from "../../proto/index.ts";
 import { unary, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { encodeUtf8 } from "../../proto/util/text.ts";
-import { markRegistered } from "../lib/queue.ts";
+import { accepted, markRegistered, queueOf } from "../lib/queue.ts";
 import { appendBinding } from "../durable/kt-log.ts";
 import * as opaque from "../lib/opaque.ts";
 import { takeLoginAttempt } from "../lib/login-limit.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
-import { users, sessions, pendingLogins, pendingRegistrations } from "../../schema/tables.ts";
+import { users, sessions, pendingLogins, pendingRegistrations, devices } from "../../schema/tables.ts";
 
 const LOGIN_FAILED = "login failed";
 const OPAQUE_RECORD_BYTES = 192;
@@ -50,6 +50,39 @@ export async function hashToken(token: Uint8Array): Promise<Uint8Array> {
   return sha256(token);
 }
 
+const DEFAULT_DEVICE = new Uint8Array(0);
+
+/**
+ * The device a login names must be registered. The default device (empty id) exists from
+ * registration on; if it was revoked, a login naming no device registers it again (a password
+ * holder may add devices anyway), within the device limit.
+ */
+async function loginDevice(ctx: RpcContext, identityKey: Uint8Array, deviceId: Uint8Array, now: number): Promise<void> {
+  const { db } = ctx.deps;
+  const known = await db.select({ id: devices.deviceId }).from(devices)
+    .where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId))).get();
+  if (known) return;
+  if (deviceId.length > 0) {
+    throw forbidden("device_id is not a registered device of this account: register it from a signed-in device (RegisterDevice) first");
+  }
+  const added = await db.run(sql`INSERT INTO ${devices} (identity_key, device_id, name, created_at, last_seen_at)
+    SELECT ${identityKey}, ${DEFAULT_DEVICE}, 'default', ${now}, ${now}
+    WHERE (SELECT COUNT(*) FROM ${devices} WHERE identity_key = ${identityKey}) < ${LIMITS.devicesPerAccount}
+    ON CONFLICT DO NOTHING`);
+  if (added.meta.changes !== 1) {
+    const again = await db.select({ id: devices.deviceId }).from(devices)
+      .where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId))).get();
+    if (again) return;
+    throw forbidden(`the default device was revoked and the account already has ${LIMITS.devicesPerAccount} devices: log in naming one of them, or revoke one`);
+  }
+  try {
+    accepted(await queueOf(ctx.deps, identityKey).addDevice(deviceId));
+  } catch (err) {
+    await db.delete(devices).where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId)));
+    throw err;
+  }
+}
+
 export const authMethods: MethodTable = {
   [Method.OpaqueRegisterStart]: withFloor(unary("none", pb.OpaqueRegisterStartRequest, pb.OpaqueRegisterStartResponse, async (ctx, req) => {
     const username = v.username(req.username);
@@ -85,10 +118,21 @@ export const authMethods: MethodTable = {
     if (!(await recordIsUsable(ctx.deps.opaqueSetup, username, req.upload))) {
       throw badRequest("upload is not a valid OPAQUE registration record (its client public key does not deserialise)");
     }
-    // ON CONFLICT DO NOTHING covers both the username and the identity-key uniqueness.
-    const result = await ctx.deps.db.insert(users).values({
-      username, identityKey, opaqueRecord: req.upload, createdAt: Date.now(),
-    }).onConflictDoNothing().run();
+    // ON CONFLICT DO NOTHING covers both the username and the identity-key uniqueness. The
+    // default device comes in the same transaction, only when this insert made the account.
+    const { db } = ctx.deps;
+    const now = Date.now();
+    const [result] = await db.batch([
+      db.insert(users).values({ username, identityKey, opaqueRecord: req.upload, createdAt: now }).onConflictDoNothing(),
+      db.insert(devices).select(db.select({
+        identityKey: users.identityKey,
+        deviceId: sql`${DEFAULT_DEVICE}`.as("device_id"),
+        name: sql`'default'`.as("name"),
+        createdAt: sql`${now}`.as("created_at"),
+        lastSeenAt: sql`${now}`.as("last_seen_at"),
+      }).from(users).where(and(eq(users.username, username), eq(users.identityKey, identityKey), eq(users.createdAt, now))))
+        .onConflictDoNothing(),
+    ]);
     // Its queue accepts messages from now on (Enqueue to unregistered identities is NotFound),
     // and the key-transparency log holds its (username, identity key) binding.
     if (result.meta.changes === 1) {
@@ -103,7 +147,9 @@ export const authMethods: MethodTable = {
     // Counted for every name, known or not, before any OPAQUE work: the answer reveals nothing.
     const wait = await takeLoginAttempt(db, username, Date.now(), LIMITS.loginAttemptsPerUsername);
     if (wait > 0) throw rateLimited("too many login attempts for this username", wait);
-    const user = await db.select({ record: users.opaqueRecord }).from(users).where(eq(users.username, username)).get();
+    // An account being deleted can no longer log in: it answers like an unknown user.
+    const user = await db.select({ record: users.opaqueRecord }).from(users)
+      .where(and(eq(users.username, username), isNull(users.deletingAt))).get();
     // Unknown users get the library's fake response, indistinguishable from a real one; so do
     // users whose stored record the library cannot use (a broken user looks like no user).
     const start = (record: Uint8Array | null) => opaque.loginStart(ctx.deps.opaqueSetup, username, record, req.request);
@@ -138,27 +184,36 @@ export const authMethods: MethodTable = {
     if (!pending) throw unauthorized("no login in progress on this connection (or it expired)");
     const sessionKey = await opaqueStep(() => opaque.loginFinish(pending.state, req.finalization));
     if (!sessionKey) throw unauthorized(LOGIN_FAILED);
-    const user = await db.select({ identityKey: users.identityKey }).from(users).where(eq(users.username, username)).get();
+    const user = await db.select({ identityKey: users.identityKey }).from(users)
+      .where(and(eq(users.username, username), isNull(users.deletingAt))).get();
     if (!user || !equalBytes(user.identityKey, identityKey)) throw unauthorized(LOGIN_FAILED);
+    const deviceId = v.deviceId(req.deviceId);
+    await loginDevice(ctx, identityKey, deviceId, now);
 
     const token = randomBytes(32);
     const expiresAt = now + ctx.deps.sessionTtlMs;
-    const deviceId = new Uint8Array(0);
     await db.batch([
       db.delete(sessions).where(and(eq(sessions.identityKey, identityKey), lt(sessions.expiresAt, now))),
       db.insert(sessions).values({ tokenHash: await hashToken(token), identityKey, deviceId, createdAt: now, expiresAt }),
+      db.update(devices).set({ lastSeenAt: now }).where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId))),
     ]);
     ctx.session = { identityKey, deviceId, sessionExpiresAt: expiresAt };
     return { sessionToken: token };
   })),
 
+  // The session's device comes from the session: device_id may only repeat it (empty = the
+  // session's own). A revoked device's sessions are gone, so they cannot be resumed.
   [Method.SessionResume]: withFloor(unary("none", pb.SessionResumeRequest, pb.SessionResumeResponse, async (ctx, req) => {
-    const deviceId = v.deviceId(req.deviceId);
+    const asked = v.deviceId(req.deviceId);
     if (req.accessToken.length !== 32) throw unauthorized();
-    const row = await ctx.deps.db.select().from(sessions)
-      .where(and(eq(sessions.tokenHash, await hashToken(req.accessToken)), gt(sessions.expiresAt, Date.now()))).get();
+    const { db } = ctx.deps;
+    const now = Date.now();
+    const row = await db.select().from(sessions)
+      .where(and(eq(sessions.tokenHash, await hashToken(req.accessToken)), gt(sessions.expiresAt, now))).get();
     if (!row) throw unauthorized();
-    const identityKey = row.identityKey;
+    const { identityKey, deviceId } = row;
+    if (asked.length > 0 && !equalBytes(asked, deviceId)) throw unauthorized("this session belongs to another device");
+    await db.update(devices).set({ lastSeenAt: now }).where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId)));
     ctx.session = { identityKey, deviceId, sessionExpiresAt: row.expiresAt };
     return { identityKey, expiresAtMs: row.expiresAt };
   })),

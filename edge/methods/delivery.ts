@@ -1,6 +1,6 @@
 // 200-205: delivery. Hot path: no D1 here; each call goes to the recipient's own Durable Object.
 import { Method, QpqError, pb, forbidden, badRequest } from "../../proto/index.ts";
-import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
+import { unary, requireCaller, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { queueOf, accepted } from "../lib/queue.ts";
@@ -15,6 +15,19 @@ function ownQueue(ctx: RpcContext, recipientKey: Uint8Array): Uint8Array {
   return recipientKey;
 }
 
+/**
+ * The device whose cursor a read or ack uses: always the session's own. device_id may only
+ * repeat it (empty = the session's device), so no session reads or acks for another device.
+ */
+function ownDevice(ctx: RpcContext, deviceId: Uint8Array): Uint8Array {
+  const caller = requireCaller(ctx);
+  v.deviceId(deviceId);
+  if (deviceId.length > 0 && !equalBytes(deviceId, caller.deviceId)) {
+    throw forbidden("device_id names another device: a session reads and acknowledges only with its own device's cursor");
+  }
+  return caller.deviceId;
+}
+
 interface ReadRequest {
   recipientKey: Uint8Array;
   channelId: Uint8Array;
@@ -26,7 +39,7 @@ interface ReadRequest {
 async function pending(ctx: RpcContext, req: ReadRequest) {
   const recipient = ownQueue(ctx, req.recipientKey);
   const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
-    channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
+    channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), limit: v.fetchLimit(req.limit),
   }));
   return { payloads };
 }
@@ -36,8 +49,17 @@ async function callerTag(ctx: RpcContext): Promise<Uint8Array> {
   return senderTag(await ctx.deps.senderTagKey, requireCaller(ctx).identityKey);
 }
 
+/**
+ * Reads and acks are checked by the caller's own queue, which refuses devices it does not hold.
+ * Enqueues are not checked: doing so would cost every send a D1 read or a second object call; a
+ * revoked device can still send, never read, until its assertion is re-validated (docs/protocol.md).
+ */
+function checked(deviceCheck: "queue" | "none", spec: MethodSpec): MethodSpec {
+  return { ...spec, deviceCheck };
+}
+
 export const deliveryMethods: MethodTable = {
-  [Method.Enqueue]: unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
+  [Method.Enqueue]: checked("none", unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
     const sender = await callerTag(ctx);
     const recipient = v.identityKey(req.recipientKey, "recipient_key");
     const channel = v.channelId(req.channelId);
@@ -46,12 +68,12 @@ export const deliveryMethods: MethodTable = {
     const r = accepted(await queueOf(ctx.deps, recipient).enqueue({ recipient, sender, channel, payload, ttlSecs: req.ttlSecs, messageId }));
     ctx.queueDepth = r.depth;
     return { seq: r.seq, deliveryProof: r.deliveryProof, duplicate: r.duplicate };
-  }),
+  })),
 
   // All or nothing: every recipient's queue first reserves room (registration, rate, share and
   // capacity checked, nothing stored); only when all did are the messages committed. With a
   // message_id a retry answers the seqs already stored instead of storing again.
-  [Method.BatchEnqueue]: unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
+  [Method.BatchEnqueue]: checked("none", unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
     const sender = await callerTag(ctx);
     if (req.recipientKeys.length === 0) throw badRequest("recipient_keys must not be empty");
     if (req.recipientKeys.length > LIMITS.batchRecipientsMax) {
@@ -85,27 +107,27 @@ export const deliveryMethods: MethodTable = {
       })).seq;
     }));
     return { seqs };
-  }),
+  })),
 
-  [Method.Fetch]: unary("user", pb.FetchRequest, pb.FetchResponse, pending),
+  [Method.Fetch]: checked("queue", unary("user", pb.FetchRequest, pb.FetchResponse, pending)),
 
-  [Method.FetchWait]: unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
+  [Method.FetchWait]: checked("queue", unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
     const payloads = accepted(await queueOf(ctx.deps, recipient).fetchWait({
-      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), limit: v.fetchLimit(req.limit),
+      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), limit: v.fetchLimit(req.limit),
       timeoutMs: Math.min(req.timeoutMs, LIMITS.fetchWaitMaxMs),
     }));
     return { payloads };
-  }),
+  })),
 
   // Same read as Fetch at the edge; the front does not count it as a delivery (metrics, hooks).
-  [Method.Peek]: unary("user", pb.PeekRequest, pb.PeekResponse, pending),
+  [Method.Peek]: checked("queue", unary("user", pb.PeekRequest, pb.PeekResponse, pending)),
 
-  [Method.Ack]: unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
+  [Method.Ack]: checked("queue", unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
     accepted(await queueOf(ctx.deps, recipient).ack({
-      channel: v.channelId(req.channelId), device: v.deviceId(req.deviceId), seqUpTo: req.seqUpTo,
+      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), seqUpTo: req.seqUpTo,
     }));
     return {};
-  }),
+  })),
 };

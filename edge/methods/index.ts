@@ -8,6 +8,8 @@ import { groupMethods } from "./group.ts";
 import { userMethods } from "./user.ts";
 import { transparencyMethods } from "./transparency.ts";
 import { healthMethods } from "./health.ts";
+import { deviceMethods } from "./devices.ts";
+import { accountMethods } from "./account.ts";
 
 export const methods: MethodTable = {
   ...authMethods,
@@ -18,4 +20,6 @@ export const methods: MethodTable = {
   ...userMethods,
   ...transparencyMethods,
   ...healthMethods,
+  ...deviceMethods,
+  ...accountMethods,
 };

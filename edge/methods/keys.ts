@@ -6,7 +6,7 @@ import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
-import { keyPackages, hybridKeys } from "../../schema/tables.ts";
+import { keyPackages, hybridKeys, lastResortKeyPackages } from "../../schema/tables.ts";
 
 function ownKey(ctx: RpcContext, identityKey: Uint8Array): Uint8Array {
   const caller = requireCaller(ctx);
@@ -21,6 +21,13 @@ export const keyMethods: MethodTable = {
     const pkg = v.keyPackage(req.package);
     const fingerprint = await sha256(pkg);
     const { db } = ctx.deps;
+    if (req.lastResort) {
+      // One per identity: a newer last-resort package replaces the older one.
+      const createdAt = Date.now();
+      await db.insert(lastResortKeyPackages).values({ identityKey, package: pkg, fingerprint, createdAt })
+        .onConflictDoUpdate({ target: lastResortKeyPackages.identityKey, set: { package: pkg, fingerprint, createdAt } });
+      return { fingerprint };
+    }
     // Insert only while the identity stays under both caps: one statement, so concurrent uploads
     // cannot overshoot them.
     const inserted = await db.run(sql`
@@ -42,7 +49,11 @@ export const keyMethods: MethodTable = {
     const row = await ctx.deps.db.delete(keyPackages)
       .where(eq(keyPackages.id, sql`(SELECT id FROM ${keyPackages} WHERE identity_key = ${identityKey} ORDER BY id LIMIT 1)`))
       .returning({ pkg: keyPackages.package }).get();
-    return { package: row?.pkg ?? new Uint8Array(0) };
+    if (row) return { package: row.pkg, lastResort: false };
+    // The single-use queue is dry: the last-resort package, if any, is served and kept (RFC 9750).
+    const last = await ctx.deps.db.select({ pkg: lastResortKeyPackages.package }).from(lastResortKeyPackages)
+      .where(eq(lastResortKeyPackages.identityKey, identityKey)).get();
+    return last ? { package: last.pkg, lastResort: true } : { package: new Uint8Array(0), lastResort: false };
   }),
 
   [Method.UploadHybridKey]: unary("user", pb.UploadHybridKeyRequest, pb.UploadHybridKeyResponse, async (ctx, req) => {

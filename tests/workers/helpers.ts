@@ -32,6 +32,27 @@ export async function assertionFor(
   return mintAssertion(key, { identityKey, deviceId: opts.deviceId ?? NO_DEVICE }, opts.expiresAtMs ?? Date.now() + 60_000);
 }
 
+const withAccounts = new Set<string>();
+
+/**
+ * The edge serves only callers whose account exists with the asserted device (the default
+ * device here), as registration leaves them. The first call of a key as a caller creates that
+ * account directly in D1 (username "t-<hex>"); later calls leave it alone, so a test that
+ * revokes the device or deletes the account sees the edge's refusal. Pass an assertion string
+ * to call without this.
+ */
+export async function ensureAccount(identityKey: Uint8Array): Promise<void> {
+  const id = toHex(identityKey);
+  if (withAccounts.has(id)) return;
+  withAccounts.add(id);
+  await env.DB.batch([
+    env.DB.prepare("INSERT OR IGNORE INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, x'', 0)")
+      .bind(`t-${id.slice(0, 40)}`, identityKey),
+    env.DB.prepare("INSERT OR IGNORE INTO devices (identity_key, device_id, name, created_at, last_seen_at) VALUES (?, x'', 'default', 0, 0)")
+      .bind(identityKey),
+  ]);
+}
+
 export interface RpcOptions {
   /** Identity key (an assertion is minted for it) or a ready-made assertion header value. */
   caller?: Uint8Array | string;
@@ -59,6 +80,7 @@ export async function rpc(methodId: number, request: Uint8Array, opts: RpcOption
   const secret = opts.frontSecret === undefined ? env.FRONT_SECRET : opts.frontSecret;
   if (secret !== null) headers[H.frontAuth] = secret;
   if (opts.caller !== undefined) {
+    if (typeof opts.caller !== "string") await ensureAccount(opts.caller);
     headers[H.caller] = typeof opts.caller === "string" ? opts.caller : await assertionFor(opts.caller);
   }
   const res = await exports.default.fetch(`https://edge/rpc/${methodId}`, { method: "POST", headers, body: request });

@@ -2,7 +2,7 @@
 // that register real users through the RPC layer.
 import { client, initOpaque } from "../../edge/generated/opaque-glue.js";
 import wasm from "../../edge/generated/opaque.wasm";
-import { Method, pb } from "../../proto/index.ts";
+import { Method, RelayHeader, Status, parseSessionGrant, pb } from "../../proto/index.ts";
 import { ok, rpc } from "./helpers.ts";
 
 export { client };
@@ -38,4 +38,25 @@ export async function register(username: string, password: string, identityKey: 
     pb.OpaqueRegisterFinishRequest.encode({ username, upload: fromB64u(finish.registrationRecord), identityKey }).finish()),
   pb.OpaqueRegisterFinishResponse);
   return res2.success;
+}
+
+/**
+ * Logs `username` in with real OPAQUE (102/103) on its own connection, optionally naming a
+ * device. Returns the finish result, and on success the token and the caller assertion the edge
+ * minted for the session (what the front would attach to the session's later calls).
+ */
+export async function login(username: string, password: string, identityKey: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)) {
+  await opaqueReady();
+  const connection = `login-${crypto.randomUUID()}`;
+  const start = client.startLogin({ password });
+  const res1 = ok(await rpc(Method.OpaqueLoginStart,
+    pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(), { connection }),
+  pb.OpaqueLoginStartResponse);
+  const finish = client.finishLogin({ clientLoginState: start.clientLoginState, loginResponse: toB64u(res1.response), password });
+  const finalization = finish ? fromB64u(finish.finishLoginRequest) : new Uint8Array(64);
+  const res = await rpc(Method.OpaqueLoginFinish,
+    pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey, deviceId }).finish(), { connection });
+  const grant = parseSessionGrant(res.headers.get(RelayHeader.session) ?? undefined);
+  const token = res.status === Status.Ok ? pb.OpaqueLoginFinishResponse.decode(res.body).sessionToken : undefined;
+  return { res, token, assertion: grant?.assertion };
 }

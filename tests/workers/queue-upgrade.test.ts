@@ -3,7 +3,7 @@
 import { describe, it, expect } from "vitest";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { bytesOf, env, queueStub, randomBytes, randomKey, textOf } from "./helpers.ts";
-import { enqueueAs, inbox, queueSql, sent } from "./delivery-client.ts";
+import { ackAs, enqueueAs, inbox, queueSql, sent } from "./delivery-client.ts";
 
 /** Schema 1 as earlier versions created it. */
 const SCHEMA_1 = `
@@ -43,6 +43,33 @@ describe("queue schema upgrade", () => {
     expect(fresh).toMatchObject({ seq: 3, duplicate: false });
     expect((await inbox(key)).map((e) => textOf(e.data))).toEqual(["old one", "old two", "new"]);
     const version = await queueSql<{ version: number }>(key, "SELECT version FROM schema_version");
-    expect(version).toEqual([{ version: 2 }]);
+    expect(version).toEqual([{ version: 3 }]);
+  });
+
+  it("keeps the default device's cursor and drops device ids that were never registered", async () => {
+    const key = randomKey();
+    const stub = queueStub(key);
+    await runInDurableObject(stub, (_instance, state) => {
+      state.storage.sql.exec(SCHEMA_1);
+      const later = Date.now() + 3_600_000;
+      for (const text of ["one", "two"]) {
+        state.storage.sql.exec("INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
+          new Uint8Array(0), bytesOf(text), text.length, later);
+      }
+      // The default device acked "one"; a free-form id some client once sent never acked anything.
+      for (const device of [new Uint8Array(0), bytesOf("phone")]) {
+        state.storage.sql.exec("INSERT INTO devices (device, added_at) VALUES (?, 0)", device);
+      }
+      state.storage.sql.exec("INSERT INTO cursors (device, channel, acked) VALUES (?, ?, 1)", new Uint8Array(0), new Uint8Array(0));
+    });
+    await env.DB.prepare("INSERT INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, ?, ?)")
+      .bind(`old-${crypto.randomUUID()}`, key, new Uint8Array(192), Date.now()).run();
+    await evictDurableObject(stub);
+
+    expect((await inbox(key)).map((e) => textOf(e.data))).toEqual(["two"]);
+    expect((await queueSql<{ n: number }>(key, "SELECT COUNT(*) AS n FROM devices"))[0].n).toBe(1);
+    // Only the default device holds messages now: its ack deletes them.
+    await ackAs(key, 2);
+    expect((await stub.stats()).messages).toBe(0);
   });
 });

@@ -1,0 +1,38 @@
+// The cold-path device check: a caller assertion stays valid for up to ASSERTION_TTL_MS, so a
+// method that touches D1 anyway first makes sure the asserted device is still registered and
+// the account is not being deleted. One D1 read; the delivery hot path relies on the queue.
+import { unauthorized } from "../../proto/index.ts";
+import { and, eq } from "drizzle-orm";
+import { devices, users } from "../../schema/tables.ts";
+import type { RpcContext } from "../rpc.ts";
+import type { Caller } from "./caller-assertion.ts";
+import { requireCaller } from "../rpc.ts";
+
+export interface LiveAccount {
+  username: string;
+  /** Set once DeleteAccount started on the account. */
+  deletingAt: number | null;
+  /** Whether the caller's device is registered. */
+  deviceRegistered: boolean;
+}
+
+/** The caller's account and whether its device is registered; undefined when no account exists. */
+export async function accountOf(ctx: RpcContext, caller: Caller): Promise<LiveAccount | undefined> {
+  const row = await ctx.deps.db.select({ username: users.username, deletingAt: users.deletingAt, device: devices.deviceId })
+    .from(users)
+    .leftJoin(devices, and(eq(devices.identityKey, users.identityKey), eq(devices.deviceId, caller.deviceId)))
+    .where(eq(users.identityKey, caller.identityKey)).get();
+  if (!row) return undefined;
+  return { username: row.username, deletingAt: row.deletingAt, deviceRegistered: row.device !== null };
+}
+
+/**
+ * Unauthorized unless the caller's account exists, is not being deleted, and still has the
+ * caller's device. The front unbinds a session the edge answers Unauthorized for.
+ */
+export async function requireLiveDevice(ctx: RpcContext): Promise<void> {
+  const account = await accountOf(ctx, requireCaller(ctx));
+  if (!account) throw unauthorized("this account no longer exists");
+  if (account.deletingAt !== null) throw unauthorized("this account is being deleted");
+  if (!account.deviceRegistered) throw unauthorized("this device was revoked: log in again");
+}
