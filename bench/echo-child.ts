@@ -5,10 +5,12 @@ import { QUICServer, events, type QUICStream } from "@matrixai/quic";
 import QuicLogger, { LogLevel } from "@matrixai/logger";
 import { RequestAssembler, FrameError, encodeResponse } from "../proto/index.ts";
 import { loadTls } from "../quic-front/cert.ts";
+import { settingsFromEnv } from "../quic-front/config.ts";
 
-// Same process setting as the front (QPQ_STACK_TRACE_LIMIT default), so the floor is comparable.
-Error.stackTraceLimit = Number(process.env.QPQ_STACK_TRACE_LIMIT ?? 4);
-const tls = await loadTls({ dataDir: process.env.QPQ_DATA_DIR ?? ".qpq-data" });
+// The front's settings (stack trace limit, data directory), so the floor is comparable.
+const settings = settingsFromEnv(process.env);
+Error.stackTraceLimit = settings.stackTraceLimit;
+const tls = await loadTls({ dataDir: settings.dataDir });
 const key = randomBytes(32);
 const hmac = (k: ArrayBuffer, d: ArrayBuffer) => createHmac("sha256", Buffer.from(k)).update(Buffer.from(d)).digest();
 const server = new QUICServer({

@@ -2,7 +2,7 @@
 // fixtures. Handlers never read `env` directly.
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import type { AppEnv } from "./env.ts";
-import { limitsFrom, sessionTtlMs, type QueueLimits } from "./lib/limits.ts";
+import { sessionTtlMs } from "./lib/limits.ts";
 import { importAssertionKey } from "./lib/caller-assertion.ts";
 import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
@@ -22,7 +22,6 @@ export interface EdgeDeps {
   opaqueSetup: string;
   /** JSON lines to the Workers log (console.error). */
   logger: Logger;
-  limits: QueueLimits;
   sessionTtlMs: number;
   version: string;
   startedAt: number;
@@ -46,7 +45,6 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     ktLog: env.KEY_TRANSPARENCY,
     opaqueSetup: env.OPAQUE_SERVER_SETUP,
     logger: createLogger("info"),
-    limits: limitsFrom(env),
     sessionTtlMs: sessionTtlMs(env),
     version: env.QPQ_VERSION ?? "0.0.0",
     startedAt: Date.now(),

@@ -7,7 +7,6 @@ export interface AppEnv {
   DB: D1Database;
   RECIPIENT_QUEUE: DurableObjectNamespace<RecipientQueue>;
   KEY_TRANSPARENCY: DurableObjectNamespace<KeyTransparency>;
-  BLOBS: R2Bucket;
   /** Shared with the QUIC fronts. */
   FRONT_SECRET: string;
   /** Serialized OPAQUE server setup. */

@@ -1,5 +1,5 @@
 // The edge worker on this machine: workerd through Miniflare (embedded, no dev proxy in front),
-// with D1, Durable Objects and R2 persisted under the data directory and the D1 migrations of
+// with D1 and Durable Objects persisted under the data directory and the D1 migrations of
 // schema/migrations applied first (tracked in `d1_migrations`, the table wrangler uses).
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";

@@ -4,14 +4,17 @@ import { resolve } from "node:path";
 import { startEdge } from "./edge.ts";
 import type { QpqFront } from "../quic-front/server.ts";
 import type { PluginHost } from "../plugins/host/index.ts";
-import { configFromEnv } from "../quic-front/config.ts";
+import { settingsFromEnv, withEdge, type FrontSettings } from "../quic-front/config.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront, type RunningFront } from "../quic-front/run.ts";
 
 
 export interface LocalSystemOptions {
-  dataDir: string;
-  /** QUIC listen address, default 127.0.0.1:5001 (QPQ_LISTEN overrides when started by npm start). */
+  /** The front's settings, read once by the caller (localSettings); default: localSettings(env). */
+  settings?: FrontSettings;
+  /** Default: the settings' data directory (QPQ_DATA_DIR). */
+  dataDir?: string;
+  /** Where the settings come from when none are given (default process.env). */
   env?: NodeJS.ProcessEnv;
   /** Port for the local edge (0 = pick a free one). */
   edgePort?: number;
@@ -30,16 +33,19 @@ export interface LocalSystem {
   stop(): Promise<void>;
 }
 
+/** The front's settings for a system on this machine: the QUIC listener defaults to 127.0.0.1:5001. */
+export function localSettings(env: NodeJS.ProcessEnv): FrontSettings {
+  return settingsFromEnv({ QPQ_LISTEN: "127.0.0.1:5001", ...env });
+}
+
 export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalSystem> {
-  const env = opts.env ?? process.env;
-  const logger = opts.logger ?? createLogger((env.QPQ_LOG_LEVEL as "info") ?? "info");
-  const dataDir = resolve(opts.dataDir);
+  const settings = opts.settings ?? localSettings(opts.env ?? process.env);
+  const logger = opts.logger ?? createLogger(settings.logLevel);
+  const dataDir = resolve(opts.dataDir ?? settings.dataDir);
   const edge = await startEdge({ dataDir, port: opts.edgePort, logger, vars: opts.edgeVars });
   let running: RunningFront;
   try {
-    const config = configFromEnv({ QPQ_LISTEN: "127.0.0.1:5001", ...env }, {
-      edgeUrl: edge.url, frontSecret: edge.secrets.FRONT_SECRET, dataDir,
-    });
+    const config = withEdge({ ...settings, dataDir }, { edgeUrl: edge.url, frontSecret: edge.secrets.FRONT_SECRET });
     running = await startFront(config, logger);
   } catch (err) {
     await edge.stop();

@@ -1,6 +1,7 @@
 // Front configuration from the environment (names mirror the Rust qpq server's).
 import { MAX_PAYLOAD } from "../proto/index.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
+import { isLevel, type Level } from "../proto/util/log.ts";
 
 export interface FrontConfig {
   host: string;
@@ -41,7 +42,7 @@ export interface FrontConfig {
   minTransferBytesPerSecond: number;
   /** Announced payload bytes one connection may hold in partly received requests. */
   connectionBufferBytes: number;
-  logLevel: "debug" | "info" | "warn" | "error";
+  logLevel: Level;
   /**
    * Stack frames V8 captures per Error in the front's process (QPQ_STACK_TRACE_LIMIT). The QUIC
    * library builds an Error for every lock acquisition; capturing Node's default 10 frames cost
@@ -75,19 +76,30 @@ function duration(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): num
   return m[2] === "ms" ? Number(m[1]) : Number(m[1]) * 1000;
 }
 
+/**
+ * Everything but the edge the front relays to: what a process that starts its own edge
+ * (`npm start`) reads and validates before it has one.
+ */
+export type FrontSettings = Omit<FrontConfig, "edgeUrl" | "frontSecret">;
+
+/** The whole configuration from the environment (QPQ_EDGE_URL and QPQ_FRONT_SECRET included), validated. */
 export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontConfig> = {}): FrontConfig {
+  const { edgeUrl = env.QPQ_EDGE_URL ?? "", frontSecret = env.QPQ_FRONT_SECRET ?? "", ...settings } = overrides;
+  return withEdge(settingsFromEnv(env, settings), { edgeUrl, frontSecret });
+}
+
+/** The settings from the environment, validated (see FrontSettings). */
+export function settingsFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontSettings> = {}): FrontSettings {
   const listen = parseHostPort(env.QPQ_LISTEN ?? "0.0.0.0:5001", "QPQ_LISTEN");
   const production = env.QPQ_PRODUCTION === "1" || env.QPQ_PRODUCTION === "true";
   const level = env.QPQ_LOG_LEVEL ?? "info";
-  if (!["debug", "info", "warn", "error"].includes(level)) throw new ConfigError(`QPQ_LOG_LEVEL must be debug|info|warn|error`);
-  const cfg: FrontConfig = {
+  if (!isLevel(level)) throw new ConfigError(`QPQ_LOG_LEVEL must be debug|info|warn|error`);
+  const settings: FrontSettings = {
     host: listen.host,
     port: listen.port,
     dataDir: env.QPQ_DATA_DIR ?? ".qpq-data",
     tlsCertFile: env.QPQ_TLS_CERT || undefined,
     tlsKeyFile: env.QPQ_TLS_KEY || undefined,
-    edgeUrl: env.QPQ_EDGE_URL ?? "",
-    frontSecret: env.QPQ_FRONT_SECRET ?? "",
     frontId: env.QPQ_FRONT_ID ?? `front-${process.pid}`,
     rpcTimeoutMs: duration(env, "QPQ_RPC_TIMEOUT", 30_000),
     drainTimeoutMs: duration(env, "QPQ_DRAIN_TIMEOUT", 30_000),
@@ -109,15 +121,22 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<FrontCo
     transferTimeoutMs: duration(env, "QPQ_TRANSFER_TIMEOUT", 10_000),
     minTransferBytesPerSecond: int(env, "QPQ_MIN_TRANSFER_RATE", 256 * 1024),
     connectionBufferBytes: int(env, "QPQ_CONNECTION_BUFFER_BYTES", 16 * 1024 * 1024),
-    logLevel: level as FrontConfig["logLevel"],
+    logLevel: level,
     stackTraceLimit: int(env, "QPQ_STACK_TRACE_LIMIT", 4),
     ...overrides,
   };
+  atLeastOne(settings);
+  return settings;
+}
+
+/** The configuration of a front relaying to `edge`, validated as a whole. */
+export function withEdge(settings: FrontSettings, edge: Pick<FrontConfig, "edgeUrl" | "frontSecret">): FrontConfig {
+  const cfg: FrontConfig = { ...settings, ...edge };
   validate(cfg);
   return cfg;
 }
 
-function atLeastOne(cfg: FrontConfig): void {
+function atLeastOne(cfg: FrontSettings): void {
   for (const [name, value] of [
     ["QPQ_RPC_PER_SECOND", cfg.rpcPerSecond], ["QPQ_RPC_BURST", cfg.rpcBurst], ["QPQ_AUTH_PER_MINUTE", cfg.authPerMinute],
     ["QPQ_MAX_CONNECTIONS", cfg.maxConnections], ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
@@ -133,7 +152,7 @@ function atLeastOne(cfg: FrontConfig): void {
   }
 }
 
-export function validate(cfg: FrontConfig): void {
+function validate(cfg: FrontConfig): void {
   atLeastOne(cfg);
   if (!cfg.edgeUrl) throw new ConfigError("QPQ_EDGE_URL is required");
   if (!/^https?:\/\//.test(cfg.edgeUrl)) throw new ConfigError("QPQ_EDGE_URL must be an http(s) URL");

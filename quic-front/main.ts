@@ -1,14 +1,25 @@
 // Production entry of the QUIC front: configuration from the environment, graceful SIGTERM.
 //   QPQ_EDGE_URL=https://… QPQ_FRONT_SECRET=… QPQ_TLS_CERT=… QPQ_TLS_KEY=… node quic-front/main.ts
-import { configFromEnv } from "./config.ts";
+import { configFromEnv, type FrontConfig } from "./config.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
-import { createLogger } from "../proto/util/log.ts";
+import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront } from "./run.ts";
 
-const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");
+function failed(logger: Logger, err: unknown): never {
+  logger.error("front failed to start", { error: err instanceof Error ? err.message : String(err), config: err instanceof ConfigError });
+  process.exit(1);
+}
+
+// The configuration is read and validated once, first; it sets the log level and the rest.
+let config: FrontConfig;
 try {
-  const config = configFromEnv(process.env);
-  Error.stackTraceLimit = config.stackTraceLimit;
+  config = configFromEnv(process.env);
+} catch (err) {
+  failed(createLogger(), err);
+}
+Error.stackTraceLimit = config.stackTraceLimit;
+const logger = createLogger(config.logLevel);
+try {
   const running = await startFront(config, logger);
   const { front } = running;
   logger.info("qpq-edge front listening", {
@@ -27,6 +38,5 @@ try {
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 } catch (err) {
-  logger.error("front failed to start", { error: err instanceof Error ? err.message : String(err), config: err instanceof ConfigError });
-  process.exit(1);
+  failed(logger, err);
 }

@@ -1,15 +1,28 @@
 // `npm start`: the whole system locally, in one command. Ctrl-C / SIGTERM stops it cleanly.
-import { startLocalSystem } from "../local/system.ts";
-import { createLogger } from "../proto/util/log.ts";
+import { localSettings, startLocalSystem } from "../local/system.ts";
+import { createLogger, type Logger } from "../proto/util/log.ts";
+import type { FrontSettings } from "../quic-front/config.ts";
 import { join } from "node:path";
 
-const logger = createLogger((process.env.QPQ_LOG_LEVEL as "info") ?? "info");
-const dataDir = process.env.QPQ_DATA_DIR ?? ".qpq-data";
-const env = { QPQ_METRICS_LISTEN: "127.0.0.1:9464", QPQ_WS_LISTEN: "127.0.0.1:5002", ...process.env };
+function failed(logger: Logger, err: unknown): never {
+  logger.error("start-up failed", { error: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+}
+
+// The front's settings are read and validated once, first: they set the log level, the stack
+// trace limit (see FrontConfig.stackTraceLimit) and the data directory.
+let settings: FrontSettings;
+try {
+  settings = localSettings({ QPQ_METRICS_LISTEN: "127.0.0.1:9464", QPQ_WS_LISTEN: "127.0.0.1:5002", ...process.env });
+} catch (err) {
+  failed(createLogger(), err);
+}
+const logger = createLogger(settings.logLevel);
+const dataDir = settings.dataDir;
 
 try {
-  Error.stackTraceLimit = Number(process.env.QPQ_STACK_TRACE_LIMIT ?? 4); // see FrontConfig.stackTraceLimit
-  const system = await startLocalSystem({ dataDir, env, logger });
+  Error.stackTraceLimit = settings.stackTraceLimit;
+  const system = await startLocalSystem({ settings, logger });
   logger.info("qpq-edge is running", {
     quic: `udp://${system.front.listenHost}:${system.quicPort} (ALPN qpq)`,
     websocket: system.front.wsUrl,
@@ -34,6 +47,5 @@ try {
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 } catch (err) {
-  logger.error("start-up failed", { error: err instanceof Error ? err.message : String(err) });
-  process.exit(1);
+  failed(logger, err);
 }
