@@ -7,7 +7,7 @@ import {
 import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext } from "./rpc.ts";
 import { methods } from "./methods/index.ts";
-import { queueOf } from "./lib/queue.ts";
+import { queueOf } from "./durable/recipient-queue-client.ts";
 import { sha256, timingSafeEqual } from "./lib/crypto.ts";
 import { encodeUtf8 } from "../proto/util/text.ts";
 import { toHex } from "../proto/util/hex.ts";

@@ -1,12 +1,8 @@
-// The edge's bindings, declared once. Generated platform types come from worker-configuration.d.ts
-// (`npx wrangler types`); secrets are added here because wrangler.toml never names their values.
-import type { RecipientQueue } from "./durable/recipient-queue.ts";
-import type { KeyTransparency } from "./durable/key-transparency.ts";
-
-export interface AppEnv {
-  DB: D1Database;
-  RECIPIENT_QUEUE: DurableObjectNamespace<RecipientQueue>;
-  KEY_TRANSPARENCY: DurableObjectNamespace<KeyTransparency>;
+// The edge's bindings, declared once. `Env` (bindings and [vars] of wrangler.toml) is generated
+// into worker-configuration.d.ts by `npm run types:edge`: run it after changing wrangler.toml.
+// AppEnv adds what wrangler.toml does not name: the secrets, and the optional limit variables
+// (their defaults are in lib/limits.ts).
+export interface AppEnv extends Env {
   /** Shared with the QUIC fronts. */
   FRONT_SECRET: string;
   /** Serialized OPAQUE server setup. */
@@ -15,11 +11,6 @@ export interface AppEnv {
   DELIVERY_SIGNING_KEY: string;
   /** Base64 PKCS#8 Ed25519 private key that signs key-transparency tree heads. */
   KT_SIGNING_KEY: string;
-  QPQ_VERSION?: string;
-  SESSION_TTL_SECS?: string;
-  DEFAULT_MESSAGE_TTL_SECS?: string;
-  MAX_QUEUE_MESSAGES?: string;
-  MAX_QUEUE_BYTES?: string;
   /** Share of one recipient's queue one sender may hold (default 10% / 25% of the queue caps). */
   MAX_SENDER_QUEUE_MESSAGES?: string;
   MAX_SENDER_QUEUE_BYTES?: string;

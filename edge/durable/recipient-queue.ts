@@ -83,7 +83,7 @@ export interface Envelope {
 }
 /**
  * RPC across a Durable Object boundary loses error classes, so refusals come back as values
- * and the worker rethrows them (see lib/queue.ts).
+ * and the worker rethrows them (see recipient-queue-client.ts).
  */
 export type Refusable<T> = { ok: true; value: T } | { ok: false; error: ErrorReply };
 

@@ -7,7 +7,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import { Method, pb, unauthorized } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodTable } from "../rpc.ts";
-import { queueOf } from "../lib/queue.ts";
+import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accountOf } from "../lib/live-device.ts";
 import { appendRevocation } from "../durable/kt-log.ts";
 import {

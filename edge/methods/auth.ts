@@ -7,7 +7,7 @@ import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { encodeUtf8 } from "../../proto/util/text.ts";
-import { accepted, markRegistered, queueOf } from "../lib/queue.ts";
+import { accepted, markRegistered, queueOf } from "../durable/recipient-queue-client.ts";
 import { appendBinding } from "../durable/kt-log.ts";
 import * as opaque from "../lib/opaque.ts";
 import { takeLoginAttempt } from "../lib/login-limit.ts";

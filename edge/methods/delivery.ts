@@ -3,7 +3,7 @@ import { Method, QpqError, pb, forbidden, badRequest } from "../../proto/index.t
 import { unary, requireCaller, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
-import { queueOf, accepted } from "../lib/queue.ts";
+import { queueOf, accepted } from "../durable/recipient-queue-client.ts";
 import { senderTag } from "../lib/sender-tag.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 

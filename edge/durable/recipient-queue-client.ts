@@ -1,6 +1,6 @@
 // The worker side of RecipientQueue: finds a recipient's object and turns refusals back into errors.
 import { QpqError } from "../../proto/index.ts";
-import type { Refusable } from "../durable/recipient-queue.ts";
+import type { Refusable } from "./recipient-queue.ts";
 import type { EdgeDeps } from "../deps.ts";
 import { toHex } from "../../proto/util/hex.ts";
 
