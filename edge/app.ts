@@ -1,59 +1,67 @@
 // The edge engine: a Hono app built from explicit dependencies. worker.ts turns bindings into
 // dependencies; tests may build it from fixtures.
-import { Hono } from "hono";
+import { Hono, type HonoRequest } from "hono";
 import {
-  MAX_PAYLOAD, Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader as H,
+  MAX_PAYLOAD, Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader,
 } from "../proto/index.ts";
 import type { EdgeDeps } from "./deps.ts";
-import type { RpcContext } from "./rpc.ts";
+import type { RpcContext, SessionBinding } from "./rpc.ts";
 import { methods } from "./methods/index.ts";
 import { queueOf } from "./durable/recipient-queue-client.ts";
-import { sha256, timingSafeEqual } from "./lib/crypto.ts";
-import { encodeUtf8 } from "../proto/util/text.ts";
 import { toHex } from "../proto/util/hex.ts";
 import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-assertion.ts";
 import { requireLiveDevice } from "./lib/live-device.ts";
+import { frontOnly } from "./middleware/front-auth.ts";
+import { bodyLimit } from "./middleware/body-limit.ts";
 
-async function frontIsAuthentic(deps: EdgeDeps, presented: string | undefined): Promise<boolean> {
-  if (!presented) return false;
-  return timingSafeEqual(await sha256(encodeUtf8(presented)), await deps.frontSecretDigest);
+/** The context of one relayed RPC, from the relay headers (trusted: the front authenticated itself). */
+function rpcContext(deps: EdgeDeps, req: HonoRequest): RpcContext {
+  return {
+    deps,
+    caller: null,
+    clientAddr: req.header(RelayHeader.clientAddr) ?? "",
+    connectionId: req.header(RelayHeader.connection) ?? "",
+    requestId: Number(req.header(RelayHeader.requestId) ?? 0),
+  };
 }
 
 /**
- * A refusal sent before the request body was read. `connection: close` because workerd drops a
- * keep-alive connection whose body was left unread anyway; saying so lets the client know.
+ * Runs one method: looks it up, verifies the caller assertion the front attached, checks the
+ * method's authorization, and returns the encoded response. Failures throw (see errorAnswer).
  */
-function refuse(status: 401 | 413, text: string): Response {
-  return new Response(text, { status, headers: { "content-type": "text/plain", connection: "close" } });
+async function dispatch(ctx: RpcContext, methodId: number, assertion: string | undefined, body: Uint8Array): Promise<Uint8Array> {
+  const spec = methods[methodId];
+  if (!spec) throw unknownMethod(methodId);
+  if (assertion) ctx.caller = await verifyAssertion(await ctx.deps.assertionKey, assertion, Date.now());
+  if (spec.auth === "user" && !ctx.caller) throw unauthorized();
+  if (spec.auth === "user" && (spec.deviceCheck ?? "account") === "account") await requireLiveDevice(ctx);
+  return spec.handle(ctx, body);
 }
 
-/**
- * Reads a body, counting the bytes actually received: Content-Length may be absent (chunked) or
- * lie. Null once more than `max` bytes arrived; the rest is cancelled, never buffered.
- */
-async function readCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array | null> {
-  if (!body) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
+/** The session grant header for a login or resume: a fresh caller assertion, at most until the session ends. */
+async function grantHeader(deps: EdgeDeps, s: SessionBinding): Promise<string> {
+  const expires = Math.min(s.sessionExpiresAt, Date.now() + ASSERTION_TTL_MS);
+  const minted = await mintAssertion(await deps.assertionKey, s, expires);
+  return formatSessionGrant({
+    assertion: minted, identityKeyHex: toHex(s.identityKey), sessionExpiresAt: s.sessionExpiresAt, assertionExpiresAt: expires,
+  });
+}
+
+/** Every relayed RPC is answered HTTP 200, its wire status in a header (docs/protocol.md). */
+function answer(status: number, payload: Uint8Array, headers: Record<string, string> = {}): Response {
+  return new Response(payload, {
+    status: 200,
+    headers: { ...headers, [RelayHeader.status]: String(status), "content-type": "application/x-protobuf" },
+  });
+}
+
+/** A failed RPC: its error reply (unexpected errors become Internal, logged here, details withheld). */
+function errorAnswer(ctx: RpcContext, methodId: number, err: unknown): Response {
+  const reply = toErrorReply(err);
+  if (reply.status === Status.Internal) {
+    ctx.deps.logger.error("handler failed", { method: methodId, requestId: ctx.requestId, error: err instanceof Error ? err.message : String(err) });
   }
-  if (chunks.length === 1) return chunks[0] as Uint8Array;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return out;
+  return answer(reply.status, encodeError(reply), reply.retryAfterMs ? { [RelayHeader.retryAfter]: String(reply.retryAfterMs) } : {});
 }
 
 export function createApp(deps: EdgeDeps): Hono {
@@ -66,63 +74,30 @@ export function createApp(deps: EdgeDeps): Hono {
     return c.json({ version: deps.version, delivery_proof_key: toHex(publicKey), kt_public_key: toHex(await deps.ktPublicKey) });
   });
 
+  const front = frontOnly(deps);
+
   // Push subscription of a front for one identity: a WebSocket into that identity's queue object.
-  app.get("/push", async (c) => {
-    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return refuse(401, "front authentication failed");
-    const assertion = c.req.header(H.caller);
+  app.get("/push", front, async (c) => {
+    const assertion = c.req.header(RelayHeader.caller);
     const caller = assertion ? await verifyAssertion(await deps.assertionKey, assertion, Date.now()) : null;
     if (!caller) return c.text("caller assertion missing or expired", 403);
     return queueOf(deps, caller.identityKey).fetch(c.req.raw);
   });
 
-  app.post("/rpc/:method{[0-9]{1,5}}", async (c) => {
-    // The secret first: nobody else gets a single body byte read.
-    if (!(await frontIsAuthentic(deps, c.req.header(H.frontAuth)))) return refuse(401, "front authentication failed");
-    // No legitimate front sends more than one frame's payload: refuse an announced larger body
-    // unread, and stop reading one that turns out larger than announced (or is chunked).
-    if (Number(c.req.header("content-length") ?? 0) > MAX_PAYLOAD) return refuse(413, "payload too large");
-    const body = await readCapped(c.req.raw.body, MAX_PAYLOAD);
-    if (!body) return refuse(413, "payload too large");
+  // One relayed RPC: the front secret first (nobody else gets a body byte read), then the body
+  // within one frame's payload, then the method.
+  app.post("/rpc/:method{[0-9]{1,5}}", front, bodyLimit(MAX_PAYLOAD), async (c) => {
     const methodId = Number(c.req.param("method"));
-    const ctx: RpcContext = {
-      deps,
-      caller: null,
-      clientAddr: c.req.header(H.clientAddr) ?? "",
-      connectionId: c.req.header(H.connection) ?? "",
-      requestId: Number(c.req.header(H.requestId) ?? 0),
-    };
-    const headers: Record<string, string> = {};
-    let status: number = Status.Ok;
-    let payload: Uint8Array;
+    const ctx = rpcContext(deps, c.req);
     try {
-      const spec = methods[methodId];
-      if (!spec) throw unknownMethod(methodId);
-      const assertion = c.req.header(H.caller);
-      if (assertion) ctx.caller = await verifyAssertion(await deps.assertionKey, assertion, Date.now());
-      if (spec.auth === "user" && !ctx.caller) throw unauthorized();
-      if (spec.auth === "user" && (spec.deviceCheck ?? "account") === "account") await requireLiveDevice(ctx);
-      payload = await spec.handle(ctx, body);
-      if (ctx.queueDepth !== undefined) headers[H.queueDepth] = String(ctx.queueDepth);
-      if (ctx.session) {
-        const s = ctx.session;
-        const expires = Math.min(s.sessionExpiresAt, Date.now() + ASSERTION_TTL_MS);
-        const minted = await mintAssertion(await deps.assertionKey, s, expires);
-        headers[H.session] = formatSessionGrant({
-          assertion: minted, identityKeyHex: toHex(s.identityKey), sessionExpiresAt: s.sessionExpiresAt, assertionExpiresAt: expires,
-        });
-      }
+      const payload = await dispatch(ctx, methodId, c.req.header(RelayHeader.caller), c.var.body);
+      const headers: Record<string, string> = {};
+      if (ctx.queueDepth !== undefined) headers[RelayHeader.queueDepth] = String(ctx.queueDepth);
+      if (ctx.session) headers[RelayHeader.session] = await grantHeader(deps, ctx.session);
+      return answer(Status.Ok, payload, headers);
     } catch (err) {
-      const reply = toErrorReply(err);
-      if (reply.status === Status.Internal) {
-        deps.logger.error("handler failed", { method: methodId, requestId: ctx.requestId, error: err instanceof Error ? err.message : String(err) });
-      }
-      status = reply.status;
-      payload = encodeError(reply);
-      if (reply.retryAfterMs) headers[H.retryAfter] = String(reply.retryAfterMs);
+      return errorAnswer(ctx, methodId, err);
     }
-    headers[H.status] = String(status);
-    headers["content-type"] = "application/x-protobuf";
-    return new Response(payload, { status: 200, headers });
   });
 
   app.notFound((c) => c.text("not found", 404));
