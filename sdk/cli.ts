@@ -4,8 +4,9 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { createInterface } from "node:readline/promises";
 import { Status, statusName } from "../proto/index.ts";
-import { KtVerificationError, QpqCallError, QpqClient, type KtTrust } from "./client.ts";
+import { KtVerificationError, QpqCallError, QpqClient, newDeviceId, type KtTrust } from "./client.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
 
 const USAGE = `qpq — command-line client for a qpq server
@@ -13,12 +14,21 @@ const USAGE = `qpq — command-line client for a qpq server
 Usage:
   qpq health                       check that the server answers; show front and edge versions and uptimes
   qpq register <username>          create an identity key pair, register it, save the profile
-  qpq login <username>             log in and save the session token in the profile
+  qpq login <username> [--device <id>]
+                                   log in (as the account's default device, or as a device
+                                   added with qpq device add) and save the session token
   qpq send <username> <message…>   send a text message to <username>; prints its seq
   qpq resolve <username>           print <username>'s identity key once its key-transparency
                                    proof verifies (refused, exit 1, when it does not)
   qpq recv [--wait <seconds>]      print pending messages as "seq<TAB>text", then ack them
   qpq whoami                       show the current profile
+  qpq devices                      list the account's devices (* marks this one)
+  qpq device add <name>            register another device (at most 5, the default included);
+                                   prints the id to log in with on that device
+  qpq device revoke <id|default>   revoke a device: its sessions end at once, its slot is freed
+  qpq delete-account [--yes]       delete the account and everything the server holds for it,
+                                   after typing the username to confirm (--yes: no question);
+                                   the profile is removed and the name can be registered again
 
 Options:
   --server <host:port>   server address          (env QPQ_SERVER, default 127.0.0.1:5001)
@@ -28,6 +38,8 @@ Options:
   --as <username>        profile to use for send, recv and whoami (default: the last one
                          registered or logged in)
   --wait <seconds>       recv: wait up to this long (at most 60) for a first message
+  --device <id>          login: the device (hex id from qpq device add) this session belongs to
+  --yes                  delete-account: do not ask for confirmation
   -h, --help             show this help
 
 The password comes from QPQ_PASSWORD, or is asked for on the terminal.
@@ -48,12 +60,16 @@ type Options = {
   profile?: string;
   as?: string;
   wait?: string;
+  device?: string;
+  yes?: boolean;
   help?: boolean;
 };
 
 const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
-  as: ["send", "recv", "whoami", "resolve"],
+  as: ["send", "recv", "whoami", "resolve", "devices", "device", "delete-account"],
   wait: ["recv"],
+  device: ["login"],
+  yes: ["delete-account"],
 };
 
 const env = process.env;
@@ -71,6 +87,8 @@ async function main(argv: string[]): Promise<void> {
         profile: { type: "string" },
         as: { type: "string" },
         wait: { type: "string" },
+        device: { type: "string" },
+        yes: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -129,10 +147,11 @@ async function main(argv: string[]): Promise<void> {
           `${waysToThisMachine(username)}; or, if ${username} is not registered yet, run: qpq register ${username}`);
       }
       const password = await readPassword(`Password for ${username}: `, false);
-      const token = await withClient(opts, (c) => c.login(username, password, b64u.decode(profile.identityKey)));
-      store.save({ ...profile, sessionToken: b64u.encode(token), server: serverOf(opts) });
+      const device = opts.device === undefined ? new Uint8Array(0) : parseDeviceId(opts.device);
+      const token = await withClient(opts, (c) => c.login(username, password, b64u.decode(profile.identityKey), device));
+      store.save({ ...profile, sessionToken: b64u.encode(token), deviceId: hexOf(device), server: serverOf(opts) });
       store.setCurrent(username);
-      out(`logged in as ${username}`);
+      out(`logged in as ${username}${device.length > 0 ? ` on device ${hexOf(device)}` : ""}`);
       return;
     }
 
@@ -200,6 +219,49 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
 
+    case "devices": {
+      expectArgs(args, 0, "qpq devices");
+      const profile = store.load(opts.as);
+      const { devices } = await withSession(opts, profile, (c) => c.listDevices());
+      for (const d of devices) {
+        const seen = d.lastSeenMs > 0 ? new Date(d.lastSeenMs).toISOString() : "never";
+        out(`${d.current ? "*" : " "} ${showDeviceId(d.deviceId)}\t${showPayload(new TextEncoder().encode(d.name))}\tadded ${new Date(d.registeredAtMs).toISOString()}\tlast seen ${seen}`);
+      }
+      return;
+    }
+
+    case "device": {
+      const [action, ...rest] = args;
+      const profile = store.load(opts.as);
+      if (action === "add") {
+        const name = oneArg(rest, "qpq device add <name>");
+        const id = newDeviceId();
+        await withSession(opts, profile, (c) => c.registerDevice(id, name));
+        out(`added device ${hexOf(id)} (${name}) to ${profile.username}`);
+        out(`on that device, with a copy of ${profile.username}.json, run: qpq login ${profile.username} --device ${hexOf(id)}`);
+        return;
+      }
+      if (action === "revoke") {
+        const id = parseDeviceId(oneArg(rest, "qpq device revoke <id|default>"));
+        await withSession(opts, profile, (c) => c.revokeDevice(id));
+        // Revoking this machine's own device ends the saved session too.
+        if ((profile.deviceId ?? "") === hexOf(id)) store.save({ ...profile, sessionToken: undefined });
+        out(`revoked device ${showDeviceId(id)} of ${profile.username}`);
+        return;
+      }
+      throw new CliError("usage: qpq device add <name> | qpq device revoke <id|default>");
+    }
+
+    case "delete-account": {
+      expectArgs(args, 0, "qpq delete-account [--yes]");
+      const profile = store.load(opts.as);
+      if (!opts.yes) await confirmDeletion(profile.username);
+      await withSession(opts, profile, (c) => c.deleteAccount());
+      store.remove(profile.username);
+      out(`deleted ${profile.username} and everything the server held for it; removed ${store.pathOf(profile.username)}`);
+      return;
+    }
+
     default:
       throw new CliError(`unknown command "${command}" (see qpq --help)`);
   }
@@ -230,9 +292,34 @@ async function resolveVerified(c: QpqClient, store: ProfileStore, profile: Profi
 }
 
 /** How a username registered elsewhere gets onto this machine: its key must come along. */
+/** Device ids on the command line: hex (as qpq device add prints them), or "default". */
+function parseDeviceId(text: string): Uint8Array {
+  if (text === "default") return new Uint8Array(0);
+  if (!/^(?:[0-9a-f]{2}){1,64}$/i.test(text)) throw new CliError(`a device id is 1-64 bytes in hex (or "default"), got "${text}"`);
+  return new Uint8Array(Buffer.from(text, "hex"));
+}
+
+function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
+
+function showDeviceId(id: Uint8Array): string {
+  return id.length === 0 ? "default" : hexOf(id);
+}
+
+async function confirmDeletion(username: string): Promise<void> {
+  if (!process.stdin.isTTY) {
+    throw new CliError("delete-account asks for confirmation on a terminal; pass --yes to delete without asking");
+  }
+  process.stderr.write(`This deletes ${username} on the server for good: messages, devices, keys, memberships.\n`);
+  const typed = await promptLine(`Type ${username} to confirm: `);
+  if (typed !== username) throw new CliError("not confirmed; nothing was deleted");
+}
+
 function waysToThisMachine(username: string): string {
   return `copy the profile file ${username}.json (it holds the identity key) from the machine that registered ${username} ` +
-    `into this profile directory, or add this machine as a device of ${username} if your qpq has device commands (qpq --help)`;
+    `into this profile directory; to add this machine as a device of ${username} with its own message cursor, also run ` +
+    `qpq device add <name> on a signed-in machine, then qpq login ${username} --device <id> here`;
 }
 
 function expectArgs(args: string[], n: number, usage: string): void {
@@ -337,6 +424,16 @@ async function readPassword(prompt: string, confirm: boolean): Promise<string> {
     throw new CliError("the passwords do not match");
   }
   return password;
+}
+
+/** Reads one line from the terminal, echoed. */
+async function promptLine(prompt: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await rl.question(prompt)).trim();
+  } finally {
+    rl.close();
+  }
 }
 
 /** Reads one line from the terminal without echoing it. */

@@ -55,6 +55,20 @@ const b64u = {
   decode: (s: string) => new Uint8Array(Buffer.from(s, "base64url")),
 };
 
+export interface DeviceInfo {
+  deviceId: Uint8Array;
+  name: string;
+  registeredAtMs: number;
+  lastSeenMs: number;
+  /** The device of the session that asked. */
+  current: boolean;
+}
+
+/** A fresh device id: 16 random bytes. */
+export function newDeviceId(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(16));
+}
+
 export interface Envelope {
   seq: number;
   data: Uint8Array;
@@ -118,8 +132,12 @@ export class QpqClient<T extends Transport = Transport> {
     return finish.success;
   }
 
-  /** OPAQUE login; on success this connection is authenticated and the token is returned. */
-  async login(username: string, password: string, identityKey: Uint8Array): Promise<Uint8Array> {
+  /**
+   * OPAQUE login; on success this connection is authenticated and the token is returned. The
+   * session belongs to `deviceId`, a device registered with registerDevice (default: the
+   * account's default device).
+   */
+  async login(username: string, password: string, identityKey: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)): Promise<Uint8Array> {
     await opaque.ready;
     const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
     const start = await this.call(Method.OpaqueLoginStart, pb.OpaqueLoginStartRequest,
@@ -130,7 +148,7 @@ export class QpqClient<T extends Transport = Transport> {
     // A wrong password fails on the client already; tell the server so its login state is consumed.
     const finalization = result ? b64u.decode(result.finishLoginRequest) : crypto.getRandomValues(new Uint8Array(64));
     const finish = await this.call(Method.OpaqueLoginFinish, pb.OpaqueLoginFinishRequest,
-      { username, finalization, identityKey }, pb.OpaqueLoginFinishResponse);
+      { username, finalization, identityKey, deviceId }, pb.OpaqueLoginFinishResponse);
     this.identityKey = identityKey;
     this.sessionToken = finish.sessionToken;
     return finish.sessionToken;
@@ -175,13 +193,24 @@ export class QpqClient<T extends Transport = Transport> {
 
   // ── Keys ──────────────────────────────────────────────────────────────
 
-  async uploadKeyPackage(pkg: Uint8Array): Promise<Uint8Array> {
-    return (await this.call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest, { identityKey: this.self(), package: pkg }, pb.UploadKeyPackageResponse)).fingerprint;
+  /** Uploads a KeyPackage; `lastResort` replaces the identity's one last-resort package (RFC 9750). */
+  async uploadKeyPackage(pkg: Uint8Array, opts: { lastResort?: boolean } = {}): Promise<Uint8Array> {
+    return (await this.call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest,
+      { identityKey: this.self(), package: pkg, lastResort: opts.lastResort ?? false }, pb.UploadKeyPackageResponse)).fingerprint;
   }
 
   /** Pops the peer's oldest KeyPackage; empty bytes when none is left. */
   async fetchKeyPackage(identityKey: Uint8Array): Promise<Uint8Array> {
-    return (await this.call(Method.FetchKeyPackage, pb.FetchKeyPackageRequest, { identityKey }, pb.FetchKeyPackageResponse)).package;
+    return (await this.fetchKeyPackageEntry(identityKey)).package;
+  }
+
+  /**
+   * As fetchKeyPackage, and says whether it is the peer's last-resort package (served only when
+   * no single-use one is left, and to others too: prefer replacing it once used).
+   */
+  async fetchKeyPackageEntry(identityKey: Uint8Array): Promise<{ package: Uint8Array; lastResort: boolean }> {
+    const res = await this.call(Method.FetchKeyPackage, pb.FetchKeyPackageRequest, { identityKey }, pb.FetchKeyPackageResponse);
+    return { package: res.package, lastResort: res.lastResort };
   }
 
   async uploadHybridKey(hybridPublicKey: Uint8Array): Promise<void> {
@@ -255,6 +284,49 @@ export class QpqClient<T extends Transport = Transport> {
 
   resolveIdentity(identityKey: Uint8Array) {
     return this.call(Method.ResolveIdentity, pb.ResolveIdentityRequest, { identityKey }, pb.ResolveIdentityResponse);
+  }
+
+  // ── Devices and account ───────────────────────────────────────────────
+
+  /**
+   * Registers a device of this account (at most 5, the default included) so that a login can
+   * name it; `deviceId` is chosen by the client (1-64 bytes; newDeviceId() makes one).
+   * Registering a known id again renames it. Returns whether it was new.
+   */
+  async registerDevice(deviceId: Uint8Array, name = ""): Promise<boolean> {
+    return (await this.call(Method.RegisterDevice, pb.RegisterDeviceRequest, { deviceId, name }, pb.RegisterDeviceResponse)).wasNew;
+  }
+
+  /** The account's devices; `current` marks this session's device. */
+  async listDevices(): Promise<{ devices: DeviceInfo[]; currentDeviceId: Uint8Array }> {
+    const res = await this.call(Method.ListDevices, pb.ListDevicesRequest, {}, pb.ListDevicesResponse);
+    return {
+      devices: res.devices.map((d) => ({
+        deviceId: d.deviceId ?? new Uint8Array(0), name: d.name ?? "", registeredAtMs: Number(d.registeredAtMs ?? 0),
+        lastSeenMs: Number(d.lastSeenMs ?? 0), current: d.current ?? false,
+      })),
+      currentDeviceId: res.currentDeviceId,
+    };
+  }
+
+  /** Revokes a device: its sessions end, its cursors and push token go, its slot is free. */
+  async revokeDevice(deviceId: Uint8Array): Promise<void> {
+    await this.call(Method.RevokeDevice, pb.RevokeDeviceRequest, { deviceId }, pb.RevokeDeviceResponse);
+  }
+
+  /** Stores this device's APNs/FCM token (an empty token removes it). */
+  async registerPushToken(platform: "apns" | "fcm", token: Uint8Array): Promise<void> {
+    await this.call(Method.RegisterPushToken, pb.RegisterPushTokenRequest, { platform, token }, pb.RegisterPushTokenResponse);
+  }
+
+  /**
+   * Deletes this account and everything the server holds for it. Call again with the same
+   * session if it failed part way: a repeat finishes the deletion.
+   */
+  async deleteAccount(): Promise<void> {
+    await this.call(Method.DeleteAccount, pb.DeleteAccountRequest, {}, pb.DeleteAccountResponse);
+    this.identityKey = undefined;
+    this.sessionToken = undefined;
   }
 
   // ── Push ──────────────────────────────────────────────────────────────

@@ -2,7 +2,7 @@
 // session token, plus a `current` pointer. Everything is written 0600 (the directory 0700),
 // atomically, because the files hold a private key and a bearer token.
 import { generateKeyPairSync } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Profile {
@@ -14,6 +14,8 @@ export interface Profile {
   privateKey: string;
   /** Session token from the last login, base64url. */
   sessionToken?: string;
+  /** Device of the saved session, hex (empty: the account's default device). */
+  deviceId?: string;
   /** Server the profile was registered on / last logged in to (informational). */
   server?: string;
   /**
@@ -100,6 +102,12 @@ export class ProfileStore {
     const path = this.pathOf(profile.username);
     this.writePrivate(path, `${JSON.stringify(profile, null, 2)}\n`);
     return path;
+  }
+
+  /** Deletes `username`'s profile (and the current pointer if it names it). */
+  remove(username: string): void {
+    rmSync(this.pathOf(username), { force: true });
+    if (this.current() === checkProfileName(username)) rmSync(join(this.dir, "current"), { force: true });
   }
 
   current(): string | undefined {

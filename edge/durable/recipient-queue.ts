@@ -27,7 +27,7 @@ import { ASSERTION_TTL_MS } from "../lib/caller-assertion.ts";
 import { users } from "../../schema/tables.ts";
 import { and, isNull } from "drizzle-orm";
 import {
-  MAX_PAYLOAD, QpqError, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unauthorized,
+  MAX_PAYLOAD, QpqError, Status, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unauthorized,
   unavailable, pb, type ErrorReply,
 } from "../../proto/index.ts";
 
@@ -76,6 +76,12 @@ export interface ReadInput {
   channel: Uint8Array;
   device: Uint8Array;
   limit: number;
+  /**
+   * The queue's own identity key. With it, a queue that stores nothing yet (an account that
+   * never received anything, or one deleted) asks whether the account exists: reads of a
+   * deleted account are Unauthorized, so a connection still holding its assertion loses it.
+   */
+  recipient?: Uint8Array;
 }
 export interface Envelope {
   seq: number;
@@ -461,7 +467,21 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   /** Pending envelopes above the device's cursor, oldest first. Non-destructive. */
   async fetchPending(input: ReadInput): Promise<Refusable<Envelope[]>> {
-    return refusable(() => this.read(input));
+    return refusable(async () => {
+      await this.requireAccount(input.recipient);
+      return this.read(input);
+    });
+  }
+
+  /** Without a schema, only a registered account's reads go on (creating it); others are refused. */
+  private async requireAccount(recipient: Uint8Array | undefined): Promise<void> {
+    if (this.hasSchema || !recipient) return;
+    try {
+      await this.requireRegistered(recipient);
+    } catch (err) {
+      if (err instanceof QpqError && err.status === Status.NotFound) throw unauthorized("this account no longer exists");
+      throw err;
+    }
   }
 
   /**
@@ -473,6 +493,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   private async readOrWait(input: ReadInput & { timeoutMs: number }): Promise<Envelope[]> {
+    await this.requireAccount(input.recipient);
     const first = this.read(input);
     if (first.length > 0 || input.timeoutMs <= 0) return first;
     await new Promise<void>((resolve) => {
@@ -489,8 +510,11 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   /** Acknowledges (for one device) every message up to seqUpTo; deletes what all devices acked. */
-  async ack(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number }): Promise<Refusable<null>> {
-    return refusable(() => this.advance(input));
+  async ack(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number; recipient?: Uint8Array }): Promise<Refusable<null>> {
+    return refusable(async () => {
+      await this.requireAccount(input.recipient);
+      return this.advance(input);
+    });
   }
 
   private advance(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number }): null {

@@ -39,7 +39,7 @@ interface ReadRequest {
 async function pending(ctx: RpcContext, req: ReadRequest) {
   const recipient = ownQueue(ctx, req.recipientKey);
   const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
-    channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), limit: v.fetchLimit(req.limit),
+    channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, limit: v.fetchLimit(req.limit),
   }));
   return { payloads };
 }
@@ -114,7 +114,7 @@ export const deliveryMethods: MethodTable = {
   [Method.FetchWait]: checked("queue", unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
     const payloads = accepted(await queueOf(ctx.deps, recipient).fetchWait({
-      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), limit: v.fetchLimit(req.limit),
+      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, limit: v.fetchLimit(req.limit),
       timeoutMs: Math.min(req.timeoutMs, LIMITS.fetchWaitMaxMs),
     }));
     return { payloads };
@@ -126,7 +126,7 @@ export const deliveryMethods: MethodTable = {
   [Method.Ack]: checked("queue", unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
     const recipient = ownQueue(ctx, req.recipientKey);
     accepted(await queueOf(ctx.deps, recipient).ack({
-      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), seqUpTo: req.seqUpTo,
+      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, seqUpTo: req.seqUpTo,
     }));
     return {};
   })),

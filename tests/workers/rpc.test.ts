@@ -70,7 +70,7 @@ describe("dispatch and caller assertions", () => {
   });
 
   it("rejects forged, tampered, malformed and expired assertions (Unauthorized)", async () => {
-    const me = randomKey();
+    const me = await registeredKey();
     const valid = await assertionFor(me);
     const forged = await assertionFor(me, { secret: "some-other-front-secret" });
     // Same MAC, different identity: the MAC no longer matches.
@@ -326,7 +326,7 @@ describe("relay body limit", () => {
   });
 
   it("reassembles a chunked body (no Content-Length) split at arbitrary points", async () => {
-    const me = randomKey();
+    const me = await registeredKey();
     const request = pb.FetchRequest.encode({ recipientKey: me, limit: 5 }).finish();
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
