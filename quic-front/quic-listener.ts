@@ -30,7 +30,7 @@ async function finWithin<T>(read: Promise<ReadableStreamReadResult<T>>, ms: numb
 export interface RequestLimits {
   /**
    * A request must arrive completely within this time from stream open, and an answer must be
-   * taken by the client within this time from when it is ready ...
+   * taken by the client within this time from when its turn to be written comes ...
    */
   transferTimeoutMs: number;
   /** ... plus one second per this many frame bytes, so slow links can move large frames. */
@@ -216,17 +216,20 @@ export class QuicListener {
   /**
    * Writes the answer and finishes the stream, one stream of the connection at a time: streams
    * writing at once through @matrixai/quic crawl (see `inWriteTurn` in sdk/transport.ts). An
-   * answer the client does not take by the deadline (counted from now, its wait for the turn
-   * included) gets the stream reset, which frees the turn and the answer's bytes. Never throws.
+   * answer the client does not take by the deadline gets the stream reset, which frees the turn
+   * and the answer's bytes. The deadline counts from the answer's turn: time spent behind other
+   * answers (each bounded by its own deadline) is the server's delay, not the client's, and on a
+   * busy process it would otherwise reset answers nobody was slow to take. Never throws.
    */
   private async writeAnswer(stream: QUICStream, answer: Uint8Array, buffers: ConnectionBuffers): Promise<void> {
-    const timer = setTimeout(() => {
-      this.timeouts.answers++;
-      refuse(stream);
-    }, this.deadlineMs(answer.length));
+    let timer: NodeJS.Timeout | undefined;
     const writer = stream.writable.getWriter();
     void writer.closed.catch(() => {});
     const run = buffers.writeTurn.then(async () => {
+      timer = setTimeout(() => {
+        this.timeouts.answers++;
+        refuse(stream);
+      }, this.deadlineMs(answer.length));
       await writer.write(answer);
       await writer.close();
     });

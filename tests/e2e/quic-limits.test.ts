@@ -26,7 +26,9 @@ async function start(opts: TestFrontOptions): Promise<TestFront> {
 async function peakBuffers(f: TestFront, done: Promise<unknown>): Promise<{ allocated: number; reserved: number }> {
   const peak = { allocated: 0, reserved: 0 };
   let finished = false;
-  void done.finally(() => (finished = true));
+  const stop = () => void (finished = true);
+  // Both branches handled: `done` rejecting is the test's to report, not an unhandled rejection.
+  done.then(stop, stop);
   while (!finished) {
     const now = f.listener.requestBuffers;
     peak.allocated = Math.max(peak.allocated, now.allocated);
@@ -34,6 +36,12 @@ async function peakBuffers(f: TestFront, done: Promise<unknown>): Promise<{ allo
     await new Promise((r) => setTimeout(r, 5));
   }
   return peak;
+}
+
+/** RPCs of `method` the front has answered (its latency is recorded as the answer is made). */
+function answered(f: TestFront, method: string): number {
+  const m = new RegExp(`^rpc_latency_seconds_count\\{method="${method}"\\} (\\d+)$`, "m").exec(f.gateway.metrics.render());
+  return m ? Number(m[1]) : 0;
 }
 
 describe("request deadline", () => {
@@ -141,5 +149,29 @@ describe("answer deadline", () => {
     expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
     reading.open();
     await expect(unread).rejects.toBeInstanceOf(TransportError);
+  });
+
+  it("counts an answer's deadline from its turn to be written, not from while it waited behind another", async () => {
+    // More than the client's 1 MiB stream window, so its write cannot finish until read.
+    const big = new Uint8Array(1536 * KiB);
+    const f = await start({
+      // An empty answer has 300 ms once its turn comes; the big one 96 s.
+      limits: { transferTimeoutMs: 300, minTransferBytesPerSecond: 16 * KiB },
+      edge: (call) => (call.body.length === 1 ? { payload: big } : {}),
+    });
+    const t = await f.connect();
+    const reading = gate();
+    // Not read yet: this answer holds the connection's turn to write.
+    const slow = t.rawExchange([encodeRequest(Method.Health, 5, Uint8Array.of(1))], { readAfter: reading.promise });
+    // Counted as answered right before the answer takes its turn.
+    await vi.waitFor(() => expect(answered(f, "Health")).toBe(1), { timeout: 60_000 });
+    const quick = t.request(Method.Health, EMPTY);
+    const both = Promise.allSettled([slow, quick]);
+    await vi.waitFor(() => expect(answered(f, "Health")).toBe(2), { timeout: 60_000 });
+    // The quick answer now waits behind the slow one for longer than its own 300 ms.
+    await new Promise((r) => setTimeout(r, 1000));
+    reading.open();
+    expect((await both).map((r) => (r.status === "fulfilled" ? r.value.status : String(r.reason)))).toEqual([Status.Ok, Status.Ok]);
+    expect(f.listener.timeouts.answers).toBe(0);
   });
 });
