@@ -28,7 +28,15 @@ export default defineConfig({
             },
           })),
         ],
-        test: { name: "workers", include: ["tests/workers/**/*.test.ts"], setupFiles: ["tests/workers/setup.ts"] },
+        test: {
+          name: "workers",
+          include: ["tests/workers/**/*.test.ts"],
+          setupFiles: ["tests/workers/setup.ts"],
+          // OPAQUE registration and login are CPU heavy (Argon2 key stretching); on a loaded
+          // machine a test doing a few of them outlives vitest's 5 s default. A hang still fails.
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
       },
       {
         test: {
