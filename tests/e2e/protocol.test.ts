@@ -12,7 +12,9 @@ describe("frames over QUIC", () => {
   let client: QpqClient<QuicTransport>;
 
   beforeAll(async () => {
-    sys = await startTestSystem();
+    // These tests are about frames: the one client never logs in, and on a busy machine the
+    // file outlives the front's 30 s authentication deadline, which would close it midway.
+    sys = await startTestSystem({ env: { QPQ_AUTH_TIMEOUT: "3600s" } });
     client = await sys.connect();
   });
   afterAll(async () => {
