@@ -1,10 +1,11 @@
 // The SDK's QUIC transport over real QUIC: it queues requests beyond what the server grants and
 // turns every transport failure into a rejected promise, never an uncaught exception.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { Method, Status } from "../../proto/index.ts";
+import { Method, Status, encodeRequest, encodeResponse } from "../../proto/index.ts";
 import { QuicTransport, TransportError } from "../../sdk/transport.ts";
 import { startTestFront, type TestFront } from "../support/quic-front.ts";
 import { answer, startQuicPeer, type QuicPeer, type StreamScript } from "../support/quic-peer.ts";
+import { gate } from "../unit/support/test-edge.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -80,6 +81,7 @@ describe("a misbehaving server", () => {
   const HalfAnswer = 3;
   const Silent = 4;
   const CloseConnection = 5;
+  const AnswerThenReset = 6;
   const script: StreamScript = async (stream, frame, conn) => {
     switch (frame.methodId) {
       case Reset:
@@ -97,6 +99,15 @@ describe("a misbehaving server", () => {
       case CloseConnection:
         await conn.stop({ isApp: true, errorCode: 7, force: true });
         return;
+      case AnswerThenReset: {
+        // A whole answer without FIN, then a reset once the client has (probably) read it.
+        const writer = stream.writable.getWriter();
+        await writer.write(encodeResponse(Status.Ok, frame.requestId, EMPTY));
+        writer.releaseLock();
+        await new Promise((r) => setTimeout(r, 50));
+        stream.cancel(new Error("reset after answering"));
+        return;
+      }
       default:
         await answer(stream, frame);
     }
@@ -128,6 +139,28 @@ describe("a misbehaving server", () => {
       expect((s as PromiseRejectedResult).reason).toBeInstanceOf(TransportError);
     }
     for (const s of settled.slice(40)) expect(s.status).toBe("fulfilled");
+    expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
+  });
+
+  it("leaks no rejection when the server resets a stream the client is not reading yet, or has read", async () => {
+    // The watch in afterEach fails the test on any unhandled rejection.
+    const t = await connect();
+    const reading = gate();
+    const notRead = [
+      t.rawExchange([encodeRequest(Reset, 1, EMPTY)], { readAfter: reading.promise }),
+      t.rawExchange([encodeRequest(Reset, 2, EMPTY)], { readAfter: reading.promise, fin: false }),
+    ];
+    const settled = Promise.allSettled(notRead);
+    const read = await Promise.allSettled([
+      t.request(AnswerThenReset, EMPTY),
+      t.rawExchange([encodeRequest(AnswerThenReset, 3, EMPTY)], { fin: false }),
+    ]);
+    // Read before the reset: answered; a reset that overtook the answer: a TransportError.
+    for (const r of read) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(TransportError);
+    // Let the resets of the unread streams arrive before anyone reads them.
+    await new Promise((r) => setTimeout(r, 200));
+    reading.open();
+    for (const r of await settled) expect(r.status === "rejected" && r.reason).toBeInstanceOf(TransportError);
     expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
   });
 
