@@ -8,7 +8,7 @@ import {
   type RequestFrame,
 } from "../proto/index.ts";
 import type { FrontConfig } from "./config.ts";
-import { EdgeRelay, errorResponse, type RelayResponse } from "./relay.ts";
+import { EdgeRelay, errorResponse, type Relay, type RelayResponse } from "./relay.ts";
 import { ConnectionSession } from "./session.ts";
 import { PushHub, type PushTarget } from "./push.ts";
 import { FrontMetrics } from "./metrics.ts";
@@ -51,7 +51,8 @@ export interface GatewayOptions {
   config: FrontConfig;
   logger: Logger;
   metrics?: FrontMetrics;
-  relay?: EdgeRelay;
+  /** Where RPCs go; default: an EdgeRelay to config.edgeUrl. */
+  relay?: Relay;
   /** The plugin host; without one, no hook runs. */
   hooks?: HookRunner;
   /** Time for the gateway's own deadlines; tests pass one they can drive. */
@@ -68,7 +69,7 @@ const messageOf = (err: unknown) => (err instanceof Error ? err.message : String
 
 export class Gateway {
   readonly metrics: FrontMetrics;
-  readonly relay: EdgeRelay;
+  readonly relay: Relay;
   readonly push: PushHub;
   readonly config: FrontConfig;
   private readonly logger: Logger;

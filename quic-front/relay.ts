@@ -3,7 +3,7 @@
 // second effect.
 import { Pool } from "undici";
 import {
-  Method, Status, isIdempotent, pb, encodeError, isStatusCode, parseSessionGrant, RelayHeader as H,
+  Method, Status, isIdempotent, pb, encodeError, isStatusCode, parseSessionGrant, RelayHeader,
   type StatusCode, type SessionGrant,
 } from "../proto/index.ts";
 import type { Logger } from "../proto/util/log.ts";
@@ -27,6 +27,14 @@ export interface RelayResponse {
   payload: Uint8Array;
   session?: SessionGrant;
   queueDepth?: number;
+}
+
+/** What the gateway needs of a relay: one call per RPC, and closing. EdgeRelay is the one over HTTP. */
+export interface Relay {
+  /** Never rejects: failures come back as an error response (Unavailable, DeadlineExceeded). */
+  call(req: RelayRequest): Promise<RelayResponse>;
+  /** Waits for the calls in progress, then releases the connections. */
+  close(): Promise<void>;
 }
 
 export interface RelayOptions {
@@ -82,7 +90,7 @@ function carriesMessageId(req: RelayRequest): boolean {
   return false;
 }
 
-export class EdgeRelay {
+export class EdgeRelay implements Relay {
   private readonly pool: Pool;
   private readonly opts: RelayOptions;
 
@@ -127,13 +135,13 @@ export class EdgeRelay {
 
   private async once(req: RelayRequest): Promise<RelayResponse> {
     const headers: Record<string, string> = {
-      [H.frontAuth]: this.opts.frontSecret,
-      [H.requestId]: String(req.requestId),
-      [H.clientAddr]: req.clientAddr,
-      [H.connection]: req.connectionId,
+      [RelayHeader.frontAuth]: this.opts.frontSecret,
+      [RelayHeader.requestId]: String(req.requestId),
+      [RelayHeader.clientAddr]: req.clientAddr,
+      [RelayHeader.connection]: req.connectionId,
       "content-type": "application/x-protobuf",
     };
-    if (req.assertion) headers[H.caller] = req.assertion;
+    if (req.assertion) headers[RelayHeader.caller] = req.assertion;
     const res = await this.pool.request({
       path: `/rpc/${req.methodId}`,
       method: "POST",
@@ -148,14 +156,14 @@ export class EdgeRelay {
       return errorResponse(Status.Unavailable, "the edge refused the request", 1000);
     }
     // Only a plain decimal code counts: Number() would read "" (and "0x0") as 0, i.e. Ok.
-    const header = res.headers[H.status];
+    const header = res.headers[RelayHeader.status];
     const raw = typeof header === "string" && /^\d{1,3}$/.test(header) ? Number(header) : Number.NaN;
     const status: StatusCode = isStatusCode(raw) ? raw : Status.Internal;
-    const depth = res.headers[H.queueDepth];
+    const depth = res.headers[RelayHeader.queueDepth];
     return {
       status,
       payload: body,
-      session: parseSessionGrant(res.headers[H.session] as string | undefined),
+      session: parseSessionGrant(res.headers[RelayHeader.session] as string | undefined),
       queueDepth: typeof depth === "string" ? Number(depth) : undefined,
     };
   }

@@ -2,7 +2,7 @@
 // SessionResume on it; afterwards the front attaches the edge-minted caller assertion to every
 // RPC and re-validates the session (SessionResume) when the assertion nears expiry.
 import { Method, Status, pb, type SessionGrant } from "../proto/index.ts";
-import type { EdgeRelay, RelayRequest } from "./relay.ts";
+import type { Relay, RelayRequest } from "./relay.ts";
 
 export type AssertionResult = { ok: true; assertion: string } | { ok: false; ended: boolean };
 
@@ -40,7 +40,7 @@ export class ConnectionSession {
    * session is over (expired, revoked); otherwise the edge could not be asked right now and the
    * session stays bound.
    */
-  async assertion(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<AssertionResult> {
+  async assertion(relay: Pick<Relay, "call">, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<AssertionResult> {
     if (this.ended(now)) return { ok: false, ended: true };
     if (!this.refreshDue(now)) return { ok: true, assertion: this.grant.assertion };
     this.refreshing ??= this.refresh(relay, base).finally(() => (this.refreshing = undefined));
@@ -48,10 +48,10 @@ export class ConnectionSession {
     if (outcome === "refreshed") return { ok: true, assertion: this.grant.assertion };
     if (outcome === "refused") return { ok: false, ended: true };
     // A passing edge failure: the current assertion is still good until it expires.
-    return Date.now() < this.grant.assertionExpiresAt ? { ok: true, assertion: this.grant.assertion } : { ok: false, ended: false };
+    return now < this.grant.assertionExpiresAt ? { ok: true, assertion: this.grant.assertion } : { ok: false, ended: false };
   }
 
-  private async refresh(relay: EdgeRelay, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<"refreshed" | "refused" | "unavailable"> {
+  private async refresh(relay: Pick<Relay, "call">, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<"refreshed" | "refused" | "unavailable"> {
     const payload = pb.SessionResumeRequest.encode({ accessToken: this.token, deviceId: this.deviceId }).finish();
     const res = await relay.call({ ...base, methodId: Method.SessionResume, requestId: 0, payload });
     if (res.status === Status.Ok && res.session) {
