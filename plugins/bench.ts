@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { HookName } from "./api/index.ts";
 import { PluginHost } from "./host/index.ts";
 import { silentLogger } from "../proto/util/log.ts";
-import { sampleEvent } from "./host/test-support.ts";
+import { sampleEvent } from "./host/sample-events.ts";
 
 const example = (f: string) => fileURLToPath(new URL(`./examples/${f}`, import.meta.url));
 export const EXAMPLE_FILES = ["address-filter.js", "max-payload-size.js", "sender-rate-limit.js", "membership-audit.js"].map(example);

@@ -87,8 +87,10 @@ export class Gateway {
   private readonly startedAt: number;
   private inflight = 0;
   private draining = false;
-  private draining_: Promise<void> | undefined;
-  private drained: (() => void) | undefined;
+  /** Settles when the drain is over: nothing left in flight, or the drain timeout. */
+  private drainOver: Promise<void> | undefined;
+  /** Ends the drain early once the last request in flight is answered. */
+  private lastAnswered: (() => void) | undefined;
 
   constructor(opts: GatewayOptions) {
     this.config = opts.config;
@@ -219,7 +221,7 @@ export class Gateway {
     } finally {
       this.inflight--;
       this.metrics.inflight.set(this.inflight);
-      if (this.draining && this.inflight === 0) this.drained?.();
+      if (this.draining && this.inflight === 0) this.lastAnswered?.();
     }
   }
 
@@ -227,14 +229,14 @@ export class Gateway {
   drain(): Promise<void> {
     this.draining = true;
     this.waits.cancelAll();
-    this.draining_ ??= this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+    this.drainOver ??= this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
       const timer = this.clock.after(this.config.drainTimeoutMs, resolve);
-      this.drained = () => {
+      this.lastAnswered = () => {
         timer.cancel();
         resolve();
       };
     });
-    return this.draining_;
+    return this.drainOver;
   }
 
   async stop(): Promise<void> {

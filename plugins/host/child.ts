@@ -6,8 +6,7 @@ import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { HookName } from "../api/index.ts";
 import { IsolatePlugin, LOAD_BACKSTOP_MS, PluginLoadError } from "./isolate-runner.ts";
-import { Breaker, STALL_GRACE_MS, rejection, stallAfterMs, type PluginOutcome } from "./policy.ts";
-import { ALLOW, type HookDecision } from "../../proto/util/hook-decision.ts";
+import { Breaker, STALL_GRACE_MS, combine, stallAfterMs, type PluginOutcome } from "./policy.ts";
 import { STALL_MARKER, type FromChild, type LoadError, type LoadedPluginInfo, type ToChild } from "./protocol.ts";
 
 if (typeof process.send !== "function") {
@@ -161,40 +160,43 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
   send({ t: "loaded", seq, plugins, errors, reloaded });
 }
 
+/** Runs one plugin's hook (or skips it while its breaker is open) under the stall watch. */
+function runEntry(e: Entry, hook: HookName, event: Record<string, unknown>): PluginOutcome {
+  const name = e.plugin.info.name;
+  const now = Date.now();
+  if (!e.breaker.allows(now)) {
+    return { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, cpuMs: 0, suspended: true };
+  }
+  if (e.plugin.needsReset) resetEntry(e);
+  Atomics.add(running, 0, 1);
+  Atomics.store(running, 1, e.index);
+  const r = e.plugin.call(hook, event);
+  Atomics.store(running, 1, IDLE);
+  const o: PluginOutcome = { plugin: name, outcome: r.outcome, ms: r.ms, cpuMs: r.cpuMs };
+  if (r.reason !== undefined) o.reason = r.reason;
+  if (r.outcome === "error" || r.outcome === "timeout") {
+    const suspendMs = e.breaker.failure(now);
+    if (suspendMs > 0) send({ t: "log", level: "warn", msg: "plugin suspended after repeated failures", fields: { plugin: name, ms: suspendMs } });
+  } else {
+    e.breaker.success();
+  }
+  if (r.heapReset !== undefined)
+    send({ t: "log", level: "warn", msg: "plugin near its memory limit; isolate rebuilt (its state is reset)", fields: { plugin: name, usedBytes: r.heapReset, limitMb: e.plugin.info.limits.memoryMb } });
+  if (e.plugin.needsReset) resetQueue.add(e);
+  return o;
+}
+
 function call(id: number, hook: HookName, event: Record<string, unknown>): void {
   const outcomes: PluginOutcome[] = [];
-  let decision: HookDecision = ALLOW;
-  for (const e of byHook.get(hook) ?? []) {
-    const name = e.plugin.info.name;
-    let o: PluginOutcome;
-    const now = Date.now();
-    if (!e.breaker.allows(now)) {
-      o = { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, cpuMs: 0, suspended: true };
-    } else {
-      if (e.plugin.needsReset) resetEntry(e);
-      Atomics.add(running, 0, 1);
-      Atomics.store(running, 1, e.index);
-      const r = e.plugin.call(hook, event);
-      Atomics.store(running, 1, IDLE);
-      o = { plugin: name, outcome: r.outcome, ms: r.ms, cpuMs: r.cpuMs };
-      if (r.reason !== undefined) o.reason = r.reason;
-      if (r.outcome === "error" || r.outcome === "timeout") {
-        const suspendMs = e.breaker.failure(now);
-        if (suspendMs > 0) send({ t: "log", level: "warn", msg: "plugin suspended after repeated failures", fields: { plugin: name, ms: suspendMs } });
-      } else {
-        e.breaker.success();
-      }
-      if (r.heapReset !== undefined)
-        send({ t: "log", level: "warn", msg: "plugin near its memory limit; isolate rebuilt (its state is reset)", fields: { plugin: name, usedBytes: r.heapReset, limitMb: e.plugin.info.limits.memoryMb } });
-      if (e.plugin.needsReset) resetQueue.add(e);
-    }
-    outcomes.push(o);
-    const r = rejection(hook, o, e.plugin.info.failPolicy[hook]);
-    if (r) {
-      decision = r;
-      break;
+  // Lazy: combine() stops at the first rejection, so the plugins after it never run.
+  function* run() {
+    for (const e of byHook.get(hook) ?? []) {
+      const outcome = runEntry(e, hook, event);
+      outcomes.push(outcome);
+      yield { outcome, policy: e.plugin.info.failPolicy[hook] };
     }
   }
+  const decision = combine(hook, run());
   send({ t: "result", id, outcomes, decision });
   if (resetQueue.size > 0 && !resetScheduled) {
     resetScheduled = true;

@@ -323,8 +323,12 @@ export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy):
   return null;
 }
 
-/** Combines outcomes in plugin order: the first rejection wins; otherwise allow. */
-export function combine(hook: HookName, outcomes: readonly { outcome: PluginOutcome; policy: FailPolicy }[]): HookDecision {
+/**
+ * Combines outcomes in plugin order: the first rejection wins; otherwise allow. Outcomes are
+ * taken one at a time and none after the first rejection, so a lazy sequence (the child's) runs
+ * no plugin after one that rejected.
+ */
+export function combine(hook: HookName, outcomes: Iterable<{ outcome: PluginOutcome; policy: FailPolicy }>): HookDecision {
   for (const { outcome, policy } of outcomes) {
     const r = rejection(hook, outcome, policy);
     if (r) return r;
