@@ -9,8 +9,8 @@
 // and the tree head is signed lazily: at most once per tree size while the object is in memory.
 import { DurableObject } from "cloudflare:workers";
 import type { AppEnv } from "../env.ts";
-import type { Refusable } from "./recipient-queue.ts";
-import { QpqError, badRequest, toErrorReply } from "../../proto/index.ts";
+import { refusable as refusableQpq, type Refusable } from "./refusable.ts";
+import { badRequest } from "../../proto/index.ts";
 import {
   EMPTY_ROOT, consistencyProof, inclusionPath, leafHash, nodeHash, rangeHash, type NodeSource,
 } from "../../proto/kt/merkle.ts";
@@ -80,14 +80,15 @@ const MIGRATIONS: string[] = [
    );`,
 ];
 
-async function refusable<T>(fn: () => T | Promise<T>): Promise<Refusable<T>> {
-  try {
-    return { ok: true, value: await fn() };
-  } catch (err) {
-    if (err instanceof EntryFormatError) return { ok: false, error: toErrorReply(badRequest(err.message)) };
-    if (err instanceof QpqError) return { ok: false, error: toErrorReply(err) };
-    throw err;
-  }
+/** refusable(), with a malformed log entry refused as BadRequest. */
+function refusable<T>(fn: () => T | Promise<T>): Promise<Refusable<T>> {
+  return refusableQpq(async () => {
+    try {
+      return await fn();
+    } catch (err) {
+      throw err instanceof EntryFormatError ? badRequest(err.message) : err;
+    }
+  });
 }
 
 function bytes(value: ArrayBuffer): Uint8Array {

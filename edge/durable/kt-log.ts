@@ -1,8 +1,7 @@
 // The worker side of KeyTransparency: finds the single log object and turns its refusals back
 // into errors. appendBinding/appendRevocation are what registration and account deletion call.
-import { QpqError } from "../../proto/index.ts";
 import type { RevocationReason } from "../../proto/kt/entry.ts";
-import type { Refusable } from "./recipient-queue.ts";
+import { accepted } from "./refusable.ts";
 import type { Appended } from "./key-transparency.ts";
 import type { EdgeDeps } from "../deps.ts";
 
@@ -13,21 +12,15 @@ export function ktLog(deps: KtDeps) {
   return deps.ktLog.get(deps.ktLog.idFromName("log"));
 }
 
-export function ktAccepted<T>(result: Refusable<T>): T {
-  if (result.ok) return result.value;
-  throw new QpqError(result.error.status, result.error.message, result.error.retryAfterMs);
-}
-
 /**
  * Logs a new account's binding. The account already exists when this runs, so a failure is only
  * logged: ResolveUser appends a missing binding the first time the name is resolved.
  */
-export async function appendBinding(deps: KtDeps, username: string, identityKey: Uint8Array): Promise<void> {
+export async function appendBinding(deps: KtDeps & Pick<EdgeDeps, "logger">, username: string, identityKey: Uint8Array): Promise<void> {
   try {
-    ktAccepted(await ktLog(deps).bind({ username, identityKey }));
+    accepted(await ktLog(deps).bind({ username, identityKey }));
   } catch (err) {
-    console.error(JSON.stringify({ level: "warn", msg: "could not log the key-transparency binding",
-      error: err instanceof Error ? err.message : String(err) }));
+    deps.logger.warn("could not log the key-transparency binding", { error: err instanceof Error ? err.message : String(err) });
   }
 }
 
@@ -39,5 +32,5 @@ export async function appendBinding(deps: KtDeps, username: string, identityKey:
 export async function appendRevocation(
   deps: KtDeps, username: string, identityKey: Uint8Array, reason: RevocationReason,
 ): Promise<Appended> {
-  return ktAccepted(await ktLog(deps).revoke({ username, identityKey, reason }));
+  return accepted(await ktLog(deps).revoke({ username, identityKey, reason }));
 }

@@ -22,13 +22,13 @@ import { Reservations } from "../lib/reservations.ts";
 import { importSigningKey, signDelivery } from "../lib/delivery-proof.ts";
 import { concatBytes, equalBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
+import { refusable, type Refusable } from "./refusable.ts";
 import * as v from "../lib/validate.ts";
 import { ASSERTION_TTL_MS } from "../lib/caller-assertion.ts";
 import { users } from "../../schema/tables.ts";
 import { and, isNull } from "drizzle-orm";
 import {
-  MAX_PAYLOAD, QpqError, Status, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, toErrorReply, unauthorized,
-  unavailable, pb, type ErrorReply,
+  MAX_PAYLOAD, QpqError, Status, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, unauthorized, unavailable, pb,
 } from "../../proto/index.ts";
 
 /** Push events carry the message itself only when it is small; larger ones are fetched. */
@@ -87,21 +87,6 @@ export interface Envelope {
   seq: number;
   data: Uint8Array;
 }
-/**
- * RPC across a Durable Object boundary loses error classes, so refusals come back as values
- * and the worker rethrows them (see recipient-queue-client.ts).
- */
-export type Refusable<T> = { ok: true; value: T } | { ok: false; error: ErrorReply };
-
-async function refusable<T>(fn: () => T | Promise<T>): Promise<Refusable<T>> {
-  try {
-    return { ok: true, value: await fn() };
-  } catch (err) {
-    if (err instanceof QpqError) return { ok: false, error: toErrorReply(err) };
-    throw err;
-  }
-}
-
 export interface QueueStats {
   messages: number;
   bytes: number;

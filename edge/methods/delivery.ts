@@ -3,7 +3,8 @@ import { Method, QpqError, pb, forbidden, badRequest } from "../../proto/index.t
 import { unary, requireCaller, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
-import { queueOf, accepted } from "../durable/recipient-queue-client.ts";
+import { queueOf } from "../durable/recipient-queue-client.ts";
+import { accepted } from "../durable/refusable.ts";
 import { senderTag } from "../lib/sender-tag.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 

@@ -8,7 +8,8 @@ import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { equalBytes } from "../lib/crypto.ts";
-import { accepted, queueOf } from "../durable/recipient-queue-client.ts";
+import { queueOf } from "../durable/recipient-queue-client.ts";
+import { accepted } from "../durable/refusable.ts";
 import { devices, pushTokens, sessions } from "../../schema/tables.ts";
 
 const PLATFORMS = ["apns", "fcm"] as const;

@@ -7,7 +7,8 @@ import type { SignedTreeHead } from "../../proto/kt/tree-head.ts";
 import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { equalBytes } from "../lib/crypto.ts";
-import { appendRevocation, ktAccepted, ktLog } from "../durable/kt-log.ts";
+import { appendRevocation, ktLog } from "../durable/kt-log.ts";
+import { accepted } from "../durable/refusable.ts";
 import { users } from "../../schema/tables.ts";
 
 /** Reasons a client may give; "account_deleted" is logged by DeleteAccount only. */
@@ -47,7 +48,7 @@ export const transparencyMethods: MethodTable = {
 
   [Method.AuditKeyTransparency]: unary("user", pb.AuditKeyTransparencyRequest, pb.AuditKeyTransparencyResponse, async (ctx, req) => {
     requireCaller(ctx);
-    const audit = ktAccepted(await ktLog(ctx.deps).audit({ start: req.start, end: req.end, firstSize: req.firstSize }));
+    const audit = accepted(await ktLog(ctx.deps).audit({ start: req.start, end: req.end, firstSize: req.firstSize }));
     return {
       entries: audit.entries.map((e) => ({ index: e.index, leafHash: e.leafHash, entry: e.entry })),
       treeSize: audit.head.treeSize,

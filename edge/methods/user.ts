@@ -4,7 +4,8 @@ import { Method, pb, notFound } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { users } from "../../schema/tables.ts";
-import { ktAccepted, ktLog } from "../durable/kt-log.ts";
+import { ktLog } from "../durable/kt-log.ts";
+import { accepted } from "../durable/refusable.ts";
 import { treeHeadMessage } from "./transparency.ts";
 
 export const userMethods: MethodTable = {
@@ -15,7 +16,7 @@ export const userMethods: MethodTable = {
     const username = v.username(req.username);
     const row = await ctx.deps.db.select({ identityKey: users.identityKey }).from(users).where(eq(users.username, username)).get();
     if (!row) throw notFound("no such user");
-    const proof = ktAccepted(await ktLog(ctx.deps).prove({ username, identityKey: row.identityKey, knownTreeSize: req.knownTreeSize }));
+    const proof = accepted(await ktLog(ctx.deps).prove({ username, identityKey: row.identityKey, knownTreeSize: req.knownTreeSize }));
     return {
       identityKey: row.identityKey,
       proof: { leafIndex: proof.leafIndex, treeSize: proof.head.treeSize, path: proof.path, root: proof.head.root, entry: proof.entry },

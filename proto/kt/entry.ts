@@ -10,6 +10,8 @@
 //   name_len  u16  big-endian, 1-256
 //   name      UTF-8 canonical username (the server's UsernameCaseMapped form)
 
+import { encodeUtf8 } from "../util/text.ts";
+
 export const ENTRY_VERSION = 1;
 const HEADER = 1 + 1 + 1 + 8 + 32 + 2;
 const KEY_BYTES = 32;
@@ -35,12 +37,11 @@ export function isRevocationReason(value: string): value is RevocationReason {
   return (REVOCATION_REASONS as readonly string[]).includes(value);
 }
 
-const encoder = new TextEncoder();
 // ignoreBOM keeps a leading U+FEFF as a character: two byte strings never decode to one name.
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
-  const name = encoder.encode(entry.username);
+  const name = encodeUtf8(entry.username);
   if (name.length < 1 || name.length > MAX_NAME_BYTES) throw new EntryFormatError(`username must be 1-${MAX_NAME_BYTES} UTF-8 bytes`);
   if (entry.identityKey.length !== KEY_BYTES) throw new EntryFormatError(`identity key must be ${KEY_BYTES} bytes`);
   if (!Number.isSafeInteger(entry.timeMs) || entry.timeMs < 0) throw new EntryFormatError("time must be a non-negative integer");

@@ -4,8 +4,9 @@
 //   signed bytes = "qpq-kt-sth-v1" || tree_size (u64 BE) || timestamp_ms (u64 BE) || root (32)
 
 import { HASH_BYTES } from "./merkle.ts";
+import { encodeUtf8 } from "../util/text.ts";
 
-const TAG = new TextEncoder().encode("qpq-kt-sth-v1");
+const TAG = encodeUtf8("qpq-kt-sth-v1");
 export const SIGNATURE_BYTES = 64;
 export const PUBLIC_KEY_BYTES = 32;
 

@@ -2,7 +2,8 @@
 // nothing anywhere; a retry with the same message_id never duplicates.
 import { describe, it, expect } from "vitest";
 import { Status, pb } from "../../proto/index.ts";
-import type { Refusable, ReserveInput } from "../../edge/durable/recipient-queue.ts";
+import type { ReserveInput } from "../../edge/durable/recipient-queue.ts";
+import type { Refusable } from "../../edge/durable/refusable.ts";
 import { limitsFrom } from "../../edge/lib/limits.ts";
 import { sha256 } from "../../edge/lib/crypto.ts";
 import { bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, registeredKey } from "./helpers.ts";
