@@ -17,11 +17,20 @@ const server = new QUICServer({
   crypto: {
     key: key.buffer.slice(key.byteOffset, key.byteOffset + 32) as ArrayBuffer,
     ops: {
-      sign: async (k, d) => { const m = hmac(k, d); return m.buffer.slice(m.byteOffset, m.byteOffset + m.length) as ArrayBuffer; },
+      sign: async (k, d) => {
+        const m = hmac(k, d);
+        return m.buffer.slice(m.byteOffset, m.byteOffset + m.length) as ArrayBuffer;
+      },
       verify: async (k, d, s) => hmac(k, d).equals(Buffer.from(s)),
     },
   },
-  config: { key: tls.keyPem, cert: tls.certPem, applicationProtos: ["qpq"], verifyPeer: false, initialMaxStreamsBidi: 1000 },
+  config: {
+    key: tls.keyPem,
+    cert: tls.certPem,
+    applicationProtos: ["qpq"],
+    verifyPeer: false,
+    initialMaxStreamsBidi: 1000,
+  },
   logger: new QuicLogger("echo", LogLevel.ERROR),
 });
 const ok = new Uint8Array(0);

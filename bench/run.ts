@@ -33,7 +33,11 @@ interface Child {
 async function child(script: string, env: Record<string, string>): Promise<Child> {
   // BENCH_PROFILE=dir writes a V8 CPU profile of each child into dir (open in Chrome DevTools).
   const execArgv = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const proc = fork(join(here, script), [], { env: { ...process.env, ...env }, execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const proc = fork(join(here, script), [], {
+    env: { ...process.env, ...env },
+    execArgv,
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   const [first] = (await once(proc, "message")) as [{ port: number }];
   return {
     proc,
@@ -56,14 +60,28 @@ const newId = () => crypto.getRandomValues(new Uint8Array(16));
 
 async function main() {
   console.log(`qpq-edge benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.version}`);
-  console.log(`${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch\n`);
+  console.log(
+    `${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch\n`,
+  );
   // Every user sends only to the next one: lift the per-sender rate and share for the load.
-  const edge = await startEdge({ dataDir, logger, vars: {
-    MAX_QUEUE_MESSAGES: "100000", MAX_SENDER_QUEUE_MESSAGES: "100000", SENDER_ENQUEUE_BURST: "1000000", SENDER_ENQUEUE_PER_MINUTE: "1000000",
-  } });
+  const edge = await startEdge({
+    dataDir,
+    logger,
+    vars: {
+      MAX_QUEUE_MESSAGES: "100000",
+      MAX_SENDER_QUEUE_MESSAGES: "100000",
+      SENDER_ENQUEUE_BURST: "1000000",
+      SENDER_ENQUEUE_PER_MINUTE: "1000000",
+    },
+  });
   const front = await child("front-child.ts", {
-    QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
-    QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",
+    QPQ_EDGE_URL: edge.url,
+    QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET,
+    QPQ_LISTEN: "127.0.0.1:0",
+    QPQ_DATA_DIR: dataDir,
+    QPQ_RPC_PER_SECOND: "1000000",
+    QPQ_RPC_BURST: "1000000",
+    QPQ_AUTH_PER_MINUTE: "100000",
   });
   const echo = await child("echo-child.ts", { QPQ_DATA_DIR: dataDir });
   // The four example plugins as an operator would install them, with the sender rate limit
@@ -76,9 +94,15 @@ async function main() {
   if (!raised.includes("MAX_MESSAGES = 100_000")) throw new Error("sender-rate-limit.js changed: update the benchmark");
   writeFileSync(limiter, raised);
   const pluginFront = await child("front-child.ts", {
-    QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET, QPQ_LISTEN: "127.0.0.1:0",
-    QPQ_DATA_DIR: dataDir, QPQ_RPC_PER_SECOND: "1000000", QPQ_RPC_BURST: "1000000", QPQ_AUTH_PER_MINUTE: "100000",
-    QPQ_PLUGIN_DIR: pluginDir, QPQ_FRONT_ID: "front-plugins",
+    QPQ_EDGE_URL: edge.url,
+    QPQ_FRONT_SECRET: edge.secrets.FRONT_SECRET,
+    QPQ_LISTEN: "127.0.0.1:0",
+    QPQ_DATA_DIR: dataDir,
+    QPQ_RPC_PER_SECOND: "1000000",
+    QPQ_RPC_BURST: "1000000",
+    QPQ_AUTH_PER_MINUTE: "100000",
+    QPQ_PLUGIN_DIR: pluginDir,
+    QPQ_FRONT_ID: "front-plugins",
   });
   const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
   try {
@@ -97,23 +121,34 @@ async function main() {
 
     const opFront = async (i: number) => {
       const u = users[i % USERS];
-      if (i % 2 === 0) await u.client.enqueue({ recipientKey: users[(i + 1) % USERS].key, payload, messageId: newId() });
+      if (i % 2 === 0)
+        await u.client.enqueue({ recipientKey: users[(i + 1) % USERS].key, payload, messageId: newId() });
       else await u.client.fetch({ limit: 1 });
     };
 
     // Straight to the edge: same requests, the relay contract spoken by hand.
     const pool = new Pool(edge.url, { connections: CONCURRENCY, pipelining: 1 });
     const akey = await importAssertionKey(edge.secrets.FRONT_SECRET);
-    const assertions = await Promise.all(users.map((u) => mintAssertion(akey, { identityKey: u.key, deviceId: new Uint8Array(0) }, Date.now() + 600_000)));
+    const assertions = await Promise.all(
+      users.map((u) => mintAssertion(akey, { identityKey: u.key, deviceId: new Uint8Array(0) }, Date.now() + 600_000)),
+    );
     const direct = async (u: number, methodId: number, body: Uint8Array) => {
       const res = await pool.request({
-        path: `/rpc/${methodId}`, method: "POST", body,
-        headers: { [RelayHeader.frontAuth]: edge.secrets.FRONT_SECRET, [RelayHeader.caller]: assertions[u], [RelayHeader.connection]: `bench:${u}` },
+        path: `/rpc/${methodId}`,
+        method: "POST",
+        body,
+        headers: {
+          [RelayHeader.frontAuth]: edge.secrets.FRONT_SECRET,
+          [RelayHeader.caller]: assertions[u],
+          [RelayHeader.connection]: `bench:${u}`,
+        },
       });
       await res.body.arrayBuffer();
-      if (res.headers[RelayHeader.status] !== String(Status.Ok)) throw new Error(`direct call failed: ${res.headers[RelayHeader.status]}`);
+      if (res.headers[RelayHeader.status] !== String(Status.Ok))
+        throw new Error(`direct call failed: ${res.headers[RelayHeader.status]}`);
     };
-    const enqueueBody = (to: number) => pb.EnqueueRequest.encode({ recipientKey: users[to].key, payload, messageId: newId() }).finish();
+    const enqueueBody = (to: number) =>
+      pb.EnqueueRequest.encode({ recipientKey: users[to].key, payload, messageId: newId() }).finish();
     const fetchBody = (u: number) => pb.FetchRequest.encode({ recipientKey: users[u].key, limit: 1 }).finish();
     const opDirect = async (i: number) => {
       const u = i % USERS;
@@ -121,7 +156,9 @@ async function main() {
       else await direct(u, Method.Fetch, fetchBody(u));
     };
 
-    const echoClients = await Promise.all(users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: echo.port, ca })));
+    const echoClients = await Promise.all(
+      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: echo.port, ca })),
+    );
     const healthBody = pb.HealthRequest.encode({}).finish();
     const opEcho = async (i: number) => {
       await echoClients[i % USERS].request(Method.Health, healthBody);
@@ -155,21 +192,32 @@ async function main() {
 
     const ratio = (a: Summary, b: Summary) => (a.perSecond / b.perSecond).toFixed(2);
     console.log("");
-    console.log(`throughput ratio front/direct:        ${ratio(viaFront.s, viaHttp.s)}  (1.00 = the front costs nothing)`);
+    console.log(
+      `throughput ratio front/direct:        ${ratio(viaFront.s, viaHttp.s)}  (1.00 = the front costs nothing)`,
+    );
     console.log(`p50 latency added by the front:       ${(viaFront.s.p50ms - viaHttp.s.p50ms).toFixed(2)} ms`);
     console.log(`front CPU per relayed RPC:            ${viaFront.cpu?.toFixed(0)} µs`);
     console.log(`bare QUIC echo CPU per RPC:           ${viaEcho.cpu?.toFixed(0)} µs`);
-    console.log(`front CPU / echo CPU:                 ${((viaFront.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}  (the front's work on top of the QUIC stack)`);
+    console.log(
+      `front CPU / echo CPU:                 ${((viaFront.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}  (the front's work on top of the QUIC stack)`,
+    );
     console.log(`enqueue throughput with/without plugins: ${ratio(withPlugins.s, bare.s)}  (target ≥ 0.90)`);
-    console.log(`front CPU per enqueue with/without plugins: ${withPlugins.cpu?.toFixed(0)} / ${bare.cpu?.toFixed(0)} µs (front process only; the plugin child process is extra)`);
+    console.log(
+      `front CPU per enqueue with/without plugins: ${withPlugins.cpu?.toFixed(0)} / ${bare.cpu?.toFixed(0)} µs (front process only; the plugin child process is extra)`,
+    );
 
     console.log("\nplugin hook call cost (on_message_send, in-process host, 20,000 calls):");
     for (const r of await benchHookCalls(20_000)) {
-      console.log(`  ${r.scenario.padEnd(14)} sequential ${r.sequentialUs.toFixed(1)} µs (p50 ${r.p50Us.toFixed(1)}, p99 ${r.p99Us.toFixed(1)})   pipelined ${r.pipelinedUs.toFixed(1)} µs/call   front CPU ${r.frontCpuUs.toFixed(1)} µs/call`);
+      console.log(
+        `  ${r.scenario.padEnd(14)} sequential ${r.sequentialUs.toFixed(1)} µs (p50 ${r.p50Us.toFixed(1)}, p99 ${r.p99Us.toFixed(1)})   pipelined ${r.pipelinedUs.toFixed(1)} µs/call   front CPU ${r.frontCpuUs.toFixed(1)} µs/call`,
+      );
     }
 
     await pool.close();
-    await Promise.allSettled([...users.flatMap((u) => [u.client.close(), u.pluginClient.close()]), ...echoClients.map((c) => c.close())]);
+    await Promise.allSettled([
+      ...users.flatMap((u) => [u.client.close(), u.pluginClient.close()]),
+      ...echoClients.map((c) => c.close()),
+    ]);
   } finally {
     await Promise.allSettled([front.stop(), echo.stop(), pluginFront.stop()]);
     await edge.stop();

@@ -21,18 +21,20 @@ export async function drive(count: number, concurrency: number, op: (i: number) 
   let next = 0;
   let errors = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) {
-      const i = next++;
-      const s = performance.now();
-      try {
-        await op(i);
-        latencies.push(performance.now() - s);
-      } catch {
-        errors++;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const i = next++;
+        const s = performance.now();
+        try {
+          await op(i);
+          latencies.push(performance.now() - s);
+        } catch {
+          errors++;
+        }
       }
-    }
-  }));
+    }),
+  );
   return summarize(latencies, (performance.now() - t0) / 1000, errors);
 }
 

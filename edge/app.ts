@@ -2,7 +2,14 @@
 // dependencies; tests may build it from fixtures.
 import { Hono, type HonoRequest } from "hono";
 import {
-  MAX_PAYLOAD, Status, encodeError, toErrorReply, unknownMethod, unauthorized, formatSessionGrant, RelayHeader,
+  MAX_PAYLOAD,
+  Status,
+  encodeError,
+  toErrorReply,
+  unknownMethod,
+  unauthorized,
+  formatSessionGrant,
+  RelayHeader,
 } from "../proto/index.ts";
 import type { EdgeDeps } from "./deps.ts";
 import type { RpcContext, SessionBinding } from "./rpc.ts";
@@ -29,7 +36,12 @@ function rpcContext(deps: EdgeDeps, req: HonoRequest): RpcContext {
  * Runs one method: looks it up, verifies the caller assertion the front attached, checks the
  * method's authorization, and returns the encoded response. Failures throw (see errorAnswer).
  */
-async function dispatch(ctx: RpcContext, methodId: number, assertion: string | undefined, body: Uint8Array): Promise<Uint8Array> {
+async function dispatch(
+  ctx: RpcContext,
+  methodId: number,
+  assertion: string | undefined,
+  body: Uint8Array,
+): Promise<Uint8Array> {
   const spec = methods[methodId];
   if (!spec) throw unknownMethod(methodId);
   if (assertion) ctx.caller = await verifyAssertion(await ctx.deps.assertionKey, assertion, Date.now());
@@ -43,7 +55,10 @@ async function grantHeader(deps: EdgeDeps, s: SessionBinding): Promise<string> {
   const expires = Math.min(s.sessionExpiresAt, Date.now() + ASSERTION_TTL_MS);
   const minted = await mintAssertion(await deps.assertionKey, s, expires);
   return formatSessionGrant({
-    assertion: minted, identityKeyHex: toHex(s.identityKey), sessionExpiresAt: s.sessionExpiresAt, assertionExpiresAt: expires,
+    assertion: minted,
+    identityKeyHex: toHex(s.identityKey),
+    sessionExpiresAt: s.sessionExpiresAt,
+    assertionExpiresAt: expires,
   });
 }
 
@@ -59,9 +74,17 @@ function answer(status: number, payload: Uint8Array, headers: Record<string, str
 function errorAnswer(ctx: RpcContext, methodId: number, err: unknown): Response {
   const reply = toErrorReply(err);
   if (reply.status === Status.Internal) {
-    ctx.deps.logger.error("handler failed", { method: methodId, requestId: ctx.requestId, error: err instanceof Error ? err.message : String(err) });
+    ctx.deps.logger.error("handler failed", {
+      method: methodId,
+      requestId: ctx.requestId,
+      error: err instanceof Error ? err.message : String(err),
+    });
   }
-  return answer(reply.status, encodeError(reply), reply.retryAfterMs ? { [RelayHeader.retryAfter]: String(reply.retryAfterMs) } : {});
+  return answer(
+    reply.status,
+    encodeError(reply),
+    reply.retryAfterMs ? { [RelayHeader.retryAfter]: String(reply.retryAfterMs) } : {},
+  );
 }
 
 export function createApp(deps: EdgeDeps): Hono {
@@ -71,7 +94,11 @@ export function createApp(deps: EdgeDeps): Hono {
 
   app.get("/.well-known/qpq", async (c) => {
     const { publicKey } = await deps.signing;
-    return c.json({ version: deps.version, delivery_proof_key: toHex(publicKey), kt_public_key: toHex(await deps.ktPublicKey) });
+    return c.json({
+      version: deps.version,
+      delivery_proof_key: toHex(publicKey),
+      kt_public_key: toHex(await deps.ktPublicKey),
+    });
   });
 
   const front = frontOnly(deps);

@@ -55,6 +55,7 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
   };
   // Surface bad secrets on first use, not as unhandled rejections.
-  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey, deps.ktPublicKey]) p.catch(() => {});
+  for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey, deps.ktPublicKey])
+    p.catch(() => {});
   return deps;
 }

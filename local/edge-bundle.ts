@@ -24,17 +24,19 @@ export async function bundleEdge(): Promise<EdgeBundle> {
     write: false,
     logLevel: "silent",
     external: ["cloudflare:*"],
-    plugins: [{
-      name: "compiled-wasm",
-      setup(build) {
-        build.onResolve({ filter: /\.wasm$/ }, (args) => {
-          const abs = resolve(args.resolveDir, args.path);
-          const name = basename(abs);
-          wasmFiles.set(name, abs);
-          return { path: `./${name}`, external: true };
-        });
+    plugins: [
+      {
+        name: "compiled-wasm",
+        setup(build) {
+          build.onResolve({ filter: /\.wasm$/ }, (args) => {
+            const abs = resolve(args.resolveDir, args.path);
+            const name = basename(abs);
+            wasmFiles.set(name, abs);
+            return { path: `./${name}`, external: true };
+          });
+        },
       },
-    }],
+    ],
   });
   const main = result.outputFiles[0]?.text;
   if (!main) throw new Error("esbuild produced no edge bundle");

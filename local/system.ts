@@ -8,7 +8,6 @@ import { settingsFromEnv, withEdge, type FrontSettings } from "../quic-front/con
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront, type RunningFront } from "../quic-front/run.ts";
 
-
 export interface LocalSystemOptions {
   /** The front's settings, read once by the caller (localSettings); default: localSettings(env). */
   settings?: FrontSettings;

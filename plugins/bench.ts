@@ -8,7 +8,12 @@ import { silentLogger } from "../proto/util/log.ts";
 import { sampleEvent } from "./host/sample-events.ts";
 
 const example = (f: string) => fileURLToPath(new URL(`./examples/${f}`, import.meta.url));
-export const EXAMPLE_FILES = ["address-filter.js", "max-payload-size.js", "sender-rate-limit.js", "membership-audit.js"].map(example);
+export const EXAMPLE_FILES = [
+  "address-filter.js",
+  "max-payload-size.js",
+  "sender-rate-limit.js",
+  "membership-audit.js",
+].map(example);
 
 export interface HookBenchResult {
   scenario: string;
@@ -39,8 +44,11 @@ export async function benchHookCalls(calls = 20_000): Promise<HookBenchResult[]>
     try {
       const hook: HookName = "on_message_send";
       // Distinct senders so the rate limiter allows every call (the common case).
-      const events = Array.from({ length: 1024 }, (_, i) => sampleEvent(hook, { senderIdentity: i.toString(16).padStart(64, "0") }));
-      const once = (i: number) => (host.has(hook) ? host.call(hook, events[i & 1023]) : Promise.resolve({ allow: true as const }));
+      const events = Array.from({ length: 1024 }, (_, i) =>
+        sampleEvent(hook, { senderIdentity: i.toString(16).padStart(64, "0") }),
+      );
+      const once = (i: number) =>
+        host.has(hook) ? host.call(hook, events[i & 1023]) : Promise.resolve({ allow: true as const });
       for (let i = 0; i < 2000; i++) await once(i);
       const lat: number[] = [];
       const t0 = performance.now();
@@ -54,9 +62,11 @@ export async function benchHookCalls(calls = 20_000): Promise<HookBenchResult[]>
       const cpu0 = process.cpuUsage();
       const t1 = performance.now();
       let next = 0;
-      await Promise.all(Array.from({ length: 64 }, async () => {
-        while (next < calls) await once(next++);
-      }));
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (next < calls) await once(next++);
+        }),
+      );
       const wall = ((performance.now() - t1) * 1000) / calls;
       const cpu = process.cpuUsage(cpu0);
       const isolateUs: Record<string, number> = {};
@@ -65,9 +75,15 @@ export async function benchHookCalls(calls = 20_000): Promise<HookBenchResult[]>
         if (st.calls > 0) isolateUs[p.name] = +((st.seconds * 1e6) / st.calls).toFixed(1);
       }
       results.push({
-        scenario, hook, plugins: host.plugins.length,
-        sequentialUs: +seq.toFixed(1), p50Us: +(pct(lat, 50) * 1000).toFixed(1), p99Us: +(pct(lat, 99) * 1000).toFixed(1),
-        pipelinedUs: +wall.toFixed(1), frontCpuUs: +((cpu.user + cpu.system) / calls).toFixed(1), isolateUs,
+        scenario,
+        hook,
+        plugins: host.plugins.length,
+        sequentialUs: +seq.toFixed(1),
+        p50Us: +(pct(lat, 50) * 1000).toFixed(1),
+        p99Us: +(pct(lat, 99) * 1000).toFixed(1),
+        pipelinedUs: +wall.toFixed(1),
+        frontCpuUs: +((cpu.user + cpu.system) / calls).toFixed(1),
+        isolateUs,
       });
     } finally {
       await host.stop();
@@ -77,5 +93,6 @@ export async function benchHookCalls(calls = 20_000): Promise<HookBenchResult[]>
 }
 
 if (import.meta.main) {
-  for (const r of await benchHookCalls(Number(process.argv[2] ?? 20_000))) process.stdout.write(JSON.stringify(r) + "\n");
+  for (const r of await benchHookCalls(Number(process.argv[2] ?? 20_000)))
+    process.stdout.write(JSON.stringify(r) + "\n");
 }

@@ -58,7 +58,11 @@ export function testCommand(dir: string, cwd: string): string {
 export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: "string" }, help: { type: "boolean", short: "h" } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { dir: { type: "string" }, help: { type: "boolean", short: "h" } },
+    });
   } catch (err) {
     io.err(`error: ${(err as Error).message}`);
     io.err(USAGE);
@@ -69,8 +73,12 @@ export async function main(argv: string[], io: CliIO = stdio): Promise<number> {
     io.out(USAGE);
     return group === undefined && !parsed.values.help ? 2 : 0;
   }
-  if (group !== "plugin" || target === undefined || rest.length > 0
-    || !(command === "new" || (command === "test" && parsed.values.dir === undefined))) {
+  if (
+    group !== "plugin" ||
+    target === undefined ||
+    rest.length > 0 ||
+    !(command === "new" || (command === "test" && parsed.values.dir === undefined))
+  ) {
     io.err(USAGE);
     return 2;
   }
@@ -102,7 +110,10 @@ async function runTests(path: string, io: CliIO): Promise<number> {
   }
   const { startVitest } = await import("vitest/node");
   const vitest = await startVitest("test", isFile ? [basename(path)] : [], {
-    root: isFile ? dirname(path) : path, run: true, watch: false, config: false,
+    root: isFile ? dirname(path) : path,
+    run: true,
+    watch: false,
+    config: false,
   });
   try {
     const files = vitest.state.getFiles();

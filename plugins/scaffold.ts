@@ -131,7 +131,10 @@ for (const c of cases) {
  * Returns the paths written.
  */
 export function scaffoldPlugin(dir: string, name: string): { plugin: string; test: string } {
-  if (!NAME_RE.test(name)) throw new ScaffoldError(`invalid plugin name "${name}": use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit`);
+  if (!NAME_RE.test(name))
+    throw new ScaffoldError(
+      `invalid plugin name "${name}": use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit`,
+    );
   const abs = resolve(dir);
   const plugin = join(abs, `${name}.js`);
   const test = join(abs, `${name}.test.ts`);

@@ -9,7 +9,8 @@ export class ByteBudget {
   private readonly waiters: { bytes: number; grant(): void }[] = [];
 
   constructor(limit: number) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`a byte budget needs a positive limit, got ${limit}`);
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new RangeError(`a byte budget needs a positive limit, got ${limit}`);
     this.limit = limit;
   }
 

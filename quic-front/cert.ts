@@ -14,7 +14,10 @@ export interface TlsMaterial {
 }
 
 const toPem = (der: ArrayBuffer, label: string) =>
-  `-----BEGIN ${label}-----\n${Buffer.from(der).toString("base64").match(/.{1,64}/g)!.join("\n")}\n-----END ${label}-----\n`;
+  `-----BEGIN ${label}-----\n${Buffer.from(der)
+    .toString("base64")
+    .match(/.{1,64}/g)!
+    .join("\n")}\n-----END ${label}-----\n`;
 
 export async function generateDevCertificate(): Promise<{ certPem: string; keyPem: string }> {
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -22,7 +25,9 @@ export async function generateDevCertificate(): Promise<{ certPem: string; keyPe
   const keys = await webcrypto.subtle.generateKey(alg, true, ["sign", "verify"]);
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString("hex").replace(/^[89a-f]/, "1"),
+    serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(16)))
+      .toString("hex")
+      .replace(/^[89a-f]/, "1"),
     name: "CN=qpq-edge development",
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + 825 * 24 * 3600 * 1000),
@@ -49,7 +54,11 @@ export async function generateDevCertificate(): Promise<{ certPem: string; keyPe
 export async function loadTls(opts: { certFile?: string; keyFile?: string; dataDir: string }): Promise<TlsMaterial> {
   if (opts.certFile || opts.keyFile) {
     if (!opts.certFile || !opts.keyFile) throw new Error("QPQ_TLS_CERT and QPQ_TLS_KEY must be set together");
-    return { certPem: readFileSync(opts.certFile, "utf8"), keyPem: readFileSync(opts.keyFile, "utf8"), selfSigned: false };
+    return {
+      certPem: readFileSync(opts.certFile, "utf8"),
+      keyPem: readFileSync(opts.keyFile, "utf8"),
+      selfSigned: false,
+    };
   }
   const certFile = join(opts.dataDir, "dev-cert.pem");
   const keyFile = join(opts.dataDir, "dev-key.pem");

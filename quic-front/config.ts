@@ -106,7 +106,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Front
     metricsListen: env.QPQ_METRICS_LISTEN ? parseHostPort(env.QPQ_METRICS_LISTEN, "QPQ_METRICS_LISTEN") : undefined,
     wsListen: env.QPQ_WS_LISTEN ? parseHostPort(env.QPQ_WS_LISTEN, "QPQ_WS_LISTEN") : undefined,
     pluginDir: env.QPQ_PLUGIN_DIR || undefined,
-    pluginFiles: (env.QPQ_PLUGINS ?? "").split(",").map((f) => f.trim()).filter(Boolean),
+    pluginFiles: (env.QPQ_PLUGINS ?? "")
+      .split(",")
+      .map((f) => f.trim())
+      .filter(Boolean),
     production,
     maxConnections: int(env, "QPQ_MAX_CONNECTIONS", 10_000),
     maxConnectionsPerAddress: int(env, "QPQ_MAX_CONNECTIONS_PER_ADDRESS", 64),
@@ -138,17 +141,25 @@ export function withEdge(settings: FrontSettings, edge: Pick<FrontConfig, "edgeU
 
 function atLeastOne(cfg: FrontSettings): void {
   for (const [name, value] of [
-    ["QPQ_RPC_PER_SECOND", cfg.rpcPerSecond], ["QPQ_RPC_BURST", cfg.rpcBurst], ["QPQ_AUTH_PER_MINUTE", cfg.authPerMinute],
-    ["QPQ_MAX_CONNECTIONS", cfg.maxConnections], ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
-    ["QPQ_MAX_CONNECTIONS_PER_ADDRESS", cfg.maxConnectionsPerAddress], ["QPQ_AUTH_TIMEOUT", cfg.authTimeoutMs],
-    ["QPQ_FETCH_WAIT_PER_CONNECTION", cfg.fetchWaitPerConnection], ["QPQ_FETCH_WAIT_PER_IDENTITY", cfg.fetchWaitPerIdentity],
-    ["QPQ_TRANSFER_TIMEOUT", cfg.transferTimeoutMs], ["QPQ_MIN_TRANSFER_RATE", cfg.minTransferBytesPerSecond],
+    ["QPQ_RPC_PER_SECOND", cfg.rpcPerSecond],
+    ["QPQ_RPC_BURST", cfg.rpcBurst],
+    ["QPQ_AUTH_PER_MINUTE", cfg.authPerMinute],
+    ["QPQ_MAX_CONNECTIONS", cfg.maxConnections],
+    ["QPQ_MAX_STREAMS", cfg.maxStreamsPerConnection],
+    ["QPQ_MAX_CONNECTIONS_PER_ADDRESS", cfg.maxConnectionsPerAddress],
+    ["QPQ_AUTH_TIMEOUT", cfg.authTimeoutMs],
+    ["QPQ_FETCH_WAIT_PER_CONNECTION", cfg.fetchWaitPerConnection],
+    ["QPQ_FETCH_WAIT_PER_IDENTITY", cfg.fetchWaitPerIdentity],
+    ["QPQ_TRANSFER_TIMEOUT", cfg.transferTimeoutMs],
+    ["QPQ_MIN_TRANSFER_RATE", cfg.minTransferBytesPerSecond],
   ] as const) {
     if (value < 1) throw new ConfigError(`${name} must be at least 1, got ${value}`);
   }
   // Smaller than one frame would refuse every large request outright.
   if (cfg.connectionBufferBytes < MAX_PAYLOAD) {
-    throw new ConfigError(`QPQ_CONNECTION_BUFFER_BYTES must be at least ${MAX_PAYLOAD} (one frame), got ${cfg.connectionBufferBytes}`);
+    throw new ConfigError(
+      `QPQ_CONNECTION_BUFFER_BYTES must be at least ${MAX_PAYLOAD} (one frame), got ${cfg.connectionBufferBytes}`,
+    );
   }
 }
 
@@ -158,8 +169,10 @@ function validate(cfg: FrontConfig): void {
   if (!/^https?:\/\//.test(cfg.edgeUrl)) throw new ConfigError("QPQ_EDGE_URL must be an http(s) URL");
   if (!cfg.frontSecret) throw new ConfigError("QPQ_FRONT_SECRET is required");
   if (cfg.production) {
-    if (!cfg.tlsCertFile || !cfg.tlsKeyFile) throw new ConfigError("production mode refuses the development certificate: set QPQ_TLS_CERT and QPQ_TLS_KEY");
-    if (cfg.frontSecret.length < 32) throw new ConfigError("production mode needs a QPQ_FRONT_SECRET of at least 32 characters");
+    if (!cfg.tlsCertFile || !cfg.tlsKeyFile)
+      throw new ConfigError("production mode refuses the development certificate: set QPQ_TLS_CERT and QPQ_TLS_KEY");
+    if (cfg.frontSecret.length < 32)
+      throw new ConfigError("production mode needs a QPQ_FRONT_SECRET of at least 32 characters");
     if (!cfg.edgeUrl.startsWith("https://")) throw new ConfigError("production mode needs an https:// QPQ_EDGE_URL");
   }
 }

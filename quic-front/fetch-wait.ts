@@ -83,9 +83,11 @@ export class FetchWaits {
   /** Registers a waiter, or says which cap refuses it. */
   add(connectionId: string, identityHex: string, channelHex: string): Waiter | WaitRefusal {
     const ofConn = this.byConnection.get(connectionId);
-    if ((ofConn?.size ?? 0) >= this.limits.perConnection) return { refused: "connection", limit: this.limits.perConnection };
+    if ((ofConn?.size ?? 0) >= this.limits.perConnection)
+      return { refused: "connection", limit: this.limits.perConnection };
     const ofIdentity = this.byIdentity.get(identityHex);
-    if ((ofIdentity?.size ?? 0) >= this.limits.perIdentity) return { refused: "identity", limit: this.limits.perIdentity };
+    if ((ofIdentity?.size ?? 0) >= this.limits.perIdentity)
+      return { refused: "identity", limit: this.limits.perIdentity };
     const w = new Waiter(connectionId, identityHex, channelHex);
     setOf(this.byConnection, connectionId).add(w);
     setOf(this.byIdentity, identityHex).add(w);

@@ -4,7 +4,17 @@
 // QUIC and WebSocket listeners only turn their transport into `open`/`serve`/`close` calls;
 // none of those three ever throws.
 import {
-  FETCH_WAIT_MAX_MS, FrameError, MAX_PAYLOAD, Method, Status, encodeError, encodeResponse, isUnauthenticated, methodName, pb, statusName,
+  FETCH_WAIT_MAX_MS,
+  FrameError,
+  MAX_PAYLOAD,
+  Method,
+  Status,
+  encodeError,
+  encodeResponse,
+  isUnauthenticated,
+  methodName,
+  pb,
+  statusName,
   type RequestFrame,
 } from "../proto/index.ts";
 import type { FrontConfig } from "./config.ts";
@@ -22,7 +32,11 @@ import { FRONT_VERSION, withFrontHealth } from "./health.ts";
 import { toHex } from "../proto/util/hex.ts";
 
 const AUTH_METHODS = new Set<number>([
-  Method.OpaqueRegisterStart, Method.OpaqueRegisterFinish, Method.OpaqueLoginStart, Method.OpaqueLoginFinish, Method.SessionResume,
+  Method.OpaqueRegisterStart,
+  Method.OpaqueRegisterFinish,
+  Method.OpaqueLoginStart,
+  Method.OpaqueLoginFinish,
+  Method.SessionResume,
 ]);
 
 export type Transport = "quic" | "websocket";
@@ -97,16 +111,23 @@ export class Gateway {
     this.logger = opts.logger;
     this.clock = opts.clock ?? systemClock;
     this.metrics = opts.metrics ?? new FrontMetrics();
-    this.relay = opts.relay ?? new EdgeRelay({
+    this.relay =
+      opts.relay ??
+      new EdgeRelay({
+        edgeUrl: opts.config.edgeUrl,
+        frontSecret: opts.config.frontSecret,
+        rpcTimeoutMs: opts.config.rpcTimeoutMs,
+        logger: opts.logger,
+        onError: (kind) => this.metrics.relayErrors.inc({ kind }),
+      });
+    this.waits = new FetchWaits({
+      perConnection: opts.config.fetchWaitPerConnection,
+      perIdentity: opts.config.fetchWaitPerIdentity,
+    });
+    this.push = new PushHub({
       edgeUrl: opts.config.edgeUrl,
       frontSecret: opts.config.frontSecret,
-      rpcTimeoutMs: opts.config.rpcTimeoutMs,
       logger: opts.logger,
-      onError: (kind) => this.metrics.relayErrors.inc({ kind }),
-    });
-    this.waits = new FetchWaits({ perConnection: opts.config.fetchWaitPerConnection, perIdentity: opts.config.fetchWaitPerIdentity });
-    this.push = new PushHub({
-      edgeUrl: opts.config.edgeUrl, frontSecret: opts.config.frontSecret, logger: opts.logger,
       onEvent: (identity, channel) => {
         this.metrics.pushEvents.inc();
         this.waits.notify(identity, channel);
@@ -114,7 +135,10 @@ export class Gateway {
       // Events sent while the socket was down are lost: every waiter of the identity reads again.
       onOpen: (identity) => this.waits.notify(identity, undefined),
     });
-    this.authLimiter = new KeyedLimiter(opts.config.authPerMinute / 60, Math.max(1, Math.ceil(opts.config.authPerMinute / 4)));
+    this.authLimiter = new KeyedLimiter(
+      opts.config.authPerMinute / 60,
+      Math.max(1, Math.ceil(opts.config.authPerMinute / 4)),
+    );
     this.hooks = new GatewayHooks(opts.hooks, opts.logger);
     this.metrics.fetchWaitWaiting.set(0);
     this.startedAt = this.clock.now();
@@ -135,7 +159,11 @@ export class Gateway {
     const refusal = this.admission(address);
     if (refusal) {
       this.metrics.connectionsRefused.inc({ reason: refusal.label });
-      this.logger.warn("connection refused", { remote: link.remoteAddr, transport: link.transport, reason: refusal.reason });
+      this.logger.warn("connection refused", {
+        remote: link.remoteAddr,
+        transport: link.transport,
+        reason: refusal.reason,
+      });
       closeQuietly(link, refusal.reason);
       return undefined;
     }
@@ -205,7 +233,11 @@ export class Gateway {
    * flight, so a drain also waits for answers to be written. Never throws: unexpected failures
    * become Internal and are logged.
    */
-  async serve(conn: ClientConnection, frame: RequestFrame | FrameError, respond?: (answer: Uint8Array) => Promise<void> | void): Promise<Uint8Array> {
+  async serve(
+    conn: ClientConnection,
+    frame: RequestFrame | FrameError,
+    respond?: (answer: Uint8Array) => Promise<void> | void,
+  ): Promise<Uint8Array> {
     this.inflight++;
     this.metrics.inflight.set(this.inflight);
     try {
@@ -229,13 +261,16 @@ export class Gateway {
   drain(): Promise<void> {
     this.draining = true;
     this.waits.cancelAll();
-    this.drainOver ??= this.inflight === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
-      const timer = this.clock.after(this.config.drainTimeoutMs, resolve);
-      this.lastAnswered = () => {
-        timer.cancel();
-        resolve();
-      };
-    });
+    this.drainOver ??=
+      this.inflight === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const timer = this.clock.after(this.config.drainTimeoutMs, resolve);
+            this.lastAnswered = () => {
+              timer.cancel();
+              resolve();
+            };
+          });
     return this.drainOver;
   }
 
@@ -258,7 +293,8 @@ export class Gateway {
   /** Why a new connection from `address` is refused, if it is. */
   private admission(address: string): { reason: string; label: string } | undefined {
     if (this.draining) return { reason: "server is shutting down", label: "shutting_down" };
-    if (this.connections.size >= this.config.maxConnections) return { reason: "connection limit reached", label: "connection_limit" };
+    if (this.connections.size >= this.config.maxConnections)
+      return { reason: "connection limit reached", label: "connection_limit" };
     const limit = this.config.maxConnectionsPerAddress;
     if ((this.perAddress.get(address) ?? 0) >= limit) {
       return { reason: `too many connections from this address (limit ${limit})`, label: "address_limit" };
@@ -270,15 +306,18 @@ export class Gateway {
   private armAuthDeadline(conn: ClientConnection): void {
     this.authTimers.get(conn.id)?.cancel();
     const ms = this.config.authTimeoutMs;
-    this.authTimers.set(conn.id, this.clock.after(ms, () => {
-      this.authTimers.delete(conn.id);
-      if (conn.session || !this.connections.has(conn.id)) return;
-      const reason = `not authenticated within ${Math.ceil(ms / 1000)} s`;
-      this.metrics.authTimeouts.inc();
-      this.logger.info("connection closed", { conn: conn.id, remote: conn.remoteAddr, reason });
-      closeQuietly(conn.link, reason);
-      this.close(conn, reason);
-    }));
+    this.authTimers.set(
+      conn.id,
+      this.clock.after(ms, () => {
+        this.authTimers.delete(conn.id);
+        if (conn.session || !this.connections.has(conn.id)) return;
+        const reason = `not authenticated within ${Math.ceil(ms / 1000)} s`;
+        this.metrics.authTimeouts.inc();
+        this.logger.info("connection closed", { conn: conn.id, remote: conn.remoteAddr, reason });
+        closeQuietly(conn.link, reason);
+        this.close(conn, reason);
+      }),
+    );
   }
 
   private async answer(conn: ClientConnection, frame: RequestFrame | FrameError): Promise<Uint8Array> {
@@ -294,12 +333,22 @@ export class Gateway {
       try {
         res = await this.dispatch(conn, frame);
       } catch (err) {
-        this.logger.error("request failed", { conn: conn.id, method: frame.methodId, requestId, error: messageOf(err) });
+        this.logger.error("request failed", {
+          conn: conn.id,
+          method: frame.methodId,
+          requestId,
+          error: messageOf(err),
+        });
         res = errorResponse(Status.Internal, "internal error");
       }
       if (res.payload.length > MAX_PAYLOAD) {
         // The edge bounds its replies; if one does not fit in a frame anyway, it is a bug there.
-        this.logger.error("response does not fit in a frame", { conn: conn.id, method: frame.methodId, requestId, bytes: res.payload.length });
+        this.logger.error("response does not fit in a frame", {
+          conn: conn.id,
+          method: frame.methodId,
+          requestId,
+          bytes: res.payload.length,
+        });
         res = errorResponse(Status.Internal, "internal error");
       }
       this.account(frame, res, performance.now() - started);
@@ -317,7 +366,8 @@ export class Gateway {
     // A request still arriving on a connection the gateway already closed (deadline, stop).
     if (!this.connections.has(conn.id)) return errorResponse(Status.Unavailable, "the connection is closed", 1000);
     const now = this.clock.now();
-    const wait = conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0);
+    const wait =
+      conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0);
     if (wait > 0) {
       this.metrics.rateLimitHit.inc();
       return errorResponse(Status.RateLimited, "too many requests", wait);
@@ -334,9 +384,16 @@ export class Gateway {
     const refused = await this.hooks.gate(conn, frame);
     if (refused) return refused;
     const asserted = assertion !== undefined ? conn.session : undefined;
-    const res = id === Method.FetchWait && assertion !== undefined
-      ? await this.fetchWait(conn, frame, assertion)
-      : await this.relay.call({ ...this.relayBase(conn), methodId: id, requestId: frame.requestId, payload: frame.payload, assertion });
+    const res =
+      id === Method.FetchWait && assertion !== undefined
+        ? await this.fetchWait(conn, frame, assertion)
+        : await this.relay.call({
+            ...this.relayBase(conn),
+            methodId: id,
+            requestId: frame.requestId,
+            payload: frame.payload,
+            assertion,
+          });
     // The edge refused an asserted caller (its device was revoked, its account deleted): the
     // session is over now, not at the next re-validation.
     if (asserted && res.status === Status.Unauthorized && !isUnauthenticated(id) && conn.session === asserted) {
@@ -348,7 +405,10 @@ export class Gateway {
     }
     this.hooks.delivered(conn, frame, res);
     if (id === Method.Health) {
-      return withFrontHealth(res, { uptimeSecs: Math.floor((this.clock.now() - this.startedAt) / 1000), version: FRONT_VERSION });
+      return withFrontHealth(res, {
+        uptimeSecs: Math.floor((this.clock.now() - this.startedAt) / 1000),
+        version: FRONT_VERSION,
+      });
     }
     return res;
   }
@@ -380,7 +440,13 @@ export class Gateway {
    */
   private async fetchWait(conn: ClientConnection, frame: RequestFrame, assertion: string): Promise<RelayResponse> {
     const read = (payload: Uint8Array, caller: string) =>
-      this.relay.call({ ...this.relayBase(conn), methodId: Method.FetchWait, requestId: frame.requestId, payload, assertion: caller });
+      this.relay.call({
+        ...this.relayBase(conn),
+        methodId: Method.FetchWait,
+        requestId: frame.requestId,
+        payload,
+        assertion: caller,
+      });
     let req: ReturnType<typeof pb.FetchWaitRequest.decode>;
     try {
       req = pb.FetchWaitRequest.decode(frame.payload);
@@ -398,7 +464,11 @@ export class Gateway {
       this.metrics.rateLimitHit.inc();
       this.metrics.fetchWaitRefused.inc({ limit: waiter.refused });
       const scope = waiter.refused === "connection" ? "connection" : "identity";
-      return errorResponse(Status.RateLimited, `too many concurrent FetchWaits on this ${scope} (limit ${waiter.limit}); let one finish first`, 1000);
+      return errorResponse(
+        Status.RateLimited,
+        `too many concurrent FetchWaits on this ${scope} (limit ${waiter.limit}); let one finish first`,
+        1000,
+      );
     }
     this.metrics.fetchWaitWaiting.set(this.waits.size);
     try {
@@ -459,9 +529,14 @@ export class Gateway {
 
   /** Re-validates a session in the background, so a revoked one stops receiving pushes too. */
   private revalidate(conn: ClientConnection, session: ConnectionSession): void {
-    session.assertion(this.relay, this.relayBase(conn), this.clock.now()).then((a) => {
-      if (!a.ok && a.ended && conn.session === session) this.bind(conn, undefined);
-    }).catch((err: unknown) => this.logger.warn("session re-validation failed", { conn: conn.id, error: messageOf(err) }));
+    session
+      .assertion(this.relay, this.relayBase(conn), this.clock.now())
+      .then((a) => {
+        if (!a.ok && a.ended && conn.session === session) this.bind(conn, undefined);
+      })
+      .catch((err: unknown) =>
+        this.logger.warn("session re-validation failed", { conn: conn.id, error: messageOf(err) }),
+      );
   }
 
   private account(frame: RequestFrame, res: RelayResponse, ms: number): void {
@@ -504,5 +579,7 @@ export class Gateway {
 function closeQuietly(link: TransportLink, reason: string): void {
   try {
     link.close(reason);
-  } catch { /* already closed */ }
+  } catch {
+    /* already closed */
+  }
 }

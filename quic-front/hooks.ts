@@ -36,7 +36,11 @@ export class GatewayHooks {
   async connect(conn: HookConnection): Promise<string | undefined> {
     if (!this.runner?.has("on_connect")) return undefined;
     const d = await this.runner.call("on_connect", {
-      connectionId: conn.id, clientAddress: conn.remoteAddr, alpn: ALPN, transport: conn.transport, time: Date.now(),
+      connectionId: conn.id,
+      clientAddress: conn.remoteAddr,
+      alpn: ALPN,
+      transport: conn.transport,
+      time: Date.now(),
     });
     return d.allow ? undefined : d.reason;
   }
@@ -45,10 +49,16 @@ export class GatewayHooks {
   disconnect(conn: HookConnection, reason: string): void {
     if (!this.runner?.has("on_disconnect")) return;
     const now = Date.now();
-    this.observe(this.runner.call("on_disconnect", {
-      connectionId: conn.id, clientAddress: conn.remoteAddr, transport: conn.transport, time: now,
-      durationMs: now - conn.openedAt, reason,
-    }));
+    this.observe(
+      this.runner.call("on_disconnect", {
+        connectionId: conn.id,
+        clientAddress: conn.remoteAddr,
+        transport: conn.transport,
+        time: now,
+        durationMs: now - conn.openedAt,
+        reason,
+      }),
+    );
   }
 
   /**
@@ -83,11 +93,21 @@ export class GatewayHooks {
       const req = wait ? pb.FetchWaitRequest.decode(frame.payload) : pb.FetchRequest.decode(frame.payload);
       const out = wait ? pb.FetchWaitResponse.decode(res.payload) : pb.FetchResponse.decode(res.payload);
       if (out.payloads.length === 0) return;
-      this.observe(runner.call("on_message_receive", {
-        connectionId: conn.id, recipient: toHex(req.recipientKey), deviceId: toHex(req.deviceId), channelId: toHex(req.channelId),
-        count: out.payloads.length, sizes: out.payloads.map((e) => e.data?.length ?? 0), wait, time: Date.now(),
-      }));
-    } catch { /* the edge answered Ok, so this cannot happen short of a bug: skip the event */ }
+      this.observe(
+        runner.call("on_message_receive", {
+          connectionId: conn.id,
+          recipient: toHex(req.recipientKey),
+          deviceId: toHex(req.deviceId),
+          channelId: toHex(req.channelId),
+          count: out.payloads.length,
+          sizes: out.payloads.map((e) => e.data?.length ?? 0),
+          wait,
+          time: Date.now(),
+        }),
+      );
+    } catch {
+      /* the edge answered Ok, so this cannot happen short of a bug: skip the event */
+    }
   }
 
   private sendEvent(conn: HookConnection, frame: RequestFrame): HookEvent<"on_message_send"> | undefined {
@@ -96,9 +116,16 @@ export class GatewayHooks {
       const req = batch ? pb.BatchEnqueueRequest.decode(frame.payload) : pb.EnqueueRequest.decode(frame.payload);
       const recipients = "recipientKeys" in req ? req.recipientKeys.map(toHex) : [toHex(req.recipientKey)];
       return {
-        connectionId: conn.id, clientAddress: conn.remoteAddr, senderIdentity: conn.identityHex(), recipients,
-        channelId: toHex(req.channelId), payloadSize: req.payload.length, ttlSecs: req.ttlSecs,
-        messageId: toHex(req.messageId), batch, time: Date.now(),
+        connectionId: conn.id,
+        clientAddress: conn.remoteAddr,
+        senderIdentity: conn.identityHex(),
+        recipients,
+        channelId: toHex(req.channelId),
+        payloadSize: req.payload.length,
+        ttlSecs: req.ttlSecs,
+        messageId: toHex(req.messageId),
+        batch,
+        time: Date.now(),
       };
     } catch {
       return undefined; // malformed: the edge answers BadRequest
@@ -123,8 +150,11 @@ export class GatewayHooks {
       channelId = toHex(await directChannelId(actorKey, req.peerKey));
       members = [req.peerKey];
     }
-    const decisions = await Promise.all(members.slice(0, GROUP_MEMBERS_MAX).map((m) =>
-      runner.call("on_group_join", { channelId, member: toHex(m), actor, time })));
+    const decisions = await Promise.all(
+      members
+        .slice(0, GROUP_MEMBERS_MAX)
+        .map((m) => runner.call("on_group_join", { channelId, member: toHex(m), actor, time })),
+    );
     return decisions.find((d) => !d.allow) ?? decisions[0];
   }
 
@@ -132,7 +162,10 @@ export class GatewayHooks {
     try {
       const req = pb.RemoveMemberRequest.decode(frame.payload);
       return await runner.call("on_group_leave", {
-        channelId: toHex(req.channelId), member: toHex(req.memberKey), actor: conn.identityHex() ?? "", time: Date.now(),
+        channelId: toHex(req.channelId),
+        member: toHex(req.memberKey),
+        actor: conn.identityHex() ?? "",
+        time: Date.now(),
       });
     } catch {
       return undefined; // malformed: the edge answers BadRequest
@@ -140,6 +173,8 @@ export class GatewayHooks {
   }
 
   private observe(p: Promise<unknown>): void {
-    p.catch((err) => this.logger.warn("plugin observer failed", { error: err instanceof Error ? err.message : String(err) }));
+    p.catch((err) =>
+      this.logger.warn("plugin observer failed", { error: err instanceof Error ? err.message : String(err) }),
+    );
   }
 }

@@ -6,7 +6,10 @@ import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront } from "./run.ts";
 
 function failed(logger: Logger, err: unknown): never {
-  logger.error("front failed to start", { error: err instanceof Error ? err.message : String(err), config: err instanceof ConfigError });
+  logger.error("front failed to start", {
+    error: err instanceof Error ? err.message : String(err),
+    config: err instanceof ConfigError,
+  });
   process.exit(1);
 }
 
@@ -23,7 +26,10 @@ try {
   const running = await startFront(config, logger);
   const { front } = running;
   logger.info("qpq-edge front listening", {
-    quic: `${front.listenHost}:${front.port}`, websocket: front.wsUrl, edge: config.edgeUrl, metrics: running.metricsUrl,
+    quic: `${front.listenHost}:${front.port}`,
+    websocket: front.wsUrl,
+    edge: config.edgeUrl,
+    metrics: running.metricsUrl,
     selfSignedCertificate: running.tls.selfSigned,
   });
   let stopping = false;

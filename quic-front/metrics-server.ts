@@ -4,7 +4,10 @@ import { createServer } from "node:http";
 import type { FrontMetrics } from "./metrics.ts";
 import { binding, listenAddress } from "./listen-error.ts";
 
-export async function serveMetrics(metrics: FrontMetrics, listen: { host: string; port: number }): Promise<{ url: string; close(): void }> {
+export async function serveMetrics(
+  metrics: FrontMetrics,
+  listen: { host: string; port: number },
+): Promise<{ url: string; close(): void }> {
   const server = createServer((req, res) => {
     if (req.method === "GET" && req.url === "/metrics") {
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(metrics.render());
@@ -17,5 +20,8 @@ export async function serveMetrics(metrics: FrontMetrics, listen: { host: string
     await once(server, "listening");
   });
   const { port } = server.address() as { port: number };
-  return { url: `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}/metrics`, close: () => server.close() };
+  return {
+    url: `http://${listen.host.includes(":") ? `[${listen.host}]` : listen.host}:${port}/metrics`,
+    close: () => server.close(),
+  };
 }

@@ -19,18 +19,30 @@ export class FrontMetrics {
   readonly relayErrors = new Counter("relay_errors_total", "Failed relays to the edge, by kind.");
   readonly pushEvents = new Counter("push_events_total", "Push events received from recipient queues.");
   readonly connections = new Gauge("connections_open", "Open client connections.");
-  readonly connectionsRefused = new Counter("connections_refused_total", "Connections refused, by reason (shutting_down, connection_limit, address_limit, plugin).");
-  readonly authTimeouts = new Counter("connections_auth_timeout_total", "Connections closed for not authenticating in time.");
+  readonly connectionsRefused = new Counter(
+    "connections_refused_total",
+    "Connections refused, by reason (shutting_down, connection_limit, address_limit, plugin).",
+  );
+  readonly authTimeouts = new Counter(
+    "connections_auth_timeout_total",
+    "Connections closed for not authenticating in time.",
+  );
   readonly fetchWaitWaiting = new Gauge("fetch_wait_waiting", "FetchWaits parked at the front, waiting for a message.");
-  readonly fetchWaitRefused = new Counter("fetch_wait_refused_total", "FetchWaits refused by a concurrency cap, by limit (connection, identity).");
+  readonly fetchWaitRefused = new Counter(
+    "fetch_wait_refused_total",
+    "FetchWaits refused by a concurrency cap, by limit (connection, identity).",
+  );
   readonly inflight = new Gauge("rpc_inflight", "RPCs in progress.");
   /**
    * Sampled at each accepted Enqueue: the recipient queue's pending messages right after it. A
    * distribution of observations, not a current value: acks and expiry happen in the queue's
    * Durable Object and are not seen here, so a gauge would go stale.
    */
-  readonly queueDepth = new Histogram("delivery_queue_depth",
-    "Pending messages in the recipient's queue right after each accepted Enqueue (sampled per message; not the current depth).", QUEUE_DEPTH);
+  readonly queueDepth = new Histogram(
+    "delivery_queue_depth",
+    "Pending messages in the recipient's queue right after each accepted Enqueue (sampled per message; not the current depth).",
+    QUEUE_DEPTH,
+  );
   readonly ack = new Counter("ack_total", "Ack RPCs answered Ok.");
   readonly latency = new Histogram("rpc_latency_seconds", "RPC latency at the front, by method.");
   private readonly extra: { render(): string }[] = [];
@@ -42,9 +54,28 @@ export class FrontMetrics {
 
   render(): string {
     const all: { render(): string }[] = [
-      this.enqueue, this.enqueueBytes, this.fetch, this.fetchWait, this.keyPackageUpload, this.loginSuccess,
-      this.loginFailure, this.rateLimitHit, this.rpc, this.frameErrors, this.relayErrors, this.pushEvents, this.connections,
-      this.connectionsRefused, this.authTimeouts, this.fetchWaitWaiting, this.fetchWaitRefused, this.inflight, this.queueDepth, this.ack, this.latency, ...this.extra,
+      this.enqueue,
+      this.enqueueBytes,
+      this.fetch,
+      this.fetchWait,
+      this.keyPackageUpload,
+      this.loginSuccess,
+      this.loginFailure,
+      this.rateLimitHit,
+      this.rpc,
+      this.frameErrors,
+      this.relayErrors,
+      this.pushEvents,
+      this.connections,
+      this.connectionsRefused,
+      this.authTimeouts,
+      this.fetchWaitWaiting,
+      this.fetchWaitRefused,
+      this.inflight,
+      this.queueDepth,
+      this.ack,
+      this.latency,
+      ...this.extra,
     ];
     return all.map((f) => f.render()).join("\n") + "\n";
   }

@@ -85,10 +85,15 @@ export class PushHub {
   /** Connects in the background; a failure only schedules the next attempt. */
   private connectSoon(identityHex: string, sub: Subscription): void {
     sub.connecting = true;
-    this.connect(identityHex, sub).finally(() => (sub.connecting = false)).catch((err: unknown) => {
-      this.opts.logger.warn("push subscription failed", { identity: identityHex.slice(0, 8), error: err instanceof Error ? err.message : String(err) });
-      this.retry(identityHex, sub);
-    });
+    this.connect(identityHex, sub)
+      .finally(() => (sub.connecting = false))
+      .catch((err: unknown) => {
+        this.opts.logger.warn("push subscription failed", {
+          identity: identityHex.slice(0, 8),
+          error: err instanceof Error ? err.message : String(err),
+        });
+        this.retry(identityHex, sub);
+      });
   }
 
   private retry(identityHex: string, sub: Subscription): void {
@@ -127,7 +132,10 @@ export class PushHub {
       try {
         this.deliver(identityHex, sub, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       } catch (err) {
-        this.opts.logger.error("push event failed", { identity: identityHex.slice(0, 8), error: err instanceof Error ? err.message : String(err) });
+        this.opts.logger.error("push event failed", {
+          identity: identityHex.slice(0, 8),
+          error: err instanceof Error ? err.message : String(err),
+        });
       }
     });
     ws.on("close", () => {
@@ -148,7 +156,12 @@ export class PushHub {
     this.opts.onEvent?.(identityHex, channelHex);
     const frame = encodePush(PushEvent.NewMessage, event);
     for (const t of [...sub.targets.values()]) {
-      t.sendPush(frame).catch((err: unknown) => this.opts.logger.debug("push frame not delivered", { target: t.id, error: err instanceof Error ? err.message : String(err) }));
+      t.sendPush(frame).catch((err: unknown) =>
+        this.opts.logger.debug("push frame not delivered", {
+          target: t.id,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+      );
     }
   }
 }

@@ -14,7 +14,10 @@ import { binding, listenAddress } from "./listen-error.ts";
 /** How long a complete request waits for its FIN before it is served anyway. */
 const FIN_GRACE_MS = 1000;
 
-async function finWithin<T>(read: Promise<ReadableStreamReadResult<T>>, ms: number): Promise<ReadableStreamReadResult<T>> {
+async function finWithin<T>(
+  read: Promise<ReadableStreamReadResult<T>>,
+  ms: number,
+): Promise<ReadableStreamReadResult<T>> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<ReadableStreamReadResult<T>>((resolve) => {
     timer = setTimeout(() => resolve({ done: true, value: undefined }), ms);
@@ -57,7 +60,8 @@ interface ConnectionBuffers {
   writeTurn: Promise<void>;
 }
 
-const hmac = (key: ArrayBuffer, data: ArrayBuffer) => createHmac("sha256", Buffer.from(key)).update(Buffer.from(data)).digest();
+const hmac = (key: ArrayBuffer, data: ArrayBuffer) =>
+  createHmac("sha256", Buffer.from(key)).update(Buffer.from(data)).digest();
 
 export class QuicListener {
   private readonly server: QUICServer;
@@ -73,7 +77,8 @@ export class QuicListener {
     this.logger = logger;
     this.limits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
     for (const [name, value] of Object.entries(this.limits)) {
-      if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+      if (!Number.isSafeInteger(value) || value < 1)
+        throw new RangeError(`${name} must be a positive integer, got ${value}`);
     }
     const retryKey = randomBytes(32);
     this.server = new QUICServer({
@@ -143,7 +148,9 @@ export class QuicListener {
     let conn: ClientConnection | undefined;
     let decided = false;
     const buffers: ConnectionBuffers = {
-      budget: new ByteBudget(this.limits.connectionBufferBytes), assemblers: new Set(), writeTurn: Promise.resolve(),
+      budget: new ByteBudget(this.limits.connectionBufferBytes),
+      assemblers: new Set(),
+      writeTurn: Promise.resolve(),
     };
     this.buffers.add(buffers);
     quic.addEventListener(events.EventQUICConnectionStream.name, (evt: Event) => {
@@ -152,11 +159,15 @@ export class QuicListener {
       else if (conn) void this.serveStream(conn, stream, buffers);
       else refuse(stream);
     });
-    quic.addEventListener(events.EventQUICConnectionStopped.name, () => {
-      decided = true;
-      this.buffers.delete(buffers);
-      if (conn) this.gateway.close(conn, "closed");
-    }, { once: true });
+    quic.addEventListener(
+      events.EventQUICConnectionStopped.name,
+      () => {
+        decided = true;
+        this.buffers.delete(buffers);
+        if (conn) this.gateway.close(conn, "closed");
+      },
+      { once: true },
+    );
     conn = await this.gateway.open({
       transport: "quic",
       remoteAddr: `${quic.remoteHost.includes(":") ? `[${quic.remoteHost}]` : quic.remoteHost}:${quic.remotePort}`,
@@ -252,12 +263,17 @@ export class QuicListener {
    * Once the frame is complete the FIN is awaited only briefly: @matrixai/quic occasionally fails
    * to surface a bare FIN under load (MatrixAI/js-quic#20), and a lost FIN must not hang the RPC.
    */
-  private async readFrame(stream: QUICStream, buffers: ConnectionBuffers): Promise<RequestFrame | FrameError | undefined> {
+  private async readFrame(
+    stream: QUICStream,
+    buffers: ConnectionBuffers,
+  ): Promise<RequestFrame | FrameError | undefined> {
     const assembler = new RequestAssembler();
     const reader = stream.readable.getReader();
     const openedAt = performance.now();
     const expiry = new AbortController();
-    const expired = new Promise<"expired">((resolve) => expiry.signal.addEventListener("abort", () => resolve("expired"), { once: true }));
+    const expired = new Promise<"expired">((resolve) =>
+      expiry.signal.addEventListener("abort", () => resolve("expired"), { once: true }),
+    );
     let timer = setTimeout(() => expiry.abort(), this.limits.transferTimeoutMs);
     let reserved = 0;
     buffers.assemblers.add(assembler);
@@ -268,8 +284,12 @@ export class QuicListener {
     };
     const tooSlow = () => {
       this.timeouts.requests++;
-      return refuseRest(assembler.fail("timeout",
-        `the request did not arrive completely within ${Math.round(performance.now() - openedAt)} ms`));
+      return refuseRest(
+        assembler.fail(
+          "timeout",
+          `the request did not arrive completely within ${Math.round(performance.now() - openedAt)} ms`,
+        ),
+      );
     };
     try {
       for (;;) {
@@ -286,11 +306,18 @@ export class QuicListener {
           const announced = assembler.headerRemaining === 0 ? assembler.payloadLength : undefined;
           if (announced !== undefined) {
             if (announced > buffers.budget.limit) {
-              return refuseRest(assembler.fail("over-budget",
-                `a request of ${announced} bytes exceeds this connection's buffer of ${buffers.budget.limit} bytes`));
+              return refuseRest(
+                assembler.fail(
+                  "over-budget",
+                  `a request of ${announced} bytes exceeds this connection's buffer of ${buffers.budget.limit} bytes`,
+                ),
+              );
             }
             clearTimeout(timer);
-            timer = setTimeout(() => expiry.abort(), openedAt + this.deadlineMs(REQUEST_HEADER + announced) - performance.now());
+            timer = setTimeout(
+              () => expiry.abort(),
+              openedAt + this.deadlineMs(REQUEST_HEADER + announced) - performance.now(),
+            );
             if (announced > 0) {
               if (!(await buffers.budget.acquire(announced, expiry.signal))) return tooSlow();
               reserved = announced;
@@ -323,7 +350,8 @@ export class QuicListener {
  * its typings, so read it defensively; undefined: unknown).
  */
 function streamCredit(quic: QUICConnection, type: "bidi" | "uni"): number | undefined {
-  const conn = (quic as unknown as { conn?: { peerStreamsLeftBidi?: () => number; peerStreamsLeftUni?: () => number } }).conn;
+  const conn = (quic as unknown as { conn?: { peerStreamsLeftBidi?: () => number; peerStreamsLeftUni?: () => number } })
+    .conn;
   const left = type === "uni" ? conn?.peerStreamsLeftUni : conn?.peerStreamsLeftBidi;
   return typeof left === "function" ? left.call(conn) : undefined;
 }
@@ -333,5 +361,7 @@ function refuse(stream: QUICStream): void {
   if (stream.closed) return;
   try {
     stream.cancel(new Error("refused"));
-  } catch { /* already closed */ }
+  } catch {
+    /* already closed */
+  }
 }

@@ -3,11 +3,18 @@
 // second effect.
 import { Pool } from "undici";
 import {
-  Method, Status, isIdempotent, pb, encodeError, isStatusCode, parseSessionGrant, RelayHeader,
-  type StatusCode, type SessionGrant,
+  Method,
+  Status,
+  isIdempotent,
+  pb,
+  encodeError,
+  isStatusCode,
+  parseSessionGrant,
+  RelayHeader,
+  type StatusCode,
+  type SessionGrant,
 } from "../proto/index.ts";
 import type { Logger } from "../proto/util/log.ts";
-
 
 export interface RelayRequest {
   methodId: number;
@@ -20,7 +27,6 @@ export interface RelayRequest {
   /** Extra time the edge may hold the call (FetchWait). */
   extraTimeoutMs?: number;
 }
-
 
 export interface RelayResponse {
   status: StatusCode;
@@ -74,7 +80,6 @@ function errorCode(err: unknown): string {
   return "unknown";
 }
 
-
 export function errorResponse(status: StatusCode, message: string, retryAfterMs = 0): RelayResponse {
   return { status, payload: encodeError({ message, retryAfterMs }) };
 }
@@ -123,8 +128,11 @@ export class EdgeRelay implements Relay {
         }
         // A failure before any response byte may be retried only if a second attempt cannot
         // have a second effect: refused connections never reached the edge at all.
-        const safe = code === "ECONNREFUSED" || isIdempotent(req.methodId) || RESENDABLE_AUTH.has(req.methodId)
-          || carriesMessageId(req);
+        const safe =
+          code === "ECONNREFUSED" ||
+          isIdempotent(req.methodId) ||
+          RESENDABLE_AUTH.has(req.methodId) ||
+          carriesMessageId(req);
         if (attempt < 3 && RETRYABLE_CODES.has(code) && safe) continue;
         this.opts.onError?.(code);
         this.opts.logger.warn("relay failed", { method: req.methodId, requestId: req.requestId, code, attempt });
@@ -172,4 +180,3 @@ export class EdgeRelay implements Relay {
     await this.pool.close();
   }
 }
-

@@ -18,9 +18,10 @@ export interface RunningFront {
 
 export async function startFront(config: FrontConfig, logger: Logger): Promise<RunningFront> {
   const tls = await loadTls({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, dataDir: config.dataDir });
-  const plugins = config.pluginDir || config.pluginFiles.length > 0
-    ? await PluginHost.start({ dir: config.pluginDir, files: config.pluginFiles, logger, watch: true })
-    : undefined;
+  const plugins =
+    config.pluginDir || config.pluginFiles.length > 0
+      ? await PluginHost.start({ dir: config.pluginDir, files: config.pluginFiles, logger, watch: true })
+      : undefined;
   const front = new QpqFront({ config, tls, logger, hooks: plugins });
   if (plugins) front.metrics.register({ render: () => plugins.renderMetrics() });
   try {

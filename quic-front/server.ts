@@ -32,7 +32,9 @@ export class QpqFront {
     this.gateway = new Gateway(opts);
     const c = opts.config;
     this.quic = new QuicListener(this.gateway, opts.tls, opts.logger, {
-      transferTimeoutMs: c.transferTimeoutMs, minTransferBytesPerSecond: c.minTransferBytesPerSecond, connectionBufferBytes: c.connectionBufferBytes,
+      transferTimeoutMs: c.transferTimeoutMs,
+      minTransferBytesPerSecond: c.minTransferBytesPerSecond,
+      connectionBufferBytes: c.connectionBufferBytes,
     });
     if (opts.config.wsListen) {
       // Plain ws:// only with the development certificate on loopback; otherwise wss:// with the

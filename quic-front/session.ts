@@ -40,7 +40,11 @@ export class ConnectionSession {
    * session is over (expired, revoked); otherwise the edge could not be asked right now and the
    * session stays bound.
    */
-  async assertion(relay: Pick<Relay, "call">, base: Pick<RelayRequest, "connectionId" | "clientAddr">, now: number): Promise<AssertionResult> {
+  async assertion(
+    relay: Pick<Relay, "call">,
+    base: Pick<RelayRequest, "connectionId" | "clientAddr">,
+    now: number,
+  ): Promise<AssertionResult> {
     if (this.ended(now)) return { ok: false, ended: true };
     if (!this.refreshDue(now)) return { ok: true, assertion: this.grant.assertion };
     this.refreshing ??= this.refresh(relay, base).finally(() => (this.refreshing = undefined));
@@ -48,10 +52,15 @@ export class ConnectionSession {
     if (outcome === "refreshed") return { ok: true, assertion: this.grant.assertion };
     if (outcome === "refused") return { ok: false, ended: true };
     // A passing edge failure: the current assertion is still good until it expires.
-    return now < this.grant.assertionExpiresAt ? { ok: true, assertion: this.grant.assertion } : { ok: false, ended: false };
+    return now < this.grant.assertionExpiresAt
+      ? { ok: true, assertion: this.grant.assertion }
+      : { ok: false, ended: false };
   }
 
-  private async refresh(relay: Pick<Relay, "call">, base: Pick<RelayRequest, "connectionId" | "clientAddr">): Promise<"refreshed" | "refused" | "unavailable"> {
+  private async refresh(
+    relay: Pick<Relay, "call">,
+    base: Pick<RelayRequest, "connectionId" | "clientAddr">,
+  ): Promise<"refreshed" | "refused" | "unavailable"> {
     const payload = pb.SessionResumeRequest.encode({ accessToken: this.token, deviceId: this.deviceId }).finish();
     const res = await relay.call({ ...base, methodId: Method.SessionResume, requestId: 0, payload });
     if (res.status === Status.Ok && res.session) {
@@ -62,7 +71,12 @@ export class ConnectionSession {
   }
 
   /** Builds the session a successful login/resume response establishes, or undefined. */
-  static fromGrant(methodId: number, request: Uint8Array, response: Uint8Array, grant: SessionGrant): ConnectionSession | undefined {
+  static fromGrant(
+    methodId: number,
+    request: Uint8Array,
+    response: Uint8Array,
+    grant: SessionGrant,
+  ): ConnectionSession | undefined {
     try {
       if (methodId === Method.OpaqueLoginFinish) {
         const token = pb.OpaqueLoginFinishResponse.decode(response).sessionToken;

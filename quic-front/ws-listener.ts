@@ -44,7 +44,9 @@ export class WsListener {
     this.logger = logger;
     this.secure = tls !== undefined;
     this.http = tls ? createHttpsServer({ cert: tls.certPem, key: tls.keyPem }) : createHttpServer();
-    this.http.on("request", (_req, res) => res.writeHead(426, { "content-type": "text/plain" }).end("qpq WebSocket endpoint\n"));
+    this.http.on("request", (_req, res) =>
+      res.writeHead(426, { "content-type": "text/plain" }).end("qpq WebSocket endpoint\n"),
+    );
     this.wss = new WebSocketServer({
       server: this.http,
       path: WS_PATH,
@@ -59,7 +61,10 @@ export class WsListener {
       const host = req.socket.remoteAddress ?? "unknown";
       const remote = `${host.includes(":") ? `[${host}]` : host}:${req.socket.remotePort ?? 0}`;
       this.accept(ws, remote).catch((err: unknown) => {
-        this.logger.error("websocket accept failed", { remote, error: err instanceof Error ? err.message : String(err) });
+        this.logger.error("websocket accept failed", {
+          remote,
+          error: err instanceof Error ? err.message : String(err),
+        });
         ws.terminate();
       });
     });
@@ -127,15 +132,16 @@ export class WsListener {
     const full = () => inflight >= limit || inflightBytes >= WS_BUFFER_BYTES;
     // Answers being written; all settle when the socket closes, flushed or not.
     const writing = new Set<() => void>();
-    const respond = (answer: Uint8Array) => new Promise<void>((resolve) => {
-      if (ws.readyState !== ws.OPEN) return resolve();
-      const done = () => {
-        writing.delete(done);
-        resolve();
-      };
-      writing.add(done);
-      ws.send(tagged(WsKind.Response, answer), done);
-    });
+    const respond = (answer: Uint8Array) =>
+      new Promise<void>((resolve) => {
+        if (ws.readyState !== ws.OPEN) return resolve();
+        const done = () => {
+          writing.delete(done);
+          resolve();
+        };
+        writing.add(done);
+        ws.send(tagged(WsKind.Response, answer), done);
+      });
     const serve = async (data: Buffer) => {
       inflight++;
       inflightBytes += data.length;
@@ -151,7 +157,10 @@ export class WsListener {
     };
     const serveLogged = (data: Buffer) => {
       serve(data).catch((err: unknown) => {
-        this.logger.error("websocket request failed", { conn: conn.id, error: err instanceof Error ? err.message : String(err) });
+        this.logger.error("websocket request failed", {
+          conn: conn.id,
+          error: err instanceof Error ? err.message : String(err),
+        });
       });
     };
     ws.on("message", (data: Buffer, isBinary: boolean) => {

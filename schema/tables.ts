@@ -17,85 +17,117 @@ const bytes = customType<{ data: Uint8Array; driverData: ArrayBuffer | ArrayBuff
   },
 });
 
-export const users = sqliteTable("users", {
-  username: text("username").primaryKey(),
-  identityKey: bytes("identity_key").notNull(),
-  opaqueRecord: bytes("opaque_record").notNull(),
-  createdAt: integer("created_at").notNull(),
-  /**
-   * Set by DeleteAccount before it purges anything: the account can no longer log in, its name
-   * stays taken, and a repeated DeleteAccount (same session) finishes the purge. The row goes last.
-   */
-  deletingAt: integer("deleting_at"),
-}, (t) => [uniqueIndex("users_identity_key").on(t.identityKey)]);
+export const users = sqliteTable(
+  "users",
+  {
+    username: text("username").primaryKey(),
+    identityKey: bytes("identity_key").notNull(),
+    opaqueRecord: bytes("opaque_record").notNull(),
+    createdAt: integer("created_at").notNull(),
+    /**
+     * Set by DeleteAccount before it purges anything: the account can no longer log in, its name
+     * stays taken, and a repeated DeleteAccount (same session) finishes the purge. The row goes last.
+     */
+    deletingAt: integer("deleting_at"),
+  },
+  (t) => [uniqueIndex("users_identity_key").on(t.identityKey)],
+);
 
 /**
  * Devices of an account (at most LIMITS.devicesPerAccount, the default included). The default
  * device has the empty id and exists from registration on; others are added by RegisterDevice.
  * Every session names one of these rows; RevokeDevice deletes the row with its sessions.
  */
-export const devices = sqliteTable("devices", {
-  identityKey: bytes("identity_key").notNull(),
-  deviceId: bytes("device_id").notNull(),
-  name: text("name").notNull().default(""),
-  createdAt: integer("created_at").notNull(),
-  lastSeenAt: integer("last_seen_at").notNull(),
-}, (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })]);
+export const devices = sqliteTable(
+  "devices",
+  {
+    identityKey: bytes("identity_key").notNull(),
+    deviceId: bytes("device_id").notNull(),
+    name: text("name").notNull().default(""),
+    createdAt: integer("created_at").notNull(),
+    lastSeenAt: integer("last_seen_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })],
+);
 
 /** One APNs/FCM token per device, stored only (the server sends no pushes through them). */
-export const pushTokens = sqliteTable("push_tokens", {
-  identityKey: bytes("identity_key").notNull(),
-  deviceId: bytes("device_id").notNull(),
-  platform: text("platform", { enum: ["apns", "fcm"] }).notNull(),
-  token: bytes("token").notNull(),
-  updatedAt: integer("updated_at").notNull(),
-}, (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })]);
+export const pushTokens = sqliteTable(
+  "push_tokens",
+  {
+    identityKey: bytes("identity_key").notNull(),
+    deviceId: bytes("device_id").notNull(),
+    platform: text("platform", { enum: ["apns", "fcm"] }).notNull(),
+    token: bytes("token").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] })],
+);
 
 /** Sessions are stored by SHA-256 of the token: a leaked table grants nothing. */
-export const sessions = sqliteTable("sessions", {
-  tokenHash: bytes("token_hash").primaryKey(),
-  identityKey: bytes("identity_key").notNull(),
-  deviceId: bytes("device_id").notNull(),
-  createdAt: integer("created_at").notNull(),
-  expiresAt: integer("expires_at").notNull(),
-}, (t) => [index("sessions_identity").on(t.identityKey)]);
+export const sessions = sqliteTable(
+  "sessions",
+  {
+    tokenHash: bytes("token_hash").primaryKey(),
+    identityKey: bytes("identity_key").notNull(),
+    deviceId: bytes("device_id").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [index("sessions_identity").on(t.identityKey)],
+);
 
 /** OPAQUE server login state between LoginStart and LoginFinish (<= 60 s, consumed once). */
-export const pendingLogins = sqliteTable("pending_logins", {
-  id: bytes("id").primaryKey(),
-  username: text("username").notNull(),
-  serverState: bytes("server_state").notNull(),
-  expiresAt: integer("expires_at").notNull(),
-}, (t) => [index("pending_logins_expiry").on(t.expiresAt)]);
+export const pendingLogins = sqliteTable(
+  "pending_logins",
+  {
+    id: bytes("id").primaryKey(),
+    username: text("username").notNull(),
+    serverState: bytes("server_state").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [index("pending_logins_expiry").on(t.expiresAt)],
+);
 
 /**
  * Login attempts per username, across every front: a token bucket per SHA-256 of the username
  * (known or not, so the limit reveals nothing). A row whose bucket has refilled is deleted.
  */
-export const loginAttempts = sqliteTable("login_attempts", {
-  usernameHash: bytes("username_hash").primaryKey(),
-  tokens: real("tokens").notNull(),
-  updatedAt: integer("updated_at").notNull(),
-}, (t) => [index("login_attempts_updated").on(t.updatedAt)]);
+export const loginAttempts = sqliteTable(
+  "login_attempts",
+  {
+    usernameHash: bytes("username_hash").primaryKey(),
+    tokens: real("tokens").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("login_attempts_updated").on(t.updatedAt)],
+);
 
 /**
  * A registration between RegisterStart and RegisterFinish (<= 60 s, consumed once), keyed by
  * SHA-256(connection, username) like pending logins. It reserves no username and holds nothing
  * else: RegisterFinish only needs to know that this connection started this registration.
  */
-export const pendingRegistrations = sqliteTable("pending_registrations", {
-  id: bytes("id").primaryKey(),
-  expiresAt: integer("expires_at").notNull(),
-}, (t) => [index("pending_registrations_expiry").on(t.expiresAt)]);
+export const pendingRegistrations = sqliteTable(
+  "pending_registrations",
+  {
+    id: bytes("id").primaryKey(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [index("pending_registrations_expiry").on(t.expiresAt)],
+);
 
 /** Single-use MLS KeyPackages, FIFO per identity. */
-export const keyPackages = sqliteTable("key_packages", {
-  id: integer("id").primaryKey({ autoIncrement: true }),
-  identityKey: bytes("identity_key").notNull(),
-  package: bytes("package").notNull(),
-  fingerprint: bytes("fingerprint").notNull(),
-  createdAt: integer("created_at").notNull(),
-}, (t) => [index("key_packages_owner").on(t.identityKey, t.id)]);
+export const keyPackages = sqliteTable(
+  "key_packages",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    identityKey: bytes("identity_key").notNull(),
+    package: bytes("package").notNull(),
+    fingerprint: bytes("fingerprint").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("key_packages_owner").on(t.identityKey, t.id)],
+);
 
 /** RFC 9750 last-resort KeyPackage: one per identity, replaced by a newer upload, never popped. */
 export const lastResortKeyPackages = sqliteTable("last_resort_key_packages", {
@@ -121,12 +153,13 @@ export const channels = sqliteTable("channels", {
   createdAt: integer("created_at").notNull(),
 });
 
-export const channelMembers = sqliteTable("channel_members", {
-  channelId: bytes("channel_id").notNull(),
-  identityKey: bytes("identity_key").notNull(),
-  role: text("role", { enum: ["creator", "admin", "member"] }).notNull(),
-  joinedAt: integer("joined_at").notNull(),
-}, (t) => [
-  primaryKey({ columns: [t.channelId, t.identityKey] }),
-  index("channel_members_identity").on(t.identityKey),
-]);
+export const channelMembers = sqliteTable(
+  "channel_members",
+  {
+    channelId: bytes("channel_id").notNull(),
+    identityKey: bytes("identity_key").notNull(),
+    role: text("role", { enum: ["creator", "admin", "member"] }).notNull(),
+    joinedAt: integer("joined_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.channelId, t.identityKey] }), index("channel_members_identity").on(t.identityKey)],
+);

@@ -107,7 +107,12 @@ function buildOutputs(): Output[] {
     "",
     "eager `const ready = __wbg_init(...)`",
   );
-  glue = replaceOnce(glue, /export\s*\{\s*client\s*,\s*ready\s*,\s*server\s*\}\s*;?/, "", "`export { client, ready, server }`");
+  glue = replaceOnce(
+    glue,
+    /export\s*\{\s*client\s*,\s*ready\s*,\s*server\s*\}\s*;?/,
+    "",
+    "`export { client, ready, server }`",
+  );
   glue = glue.replace(/\/\*\s*@ts-self-types="[^"]*"\s*\*\/\n?/g, "");
   for (const banned of ["_loadWasmModule", "wasmData", "WebAssembly.compile"]) {
     if (glue.includes(banned)) {

@@ -12,15 +12,36 @@ const outDir = join(root, "proto/gen");
 const bin = (name: string) => join(root, "node_modules/.bin", name);
 const check = process.argv.includes("--check");
 
-const protos = readdirSync(protoDir).filter((f) => f.endsWith(".proto")).sort().map((f) => join(protoDir, f));
+const protos = readdirSync(protoDir)
+  .filter((f) => f.endsWith(".proto"))
+  .sort()
+  .map((f) => join(protoDir, f));
 const work = mkdtempSync(join(tmpdir(), "qpq-proto-"));
 try {
   const js = join(work, "qpq.js");
   const commented = join(work, "commented.js");
-  const pbjs = (out: string, extra: string[]) => execFileSync(bin("pbjs"), [
-    "-t", "static-module", "-w", "es6", "--force-number", "--no-verify", "--no-convert",
-    "--no-delimited", "--no-typeurl", "--no-service", "--no-beautify", ...extra, "-o", out, ...protos,
-  ], { stdio: "inherit" });
+  const pbjs = (out: string, extra: string[]) =>
+    execFileSync(
+      bin("pbjs"),
+      [
+        "-t",
+        "static-module",
+        "-w",
+        "es6",
+        "--force-number",
+        "--no-verify",
+        "--no-convert",
+        "--no-delimited",
+        "--no-typeurl",
+        "--no-service",
+        "--no-beautify",
+        ...extra,
+        "-o",
+        out,
+        ...protos,
+      ],
+      { stdio: "inherit" },
+    );
   pbjs(js, ["--no-comments"]);
   pbjs(commented, []); // pbts reads the JSDoc of this one
   // Node ESM needs the file extension on deep imports.
@@ -36,7 +57,11 @@ try {
     const fresh = readFileSync(join(work, name), "utf8");
     const target = join(outDir, name);
     let current = "";
-    try { current = readFileSync(target, "utf8"); } catch { /* first run */ }
+    try {
+      current = readFileSync(target, "utf8");
+    } catch {
+      /* first run */
+    }
     if (current === fresh) continue;
     stale = true;
     if (check) console.error(`proto/gen/${name} is out of date: run npm run proto:gen`);

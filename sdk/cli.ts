@@ -115,7 +115,9 @@ async function main(argv: string[]): Promise<void> {
       // Front and edge separately when the server reports them (the edge's uptime is its
       // isolate's: isolates start on demand).
       const parts = [
-        res.frontVersion ? `front ${res.frontVersion} up ${res.frontUptimeSecs}s` : `version ${res.version}, up ${res.uptimeSecs}s`,
+        res.frontVersion
+          ? `front ${res.frontVersion} up ${res.frontUptimeSecs}s`
+          : `version ${res.version}, up ${res.uptimeSecs}s`,
         ...(res.edgeVersion ? [`edge ${res.edgeVersion}, isolate up ${res.edgeUptimeSecs}s`] : []),
       ];
       out(`${res.status} (${parts.join("; ")})`);
@@ -125,15 +127,25 @@ async function main(argv: string[]): Promise<void> {
     case "register": {
       const username = checkProfileName(oneArg(args, "qpq register <username>"));
       if (store.find(username)) {
-        throw new CliError(`a profile for ${username} already exists (${store.pathOf(username)}); delete it to register again`);
+        throw new CliError(
+          `a profile for ${username} already exists (${store.pathOf(username)}); delete it to register again`,
+        );
       }
       const password = await readPassword(`Password for new user ${username}: `, true);
       const { identityKey, privateKeyPem } = newIdentity();
       const ok = await withClient(opts, (c) => c.register(username, password, identityKey));
       if (!ok) {
-        throw new CliError(`username ${username} is already taken on ${serverOf(opts)}; if it is yours, ${waysToThisMachine(username)}`);
+        throw new CliError(
+          `username ${username} is already taken on ${serverOf(opts)}; if it is yours, ${waysToThisMachine(username)}`,
+        );
       }
-      store.save({ version: 1, username, identityKey: b64u.encode(identityKey), privateKey: privateKeyPem, server: serverOf(opts) });
+      store.save({
+        version: 1,
+        username,
+        identityKey: b64u.encode(identityKey),
+        privateKey: privateKeyPem,
+        server: serverOf(opts),
+      });
       store.setCurrent(username);
       out(`registered ${username}; now run: qpq login ${username}`);
       return;
@@ -143,12 +155,16 @@ async function main(argv: string[]): Promise<void> {
       const username = checkProfileName(oneArg(args, "qpq login <username>"));
       const profile = store.find(username);
       if (!profile) {
-        throw new CliError(`this machine has no identity key for ${username} (no ${store.pathOf(username)}); ` +
-          `${waysToThisMachine(username)}; or, if ${username} is not registered yet, run: qpq register ${username}`);
+        throw new CliError(
+          `this machine has no identity key for ${username} (no ${store.pathOf(username)}); ` +
+            `${waysToThisMachine(username)}; or, if ${username} is not registered yet, run: qpq register ${username}`,
+        );
       }
       const password = await readPassword(`Password for ${username}: `, false);
       const device = opts.device === undefined ? new Uint8Array(0) : parseDeviceId(opts.device);
-      const token = await withClient(opts, (c) => c.login(username, password, b64u.decode(profile.identityKey), device));
+      const token = await withClient(opts, (c) =>
+        c.login(username, password, b64u.decode(profile.identityKey), device),
+      );
       store.save({ ...profile, sessionToken: b64u.encode(token), deviceId: hexOf(device), server: serverOf(opts) });
       store.setCurrent(username);
       out(`logged in as ${username}${device.length > 0 ? ` on device ${hexOf(device)}` : ""}`);
@@ -178,11 +194,19 @@ async function main(argv: string[]): Promise<void> {
         const revocation = await c.checkRevocation(identityKey);
         out(`username  ${r.entry.username}`);
         out(`identity  ${Buffer.from(identityKey).toString("hex")}`);
-        out(`proof     verified: binding at leaf ${r.leafIndex} of a ${r.head.treeSize}-entry log, head signed ${new Date(r.head.timestampMs).toISOString()}`);
-        out(`log       ${seenBefore === undefined
-          ? `first tree head seen; log key pinned now: ${Buffer.from(c.kt.publicKey ?? []).toString("hex")}`
-          : `consistent with the ${seenBefore}-entry tree head seen before`}`);
-        out(`revoked   ${revocation.revoked ? `yes (${revocation.reason}, ${new Date(revocation.timestampMs).toISOString()})` : "no"}`);
+        out(
+          `proof     verified: binding at leaf ${r.leafIndex} of a ${r.head.treeSize}-entry log, head signed ${new Date(r.head.timestampMs).toISOString()}`,
+        );
+        out(
+          `log       ${
+            seenBefore === undefined
+              ? `first tree head seen; log key pinned now: ${Buffer.from(c.kt.publicKey ?? []).toString("hex")}`
+              : `consistent with the ${seenBefore}-entry tree head seen before`
+          }`,
+        );
+        out(
+          `revoked   ${revocation.revoked ? `yes (${revocation.reason}, ${new Date(revocation.timestampMs).toISOString()})` : "no"}`,
+        );
       });
       return;
     }
@@ -214,7 +238,9 @@ async function main(argv: string[]): Promise<void> {
       const profile = store.load(opts.as);
       out(`username  ${profile.username}`);
       out(`identity  ${Buffer.from(b64u.decode(profile.identityKey)).toString("hex")}`);
-      out(`session   ${profile.sessionToken ? `saved (from ${profile.server ?? "unknown server"})` : "none; run: qpq login " + profile.username}`);
+      out(
+        `session   ${profile.sessionToken ? `saved (from ${profile.server ?? "unknown server"})` : "none; run: qpq login " + profile.username}`,
+      );
       out(`profile   ${store.pathOf(profile.username)}`);
       return;
     }
@@ -225,7 +251,9 @@ async function main(argv: string[]): Promise<void> {
       const { devices } = await withSession(opts, profile, (c) => c.listDevices());
       for (const d of devices) {
         const seen = d.lastSeenMs > 0 ? new Date(d.lastSeenMs).toISOString() : "never";
-        out(`${d.current ? "*" : " "} ${showDeviceId(d.deviceId)}\t${showPayload(new TextEncoder().encode(d.name))}\tadded ${new Date(d.registeredAtMs).toISOString()}\tlast seen ${seen}`);
+        out(
+          `${d.current ? "*" : " "} ${showDeviceId(d.deviceId)}\t${showPayload(new TextEncoder().encode(d.name))}\tadded ${new Date(d.registeredAtMs).toISOString()}\tlast seen ${seen}`,
+        );
       }
       return;
     }
@@ -238,7 +266,9 @@ async function main(argv: string[]): Promise<void> {
         const id = newDeviceId();
         await withSession(opts, profile, (c) => c.registerDevice(id, name));
         out(`added device ${hexOf(id)} (${name}) to ${profile.username}`);
-        out(`on that device, with a copy of ${profile.username}.json, run: qpq login ${profile.username} --device ${hexOf(id)}`);
+        out(
+          `on that device, with a copy of ${profile.username}.json, run: qpq login ${profile.username} --device ${hexOf(id)}`,
+        );
         return;
       }
       if (action === "revoke") {
@@ -258,7 +288,9 @@ async function main(argv: string[]): Promise<void> {
       if (!opts.yes) await confirmDeletion(profile.username);
       await withSession(opts, profile, (c) => c.deleteAccount());
       store.remove(profile.username);
-      out(`deleted ${profile.username} and everything the server held for it; removed ${store.pathOf(profile.username)}`);
+      out(
+        `deleted ${profile.username} and everything the server held for it; removed ${store.pathOf(profile.username)}`,
+      );
       return;
     }
 
@@ -271,22 +303,42 @@ async function main(argv: string[]): Promise<void> {
  * Resolves through the key-transparency log with the profile's pinned log key and last verified
  * tree head, and saves the new head. A failed verification is refused, never printed as a key.
  */
-async function resolveVerified(c: QpqClient, store: ProfileStore, profile: Profile, username: string): Promise<Uint8Array> {
-  const trust: KtTrust = profile.kt ? {
-    publicKey: b64u.decode(profile.kt.publicKey),
-    head: { treeSize: profile.kt.treeSize, root: b64u.decode(profile.kt.root), timestampMs: profile.kt.timestampMs },
-  } : {};
+async function resolveVerified(
+  c: QpqClient,
+  store: ProfileStore,
+  profile: Profile,
+  username: string,
+): Promise<Uint8Array> {
+  const trust: KtTrust = profile.kt
+    ? {
+        publicKey: b64u.decode(profile.kt.publicKey),
+        head: {
+          treeSize: profile.kt.treeSize,
+          root: b64u.decode(profile.kt.root),
+          timestampMs: profile.kt.timestampMs,
+        },
+      }
+    : {};
   c.kt = trust;
   let key: Uint8Array;
   try {
     key = await c.resolveUser(username);
   } catch (err) {
-    if (err instanceof KtVerificationError) throw new CliError(`refusing the key the server gave for ${username}: ${err.message}`);
+    if (err instanceof KtVerificationError)
+      throw new CliError(`refusing the key the server gave for ${username}: ${err.message}`);
     throw err;
   }
   const { publicKey, head } = c.kt;
   if (publicKey && head) {
-    store.save({ ...profile, kt: { publicKey: b64u.encode(publicKey), treeSize: head.treeSize, root: b64u.encode(head.root), timestampMs: head.timestampMs } });
+    store.save({
+      ...profile,
+      kt: {
+        publicKey: b64u.encode(publicKey),
+        treeSize: head.treeSize,
+        root: b64u.encode(head.root),
+        timestampMs: head.timestampMs,
+      },
+    });
   }
   return key;
 }
@@ -295,7 +347,8 @@ async function resolveVerified(c: QpqClient, store: ProfileStore, profile: Profi
 /** Device ids on the command line: hex (as qpq device add prints them), or "default". */
 function parseDeviceId(text: string): Uint8Array {
   if (text === "default") return new Uint8Array(0);
-  if (!/^(?:[0-9a-f]{2}){1,64}$/i.test(text)) throw new CliError(`a device id is 1-64 bytes in hex (or "default"), got "${text}"`);
+  if (!/^(?:[0-9a-f]{2}){1,64}$/i.test(text))
+    throw new CliError(`a device id is 1-64 bytes in hex (or "default"), got "${text}"`);
   return new Uint8Array(Buffer.from(text, "hex"));
 }
 
@@ -317,9 +370,11 @@ async function confirmDeletion(username: string): Promise<void> {
 }
 
 function waysToThisMachine(username: string): string {
-  return `copy the profile file ${username}.json (it holds the identity key) from the machine that registered ${username} ` +
+  return (
+    `copy the profile file ${username}.json (it holds the identity key) from the machine that registered ${username} ` +
     `into this profile directory; to add this machine as a device of ${username} with its own message cursor, also run ` +
-    `qpq device add <name> on a signed-in machine, then qpq login ${username} --device <id> here`;
+    `qpq device add <name> on a signed-in machine, then qpq login ${username} --device <id> here`
+  );
 }
 
 function expectArgs(args: string[], n: number, usage: string): void {
@@ -347,8 +402,10 @@ function showPayload(data: Uint8Array): string {
   } catch {
     return `[${data.length} bytes, not UTF-8]`;
   }
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/gu, (ch) =>
-    ESCAPES[ch] ?? `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/gu,
+    (ch) => ESCAPES[ch] ?? `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
@@ -374,17 +431,21 @@ async function withClient<T>(opts: Options, fn: (client: QpqClient) => Promise<T
   try {
     ca = readFileSync(caPath, "utf8");
   } catch (err) {
-    throw new CliError(`cannot read the server certificate ${caPath} (${(err as NodeJS.ErrnoException).code ?? "error"}); ` +
-      "start the server with npm start, or pass --ca / set QPQ_CA");
+    throw new CliError(
+      `cannot read the server certificate ${caPath} (${(err as NodeJS.ErrnoException).code ?? "error"}); ` +
+        "start the server with npm start, or pass --ca / set QPQ_CA",
+    );
   }
   let client: QpqClient;
   try {
     client = await QpqClient.connect({ host, port, ca, connectTimeoutMs: 5_000 });
   } catch (err) {
     const reason = describe(err);
-    const hint = /timeout/i.test(reason) ? "no answer in 5s; is the server running there?"
-      : /TLS/.test(reason) ? `${reason}; is ${caPath} the server's certificate?`
-      : reason;
+    const hint = /timeout/i.test(reason)
+      ? "no answer in 5s; is the server running there?"
+      : /TLS/.test(reason)
+        ? `${reason}; is ${caPath} the server's certificate?`
+        : reason;
     throw new CliError(`cannot connect to ${server}: ${hint}`);
   }
   try {
@@ -403,7 +464,9 @@ function withSession<T>(opts: Options, profile: Profile, fn: (client: QpqClient)
       await c.resume(b64u.decode(token));
     } catch (err) {
       if (err instanceof QpqCallError && err.status === Status.Unauthorized) {
-        throw new CliError(`the saved session of ${profile.username} is no longer valid; run: qpq login ${profile.username}`);
+        throw new CliError(
+          `the saved session of ${profile.username} is no longer valid; run: qpq login ${profile.username}`,
+        );
       }
       throw err;
     }
@@ -455,9 +518,11 @@ function promptHidden(prompt: string): Promise<string> {
     const onData = (chunk: string) => {
       for (const ch of chunk) {
         if (ch === "\r" || ch === "\n") return finish(() => resolve(chars.join("")));
-        if (ch === "\u0003" || (ch === "\u0004" && chars.length === 0)) return finish(() => reject(new CliError("cancelled")));
+        if (ch === "\u0003" || (ch === "\u0004" && chars.length === 0))
+          return finish(() => reject(new CliError("cancelled")));
         if (ch === "\u007f" || ch === "\b") chars.pop();
-        else if (ch === "\u0015") chars = []; // Ctrl-U
+        else if (ch === "\u0015")
+          chars = []; // Ctrl-U
         else if (ch >= " ") chars.push(ch);
       }
     };

@@ -122,13 +122,23 @@ export class QpqClient<T extends Transport = Transport> {
   async register(username: string, password: string, identityKey: Uint8Array): Promise<boolean> {
     await opaque.ready;
     const { clientRegistrationState, registrationRequest } = opaque.client.startRegistration({ password });
-    const start = await this.call(Method.OpaqueRegisterStart, pb.OpaqueRegisterStartRequest,
-      { username, request: b64u.decode(registrationRequest) }, pb.OpaqueRegisterStartResponse);
+    const start = await this.call(
+      Method.OpaqueRegisterStart,
+      pb.OpaqueRegisterStartRequest,
+      { username, request: b64u.decode(registrationRequest) },
+      pb.OpaqueRegisterStartResponse,
+    );
     const { registrationRecord } = opaque.client.finishRegistration({
-      clientRegistrationState, registrationResponse: b64u.encode(start.response), password,
+      clientRegistrationState,
+      registrationResponse: b64u.encode(start.response),
+      password,
     });
-    const finish = await this.call(Method.OpaqueRegisterFinish, pb.OpaqueRegisterFinishRequest,
-      { username, upload: b64u.decode(registrationRecord), identityKey }, pb.OpaqueRegisterFinishResponse);
+    const finish = await this.call(
+      Method.OpaqueRegisterFinish,
+      pb.OpaqueRegisterFinishRequest,
+      { username, upload: b64u.decode(registrationRecord), identityKey },
+      pb.OpaqueRegisterFinishResponse,
+    );
     return finish.success;
   }
 
@@ -137,26 +147,49 @@ export class QpqClient<T extends Transport = Transport> {
    * session belongs to `deviceId`, a device registered with registerDevice (default: the
    * account's default device).
    */
-  async login(username: string, password: string, identityKey: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)): Promise<Uint8Array> {
+  async login(
+    username: string,
+    password: string,
+    identityKey: Uint8Array,
+    deviceId: Uint8Array = new Uint8Array(0),
+  ): Promise<Uint8Array> {
     await opaque.ready;
     const { clientLoginState, startLoginRequest } = opaque.client.startLogin({ password });
-    const start = await this.call(Method.OpaqueLoginStart, pb.OpaqueLoginStartRequest,
-      { username, request: b64u.decode(startLoginRequest) }, pb.OpaqueLoginStartResponse);
+    const start = await this.call(
+      Method.OpaqueLoginStart,
+      pb.OpaqueLoginStartRequest,
+      { username, request: b64u.decode(startLoginRequest) },
+      pb.OpaqueLoginStartResponse,
+    );
     const result = opaque.client.finishLogin({
-      clientLoginState, loginResponse: b64u.encode(start.response), password,
+      clientLoginState,
+      loginResponse: b64u.encode(start.response),
+      password,
     });
     // A wrong password fails on the client already; tell the server so its login state is consumed.
     const finalization = result ? b64u.decode(result.finishLoginRequest) : crypto.getRandomValues(new Uint8Array(64));
-    const finish = await this.call(Method.OpaqueLoginFinish, pb.OpaqueLoginFinishRequest,
-      { username, finalization, identityKey, deviceId }, pb.OpaqueLoginFinishResponse);
+    const finish = await this.call(
+      Method.OpaqueLoginFinish,
+      pb.OpaqueLoginFinishRequest,
+      { username, finalization, identityKey, deviceId },
+      pb.OpaqueLoginFinishResponse,
+    );
     this.identityKey = identityKey;
     this.sessionToken = finish.sessionToken;
     return finish.sessionToken;
   }
 
   /** Binds an existing session token to this (new) connection. */
-  async resume(token: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)): Promise<{ identityKey: Uint8Array; expiresAtMs: number }> {
-    const res = await this.call(Method.SessionResume, pb.SessionResumeRequest, { accessToken: token, deviceId }, pb.SessionResumeResponse);
+  async resume(
+    token: Uint8Array,
+    deviceId: Uint8Array = new Uint8Array(0),
+  ): Promise<{ identityKey: Uint8Array; expiresAtMs: number }> {
+    const res = await this.call(
+      Method.SessionResume,
+      pb.SessionResumeRequest,
+      { accessToken: token, deviceId },
+      pb.SessionResumeResponse,
+    );
     this.identityKey = res.identityKey;
     this.sessionToken = token;
     return { identityKey: res.identityKey, expiresAtMs: res.expiresAtMs };
@@ -164,11 +197,23 @@ export class QpqClient<T extends Transport = Transport> {
 
   // ── Delivery ──────────────────────────────────────────────────────────
 
-  enqueue(req: { recipientKey: Uint8Array; payload: Uint8Array; channelId?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array }) {
+  enqueue(req: {
+    recipientKey: Uint8Array;
+    payload: Uint8Array;
+    channelId?: Uint8Array;
+    ttlSecs?: number;
+    messageId?: Uint8Array;
+  }) {
     return this.call(Method.Enqueue, pb.EnqueueRequest, req, pb.EnqueueResponse);
   }
 
-  batchEnqueue(req: { recipientKeys: Uint8Array[]; payload: Uint8Array; channelId?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array }) {
+  batchEnqueue(req: {
+    recipientKeys: Uint8Array[];
+    payload: Uint8Array;
+    channelId?: Uint8Array;
+    ttlSecs?: number;
+    messageId?: Uint8Array;
+  }) {
     return this.call(Method.BatchEnqueue, pb.BatchEnqueueRequest, req, pb.BatchEnqueueResponse);
   }
 
@@ -177,8 +222,18 @@ export class QpqClient<T extends Transport = Transport> {
     return envelopes(res.payloads);
   }
 
-  async fetchWait(req: { timeoutMs: number; channelId?: Uint8Array; limit?: number; deviceId?: Uint8Array }): Promise<Envelope[]> {
-    const res = await this.call(Method.FetchWait, pb.FetchWaitRequest, { ...req, recipientKey: this.self() }, pb.FetchWaitResponse);
+  async fetchWait(req: {
+    timeoutMs: number;
+    channelId?: Uint8Array;
+    limit?: number;
+    deviceId?: Uint8Array;
+  }): Promise<Envelope[]> {
+    const res = await this.call(
+      Method.FetchWait,
+      pb.FetchWaitRequest,
+      { ...req, recipientKey: this.self() },
+      pb.FetchWaitResponse,
+    );
     return envelopes(res.payloads);
   }
 
@@ -195,8 +250,14 @@ export class QpqClient<T extends Transport = Transport> {
 
   /** Uploads a KeyPackage; `lastResort` replaces the identity's one last-resort package (RFC 9750). */
   async uploadKeyPackage(pkg: Uint8Array, opts: { lastResort?: boolean } = {}): Promise<Uint8Array> {
-    return (await this.call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest,
-      { identityKey: this.self(), package: pkg, lastResort: opts.lastResort ?? false }, pb.UploadKeyPackageResponse)).fingerprint;
+    return (
+      await this.call(
+        Method.UploadKeyPackage,
+        pb.UploadKeyPackageRequest,
+        { identityKey: this.self(), package: pkg, lastResort: opts.lastResort ?? false },
+        pb.UploadKeyPackageResponse,
+      )
+    ).fingerprint;
   }
 
   /** Pops the peer's oldest KeyPackage; empty bytes when none is left. */
@@ -209,20 +270,34 @@ export class QpqClient<T extends Transport = Transport> {
    * no single-use one is left, and to others too: prefer replacing it once used).
    */
   async fetchKeyPackageEntry(identityKey: Uint8Array): Promise<{ package: Uint8Array; lastResort: boolean }> {
-    const res = await this.call(Method.FetchKeyPackage, pb.FetchKeyPackageRequest, { identityKey }, pb.FetchKeyPackageResponse);
+    const res = await this.call(
+      Method.FetchKeyPackage,
+      pb.FetchKeyPackageRequest,
+      { identityKey },
+      pb.FetchKeyPackageResponse,
+    );
     return { package: res.package, lastResort: res.lastResort };
   }
 
   async uploadHybridKey(hybridPublicKey: Uint8Array): Promise<void> {
-    await this.call(Method.UploadHybridKey, pb.UploadHybridKeyRequest, { identityKey: this.self(), hybridPublicKey }, pb.UploadHybridKeyResponse);
+    await this.call(
+      Method.UploadHybridKey,
+      pb.UploadHybridKeyRequest,
+      { identityKey: this.self(), hybridPublicKey },
+      pb.UploadHybridKeyResponse,
+    );
   }
 
   async fetchHybridKey(identityKey: Uint8Array): Promise<Uint8Array> {
-    return (await this.call(Method.FetchHybridKey, pb.FetchHybridKeyRequest, { identityKey }, pb.FetchHybridKeyResponse)).hybridPublicKey;
+    return (
+      await this.call(Method.FetchHybridKey, pb.FetchHybridKeyRequest, { identityKey }, pb.FetchHybridKeyResponse)
+    ).hybridPublicKey;
   }
 
   async fetchHybridKeys(identityKeys: Uint8Array[]): Promise<Uint8Array[]> {
-    return (await this.call(Method.FetchHybridKeys, pb.FetchHybridKeysRequest, { identityKeys }, pb.FetchHybridKeysResponse)).keys;
+    return (
+      await this.call(Method.FetchHybridKeys, pb.FetchHybridKeysRequest, { identityKeys }, pb.FetchHybridKeysResponse)
+    ).keys;
   }
 
   // ── Channels and directory ────────────────────────────────────────────
@@ -251,19 +326,30 @@ export class QpqClient<T extends Transport = Transport> {
    * inclusion proof leads from the name's binding to that head, and the head extends the last
    * one verified. Throws KtVerificationError, and keeps the trusted head, when any check fails.
    */
-  async resolveUserVerified(username: string): Promise<VerifiedResolution & { pinnedNow: boolean; previous?: TreeHead }> {
+  async resolveUserVerified(
+    username: string,
+  ): Promise<VerifiedResolution & { pinnedNow: boolean; previous?: TreeHead }> {
     let pinnedNow = false;
     if (!this.kt.publicKey) {
       const key = (await this.health()).ktPublicKey;
-      if (key.length !== 32) throw new KtVerificationError("unsigned-head", "the server publishes no key-transparency key");
+      if (key.length !== 32)
+        throw new KtVerificationError("unsigned-head", "the server publishes no key-transparency key");
       this.kt.publicKey = key;
       pinnedNow = true;
     }
     const previous = this.kt.head;
-    const res = await this.call(Method.ResolveUser, pb.ResolveUserRequest,
-      { username, knownTreeSize: previous?.treeSize ?? 0 }, pb.ResolveUserResponse);
+    const res = await this.call(
+      Method.ResolveUser,
+      pb.ResolveUserRequest,
+      { username, knownTreeSize: previous?.treeSize ?? 0 },
+      pb.ResolveUserResponse,
+    );
     const verified = await verifyResolution(username, res, this.kt.publicKey, previous);
-    this.kt.head = { treeSize: verified.head.treeSize, root: verified.head.root, timestampMs: verified.head.timestampMs };
+    this.kt.head = {
+      treeSize: verified.head.treeSize,
+      root: verified.head.root,
+      timestampMs: verified.head.timestampMs,
+    };
     this.lastResolution = verified;
     return { ...verified, pinnedNow, previous };
   }
@@ -274,7 +360,12 @@ export class QpqClient<T extends Transport = Transport> {
 
   /** Revokes this session's own identity key in the key-transparency log; returns the leaf index. */
   async revokeKey(reason = "user_revoked"): Promise<number> {
-    const res = await this.call(Method.RevokeKey, pb.RevokeKeyRequest, { identityKey: this.self(), reason }, pb.RevokeKeyResponse);
+    const res = await this.call(
+      Method.RevokeKey,
+      pb.RevokeKeyRequest,
+      { identityKey: this.self(), reason },
+      pb.RevokeKeyResponse,
+    );
     return res.leafIndex;
   }
 
@@ -294,7 +385,9 @@ export class QpqClient<T extends Transport = Transport> {
    * Registering a known id again renames it. Returns whether it was new.
    */
   async registerDevice(deviceId: Uint8Array, name = ""): Promise<boolean> {
-    return (await this.call(Method.RegisterDevice, pb.RegisterDeviceRequest, { deviceId, name }, pb.RegisterDeviceResponse)).wasNew;
+    return (
+      await this.call(Method.RegisterDevice, pb.RegisterDeviceRequest, { deviceId, name }, pb.RegisterDeviceResponse)
+    ).wasNew;
   }
 
   /** The account's devices; `current` marks this session's device. */
@@ -302,8 +395,11 @@ export class QpqClient<T extends Transport = Transport> {
     const res = await this.call(Method.ListDevices, pb.ListDevicesRequest, {}, pb.ListDevicesResponse);
     return {
       devices: res.devices.map((d) => ({
-        deviceId: d.deviceId ?? new Uint8Array(0), name: d.name ?? "", registeredAtMs: Number(d.registeredAtMs ?? 0),
-        lastSeenMs: Number(d.lastSeenMs ?? 0), current: d.current ?? false,
+        deviceId: d.deviceId ?? new Uint8Array(0),
+        name: d.name ?? "",
+        registeredAtMs: Number(d.registeredAtMs ?? 0),
+        lastSeenMs: Number(d.lastSeenMs ?? 0),
+        current: d.current ?? false,
       })),
       currentDeviceId: res.currentDeviceId,
     };
@@ -316,7 +412,12 @@ export class QpqClient<T extends Transport = Transport> {
 
   /** Stores this device's APNs/FCM token (an empty token removes it). */
   async registerPushToken(platform: "apns" | "fcm", token: Uint8Array): Promise<void> {
-    await this.call(Method.RegisterPushToken, pb.RegisterPushTokenRequest, { platform, token }, pb.RegisterPushTokenResponse);
+    await this.call(
+      Method.RegisterPushToken,
+      pb.RegisterPushTokenRequest,
+      { platform, token },
+      pb.RegisterPushTokenResponse,
+    );
   }
 
   /**
@@ -332,13 +433,17 @@ export class QpqClient<T extends Transport = Transport> {
   // ── Push ──────────────────────────────────────────────────────────────
 
   /** PushNewMessage events for this connection's identity; returns an unsubscribe function. */
-  onNewMessage(handler: (event: { channelId: Uint8Array; seq: number; size: number; payload: Uint8Array }) => void): () => void {
+  onNewMessage(
+    handler: (event: { channelId: Uint8Array; seq: number; size: number; payload: Uint8Array }) => void,
+  ): () => void {
     return this.transport.onPush((frame) => {
       if (frame.eventType !== PushEvent.NewMessage) return;
       try {
         const e = pb.PushNewMessage.decode(frame.payload);
         handler({ channelId: e.channelId, seq: e.seq, size: e.size, payload: e.payload });
-      } catch { /* malformed push: ignore */ }
+      } catch {
+        /* malformed push: ignore */
+      }
     });
   }
 
@@ -355,4 +460,3 @@ export class QpqClient<T extends Transport = Transport> {
     return this.identityKey;
   }
 }
-

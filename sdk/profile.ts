@@ -33,7 +33,9 @@ export class ProfileError extends Error {}
 export function checkProfileName(username: string): string {
   const name = username.normalize("NFC");
   if (!SAFE_NAME.test(name)) {
-    throw new ProfileError(`username "${username}" must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.')`);
+    throw new ProfileError(
+      `username "${username}" must be 1-64 letters, digits, '.', '_' or '-' (not starting with '.')`,
+    );
   }
   return name;
 }
@@ -89,11 +91,15 @@ export class ProfileStore {
   load(username?: string): Profile {
     const name = username ?? this.current();
     if (name === undefined) {
-      throw new ProfileError(`no current profile in ${this.dir}; run "qpq register <username>" or "qpq login <username>", or pass --as`);
+      throw new ProfileError(
+        `no current profile in ${this.dir}; run "qpq register <username>" or "qpq login <username>", or pass --as`,
+      );
     }
     const profile = this.find(name);
     if (!profile) {
-      throw new ProfileError(`no profile for ${name} in ${this.dir}: this machine has no identity key for ${name} (run "qpq login ${name}" to see how to get one here)`);
+      throw new ProfileError(
+        `no profile for ${name} in ${this.dir}: this machine has no identity key for ${name} (run "qpq login ${name}" to see how to get one here)`,
+      );
     }
     return profile;
   }

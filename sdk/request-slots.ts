@@ -43,8 +43,12 @@ export class RequestSlots {
   private closedWith: Error | undefined;
 
   constructor(opts: SlotOptions) {
-    for (const [name, value] of [["maxInFlight", opts.maxInFlight], ["maxQueued", opts.maxQueued]] as const) {
-      if (!Number.isSafeInteger(value) || value < (name === "maxQueued" ? 0 : 1)) throw new RangeError(`${name} out of range: ${value}`);
+    for (const [name, value] of [
+      ["maxInFlight", opts.maxInFlight],
+      ["maxQueued", opts.maxQueued],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < (name === "maxQueued" ? 0 : 1))
+        throw new RangeError(`${name} out of range: ${value}`);
     }
     this.opts = { canStart: () => true, recheckMs: 5, ...opts };
   }
@@ -139,7 +143,12 @@ export class RequestSlots {
   private pump(): void {
     while (this.queue.length > 0 && !this.closedWith && this.startable()) (this.queue.shift() as Waiter).grant();
     // Below maxInFlight but the peer grants no stream yet: its credit returns without an event.
-    if (this.queue.length > 0 && !this.closedWith && this.active < this.opts.maxInFlight && this.recheck === undefined) {
+    if (
+      this.queue.length > 0 &&
+      !this.closedWith &&
+      this.active < this.opts.maxInFlight &&
+      this.recheck === undefined
+    ) {
       this.recheck = setTimeout(() => {
         this.recheck = undefined;
         this.pump();

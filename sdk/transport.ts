@@ -4,7 +4,13 @@ import { webcrypto } from "node:crypto";
 import { QUICClient, events, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import QuicLogger, { LogLevel } from "@matrixai/logger";
 import {
-  ALPN, PushAssembler, ResponseAssembler, FrameError, encodeRequest, type PushFrame, type ResponseFrame,
+  ALPN,
+  PushAssembler,
+  ResponseAssembler,
+  FrameError,
+  encodeRequest,
+  type PushFrame,
+  type ResponseFrame,
 } from "../proto/index.ts";
 import { RequestSlots, TransportError } from "./request-slots.ts";
 
@@ -49,7 +55,9 @@ function cancelQuietly(stream: QUICStream, reason: unknown): void {
   if (stream.closed) return;
   try {
     stream.cancel(reason);
-  } catch { /* already gone */ }
+  } catch {
+    /* already gone */
+  }
 }
 
 export class QuicTransport {
@@ -79,25 +87,33 @@ export class QuicTransport {
   }
 
   static async connect(opts: ConnectOptions): Promise<QuicTransport> {
-    const client = await QUICClient.createQUICClient({
-      host: opts.host,
-      port: opts.port,
-      serverName: opts.serverName ?? "localhost",
-      crypto: { ops: { randomBytes: async (buf: ArrayBuffer) => void webcrypto.getRandomValues(new Uint8Array(buf)) } },
-      config: {
-        verifyPeer: true,
-        ca: opts.ca,
-        applicationProtos: [ALPN],
-        keepAliveIntervalTime: 10_000,
-        maxIdleTimeout: 120_000,
-        initialMaxStreamsUni: 1000,
+    const client = await QUICClient.createQUICClient(
+      {
+        host: opts.host,
+        port: opts.port,
+        serverName: opts.serverName ?? "localhost",
+        crypto: {
+          ops: { randomBytes: async (buf: ArrayBuffer) => void webcrypto.getRandomValues(new Uint8Array(buf)) },
+        },
+        config: {
+          verifyPeer: true,
+          ca: opts.ca,
+          applicationProtos: [ALPN],
+          keepAliveIntervalTime: 10_000,
+          maxIdleTimeout: 120_000,
+          initialMaxStreamsUni: 1000,
+        },
+        logger: new QuicLogger("qpq-client", LogLevel.ERROR),
+        // What a reader or writer rejects with when the server resets its side of a stream.
+        codeToReason: (type: "read" | "write", code: number) =>
+          new TransportError(
+            type === "read"
+              ? `the server reset the stream (code ${code})`
+              : `the server stopped reading the stream (code ${code})`,
+          ),
       },
-      logger: new QuicLogger("qpq-client", LogLevel.ERROR),
-      // What a reader or writer rejects with when the server resets its side of a stream.
-      codeToReason: (type: "read" | "write", code: number) => new TransportError(type === "read"
-        ? `the server reset the stream (code ${code})`
-        : `the server stopped reading the stream (code ${code})`),
-    }, { timer: opts.connectTimeoutMs ?? 10_000 });
+      { timer: opts.connectTimeoutMs ?? 10_000 },
+    );
     return new QuicTransport(client, opts);
   }
 
@@ -136,7 +152,10 @@ export class QuicTransport {
    * the chunks pauses writing until it settles; `readAfter` delays reading the answer. These
    * writes do not wait for their turn (see `inWriteTurn`), so paused streams can interleave.
    */
-  rawExchange(chunks: (Uint8Array | Promise<unknown>)[], opts: { fin?: boolean; readAfter?: Promise<unknown> } = {}): Promise<ResponseFrame> {
+  rawExchange(
+    chunks: (Uint8Array | Promise<unknown>)[],
+    opts: { fin?: boolean; readAfter?: Promise<unknown> } = {},
+  ): Promise<ResponseFrame> {
     return this.onStream("raw exchange", async (stream, signal) => {
       const writer = stream.writable.getWriter();
       void writer.closed.catch(() => {});
@@ -174,11 +193,15 @@ export class QuicTransport {
    * Runs one exchange on a new stream: waits for a slot, opens the stream, and enforces the
    * deadline (which counts from the call, queueing included) by resetting the stream.
    */
-  private async onStream<R>(what: string, exchange: (stream: QUICStream, signal: AbortSignal) => Promise<R>): Promise<R> {
+  private async onStream<R>(
+    what: string,
+    exchange: (stream: QUICStream, signal: AbortSignal) => Promise<R>,
+  ): Promise<R> {
     const deadline = new AbortController();
     const timer = setTimeout(
       () => deadline.abort(new TransportError(`no answer to ${what} within ${this.requestTimeoutMs} ms`)),
-      this.requestTimeoutMs);
+      this.requestTimeoutMs,
+    );
     let slot: { value: QUICStream; release(): void } | undefined;
     const onAbort = () => {
       if (slot) cancelQuietly(slot.value, deadline.signal.reason);
@@ -238,7 +261,9 @@ export class QuicTransport {
       const frame = assembler.finish();
       if (frame instanceof FrameError) return;
       for (const h of this.pushHandlers) h(frame);
-    } catch { /* a broken push stream loses only that event */ }
+    } catch {
+      /* a broken push stream loses only that event */
+    }
   }
 
   onPush(handler: (frame: PushFrame) => void): () => void {

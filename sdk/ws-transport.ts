@@ -2,7 +2,14 @@
 // (proto/wire/transport.ts). Responses are matched to requests by request id. Uses the standard
 // WebSocket global (browsers, Node >= 22), so it has no Node-only dependency.
 import {
-  FrameError, WS_SUBPROTOCOL, WsKind, decodePush, decodeResponse, encodeRequest, type PushFrame, type ResponseFrame,
+  FrameError,
+  WS_SUBPROTOCOL,
+  WsKind,
+  decodePush,
+  decodeResponse,
+  encodeRequest,
+  type PushFrame,
+  type ResponseFrame,
 } from "../proto/index.ts";
 import { RequestSlots, TransportError } from "./request-slots.ts";
 
@@ -38,7 +45,9 @@ export class WsTransport {
     });
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (evt) => this.receive(evt.data));
-    socket.addEventListener("close", (evt) => this.fail(new TransportError(`WebSocket closed (${evt.code}${evt.reason ? `: ${evt.reason}` : ""})`)));
+    socket.addEventListener("close", (evt) =>
+      this.fail(new TransportError(`WebSocket closed (${evt.code}${evt.reason ? `: ${evt.reason}` : ""})`)),
+    );
     socket.addEventListener("error", () => this.fail(new TransportError("WebSocket failed")));
   }
 
@@ -97,24 +106,34 @@ export class WsTransport {
     const deadline = new AbortController();
     const timer = setTimeout(
       () => deadline.abort(new TransportError(`no answer to ${what} within ${this.requestTimeoutMs} ms`)),
-      this.requestTimeoutMs);
+      this.requestTimeoutMs,
+    );
     let slot: { release(): void } | undefined;
     try {
       slot = await this.slots.acquire(() => undefined, deadline.signal);
-      if (this.pending.has(requestId)) throw new TransportError(`request id ${requestId} is already awaiting an answer`);
+      if (this.pending.has(requestId))
+        throw new TransportError(`request id ${requestId} is already awaiting an answer`);
       if (this.socket.readyState !== WebSocket.OPEN) throw new TransportError("the WebSocket is not open");
       return await new Promise<ResponseFrame>((resolve, reject) => {
         const entry: Pending = { resolve, reject };
         this.pending.set(requestId, entry);
-        deadline.signal.addEventListener("abort", () => {
-          if (this.pending.get(requestId) === entry) this.pending.delete(requestId);
-          reject(deadline.signal.reason);
-        }, { once: true });
+        deadline.signal.addEventListener(
+          "abort",
+          () => {
+            if (this.pending.get(requestId) === entry) this.pending.delete(requestId);
+            reject(deadline.signal.reason);
+          },
+          { once: true },
+        );
         try {
           this.socket.send(message);
         } catch (err) {
           this.pending.delete(requestId);
-          reject(new TransportError(`cannot send ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+          reject(
+            new TransportError(`cannot send ${what}: ${err instanceof Error ? err.message : String(err)}`, {
+              cause: err,
+            }),
+          );
         }
       });
     } finally {
@@ -140,7 +159,9 @@ export class WsTransport {
       for (const h of this.pushHandlers) {
         try {
           h(frame);
-        } catch { /* a failing handler must not break the socket */ }
+        } catch {
+          /* a failing handler must not break the socket */
+        }
       }
       return;
     }

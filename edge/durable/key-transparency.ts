@@ -12,11 +12,15 @@ import type { AppEnv } from "../env.ts";
 import { refusable as refusableQpq, type Refusable } from "./refusable.ts";
 import { badRequest } from "../../proto/index.ts";
 import {
-  EMPTY_ROOT, consistencyProof, inclusionPath, leafHash, nodeHash, rangeHash, type NodeSource,
+  EMPTY_ROOT,
+  consistencyProof,
+  inclusionPath,
+  leafHash,
+  nodeHash,
+  rangeHash,
+  type NodeSource,
 } from "../../proto/kt/merkle.ts";
-import {
-  EntryFormatError, encodeEntry, type LogEntry, type RevocationReason,
-} from "../../proto/kt/entry.ts";
+import { EntryFormatError, encodeEntry, type LogEntry, type RevocationReason } from "../../proto/kt/entry.ts";
 import { signTreeHead, type SignedTreeHead } from "../../proto/kt/tree-head.ts";
 import { importSigningKey } from "../lib/delivery-proof.ts";
 
@@ -143,7 +147,9 @@ export class KeyTransparency extends DurableObject<AppEnv> {
   }
 
   private node(level: number, index: number): Uint8Array {
-    const row = this.sql.exec<{ hash: ArrayBuffer }>("SELECT hash FROM nodes WHERE level = ? AND idx = ?", level, index).toArray()[0];
+    const row = this.sql
+      .exec<{ hash: ArrayBuffer }>("SELECT hash FROM nodes WHERE level = ? AND idx = ?", level, index)
+      .toArray()[0];
     if (!row) throw new Error(`key-transparency log is missing node (${level}, ${index})`);
     return bytes(row.hash);
   }
@@ -211,21 +217,38 @@ export class KeyTransparency extends DurableObject<AppEnv> {
    * was deleted. Resolution never does, so resolving cannot undo a revocation.
    */
   private bindSync(input: BindingInput, fresh: boolean): Appended {
-    const current = this.sql.exec<{ key: ArrayBuffer; leaf: number; revoked: number | null }>(
-      `SELECT b.identity_key AS key, b.leaf AS leaf, k.revocation_leaf AS revoked FROM bindings b
+    const current = this.sql
+      .exec<{ key: ArrayBuffer; leaf: number; revoked: number | null }>(
+        `SELECT b.identity_key AS key, b.leaf AS leaf, k.revocation_leaf AS revoked FROM bindings b
          LEFT JOIN keys k ON k.identity_key = b.identity_key
-       WHERE b.username = ?`, input.username).toArray()[0];
+       WHERE b.username = ?`,
+        input.username,
+      )
+      .toArray()[0];
     if (current && equal(bytes(current.key), input.identityKey) && !(fresh && current.revoked != null)) {
       return { leafIndex: current.leaf, appended: false };
     }
     return this.transaction(() => {
-      const leafIndex = this.appendEntry({ kind: "binding", username: input.username, identityKey: input.identityKey, timeMs: Date.now() });
-      this.sql.exec("INSERT OR REPLACE INTO bindings (username, identity_key, leaf) VALUES (?, ?, ?)",
-        input.username, input.identityKey, leafIndex);
+      const leafIndex = this.appendEntry({
+        kind: "binding",
+        username: input.username,
+        identityKey: input.identityKey,
+        timeMs: Date.now(),
+      });
+      this.sql.exec(
+        "INSERT OR REPLACE INTO bindings (username, identity_key, leaf) VALUES (?, ?, ?)",
+        input.username,
+        input.identityKey,
+        leafIndex,
+      );
       // A key bound again (after its account was deleted) is no longer revoked.
-      this.sql.exec(`INSERT INTO keys (identity_key, binding_leaf) VALUES (?, ?)
+      this.sql.exec(
+        `INSERT INTO keys (identity_key, binding_leaf) VALUES (?, ?)
         ON CONFLICT (identity_key) DO UPDATE SET binding_leaf = excluded.binding_leaf,
-          revocation_leaf = NULL, reason = NULL, revoked_at = NULL`, input.identityKey, leafIndex);
+          revocation_leaf = NULL, reason = NULL, revoked_at = NULL`,
+        input.identityKey,
+        leafIndex,
+      );
       return { leafIndex, appended: true };
     });
   }
@@ -240,25 +263,43 @@ export class KeyTransparency extends DurableObject<AppEnv> {
   /** Logs a revocation of `identityKey`; a key already revoked answers its first revocation. */
   async revoke(input: RevocationInput): Promise<Refusable<Appended>> {
     return refusable(() => {
-      const prior = this.sql.exec<{ leaf: number | null }>(
-        "SELECT revocation_leaf AS leaf FROM keys WHERE identity_key = ?", input.identityKey).toArray()[0];
+      const prior = this.sql
+        .exec<{ leaf: number | null }>(
+          "SELECT revocation_leaf AS leaf FROM keys WHERE identity_key = ?",
+          input.identityKey,
+        )
+        .toArray()[0];
       if (prior?.leaf != null) return { leafIndex: prior.leaf, appended: false };
       return this.transaction(() => {
         const now = Date.now();
         const leafIndex = this.appendEntry({
-          kind: "revocation", username: input.username, identityKey: input.identityKey, timeMs: now, reason: input.reason,
+          kind: "revocation",
+          username: input.username,
+          identityKey: input.identityKey,
+          timeMs: now,
+          reason: input.reason,
         });
-        this.sql.exec(`INSERT INTO keys (identity_key, revocation_leaf, reason, revoked_at) VALUES (?, ?, ?, ?)
+        this.sql.exec(
+          `INSERT INTO keys (identity_key, revocation_leaf, reason, revoked_at) VALUES (?, ?, ?, ?)
           ON CONFLICT (identity_key) DO UPDATE SET revocation_leaf = excluded.revocation_leaf,
-            reason = excluded.reason, revoked_at = excluded.revoked_at`, input.identityKey, leafIndex, input.reason, now);
+            reason = excluded.reason, revoked_at = excluded.revoked_at`,
+          input.identityKey,
+          leafIndex,
+          input.reason,
+          now,
+        );
         return { leafIndex, appended: true };
       });
     });
   }
 
   async revocation(identityKey: Uint8Array): Promise<RevocationStatus> {
-    const row = this.sql.exec<{ leaf: number | null; reason: string | null; at: number | null }>(
-      "SELECT revocation_leaf AS leaf, reason, revoked_at AS at FROM keys WHERE identity_key = ?", identityKey).toArray()[0];
+    const row = this.sql
+      .exec<{ leaf: number | null; reason: string | null; at: number | null }>(
+        "SELECT revocation_leaf AS leaf, reason, revoked_at AS at FROM keys WHERE identity_key = ?",
+        identityKey,
+      )
+      .toArray()[0];
     if (row?.leaf == null) return { revoked: false, reason: "", timeMs: 0, leafIndex: 0 };
     return { revoked: true, reason: row.reason ?? "", timeMs: row.at ?? 0, leafIndex: row.leaf };
   }
@@ -293,10 +334,15 @@ export class KeyTransparency extends DurableObject<AppEnv> {
       if (endAsked !== 0 && endAsked < start) throw badRequest(`end ${endAsked} is before start ${start}`);
       if (firstSize > size) throw badRequest(`first_size ${firstSize} is beyond the log's size ${size}`);
       const end = Math.min(endAsked === 0 ? size : endAsked, size, start + AUDIT_MAX_ENTRIES);
-      const rows = this.sql.exec<{ idx: number; entry: ArrayBuffer; hash: ArrayBuffer }>(
-        `SELECT e.idx AS idx, e.entry AS entry, n.hash AS hash FROM entries e
+      const rows = this.sql
+        .exec<{ idx: number; entry: ArrayBuffer; hash: ArrayBuffer }>(
+          `SELECT e.idx AS idx, e.entry AS entry, n.hash AS hash FROM entries e
            JOIN nodes n ON n.level = 0 AND n.idx = e.idx
-         WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx`, start, end).toArray();
+         WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx`,
+          start,
+          end,
+        )
+        .toArray();
       const entries = rows.map((r) => ({ index: r.idx, leafHash: bytes(r.hash), entry: bytes(r.entry) }));
       const consistency = consistencyProof(this.source(), firstSize, size);
       return { entries, consistency, head: await this.head(size) };

@@ -16,11 +16,17 @@ export function ktLog(deps: KtDeps) {
  * Logs a new account's binding. The account already exists when this runs, so a failure is only
  * logged: ResolveUser appends a missing binding the first time the name is resolved.
  */
-export async function appendBinding(deps: KtDeps & Pick<EdgeDeps, "logger">, username: string, identityKey: Uint8Array): Promise<void> {
+export async function appendBinding(
+  deps: KtDeps & Pick<EdgeDeps, "logger">,
+  username: string,
+  identityKey: Uint8Array,
+): Promise<void> {
   try {
     accepted(await ktLog(deps).bind({ username, identityKey }));
   } catch (err) {
-    deps.logger.warn("could not log the key-transparency binding", { error: err instanceof Error ? err.message : String(err) });
+    deps.logger.warn("could not log the key-transparency binding", {
+      error: err instanceof Error ? err.message : String(err),
+    });
   }
 }
 
@@ -30,7 +36,10 @@ export async function appendBinding(deps: KtDeps & Pick<EdgeDeps, "logger">, use
  * logs one revocation. Throws (Unavailable, Internal) when the log cannot be reached.
  */
 export async function appendRevocation(
-  deps: KtDeps, username: string, identityKey: Uint8Array, reason: RevocationReason,
+  deps: KtDeps,
+  username: string,
+  identityKey: Uint8Array,
+  reason: RevocationReason,
 ): Promise<Appended> {
   return accepted(await ktLog(deps).revoke({ username, identityKey, reason }));
 }

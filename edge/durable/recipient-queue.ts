@@ -28,7 +28,17 @@ import { ASSERTION_TTL_MS } from "../lib/caller-assertion.ts";
 import { users } from "../../schema/tables.ts";
 import { and, isNull } from "drizzle-orm";
 import {
-  MAX_PAYLOAD, QpqError, Status, badRequest, envelopeWireSize, forbidden, notFound, rateLimited, unauthorized, unavailable, pb,
+  MAX_PAYLOAD,
+  QpqError,
+  Status,
+  badRequest,
+  envelopeWireSize,
+  forbidden,
+  notFound,
+  rateLimited,
+  unauthorized,
+  unavailable,
+  pb,
 } from "../../proto/index.ts";
 
 /** Push events carry the message itself only when it is small; larger ones are fetched. */
@@ -191,15 +201,19 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     this.sql = ctx.storage.sql;
     this.limits = limitsFrom(env);
     this.buckets = new TokenBuckets({
-      burst: this.limits.senderBurst, perMinute: this.limits.senderPerMinute, maxKeys: LIMITS.senderBucketsMax,
+      burst: this.limits.senderBurst,
+      perMinute: this.limits.senderPerMinute,
+      maxKeys: LIMITS.senderBucketsMax,
     });
     ctx.blockConcurrencyWhile(async () => {
-      const exists = this.sql.exec(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
+      const exists =
+        this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length >
+        0;
       if (!exists) return;
       this.ensureSchema();
-      const row = this.sql.exec<{ n: number; b: number | null }>(
-        "SELECT COUNT(*) AS n, SUM(size) AS b FROM messages").one();
+      const row = this.sql
+        .exec<{ n: number; b: number | null }>("SELECT COUNT(*) AS n, SUM(size) AS b FROM messages")
+        .one();
       this.messageCount = row.n;
       this.byteCount = row.b ?? 0;
     });
@@ -241,13 +255,16 @@ export class RecipientQueue extends DurableObject<AppEnv> {
    */
   private async requireRegistered(identity: Uint8Array): Promise<void> {
     if (this.registered === undefined) {
-      this.registered = this.hasSchema && this.sql.exec(
-        "SELECT 1 FROM meta WHERE key = 'registered' AND value = 1").toArray().length > 0;
+      this.registered =
+        this.hasSchema &&
+        this.sql.exec("SELECT 1 FROM meta WHERE key = 'registered' AND value = 1").toArray().length > 0;
     }
     if (this.registered) return;
     if (Date.now() >= this.notRegisteredUntil) {
-      this.registrationLookup ??= this.lookUpRegistration(identity).finally(() => { this.registrationLookup = null; });
-      if (await this.registrationLookup && !this.purged) {
+      this.registrationLookup ??= this.lookUpRegistration(identity).finally(() => {
+        this.registrationLookup = null;
+      });
+      if ((await this.registrationLookup) && !this.purged) {
         if (!this.registered) this.persistRegistered();
         return;
       }
@@ -260,8 +277,11 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   private async lookUpRegistration(identity: Uint8Array): Promise<boolean> {
     try {
       // An account being deleted accepts no more messages.
-      const row = await drizzle(this.env.DB).select({ key: users.identityKey }).from(users)
-        .where(and(eq(users.identityKey, identity), isNull(users.deletingAt))).get();
+      const row = await drizzle(this.env.DB)
+        .select({ key: users.identityKey })
+        .from(users)
+        .where(and(eq(users.identityKey, identity), isNull(users.deletingAt)))
+        .get();
       return row !== undefined;
     } catch {
       throw unavailable("cannot check the recipient's registration right now", 1_000);
@@ -326,18 +346,38 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       if (prior) return { ...prior, duplicate: true };
       this.admit(input.sender, senderHex, size, now, held === undefined);
       const parts = size > PART_BYTES ? Math.ceil(size / PART_BYTES) : 0;
-      const seq = this.sql.exec<{ seq: number }>(
-        `INSERT INTO messages (channel, payload, size, parts, sender, expires_at) VALUES (?, ?, ?, ?, ?, ?)
-         RETURNING seq`, input.channel, parts > 0 ? EMPTY : input.payload, size, parts, input.sender, expiresAt).one().seq;
+      const seq = this.sql
+        .exec<{ seq: number }>(
+          `INSERT INTO messages (channel, payload, size, parts, sender, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+         RETURNING seq`,
+          input.channel,
+          parts > 0 ? EMPTY : input.payload,
+          size,
+          parts,
+          input.sender,
+          expiresAt,
+        )
+        .one().seq;
       for (let i = 0; i < parts; i++) {
-        this.sql.exec("INSERT INTO message_parts (seq, idx, data) VALUES (?, ?, ?)",
-          seq, i, input.payload.slice(i * PART_BYTES, (i + 1) * PART_BYTES));
+        this.sql.exec(
+          "INSERT INTO message_parts (seq, idx, data) VALUES (?, ?, ?)",
+          seq,
+          i,
+          input.payload.slice(i * PART_BYTES, (i + 1) * PART_BYTES),
+        );
       }
       if (input.messageId.length > 0) {
         // REPLACE: an expired entry for this id may still await the sweep.
         this.sql.exec(
           `INSERT OR REPLACE INTO sends (sender, message_id, seq, channel, payload_hash, proof, expires_at)
-           VALUES (?, ?, ?, ?, ?, NULL, ?)`, input.sender, input.messageId, seq, input.channel, payloadHash, expiresAt);
+           VALUES (?, ?, ?, ?, ?, NULL, ?)`,
+          input.sender,
+          input.messageId,
+          seq,
+          input.channel,
+          payloadHash,
+          expiresAt,
+        );
       }
       return { seq, proof: null, duplicate: false };
     });
@@ -350,8 +390,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       this.push(input, result.seq);
     }
     // Batch commits answer no proof; a later single-enqueue retry signs (and keeps) it then.
-    const deliveryProof = result.proof ?? (reservation !== null ? EMPTY
-      : await this.prove(input, result.seq, payloadHash));
+    const deliveryProof =
+      result.proof ?? (reservation !== null ? EMPTY : await this.prove(input, result.seq, payloadHash));
     return { seq: result.seq, duplicate: result.duplicate, deliveryProof, depth: this.messageCount };
   }
 
@@ -360,13 +400,27 @@ export class RecipientQueue extends DurableObject<AppEnv> {
    * channel or payload is the client's error: answering it as a duplicate would prove a
    * message that was never stored.
    */
-  private priorSend(sender: Uint8Array, messageId: Uint8Array, channel: Uint8Array, payloadHash: Uint8Array, now: number): PriorSend | null {
+  private priorSend(
+    sender: Uint8Array,
+    messageId: Uint8Array,
+    channel: Uint8Array,
+    payloadHash: Uint8Array,
+    now: number,
+  ): PriorSend | null {
     if (messageId.length === 0 || !this.hasSchema) return null;
-    const row = this.sql.exec<{ seq: number; channel: ArrayBuffer; payload_hash: ArrayBuffer; proof: ArrayBuffer | null }>(
-      "SELECT seq, channel, payload_hash, proof FROM sends WHERE sender = ? AND message_id = ? AND expires_at > ?",
-      sender, messageId, now).toArray()[0];
+    const row = this.sql
+      .exec<{ seq: number; channel: ArrayBuffer; payload_hash: ArrayBuffer; proof: ArrayBuffer | null }>(
+        "SELECT seq, channel, payload_hash, proof FROM sends WHERE sender = ? AND message_id = ? AND expires_at > ?",
+        sender,
+        messageId,
+        now,
+      )
+      .toArray()[0];
     if (!row) return null;
-    if (!equalBytes(new Uint8Array(row.channel), channel) || !equalBytes(new Uint8Array(row.payload_hash), payloadHash)) {
+    if (
+      !equalBytes(new Uint8Array(row.channel), channel) ||
+      !equalBytes(new Uint8Array(row.payload_hash), payloadHash)
+    ) {
       throw badRequest("message_id was already used by this sender for a different message (other channel or payload)");
     }
     return { seq: row.seq, proof: row.proof ? new Uint8Array(row.proof) : null };
@@ -378,16 +432,29 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     if (chargeRate) {
       const wait = this.buckets.waitMs(senderHex, now);
       if (wait > 0) {
-        throw rateLimited(`this sender is enqueueing to this recipient too fast (${l.senderPerMinute} messages per minute, bursts of ${l.senderBurst})`, wait);
+        throw rateLimited(
+          `this sender is enqueueing to this recipient too fast (${l.senderPerMinute} messages per minute, bursts of ${l.senderBurst})`,
+          wait,
+        );
       }
     }
-    const mine = this.sql.exec<{ n: number; b: number | null }>(
-      "SELECT COUNT(*) AS n, SUM(size) AS b FROM messages WHERE sender = ?", sender).one();
+    const mine = this.sql
+      .exec<{ n: number; b: number | null }>(
+        "SELECT COUNT(*) AS n, SUM(size) AS b FROM messages WHERE sender = ?",
+        sender,
+      )
+      .one();
     const reserved = this.held.heldBy(senderHex);
     if (mine.n + reserved.count + 1 > l.maxSenderMessages || (mine.b ?? 0) + reserved.bytes + size > l.maxSenderBytes) {
-      throw rateLimited(`this sender already holds its share of the recipient's queue (${l.maxSenderMessages} messages / ${l.maxSenderBytes} bytes); retry once the recipient has acknowledged some`, 60_000);
+      throw rateLimited(
+        `this sender already holds its share of the recipient's queue (${l.maxSenderMessages} messages / ${l.maxSenderBytes} bytes); retry once the recipient has acknowledged some`,
+        60_000,
+      );
     }
-    if (this.messageCount + this.held.count + 1 > l.maxQueueMessages || this.byteCount + this.held.bytes + size > l.maxQueueBytes) {
+    if (
+      this.messageCount + this.held.count + 1 > l.maxQueueMessages ||
+      this.byteCount + this.held.bytes + size > l.maxQueueBytes
+    ) {
       throw rateLimited(`recipient queue is full (${l.maxQueueMessages} messages / ${l.maxQueueBytes} bytes)`, 60_000);
     }
   }
@@ -395,13 +462,31 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   /** Signs the delivery proof; with a message id, the first proof kept is what every retry gets. */
   private async prove(input: EnqueueInput, seq: number, payloadHash: Uint8Array): Promise<Uint8Array> {
     this.signingKey ??= importSigningKey(this.env.DELIVERY_SIGNING_KEY).then((k) => k.privateKey);
-    const proof = await signDelivery(await this.signingKey, input.recipient, input.channel, seq, payloadHash, Date.now());
+    const proof = await signDelivery(
+      await this.signingKey,
+      input.recipient,
+      input.channel,
+      seq,
+      payloadHash,
+      Date.now(),
+    );
     if (input.messageId.length === 0) return proof;
     return this.ctx.storage.transactionSync(() => {
-      this.sql.exec("UPDATE sends SET proof = ? WHERE sender = ? AND message_id = ? AND seq = ? AND proof IS NULL",
-        proof, input.sender, input.messageId, seq);
-      const kept = this.sql.exec<{ proof: ArrayBuffer | null }>(
-        "SELECT proof FROM sends WHERE sender = ? AND message_id = ? AND seq = ?", input.sender, input.messageId, seq).toArray()[0];
+      this.sql.exec(
+        "UPDATE sends SET proof = ? WHERE sender = ? AND message_id = ? AND seq = ? AND proof IS NULL",
+        proof,
+        input.sender,
+        input.messageId,
+        seq,
+      );
+      const kept = this.sql
+        .exec<{ proof: ArrayBuffer | null }>(
+          "SELECT proof FROM sends WHERE sender = ? AND message_id = ? AND seq = ?",
+          input.sender,
+          input.messageId,
+          seq,
+        )
+        .toArray()[0];
       return kept?.proof ? new Uint8Array(kept.proof) : proof;
     });
   }
@@ -428,7 +513,9 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
     try {
       ws.close(code === 1005 || code === 1006 ? 1000 : code, "closed");
-    } catch { /* already closed */ }
+    } catch {
+      /* already closed */
+    }
   }
 
   private push(input: EnqueueInput, seq: number): void {
@@ -444,7 +531,9 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     for (const ws of sockets) {
       try {
         ws.send(event);
-      } catch { /* a closing socket misses this hint; Fetch stays authoritative */ }
+      } catch {
+        /* a closing socket misses this hint; Fetch stays authoritative */
+      }
     }
   }
 
@@ -464,7 +553,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     try {
       await this.requireRegistered(recipient);
     } catch (err) {
-      if (err instanceof QpqError && err.status === Status.NotFound) throw unauthorized("this account no longer exists");
+      if (err instanceof QpqError && err.status === Status.NotFound)
+        throw unauthorized("this account no longer exists");
       throw err;
     }
   }
@@ -495,7 +585,12 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   }
 
   /** Acknowledges (for one device) every message up to seqUpTo; deletes what all devices acked. */
-  async ack(input: { channel: Uint8Array; device: Uint8Array; seqUpTo: number; recipient?: Uint8Array }): Promise<Refusable<null>> {
+  async ack(input: {
+    channel: Uint8Array;
+    device: Uint8Array;
+    seqUpTo: number;
+    recipient?: Uint8Array;
+  }): Promise<Refusable<null>> {
     return refusable(async () => {
       await this.requireAccount(input.recipient);
       return this.advance(input);
@@ -509,12 +604,16 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       const fromSeq = this.requireDevice(input.device);
       // Never past the newest stored message of the channel: seqs only grow, so a cursor beyond
       // it would silently hide messages enqueued later, which nobody has acknowledged.
-      const newest = this.sql.exec<{ s: number | null }>(
-        "SELECT MAX(seq) AS s FROM messages WHERE channel = ?", input.channel).one().s ?? 0;
+      const newest =
+        this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages WHERE channel = ?", input.channel).one()
+          .s ?? 0;
       this.sql.exec(
         `INSERT INTO cursors (device, channel, acked) VALUES (?, ?, ?)
          ON CONFLICT (device, channel) DO UPDATE SET acked = MAX(acked, excluded.acked)`,
-        input.device, input.channel, Math.max(fromSeq, Math.min(input.seqUpTo, newest)));
+        input.device,
+        input.channel,
+        Math.max(fromSeq, Math.min(input.seqUpTo, newest)),
+      );
       this.removeAcked(input.channel);
     });
     return null;
@@ -522,9 +621,14 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   /** A message goes only once every registered device is past it (a device starts at from_seq). */
   private removeAcked(channel: Uint8Array): void {
-    const floor = this.sql.exec<{ floor: number | null }>(
-      `SELECT MIN(COALESCE(c.acked, d.from_seq)) AS floor FROM devices d
-       LEFT JOIN cursors c ON c.device = d.device AND c.channel = ?`, channel).one().floor ?? 0;
+    const floor =
+      this.sql
+        .exec<{ floor: number | null }>(
+          `SELECT MIN(COALESCE(c.acked, d.from_seq)) AS floor FROM devices d
+       LEFT JOIN cursors c ON c.device = d.device AND c.channel = ?`,
+          channel,
+        )
+        .one().floor ?? 0;
     if (floor > 0) this.remove("channel = ? AND seq <= ?", channel, floor);
   }
 
@@ -540,13 +644,18 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       const now = Date.now();
       return this.ctx.storage.transactionSync(() => {
         this.sql.exec("DELETE FROM revoked_devices WHERE revoked_at <= ?", now - ASSERTION_TTL_MS);
-        if (this.sql.exec("SELECT 1 FROM devices WHERE device = ?", device).toArray().length > 0) return { added: false };
+        if (this.sql.exec("SELECT 1 FROM devices WHERE device = ?", device).toArray().length > 0)
+          return { added: false };
         if (this.sql.exec("SELECT 1 FROM revoked_devices WHERE device = ?", device).toArray().length > 0) {
-          throw forbidden(`this device id was revoked less than ${ASSERTION_TTL_MS / 60_000} minutes ago; choose another id`);
+          throw forbidden(
+            `this device id was revoked less than ${ASSERTION_TTL_MS / 60_000} minutes ago; choose another id`,
+          );
         }
         const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM devices").one().n;
         if (count >= this.limits.maxDevicesPerQueue) {
-          throw forbidden(`device limit reached: an account has at most ${this.limits.maxDevicesPerQueue} devices; revoke one first`);
+          throw forbidden(
+            `device limit reached: an account has at most ${this.limits.maxDevicesPerQueue} devices; revoke one first`,
+          );
         }
         const newest = this.sql.exec<{ s: number | null }>("SELECT MAX(seq) AS s FROM messages").one().s ?? 0;
         this.sql.exec("INSERT INTO devices (device, added_at, from_seq) VALUES (?, ?, ?)", device, now, newest);
@@ -592,7 +701,9 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     for (const ws of this.ctx.getWebSockets()) {
       try {
         ws.close(1000, "account deleted");
-      } catch { /* already closed */ }
+      } catch {
+        /* already closed */
+      }
     }
     return null;
   }
@@ -613,8 +724,11 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       this.remove("expires_at <= ?", now);
       this.sql.exec("DELETE FROM sends WHERE expires_at <= ?", now);
     });
-    const next = this.sql.exec<{ t: number | null }>(
-      "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(expires_at) FROM sends)").one().t;
+    const next = this.sql
+      .exec<{ t: number | null }>(
+        "SELECT MIN(t) AS t FROM (SELECT MIN(expires_at) AS t FROM messages UNION ALL SELECT MIN(expires_at) FROM sends)",
+      )
+      .one().t;
     if (next !== null) {
       await this.ctx.storage.setAlarm(next);
       this.alarmAt = next;
@@ -632,11 +746,24 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
       const fromSeq = this.requireDevice(input.device);
-      const cursor = this.sql.exec<{ acked: number }>(
-        "SELECT acked FROM cursors WHERE device = ? AND channel = ?", input.device, input.channel).toArray()[0]?.acked ?? fromSeq;
-      const pending = this.sql.exec<{ seq: number; size: number; parts: number }>(
-        `SELECT seq, size, parts FROM messages WHERE channel = ? AND seq > ? AND expires_at > ?
-         ORDER BY seq LIMIT ?`, input.channel, cursor, now, input.limit).toArray();
+      const cursor =
+        this.sql
+          .exec<{ acked: number }>(
+            "SELECT acked FROM cursors WHERE device = ? AND channel = ?",
+            input.device,
+            input.channel,
+          )
+          .toArray()[0]?.acked ?? fromSeq;
+      const pending = this.sql
+        .exec<{ seq: number; size: number; parts: number }>(
+          `SELECT seq, size, parts FROM messages WHERE channel = ? AND seq > ? AND expires_at > ?
+         ORDER BY seq LIMIT ?`,
+          input.channel,
+          cursor,
+          now,
+          input.limit,
+        )
+        .toArray();
       let bytes = 0;
       let take = 0;
       for (const m of pending) {
@@ -651,23 +778,33 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   private payloadOf(seq: number, parts: number): Uint8Array {
     if (parts === 0) {
-      return new Uint8Array(this.sql.exec<{ payload: ArrayBuffer }>("SELECT payload FROM messages WHERE seq = ?", seq).one().payload);
+      return new Uint8Array(
+        this.sql.exec<{ payload: ArrayBuffer }>("SELECT payload FROM messages WHERE seq = ?", seq).one().payload,
+      );
     }
-    const chunks = this.sql.exec<{ data: ArrayBuffer }>(
-      "SELECT data FROM message_parts WHERE seq = ? ORDER BY idx", seq).toArray().map((r) => new Uint8Array(r.data));
+    const chunks = this.sql
+      .exec<{ data: ArrayBuffer }>("SELECT data FROM message_parts WHERE seq = ? ORDER BY idx", seq)
+      .toArray()
+      .map((r) => new Uint8Array(r.data));
     return concatBytes(...chunks);
   }
 
   /** The device's starting seq; Unauthorized when the device is not (or no longer) registered. */
   private requireDevice(device: Uint8Array): number {
-    const row = this.sql.exec<{ from_seq: number }>("SELECT from_seq FROM devices WHERE device = ?", device).toArray()[0];
+    const row = this.sql
+      .exec<{ from_seq: number }>("SELECT from_seq FROM devices WHERE device = ?", device)
+      .toArray()[0];
     if (!row) throw unauthorized("this device is not registered for the account (or was revoked): log in again");
     return row.from_seq;
   }
 
   private remove(where: string, ...params: (Uint8Array | number)[]): void {
-    const gone = this.sql.exec<{ seq: number; size: number; parts: number }>(
-      `DELETE FROM messages WHERE ${where} RETURNING seq, size, parts`, ...params).toArray();
+    const gone = this.sql
+      .exec<{ seq: number; size: number; parts: number }>(
+        `DELETE FROM messages WHERE ${where} RETURNING seq, size, parts`,
+        ...params,
+      )
+      .toArray();
     this.messageCount -= gone.length;
     for (const g of gone) {
       this.byteCount -= g.size;

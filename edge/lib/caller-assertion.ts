@@ -12,13 +12,14 @@ export interface Caller {
 /** How long an assertion lives before the front must re-validate the session (SessionResume). */
 export const ASSERTION_TTL_MS = 10 * 60 * 1000;
 
-
 /** WebCrypto key type that resolves under both workerd and Node typings (the bench mints too). */
 type MacKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
 
 export async function importAssertionKey(frontSecret: string): Promise<MacKey> {
   // Domain-separated so the raw front secret is never used as a MAC key for anything else.
-  const base = await crypto.subtle.importKey("raw", encodeUtf8(frontSecret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const base = await crypto.subtle.importKey("raw", encodeUtf8(frontSecret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
   const derived = await crypto.subtle.sign("HMAC", base, encodeUtf8("qpq-edge caller assertion v1"));
   return crypto.subtle.importKey("raw", derived, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
 }

@@ -22,16 +22,35 @@ export async function importSigningKey(pkcs8Base64: string): Promise<{ privateKe
   return { privateKey, publicKey: base64ToBytes(jwk.x) };
 }
 
-export async function provenMessage(recipient: Uint8Array, channel: Uint8Array, seq: number, payload: Uint8Array, timeMs: number): Promise<Uint8Array> {
+export async function provenMessage(
+  recipient: Uint8Array,
+  channel: Uint8Array,
+  seq: number,
+  payload: Uint8Array,
+  timeMs: number,
+): Promise<Uint8Array> {
   return provenDigest(recipient, channel, seq, await sha256(payload), timeMs);
 }
 
 /** The signed bytes, given SHA-256(payload): queues keep the digest, not always the payload. */
-export function provenDigest(recipient: Uint8Array, channel: Uint8Array, seq: number, payloadHash: Uint8Array, timeMs: number): Uint8Array {
+export function provenDigest(
+  recipient: Uint8Array,
+  channel: Uint8Array,
+  seq: number,
+  payloadHash: Uint8Array,
+  timeMs: number,
+): Uint8Array {
   return concatBytes(TAG, recipient, Uint8Array.of(channel.length), channel, u64(seq), payloadHash, u64(timeMs));
 }
 
-export async function signDelivery(key: CryptoKey, recipient: Uint8Array, channel: Uint8Array, seq: number, payloadHash: Uint8Array, timeMs: number): Promise<Uint8Array> {
+export async function signDelivery(
+  key: CryptoKey,
+  recipient: Uint8Array,
+  channel: Uint8Array,
+  seq: number,
+  payloadHash: Uint8Array,
+  timeMs: number,
+): Promise<Uint8Array> {
   const message = provenDigest(recipient, channel, seq, payloadHash, timeMs);
   const sig = new Uint8Array(await crypto.subtle.sign("Ed25519", key, message));
   return concatBytes(Uint8Array.of(1), u64(timeMs), sig);

@@ -63,8 +63,14 @@ function positiveInt(value: string | undefined, fallback: number): number {
   return Number.isSafeInteger(n) && n > 0 ? n : fallback;
 }
 
-type LimitVars = "DEFAULT_MESSAGE_TTL_SECS" | "MAX_QUEUE_MESSAGES" | "MAX_QUEUE_BYTES" | "MAX_SENDER_QUEUE_MESSAGES"
-  | "MAX_SENDER_QUEUE_BYTES" | "SENDER_ENQUEUE_BURST" | "SENDER_ENQUEUE_PER_MINUTE";
+type LimitVars =
+  | "DEFAULT_MESSAGE_TTL_SECS"
+  | "MAX_QUEUE_MESSAGES"
+  | "MAX_QUEUE_BYTES"
+  | "MAX_SENDER_QUEUE_MESSAGES"
+  | "MAX_SENDER_QUEUE_BYTES"
+  | "SENDER_ENQUEUE_BURST"
+  | "SENDER_ENQUEUE_PER_MINUTE";
 
 export function limitsFrom(env: Pick<AppEnv, LimitVars>): QueueLimits {
   const defaultTtlSecs = positiveInt(env.DEFAULT_MESSAGE_TTL_SECS, 30 * 24 * 3600);
@@ -78,10 +84,14 @@ export function limitsFrom(env: Pick<AppEnv, LimitVars>): QueueLimits {
     maxDevicesPerQueue: LIMITS.devicesPerAccount,
     // By default one sender holds at most 10% of a queue's messages and 25% of its bytes, so
     // one sender alone can never fill a recipient's inbox for everyone else.
-    maxSenderMessages: Math.min(maxQueueMessages,
-      positiveInt(env.MAX_SENDER_QUEUE_MESSAGES, Math.max(1, Math.floor(maxQueueMessages / 10)))),
-    maxSenderBytes: Math.min(maxQueueBytes,
-      positiveInt(env.MAX_SENDER_QUEUE_BYTES, Math.max(1, Math.floor(maxQueueBytes / 4)))),
+    maxSenderMessages: Math.min(
+      maxQueueMessages,
+      positiveInt(env.MAX_SENDER_QUEUE_MESSAGES, Math.max(1, Math.floor(maxQueueMessages / 10))),
+    ),
+    maxSenderBytes: Math.min(
+      maxQueueBytes,
+      positiveInt(env.MAX_SENDER_QUEUE_BYTES, Math.max(1, Math.floor(maxQueueBytes / 4))),
+    ),
     senderBurst: positiveInt(env.SENDER_ENQUEUE_BURST, 200),
     senderPerMinute: positiveInt(env.SENDER_ENQUEUE_PER_MINUTE, 120),
   };

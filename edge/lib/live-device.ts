@@ -18,10 +18,12 @@ export interface LiveAccount {
 
 /** The caller's account and whether its device is registered; undefined when no account exists. */
 export async function accountOf(ctx: RpcContext, caller: Caller): Promise<LiveAccount | undefined> {
-  const row = await ctx.deps.db.select({ username: users.username, deletingAt: users.deletingAt, device: devices.deviceId })
+  const row = await ctx.deps.db
+    .select({ username: users.username, deletingAt: users.deletingAt, device: devices.deviceId })
     .from(users)
     .leftJoin(devices, and(eq(devices.identityKey, users.identityKey), eq(devices.deviceId, caller.deviceId)))
-    .where(eq(users.identityKey, caller.identityKey)).get();
+    .where(eq(users.identityKey, caller.identityKey))
+    .get();
   if (!row) return undefined;
   return { username: row.username, deletingAt: row.deletingAt, deviceRegistered: row.device !== null };
 }

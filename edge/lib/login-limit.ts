@@ -32,7 +32,9 @@ export async function takeLoginAttempt(db: Db, username: string, now: number, li
   const refilled = sql`MIN(${limit.burst}, ${loginAttempts.tokens} + MAX(0, ${now} - ${loginAttempts.updatedAt}) * ${perMs})`;
   const [, taken] = await db.batch([
     db.delete(loginAttempts).where(lt(loginAttempts.updatedAt, now - fullAfterMs)),
-    db.insert(loginAttempts).values({ usernameHash: key, tokens: limit.burst - 1, updatedAt: now })
+    db
+      .insert(loginAttempts)
+      .values({ usernameHash: key, tokens: limit.burst - 1, updatedAt: now })
       .onConflictDoUpdate({
         target: loginAttempts.usernameHash,
         set: { tokens: sql`${refilled} - 1`, updatedAt: now },
@@ -41,7 +43,11 @@ export async function takeLoginAttempt(db: Db, username: string, now: number, li
       .returning({ tokens: loginAttempts.tokens }),
   ]);
   if (taken.length > 0) return 0;
-  const row = await db.select().from(loginAttempts).where(sql`${loginAttempts.usernameHash} = ${key}`).get();
+  const row = await db
+    .select()
+    .from(loginAttempts)
+    .where(sql`${loginAttempts.usernameHash} = ${key}`)
+    .get();
   const tokens = row ? Math.min(limit.burst, row.tokens + Math.max(0, now - row.updatedAt) * perMs) : limit.burst;
   return Math.max(1, Math.ceil((1 - tokens) / perMs));
 }

@@ -152,10 +152,7 @@ export async function loginStart(
  * session key on success, null when verification fails (wrong password, unknown
  * user, mismatched state). Throws OpaqueInputError only for malformed input.
  */
-export async function loginFinish(
-  state: Uint8Array,
-  finalization: Uint8Array,
-): Promise<Uint8Array | null> {
+export async function loginFinish(state: Uint8Array, finalization: Uint8Array): Promise<Uint8Array | null> {
   requireBytes("serverLoginState", state);
   requireBytes("finishLoginRequest", finalization);
   await ready();

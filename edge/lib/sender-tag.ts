@@ -9,10 +9,16 @@ export const SENDER_TAG_BYTES = 16;
 const INFO = encodeUtf8("qpq-sender-tag-v1");
 
 export async function importSenderTagKey(deliverySigningKeyBase64: string): Promise<CryptoKey> {
-  const base = await crypto.subtle.importKey("raw", base64ToBytes(deliverySigningKeyBase64), "HKDF", false, ["deriveKey"]);
+  const base = await crypto.subtle.importKey("raw", base64ToBytes(deliverySigningKeyBase64), "HKDF", false, [
+    "deriveKey",
+  ]);
   return crypto.subtle.deriveKey(
     { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: INFO },
-    base, { name: "HMAC", hash: "SHA-256", length: 256 }, false, ["sign"]);
+    base,
+    { name: "HMAC", hash: "SHA-256", length: 256 },
+    false,
+    ["sign"],
+  );
 }
 
 /** HMAC-SHA256(key, identity key), truncated to 16 bytes. */

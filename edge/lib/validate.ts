@@ -43,7 +43,9 @@ export function payload(value: Uint8Array, field = "payload"): Uint8Array {
 export function payloadSize(length: number, field = "payload"): number {
   if (length === 0) throw badRequest(`${field} must not be empty`);
   if (length > MAX_DELIVERY_PAYLOAD) {
-    throw badRequest(`${field} must be at most ${MAX_DELIVERY_PAYLOAD} bytes (what one response frame can deliver), got ${length}`);
+    throw badRequest(
+      `${field} must be at most ${MAX_DELIVERY_PAYLOAD} bytes (what one response frame can deliver), got ${length}`,
+    );
   }
   return length;
 }
@@ -57,7 +59,9 @@ export function keyPackage(value: Uint8Array): Uint8Array {
 
 export function hybridKey(value: Uint8Array): Uint8Array {
   if (value.length !== LIMITS.hybridKey) {
-    throw badRequest(`hybrid_public_key must be ${LIMITS.hybridKey} bytes (X25519 32 + ML-KEM-768 1184), got ${value.length}`);
+    throw badRequest(
+      `hybrid_public_key must be ${LIMITS.hybridKey} bytes (X25519 32 + ML-KEM-768 1184), got ${value.length}`,
+    );
   }
   return value;
 }
@@ -88,14 +92,20 @@ function codePoint(char: string): string {
 
 /** The canonical form of a username (what is stored and compared), or BadRequest naming the rule. */
 export function username(value: string): string {
-  const name = value.replace(WIDTH_FORMS, (c) => c.normalize("NFKC")).toLowerCase().normalize("NFC");
+  const name = value
+    .replace(WIDTH_FORMS, (c) => c.normalize("NFKC"))
+    .toLowerCase()
+    .normalize("NFC");
   const chars = [...name].length;
   if (chars < 1 || chars > LIMITS.usernameMax) {
     throw badRequest(`username must be 1-${LIMITS.usernameMax} characters, got ${chars}`);
   }
   for (const [rule, what] of USERNAME_RULES) {
     const found = rule.exec(name);
-    if (found) throw badRequest(`username must not contain ${what}: ${codePoint(found[0])} at character ${[...name.slice(0, found.index)].length + 1}`);
+    if (found)
+      throw badRequest(
+        `username must not contain ${what}: ${codePoint(found[0])} at character ${[...name.slice(0, found.index)].length + 1}`,
+      );
   }
   return name;
 }

@@ -11,7 +11,16 @@ import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accountOf } from "../lib/live-device.ts";
 import { appendRevocation } from "../durable/kt-log.ts";
 import {
-  channelMembers, channels, devices, hybridKeys, keyPackages, lastResortKeyPackages, pendingLogins, pushTokens, sessions, users,
+  channelMembers,
+  channels,
+  devices,
+  hybridKeys,
+  keyPackages,
+  lastResortKeyPackages,
+  pendingLogins,
+  pushTokens,
+  sessions,
+  users,
 } from "../../schema/tables.ts";
 
 export const accountMethods: MethodTable = {
@@ -24,12 +33,15 @@ export const accountMethods: MethodTable = {
       // Already gone: an earlier call finished (this connection's assertion outlived it).
       if (!account) return { success: true };
       // Once deletion started, the devices may already be purged: the session is what counts.
-      if (account.deletingAt === null && !account.deviceRegistered) throw unauthorized("this device was revoked: log in again");
+      if (account.deletingAt === null && !account.deviceRegistered)
+        throw unauthorized("this device was revoked: log in again");
       const { username } = account;
 
       // 1. From here on: no login (answers like an unknown user), no enqueue (NotFound), no other
       //    method (lib/live-device.ts); the name stays taken until the end.
-      await db.update(users).set({ deletingAt: sql`COALESCE(${users.deletingAt}, ${Date.now()})` })
+      await db
+        .update(users)
+        .set({ deletingAt: sql`COALESCE(${users.deletingAt}, ${Date.now()})` })
         .where(eq(users.identityKey, identityKey));
       // 2. The queue: messages, cursors, devices, registration flag, alarm; push sockets closed.
       await queueOf(ctx.deps, identityKey).purge();
@@ -43,10 +55,14 @@ export const accountMethods: MethodTable = {
         db.delete(keyPackages).where(eq(keyPackages.identityKey, identityKey)),
         db.delete(lastResortKeyPackages).where(eq(lastResortKeyPackages.identityKey, identityKey)),
         db.delete(hybridKeys).where(eq(hybridKeys.identityKey, identityKey)),
-        db.delete(channels).where(and(
-          sql`${channels.id} IN (SELECT channel_id FROM ${channelMembers} WHERE identity_key = ${identityKey})`,
-          sql`NOT EXISTS (SELECT 1 FROM ${channelMembers} m WHERE m.channel_id = ${channels.id} AND m.identity_key <> ${identityKey})`,
-        )),
+        db
+          .delete(channels)
+          .where(
+            and(
+              sql`${channels.id} IN (SELECT channel_id FROM ${channelMembers} WHERE identity_key = ${identityKey})`,
+              sql`NOT EXISTS (SELECT 1 FROM ${channelMembers} m WHERE m.channel_id = ${channels.id} AND m.identity_key <> ${identityKey})`,
+            ),
+          ),
         db.delete(channelMembers).where(eq(channelMembers.identityKey, identityKey)),
         db.delete(pendingLogins).where(eq(pendingLogins.username, username)),
       ]);

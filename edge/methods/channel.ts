@@ -8,14 +8,14 @@ import { equalBytes, randomBytes } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
 import { channels, channelMembers } from "../../schema/tables.ts";
 
-
 export const channelMethods: MethodTable = {
   [Method.CreateChannel]: unary("user", pb.CreateChannelRequest, pb.CreateChannelResponse, async (ctx, req) => {
     const caller = requireCaller(ctx);
     const { db } = ctx.deps;
     const now = Date.now();
     const name = req.name.normalize("NFC");
-    if ([...name].length > LIMITS.channelNameMax) throw badRequest(`name must be at most ${LIMITS.channelNameMax} characters`);
+    if ([...name].length > LIMITS.channelNameMax)
+      throw badRequest(`name must be at most ${LIMITS.channelNameMax} characters`);
 
     if (req.peerKey.length > 0) {
       const peer = v.identityKey(req.peerKey, "peer_key");
@@ -23,11 +23,17 @@ export const channelMethods: MethodTable = {
       if (equalBytes(peer, caller.identityKey)) throw badRequest("peer_key must not be the caller's own key");
       const id = await directChannelId(caller.identityKey, peer);
       const [created] = await db.batch([
-        db.insert(channels).values({ id, kind: "direct", creatorKey: caller.identityKey, name, createdAt: now }).onConflictDoNothing(),
-        db.insert(channelMembers).values([
-          { channelId: id, identityKey: caller.identityKey, role: "member", joinedAt: now },
-          { channelId: id, identityKey: peer, role: "member", joinedAt: now },
-        ]).onConflictDoNothing(),
+        db
+          .insert(channels)
+          .values({ id, kind: "direct", creatorKey: caller.identityKey, name, createdAt: now })
+          .onConflictDoNothing(),
+        db
+          .insert(channelMembers)
+          .values([
+            { channelId: id, identityKey: caller.identityKey, role: "member", joinedAt: now },
+            { channelId: id, identityKey: peer, role: "member", joinedAt: now },
+          ])
+          .onConflictDoNothing(),
       ]);
       return { channelId: id, wasNew: created.meta.changes === 1 };
     }

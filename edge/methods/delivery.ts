@@ -24,7 +24,9 @@ function ownDevice(ctx: RpcContext, deviceId: Uint8Array): Uint8Array {
   const caller = requireCaller(ctx);
   v.deviceId(deviceId);
   if (deviceId.length > 0 && !equalBytes(deviceId, caller.deviceId)) {
-    throw forbidden("device_id names another device: a session reads and acknowledges only with its own device's cursor");
+    throw forbidden(
+      "device_id names another device: a session reads and acknowledges only with its own device's cursor",
+    );
   }
   return caller.deviceId;
 }
@@ -39,9 +41,14 @@ interface ReadRequest {
 /** Fetch and Peek: pending envelopes above the device's cursor, non-destructive. */
 async function pending(ctx: RpcContext, req: ReadRequest) {
   const recipient = ownQueue(ctx, req.recipientKey);
-  const payloads = accepted(await queueOf(ctx.deps, recipient).fetchPending({
-    channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, limit: v.fetchLimit(req.limit),
-  }));
+  const payloads = accepted(
+    await queueOf(ctx.deps, recipient).fetchPending({
+      channel: v.channelId(req.channelId),
+      device: ownDevice(ctx, req.deviceId),
+      recipient,
+      limit: v.fetchLimit(req.limit),
+    }),
+  );
   return { payloads };
 }
 
@@ -60,75 +67,126 @@ function checked(deviceCheck: "queue" | "none", spec: MethodSpec): MethodSpec {
 }
 
 export const deliveryMethods: MethodTable = {
-  [Method.Enqueue]: checked("none", unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
-    const sender = await callerTag(ctx);
-    const recipient = v.identityKey(req.recipientKey, "recipient_key");
-    const channel = v.channelId(req.channelId);
-    const payload = v.payload(req.payload);
-    const messageId = v.messageId(req.messageId);
-    const r = accepted(await queueOf(ctx.deps, recipient).enqueue({ recipient, sender, channel, payload, ttlSecs: req.ttlSecs, messageId }));
-    ctx.queueDepth = r.depth;
-    return { seq: r.seq, deliveryProof: r.deliveryProof, duplicate: r.duplicate };
-  })),
+  [Method.Enqueue]: checked(
+    "none",
+    unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
+      const sender = await callerTag(ctx);
+      const recipient = v.identityKey(req.recipientKey, "recipient_key");
+      const channel = v.channelId(req.channelId);
+      const payload = v.payload(req.payload);
+      const messageId = v.messageId(req.messageId);
+      const r = accepted(
+        await queueOf(ctx.deps, recipient).enqueue({
+          recipient,
+          sender,
+          channel,
+          payload,
+          ttlSecs: req.ttlSecs,
+          messageId,
+        }),
+      );
+      ctx.queueDepth = r.depth;
+      return { seq: r.seq, deliveryProof: r.deliveryProof, duplicate: r.duplicate };
+    }),
+  ),
 
   // All or nothing: every recipient's queue first reserves room (registration, rate, share and
   // capacity checked, nothing stored); only when all did are the messages committed. With a
   // message_id a retry answers the seqs already stored instead of storing again.
-  [Method.BatchEnqueue]: checked("none", unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
-    const sender = await callerTag(ctx);
-    if (req.recipientKeys.length === 0) throw badRequest("recipient_keys must not be empty");
-    if (req.recipientKeys.length > LIMITS.batchRecipientsMax) {
-      throw badRequest(`recipient_keys must hold at most ${LIMITS.batchRecipientsMax} keys, got ${req.recipientKeys.length}`);
-    }
-    const keys = req.recipientKeys.map((k, i) => v.identityKey(k, `recipient_keys[${i}]`));
-    const channel = v.channelId(req.channelId);
-    const payload = v.payload(req.payload);
-    const messageId = v.messageId(req.messageId);
-    const payloadHash = await sha256(payload);
-    const queues = keys.map((k) => queueOf(ctx.deps, k));
-    const reserved = await Promise.allSettled(queues.map((q, i) =>
-      q.reserve({ recipient: keys[i], sender, channel, size: payload.length, payloadHash, messageId })));
-    const refused = reserved.findIndex((r) => r.status === "rejected" || !r.value.ok);
-    if (refused >= 0) {
-      await Promise.allSettled(reserved.map((r, i) =>
-        r.status === "fulfilled" && r.value.ok && r.value.value.kind === "reserved" ? queues[i].release(r.value.value.id) : null));
-      const r = reserved[refused];
-      if (r.status === "rejected") throw r.reason;
-      if (!r.value.ok) {
-        const e = r.value.error;
-        throw new QpqError(e.status, `recipient_keys[${refused}]: ${e.message}`, e.retryAfterMs);
+  [Method.BatchEnqueue]: checked(
+    "none",
+    unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
+      const sender = await callerTag(ctx);
+      if (req.recipientKeys.length === 0) throw badRequest("recipient_keys must not be empty");
+      if (req.recipientKeys.length > LIMITS.batchRecipientsMax) {
+        throw badRequest(
+          `recipient_keys must hold at most ${LIMITS.batchRecipientsMax} keys, got ${req.recipientKeys.length}`,
+        );
       }
-    }
-    const seqs = await Promise.all(reserved.map(async (r, i) => {
-      if (r.status !== "fulfilled" || !r.value.ok) throw new Error("unreachable: refusals were handled above");
-      const held = r.value.value;
-      if (held.kind === "duplicate") return held.seq;
-      return accepted(await queues[i].commit({
-        recipient: keys[i], sender, channel, payload, ttlSecs: req.ttlSecs, messageId, reservation: held.id,
-      })).seq;
-    }));
-    return { seqs };
-  })),
+      const keys = req.recipientKeys.map((k, i) => v.identityKey(k, `recipient_keys[${i}]`));
+      const channel = v.channelId(req.channelId);
+      const payload = v.payload(req.payload);
+      const messageId = v.messageId(req.messageId);
+      const payloadHash = await sha256(payload);
+      const queues = keys.map((k) => queueOf(ctx.deps, k));
+      const reserved = await Promise.allSettled(
+        queues.map((q, i) =>
+          q.reserve({ recipient: keys[i], sender, channel, size: payload.length, payloadHash, messageId }),
+        ),
+      );
+      const refused = reserved.findIndex((r) => r.status === "rejected" || !r.value.ok);
+      if (refused >= 0) {
+        await Promise.allSettled(
+          reserved.map((r, i) =>
+            r.status === "fulfilled" && r.value.ok && r.value.value.kind === "reserved"
+              ? queues[i].release(r.value.value.id)
+              : null,
+          ),
+        );
+        const r = reserved[refused];
+        if (r.status === "rejected") throw r.reason;
+        if (!r.value.ok) {
+          const e = r.value.error;
+          throw new QpqError(e.status, `recipient_keys[${refused}]: ${e.message}`, e.retryAfterMs);
+        }
+      }
+      const seqs = await Promise.all(
+        reserved.map(async (r, i) => {
+          if (r.status !== "fulfilled" || !r.value.ok) throw new Error("unreachable: refusals were handled above");
+          const held = r.value.value;
+          if (held.kind === "duplicate") return held.seq;
+          return accepted(
+            await queues[i].commit({
+              recipient: keys[i],
+              sender,
+              channel,
+              payload,
+              ttlSecs: req.ttlSecs,
+              messageId,
+              reservation: held.id,
+            }),
+          ).seq;
+        }),
+      );
+      return { seqs };
+    }),
+  ),
 
   [Method.Fetch]: checked("queue", unary("user", pb.FetchRequest, pb.FetchResponse, pending)),
 
-  [Method.FetchWait]: checked("queue", unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
-    const recipient = ownQueue(ctx, req.recipientKey);
-    const payloads = accepted(await queueOf(ctx.deps, recipient).fetchWait({
-      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, limit: v.fetchLimit(req.limit),
-      timeoutMs: Math.min(req.timeoutMs, LIMITS.fetchWaitMaxMs),
-    }));
-    return { payloads };
-  })),
+  [Method.FetchWait]: checked(
+    "queue",
+    unary("user", pb.FetchWaitRequest, pb.FetchWaitResponse, async (ctx, req) => {
+      const recipient = ownQueue(ctx, req.recipientKey);
+      const payloads = accepted(
+        await queueOf(ctx.deps, recipient).fetchWait({
+          channel: v.channelId(req.channelId),
+          device: ownDevice(ctx, req.deviceId),
+          recipient,
+          limit: v.fetchLimit(req.limit),
+          timeoutMs: Math.min(req.timeoutMs, LIMITS.fetchWaitMaxMs),
+        }),
+      );
+      return { payloads };
+    }),
+  ),
 
   // Same read as Fetch at the edge; the front does not count it as a delivery (metrics, hooks).
   [Method.Peek]: checked("queue", unary("user", pb.PeekRequest, pb.PeekResponse, pending)),
 
-  [Method.Ack]: checked("queue", unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
-    const recipient = ownQueue(ctx, req.recipientKey);
-    accepted(await queueOf(ctx.deps, recipient).ack({
-      channel: v.channelId(req.channelId), device: ownDevice(ctx, req.deviceId), recipient, seqUpTo: req.seqUpTo,
-    }));
-    return {};
-  })),
+  [Method.Ack]: checked(
+    "queue",
+    unary("user", pb.AckRequest, pb.AckResponse, async (ctx, req) => {
+      const recipient = ownQueue(ctx, req.recipientKey);
+      accepted(
+        await queueOf(ctx.deps, recipient).ack({
+          channel: v.channelId(req.channelId),
+          device: ownDevice(ctx, req.deviceId),
+          recipient,
+          seqUpTo: req.seqUpTo,
+        }),
+      );
+      return {};
+    }),
+  ),
 };

@@ -18,16 +18,22 @@ export const groupMethods: MethodTable = {
     const channel = await db.select({ kind: channels.kind }).from(channels).where(eq(channels.id, channelId)).get();
     if (!channel) throw notFound("no such channel");
     if (channel.kind === "direct") throw badRequest("1:1 channels have no membership to change");
-    const roles = await db.select({ identityKey: channelMembers.identityKey, role: channelMembers.role }).from(channelMembers)
-      .where(eq(channelMembers.channelId, channelId)).all();
+    const roles = await db
+      .select({ identityKey: channelMembers.identityKey, role: channelMembers.role })
+      .from(channelMembers)
+      .where(eq(channelMembers.channelId, channelId))
+      .all();
     const callerRole = roles.find((r) => equalBytes(r.identityKey, caller.identityKey))?.role;
     const target = roles.find((r) => equalBytes(r.identityKey, member));
     const leaving = equalBytes(member, caller.identityKey);
     if (!callerRole) throw forbidden("the caller is not a member of this channel");
-    if (!leaving && callerRole === "member") throw forbidden("only the channel's creator or an admin may remove members");
+    if (!leaving && callerRole === "member")
+      throw forbidden("only the channel's creator or an admin may remove members");
     if (!target) throw notFound("member_key is not a member of this channel");
     if (target.role === "creator") throw forbidden("the channel's creator cannot be removed");
-    await db.delete(channelMembers).where(and(eq(channelMembers.channelId, channelId), eq(channelMembers.identityKey, member)));
+    await db
+      .delete(channelMembers)
+      .where(and(eq(channelMembers.channelId, channelId), eq(channelMembers.identityKey, member)));
     return {};
   }),
 };

@@ -17,7 +17,9 @@ const CLIENT_REASONS: readonly RevocationReason[] = ["compromised", "superseded"
 function reasonOf(value: string): RevocationReason {
   if (value === "") return "user_revoked";
   if (!isRevocationReason(value) || !CLIENT_REASONS.includes(value)) {
-    throw badRequest(`reason must be one of ${CLIENT_REASONS.join(", ")} (or empty for user_revoked), got "${value.slice(0, 64)}"`);
+    throw badRequest(
+      `reason must be one of ${CLIENT_REASONS.join(", ")} (or empty for user_revoked), got "${value.slice(0, 64)}"`,
+    );
   }
   return value;
 }
@@ -33,7 +35,11 @@ export const transparencyMethods: MethodTable = {
     const identityKey = v.identityKey(req.identityKey, "identity_key");
     const reason = reasonOf(req.reason);
     if (!equalBytes(identityKey, caller.identityKey)) throw forbidden("only your own identity key can be revoked");
-    const row = await ctx.deps.db.select({ username: users.username }).from(users).where(eq(users.identityKey, identityKey)).get();
+    const row = await ctx.deps.db
+      .select({ username: users.username })
+      .from(users)
+      .where(eq(users.identityKey, identityKey))
+      .get();
     if (!row) throw notFound("no account has this identity key");
     const { leafIndex } = await appendRevocation(ctx.deps, row.username, identityKey, reason);
     return { success: true, leafIndex };
@@ -46,15 +52,20 @@ export const transparencyMethods: MethodTable = {
     return { revoked: status.revoked, reason: status.reason, timestampMs: status.timeMs, leafIndex: status.leafIndex };
   }),
 
-  [Method.AuditKeyTransparency]: unary("user", pb.AuditKeyTransparencyRequest, pb.AuditKeyTransparencyResponse, async (ctx, req) => {
-    requireCaller(ctx);
-    const audit = accepted(await ktLog(ctx.deps).audit({ start: req.start, end: req.end, firstSize: req.firstSize }));
-    return {
-      entries: audit.entries.map((e) => ({ index: e.index, leafHash: e.leafHash, entry: e.entry })),
-      treeSize: audit.head.treeSize,
-      root: audit.head.root,
-      treeHead: treeHeadMessage(audit.head),
-      consistencyPath: audit.consistency,
-    };
-  }),
+  [Method.AuditKeyTransparency]: unary(
+    "user",
+    pb.AuditKeyTransparencyRequest,
+    pb.AuditKeyTransparencyResponse,
+    async (ctx, req) => {
+      requireCaller(ctx);
+      const audit = accepted(await ktLog(ctx.deps).audit({ start: req.start, end: req.end, firstSize: req.firstSize }));
+      return {
+        entries: audit.entries.map((e) => ({ index: e.index, leafHash: e.leafHash, entry: e.entry })),
+        treeSize: audit.head.treeSize,
+        root: audit.head.root,
+        treeHead: treeHeadMessage(audit.head),
+        consistencyPath: audit.consistency,
+      };
+    },
+  ),
 };

@@ -14,12 +14,24 @@ export const userMethods: MethodTable = {
   [Method.ResolveUser]: unary("user", pb.ResolveUserRequest, pb.ResolveUserResponse, async (ctx, req) => {
     requireCaller(ctx);
     const username = v.username(req.username);
-    const row = await ctx.deps.db.select({ identityKey: users.identityKey }).from(users).where(eq(users.username, username)).get();
+    const row = await ctx.deps.db
+      .select({ identityKey: users.identityKey })
+      .from(users)
+      .where(eq(users.username, username))
+      .get();
     if (!row) throw notFound("no such user");
-    const proof = accepted(await ktLog(ctx.deps).prove({ username, identityKey: row.identityKey, knownTreeSize: req.knownTreeSize }));
+    const proof = accepted(
+      await ktLog(ctx.deps).prove({ username, identityKey: row.identityKey, knownTreeSize: req.knownTreeSize }),
+    );
     return {
       identityKey: row.identityKey,
-      proof: { leafIndex: proof.leafIndex, treeSize: proof.head.treeSize, path: proof.path, root: proof.head.root, entry: proof.entry },
+      proof: {
+        leafIndex: proof.leafIndex,
+        treeSize: proof.head.treeSize,
+        path: proof.path,
+        root: proof.head.root,
+        entry: proof.entry,
+      },
       treeHead: treeHeadMessage(proof.head),
       consistencyPath: proof.consistency,
     };
@@ -28,8 +40,11 @@ export const userMethods: MethodTable = {
   [Method.ResolveIdentity]: unary("user", pb.ResolveIdentityRequest, pb.ResolveIdentityResponse, async (ctx, req) => {
     requireCaller(ctx);
     const identityKey = v.identityKey(req.identityKey, "identity_key");
-    const row = await ctx.deps.db.select({ username: users.username, createdAt: users.createdAt }).from(users)
-      .where(eq(users.identityKey, identityKey)).get();
+    const row = await ctx.deps.db
+      .select({ username: users.username, createdAt: users.createdAt })
+      .from(users)
+      .where(eq(users.identityKey, identityKey))
+      .get();
     if (!row) throw notFound("no user has this identity key");
     return { username: row.username, createdAtMs: row.createdAt };
   }),

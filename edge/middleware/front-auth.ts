@@ -7,7 +7,10 @@ import type { EdgeDeps } from "../deps.ts";
 import { sha256, timingSafeEqual } from "../lib/crypto.ts";
 
 /** Compares digests, so the comparison takes the same time whatever the presented secret's length. */
-async function frontIsAuthentic(deps: Pick<EdgeDeps, "frontSecretDigest">, presented: string | undefined): Promise<boolean> {
+async function frontIsAuthentic(
+  deps: Pick<EdgeDeps, "frontSecretDigest">,
+  presented: string | undefined,
+): Promise<boolean> {
   if (!presented) return false;
   return timingSafeEqual(await sha256(encodeUtf8(presented)), await deps.frontSecretDigest);
 }
@@ -23,7 +26,8 @@ export function refuse(status: 401 | 413, text: string): Response {
 /** 401 unless the request carries the front secret. */
 export function frontOnly(deps: Pick<EdgeDeps, "frontSecretDigest">) {
   return createMiddleware(async (c, next) => {
-    if (!(await frontIsAuthentic(deps, c.req.header(RelayHeader.frontAuth)))) return refuse(401, "front authentication failed");
+    if (!(await frontIsAuthentic(deps, c.req.header(RelayHeader.frontAuth))))
+      return refuse(401, "front authentication failed");
     await next();
   });
 }

@@ -21,12 +21,7 @@
 
 /** The six gateway hooks, in the snake_case form used in manifests, metrics and logs. */
 export type HookName =
-  | "on_connect"
-  | "on_disconnect"
-  | "on_message_send"
-  | "on_message_receive"
-  | "on_group_join"
-  | "on_group_leave";
+  "on_connect" | "on_disconnect" | "on_message_send" | "on_message_receive" | "on_group_join" | "on_group_leave";
 
 /** Lower-case hex string (identity keys, channel ids, message ids, device ids). */
 export type Hex = string;
@@ -127,12 +122,7 @@ export type HookEvent<H extends HookName> = HookEvents[H];
  * timeout counts (as an error/timeout in the metrics and logs).
  */
 export type Decision =
-  | void
-  | undefined
-  | true
-  | { allow: true }
-  | { reject: string }
-  | { allow: false; reason: string };
+  void | undefined | true | { allow: true } | { reject: string } | { allow: false; reason: string };
 
 /** "closed": a failure of this plugin rejects the call; "open": it is ignored (the call proceeds). */
 export type FailPolicy = "open" | "closed";

@@ -72,7 +72,8 @@ function parseRule(rule) {
   const bytes = parseAddress(addr);
   const max = bytes ? bytes.length * 8 : 0;
   const bits = bitsText === undefined ? max : /^\d{1,3}$/.test(bitsText) ? Number(bitsText) : NaN;
-  if (!bytes || extra !== undefined || !(bits >= 0 && bits <= max)) throw new Error(`address-filter: bad entry "${rule}"`);
+  if (!bytes || extra !== undefined || !(bits >= 0 && bits <= max))
+    throw new Error(`address-filter: bad entry "${rule}"`);
   return { bytes, bits, rule };
 }
 
@@ -99,5 +100,6 @@ export function on_connect(event) {
   const addr = parseAddress(hostOf(event.clientAddress));
   if (!addr) return { reject: "connection refused: unrecognised client address" };
   if (deny.some((r) => matches(addr, r))) return { reject: "connection refused by address policy" };
-  if (allow.length > 0 && !allow.some((r) => matches(addr, r))) return { reject: "connection refused by address policy" };
+  if (allow.length > 0 && !allow.some((r) => matches(addr, r)))
+    return { reject: "connection refused by address policy" };
 }

@@ -28,7 +28,11 @@ function senderKey(event) {
   // "1.2.3.4:5678" → "1.2.3.4"; "[2001:db8::1]:5678" → "2001:db8::1"
   const a = event.clientAddress;
   const colon = a.lastIndexOf(":");
-  const ip = a.startsWith("[") ? a.slice(1, a.indexOf("]")) : colon > 0 && a.indexOf(":") === colon ? a.slice(0, colon) : a;
+  const ip = a.startsWith("[")
+    ? a.slice(1, a.indexOf("]"))
+    : colon > 0 && a.indexOf(":") === colon
+      ? a.slice(0, colon)
+      : a;
   return "ip:" + ip;
 }
 

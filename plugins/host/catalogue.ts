@@ -112,9 +112,26 @@ export class PluginCatalogue {
       if (list.length > 0) byHook.set(h, list);
     }
     this.byHook = byHook;
-    this.deadlines = new Map([...byHook].map(([h, list]) => [h, callDeadlineMs(this.callTimeoutMs, list.map((p) => p.limits.timeoutMs))]));
+    this.deadlines = new Map(
+      [...byHook].map(([h, list]) => [
+        h,
+        callDeadlineMs(
+          this.callTimeoutMs,
+          list.map((p) => p.limits.timeoutMs),
+        ),
+      ]),
+    );
     this.summaries = Object.freeze(
-      plugins.map((p) => Object.freeze({ name: p.name, file: p.file, hooks: p.hooks, version: p.version, limits: p.limits, failPolicy: p.failPolicy })),
+      plugins.map((p) =>
+        Object.freeze({
+          name: p.name,
+          file: p.file,
+          hooks: p.hooks,
+          version: p.version,
+          limits: p.limits,
+          failPolicy: p.failPolicy,
+        }),
+      ),
     );
   }
 

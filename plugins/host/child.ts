@@ -115,7 +115,11 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
       watchLoading(file);
       let label = file;
       try {
-        const plugin = IsolatePlugin.load(file, text, runnerHooks(file, () => label));
+        const plugin = IsolatePlugin.load(
+          file,
+          text,
+          runnerHooks(file, () => label),
+        );
         label = plugin.info.name;
         entry = { plugin, breaker: new Breaker(), index: -1 };
         if (prev) reloaded.push(file);
@@ -148,7 +152,13 @@ function load(seq: number, files: string[], suspended: Record<string, number>): 
   entries.forEach((e, i) => (e.index = i));
   byHook = new Map();
   for (const e of entries) for (const h of e.plugin.info.hooks) byHook.set(h, [...(byHook.get(h) ?? []), e]);
-  stallWatch.postMessage({ plugins: entries.map(({ plugin: { file, info } }) => ({ file, name: info.name, stallMs: stallAfterMs(info.limits.timeoutMs) })) });
+  stallWatch.postMessage({
+    plugins: entries.map(({ plugin: { file, info } }) => ({
+      file,
+      name: info.name,
+      stallMs: stallAfterMs(info.limits.timeoutMs),
+    })),
+  });
   const plugins: LoadedPluginInfo[] = entries.map(({ plugin: { info, file } }) => ({
     name: info.name,
     version: info.version,
@@ -165,7 +175,14 @@ function runEntry(e: Entry, hook: HookName, event: Record<string, unknown>): Plu
   const name = e.plugin.info.name;
   const now = Date.now();
   if (!e.breaker.allows(now)) {
-    return { plugin: name, outcome: "error", reason: "suspended after repeated failures", ms: 0, cpuMs: 0, suspended: true };
+    return {
+      plugin: name,
+      outcome: "error",
+      reason: "suspended after repeated failures",
+      ms: 0,
+      cpuMs: 0,
+      suspended: true,
+    };
   }
   if (e.plugin.needsReset) resetEntry(e);
   Atomics.add(running, 0, 1);
@@ -176,12 +193,23 @@ function runEntry(e: Entry, hook: HookName, event: Record<string, unknown>): Plu
   if (r.reason !== undefined) o.reason = r.reason;
   if (r.outcome === "error" || r.outcome === "timeout") {
     const suspendMs = e.breaker.failure(now);
-    if (suspendMs > 0) send({ t: "log", level: "warn", msg: "plugin suspended after repeated failures", fields: { plugin: name, ms: suspendMs } });
+    if (suspendMs > 0)
+      send({
+        t: "log",
+        level: "warn",
+        msg: "plugin suspended after repeated failures",
+        fields: { plugin: name, ms: suspendMs },
+      });
   } else {
     e.breaker.success();
   }
   if (r.heapReset !== undefined)
-    send({ t: "log", level: "warn", msg: "plugin near its memory limit; isolate rebuilt (its state is reset)", fields: { plugin: name, usedBytes: r.heapReset, limitMb: e.plugin.info.limits.memoryMb } });
+    send({
+      t: "log",
+      level: "warn",
+      msg: "plugin near its memory limit; isolate rebuilt (its state is reset)",
+      fields: { plugin: name, usedBytes: r.heapReset, limitMb: e.plugin.info.limits.memoryMb },
+    });
   if (e.plugin.needsReset) resetQueue.add(e);
   return o;
 }

@@ -43,7 +43,10 @@ describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("run order is file-name order, then explicit files; TypeScript and camelCase exports work", async () => {
     const d = dir();
     const extra = dir();
-    d.write("10-first.js", `export function on_message_send(e) { if (e.payloadSize <= 1) return { reject: "first" }; }`);
+    d.write(
+      "10-first.js",
+      `export function on_message_send(e) { if (e.payloadSize <= 1) return { reject: "first" }; }`,
+    );
     d.write(
       "20-second.ts",
       `import type { MessageSendEvent, Decision } from "../api/index.ts";
@@ -53,10 +56,16 @@ describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
          return e.payloadSize <= limits.max ? { allow: false, reason: "second" } : true;
        }`,
     );
-    d.write("30-third.mjs", `export const onConnect = () => ({ allow: true }); export function on_message_send(e) { if (e.payloadSize <= 3) return { reject: "third" }; }`);
+    d.write(
+      "30-third.mjs",
+      `export const onConnect = () => ({ allow: true }); export function on_message_send(e) { if (e.payloadSize <= 3) return { reject: "third" }; }`,
+    );
     d.write(".hidden.js", `export function on_message_send() { return { reject: "hidden" }; }`);
     d.write("types.d.ts", `export declare function on_message_send(): void;`);
-    const last = extra.write("last.js", `export function on_message_send(e) { return e.payloadSize <= 4 ? { reject: "last" } : undefined; }`);
+    const last = extra.write(
+      "last.js",
+      `export function on_message_send(e) { return e.payloadSize <= 4 ? { reject: "last" } : undefined; }`,
+    );
     const host = await start({ dir: d.dir, files: [last], logger: memoryLogger() });
 
     expect(host.plugins.map((p) => p.name)).toEqual(["10-first", "20-second", "30-third", "last"]);
@@ -89,7 +98,10 @@ describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
       "j-getter.js": `export const manifest = { get name() { throw new Error("no"); } }; export function on_connect() {}`,
     };
     for (const [name, code] of Object.entries(broken)) d.write(name, code);
-    d.write("z-good.js", `export function on_connect(e) { return e.clientAddress.startsWith("10.") ? { reject: "no tens" } : undefined; }`);
+    d.write(
+      "z-good.js",
+      `export function on_connect(e) { return e.clientAddress.startsWith("10.") ? { reject: "no tens" } : undefined; }`,
+    );
     const host = await start({ dir: d.dir, logger: log });
 
     expect(host.plugins.map((p) => p.name)).toEqual(["z-good"]);
@@ -109,7 +121,11 @@ describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     expect(host.childPid).toBeTypeOf("number");
     expect(host.renderMetrics()).toContain(`plugin_load_errors_total ${Object.keys(broken).length}`);
 
-    expect(await host.call("on_connect", sampleEvent("on_connect", { clientAddress: "10.0.0.1:5" }))).toEqual({ allow: false, reason: "no tens", plugin: "z-good" });
+    expect(await host.call("on_connect", sampleEvent("on_connect", { clientAddress: "10.0.0.1:5" }))).toEqual({
+      allow: false,
+      reason: "no tens",
+      plugin: "z-good",
+    });
     expect(await host.call("on_connect", sampleEvent("on_connect"))).toEqual({ allow: true });
   });
 
@@ -127,8 +143,14 @@ describe("loading", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("duplicate plugin names: the later file is skipped", async () => {
     const d = dir();
     const log = memoryLogger();
-    d.write("a.js", `export const manifest = { name: "same" }; export function on_connect() { return { reject: "from a" }; }`);
-    d.write("b.js", `export const manifest = { name: "same" }; export function on_connect() { return { reject: "from b" }; }`);
+    d.write(
+      "a.js",
+      `export const manifest = { name: "same" }; export function on_connect() { return { reject: "from a" }; }`,
+    );
+    d.write(
+      "b.js",
+      `export const manifest = { name: "same" }; export function on_connect() { return { reject: "from b" }; }`,
+    );
     const host = await start({ dir: d.dir, logger: log });
     expect(host.plugins.map((p) => p.file.replace(/^.*\//, ""))).toEqual(["a.js"]);
     expect(log.find("plugin failed to load; skipped")[0].fields.error).toMatch(/duplicate plugin name "same"/);
@@ -145,7 +167,12 @@ describe("events", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     d.write("2-show.js", `export function on_message_send(e) { log(JSON.stringify(e)); }`);
     const host = await start({ dir: d.dir, logger: log });
     const sent = sampleEvent("on_message_send", { payloadSize: 77 });
-    const withSecrets = { ...sent, payload: new Uint8Array([1, 2, 3]), sessionToken: "secret-token", senderIdentity: undefined };
+    const withSecrets = {
+      ...sent,
+      payload: new Uint8Array([1, 2, 3]),
+      sessionToken: "secret-token",
+      senderIdentity: undefined,
+    };
     expect(await host.call("on_message_send", withSecrets)).toEqual({ allow: true });
     expect(sent.payloadSize).toBe(77);
     const line = log.find("plugin log", (f) => f.plugin === "2-show")[0]?.fields.line as string;
@@ -173,8 +200,12 @@ describe("fail policy", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const log = memoryLogger();
     const host = await start({ dir: d.dir, logger: log });
     expect(await decisions(host)).toEqual({
-      on_connect: "plugin error", on_disconnect: "allow", on_message_send: "plugin error",
-      on_message_receive: "allow", on_group_join: "plugin error", on_group_leave: "allow",
+      on_connect: "plugin error",
+      on_disconnect: "allow",
+      on_message_send: "plugin error",
+      on_message_receive: "allow",
+      on_group_join: "plugin error",
+      on_group_leave: "allow",
     });
     for (const h of HOOKS) expect(host.stats("thrower", h)).toMatchObject({ calls: 1, errors: 1, rejects: 0 });
     // Five consecutive failures suspend the plugin (the sixth call is decided without running it,
@@ -182,7 +213,12 @@ describe("fail policy", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const errs = log.find("plugin error");
     expect(errs).toHaveLength(5);
     expect(log.find("plugin suspended after repeated failures", (f) => f.plugin === "thrower")).toHaveLength(1);
-    expect(errs[0].fields).toMatchObject({ plugin: "thrower", hook: "on_connect", reason: "threw broken on_connect", connectionId: "conn-1" });
+    expect(errs[0].fields).toMatchObject({
+      plugin: "thrower",
+      hook: "on_connect",
+      reason: "threw broken on_connect",
+      connectionId: "conn-1",
+    });
     expect(errs[0].fields).not.toHaveProperty("clientAddress");
   });
 
@@ -194,18 +230,28 @@ describe("fail policy", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     await host.stop();
 
     const d2 = dir();
-    d2.write("b-mixed.js", `export const manifest = { failPolicy: { on_message_send: "open", onGroupLeave: "closed" } };\n${thrower}`);
+    d2.write(
+      "b-mixed.js",
+      `export const manifest = { failPolicy: { on_message_send: "open", onGroupLeave: "closed" } };\n${thrower}`,
+    );
     host = await start({ dir: d2.dir, logger: memoryLogger() });
     expect(await decisions(host)).toEqual({
-      on_connect: "plugin error", on_disconnect: "allow", on_message_send: "allow",
-      on_message_receive: "allow", on_group_join: "plugin error", on_group_leave: "plugin error",
+      on_connect: "plugin error",
+      on_disconnect: "allow",
+      on_message_send: "allow",
+      on_message_receive: "allow",
+      on_group_join: "plugin error",
+      on_group_leave: "plugin error",
     });
     expect(host.plugins[0].failPolicy).toMatchObject({ on_message_send: "open", on_group_leave: "closed" });
   });
 
   test("observers cannot reject: their return value is ignored", async () => {
     const d = dir();
-    d.write("obs.js", `export function on_disconnect() { return { reject: "no" }; } export function on_message_receive() { return 42; }`);
+    d.write(
+      "obs.js",
+      `export function on_disconnect() { return { reject: "no" }; } export function on_message_receive() { return 42; }`,
+    );
     const host = await start({ dir: d.dir, logger: memoryLogger() });
     const obs: HookName[] = ["on_disconnect", "on_message_receive"];
     for (const h of obs) {
@@ -221,7 +267,8 @@ describe("metrics and logs", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const log = memoryLogger();
     d.write("gate.js", `export function on_message_send(e) { if (e.payloadSize > 10) return { reject: "too big" }; }`);
     const host = await start({ dir: d.dir, logger: log });
-    for (const payloadSize of [1, 20, 30]) await host.call("on_message_send", sampleEvent("on_message_send", { payloadSize }));
+    for (const payloadSize of [1, 20, 30])
+      await host.call("on_message_send", sampleEvent("on_message_send", { payloadSize }));
     const text = host.renderMetrics();
     expect(text).toContain('plugin_calls_total{plugin="gate",hook="on_message_send"} 3');
     expect(text).toContain('plugin_rejects_total{plugin="gate",hook="on_message_send"} 2');
@@ -233,7 +280,12 @@ describe("metrics and logs", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const rejections = log.find("plugin rejected");
     expect(rejections).toHaveLength(2);
     expect(rejections[0].fields).toEqual({
-      plugin: "gate", hook: "on_message_send", reason: "too big", connectionId: "conn-1", channelId: "c3".repeat(16), messageId: "0f".repeat(16),
+      plugin: "gate",
+      hook: "on_message_send",
+      reason: "too big",
+      connectionId: "conn-1",
+      channelId: "c3".repeat(16),
+      messageId: "0f".repeat(16),
     });
   });
 });

@@ -16,18 +16,18 @@ const hostile: Record<string, string> = {
   throws: `throw new Error("boom");`,
   "throws-string": `throw "not an Error";`,
   number: `return 42;`,
-  "false": `return false;`,
+  false: `return false;`,
   string: `return "allow";`,
   "huge-reason": `return { reject: "x".repeat(10_000_000) };`,
   "long-reason": `return { reject: "y".repeat(257) };`,
   "newline-reason": `return { reject: "line one\\nline two" };`,
-  "function": `return () => ({ allow: true });`,
+  function: `return () => ({ allow: true });`,
   "proxy-trap-throws": `return new Proxy({}, { getPrototypeOf() { throw new Error("trap"); } });`,
   "proxy-fake-allow": `return new Proxy({}, { get: () => true });`,
   getter: `return { get reject() { return "from a getter"; } };`,
-  "async": `return Promise.resolve({ allow: true });`,
+  async: `return Promise.resolve({ allow: true });`,
   "class-instance": `return new (class Decision { constructor() { this.allow = true; } })();`,
-  "array": `return [{ allow: true }];`,
+  array: `return [{ allow: true }];`,
   require: `return require("node:fs").readFileSync("/etc/passwd", "utf8");`,
   process: `return process.exit(1);`,
   fetch: `return globalThis.fetch("http://example.com");`,
@@ -78,15 +78,24 @@ const send = (ttlSecs: number) => host.call("on_message_send", sampleEvent("on_m
 
 beforeAll(async () => {
   // One plugin sets globals and pollutes prototypes; others must not see any of it.
-  d.write("00-setter.js", `globalThis.secret = "s3cret"; Object.prototype.polluted = 1;
-    export function on_message_send(e) { globalThis.secret = "s3cret-" + e.connectionId; }`);
+  d.write(
+    "00-setter.js",
+    `globalThis.secret = "s3cret"; Object.prototype.polluted = 1;
+    export function on_message_send(e) { globalThis.secret = "s3cret-" + e.connectionId; }`,
+  );
   names.forEach((name, i) => {
     expect(ttlOf(name)).toBe(i + 1);
     const code = hostile[name].replace("PWNED", JSON.stringify(PWNED));
-    d.write(`${pluginName(name)}.js`, `export function on_message_send(e) { if (e.ttlSecs !== ${i + 1}) return; ${code} }`);
+    d.write(
+      `${pluginName(name)}.js`,
+      `export function on_message_send(e) { if (e.ttlSecs !== ${i + 1}) return; ${code} }`,
+    );
   });
   d.write("98-probe.js", PROBE);
-  d.write("99-last.js", `export function on_message_send(e) { if (e.ttlSecs === 1000) return { reject: "last plugin reached" }; }`);
+  d.write(
+    "99-last.js",
+    `export function on_message_send(e) { if (e.ttlSecs === 1000) return { reject: "last plugin reached" }; }`,
+  );
   host = await PluginHost.start({ dir: d.dir, logger: log });
 }, HOST_TEST_TIMEOUT_MS);
 afterAll(async () => {
@@ -152,8 +161,14 @@ describe("hostile plugins are contained", { timeout: HOST_TEST_TIMEOUT_MS }, () 
 
   test("dynamic import is refused", async () => {
     expect(await send(ttlOf("dynamic-import"))).toEqual({ allow: true });
-    await waitFor(() => log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import")).length > 0, WAIT_MS, "import failure log");
-    expect(log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import"))[0].fields.line).toMatch(/^import failed: /);
+    await waitFor(
+      () => log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import")).length > 0,
+      WAIT_MS,
+      "import failure log",
+    );
+    expect(log.find("plugin log", (f) => f.plugin === pluginName("dynamic-import"))[0].fields.line).toMatch(
+      /^import failed: /,
+    );
     expect(existsSync(PWNED)).toBe(false);
   });
 

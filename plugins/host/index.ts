@@ -75,7 +75,8 @@ export class PluginHost {
     const host = new PluginHost(opts);
     try {
       if (host.catalogue.scan().length > 0) await host.supervisor.start();
-      if (opts.watch) host.watcher = PluginWatcher.start(host.catalogue.watchedDirs(), () => host.supervisor.reload(), host.logger);
+      if (opts.watch)
+        host.watcher = PluginWatcher.start(host.catalogue.watchedDirs(), () => host.supervisor.reload(), host.logger);
     } catch (err) {
       await host.stop();
       throw err;
@@ -114,7 +115,10 @@ export class PluginHost {
   }
 
   /** Counters of one plugin and hook (tests and diagnostics). */
-  stats(plugin: string, hook: HookName): { calls: number; rejects: number; errors: number; timeouts: number; seconds: number; cpuSeconds: number } {
+  stats(
+    plugin: string,
+    hook: HookName,
+  ): { calls: number; rejects: number; errors: number; timeouts: number; seconds: number; cpuSeconds: number } {
     return this.metrics.get(plugin, hook);
   }
 
@@ -142,10 +146,13 @@ export class PluginHost {
     this.logger.info("plugins loaded", { plugins: m.plugins.map((p) => p.name) });
     for (const e of m.errors) {
       this.metrics.loadErrors++;
-      this.logger.error(e.keptPrevious ? "plugin failed to reload; previous version keeps running" : "plugin failed to load; skipped", {
-        file: e.file,
-        error: e.error,
-      });
+      this.logger.error(
+        e.keptPrevious ? "plugin failed to reload; previous version keeps running" : "plugin failed to load; skipped",
+        {
+          file: e.file,
+          error: e.error,
+        },
+      );
     }
     for (const file of m.reloaded) this.logger.info("plugin reloaded", { file });
     this.emitter.emit("reload");
@@ -180,7 +187,9 @@ export class PluginHost {
     const file = this.catalogue.blameLoading();
     if (file === null) return false;
     this.metrics.loadErrors++;
-    this.logger.error("plugin crashed or stalled the plugin host while loading; skipped until the file changes", { file });
+    this.logger.error("plugin crashed or stalled the plugin host while loading; skipped until the file changes", {
+      file,
+    });
     return true;
   }
 
@@ -188,15 +197,21 @@ export class PluginHost {
   private onStall(r: StallReport): void {
     if (this.catalogue.isLoading(r.file)) {
       // Stuck evaluating the file: onChildExit quarantines it until it changes.
-      this.logger.error("plugin stalled the plugin host while loading; restarting the host without it", { file: r.file, stalledMs: r.ms });
+      this.logger.error("plugin stalled the plugin host while loading; restarting the host without it", {
+        file: r.file,
+        stalledMs: r.ms,
+      });
       return;
     }
     const ms = this.catalogue.recordStall(r.file);
-    this.logger.error("plugin stalled the plugin host (its time limit could not stop it, usually memory exhaustion); restarting the host with the plugin suspended", {
-      plugin: r.plugin,
-      file: r.file,
-      stalledMs: r.ms,
-      suspendedForMs: ms,
-    });
+    this.logger.error(
+      "plugin stalled the plugin host (its time limit could not stop it, usually memory exhaustion); restarting the host with the plugin suspended",
+      {
+        plugin: r.plugin,
+        file: r.file,
+        stalledMs: r.ms,
+        suspendedForMs: ms,
+      },
+    );
   }
 }

@@ -24,8 +24,19 @@ import { pathToFileURL } from "node:url";
 import ivm from "isolated-vm";
 import type { HookName } from "../api/index.ts";
 import {
-  DEFAULT_LIMITS, HEAP_RESET_FRACTION, HOOK_EXPORT_NAMES, LogLimiter, MAX_COPIED_STRING, cleanLogLine, hooksFromExports, interpretResult, resolveManifest,
-  wallBackstopMs, type GuestResult, type OutcomeKind, type ResolvedPlugin,
+  DEFAULT_LIMITS,
+  HEAP_RESET_FRACTION,
+  HOOK_EXPORT_NAMES,
+  LogLimiter,
+  MAX_COPIED_STRING,
+  cleanLogLine,
+  hooksFromExports,
+  interpretResult,
+  resolveManifest,
+  wallBackstopMs,
+  type GuestResult,
+  type OutcomeKind,
+  type ResolvedPlugin,
 } from "./policy.ts";
 
 /** CPU time budget for evaluating a module's top level. */
@@ -143,13 +154,19 @@ export function prepareSource(file: string, text: string): string {
   try {
     return stripTypeScriptTypes(text, { mode: "strip" });
   } catch (err) {
-    throw new PluginLoadError(`TypeScript: ${errorText(err)} (only erasable syntax is supported: no enums, namespaces or parameter properties)`);
+    throw new PluginLoadError(
+      `TypeScript: ${errorText(err)} (only erasable syntax is supported: no enums, namespaces or parameter properties)`,
+    );
   }
 }
 
 function errorText(err: unknown): string {
   let s: string;
-  if (err instanceof Error) s = err.name && err.name !== "Error" && !err.message.startsWith(err.name) ? `${err.name}: ${err.message}` : err.message;
+  if (err instanceof Error)
+    s =
+      err.name && err.name !== "Error" && !err.message.startsWith(err.name)
+        ? `${err.name}: ${err.message}`
+        : err.message;
   else s = String(err);
   return s.replace(/[\p{Cc}\u2028\u2029]+/gu, " ").slice(0, MAX_ERROR_CHARS);
 }
@@ -200,7 +217,15 @@ export class IsolatePlugin {
   private dirty = false;
   private disposed = false;
 
-  private constructor(file: string, text: string, js: string, hooks: RunnerHooks, onLine: (line: unknown) => void, info: ResolvedPlugin, booted: Booted) {
+  private constructor(
+    file: string,
+    text: string,
+    js: string,
+    hooks: RunnerHooks,
+    onLine: (line: unknown) => void,
+    info: ResolvedPlugin,
+    booted: Booted,
+  ) {
     this.file = file;
     this.text = text;
     this.js = js;
@@ -287,7 +312,12 @@ export class IsolatePlugin {
       this.dirty = true;
       const msg = errorText(err);
       if (b.isolate.isDisposed || isDisposedMsg(msg))
-        return { outcome: "error", reason: `out of memory (limit ${this.info.limits.memoryMb} MB): isolate disposed`, ms, cpuMs };
+        return {
+          outcome: "error",
+          reason: `out of memory (limit ${this.info.limits.memoryMb} MB): isolate disposed`,
+          ms,
+          cpuMs,
+        };
       if (isTimeout(msg)) return { outcome: "timeout", reason: overBudget(budget, cpuMs), ms, cpuMs };
       return { outcome: "error", reason: `threw ${msg}`, ms, cpuMs };
     }
@@ -350,16 +380,29 @@ interface Description {
 }
 
 /** A fresh isolate with the prelude and trusted helpers, then the plugin module (imports refused) evaluated. */
-function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks, onLine: (line: unknown) => void): Evaluated {
+function evaluate(
+  file: string,
+  js: string,
+  memoryMb: number,
+  hooks: RunnerHooks,
+  onLine: (line: unknown) => void,
+): Evaluated {
   hooks.onLoadStep();
-  const isolate = new ivm.Isolate({ memoryLimit: memoryMb, onCatastrophicError: (message) => hooks.onCatastrophicError(message) });
+  const isolate = new ivm.Isolate({
+    memoryLimit: memoryMb,
+    onCatastrophicError: (message) => hooks.onCatastrophicError(message),
+  });
   try {
     const context = isolate.createContextSync();
     context.evalClosureSync(PRELUDE, [new ivm.Callback(onLine)], { timeout: LOAD_BACKSTOP_MS });
-    const describeFn = context.evalClosureSync(DESCRIBE, [new ivm.ExternalCopy([...HOOK_EXPORT_NAMES]).copyInto(), MAX_MANIFEST_JSON], {
-      timeout: LOAD_BACKSTOP_MS,
-      result: { reference: true },
-    }) as Evaluated["describeFn"];
+    const describeFn = context.evalClosureSync(
+      DESCRIBE,
+      [new ivm.ExternalCopy([...HOOK_EXPORT_NAMES]).copyInto(), MAX_MANIFEST_JSON],
+      {
+        timeout: LOAD_BACKSTOP_MS,
+        result: { reference: true },
+      },
+    ) as Evaluated["describeFn"];
     const bindFn = context.evalClosureSync(BIND, [MAX_COPIED_STRING], {
       timeout: LOAD_BACKSTOP_MS,
       result: { reference: true },
@@ -383,8 +426,10 @@ function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks
       mod.evaluateSync({ timeout: LOAD_BACKSTOP_MS });
     } catch (err) {
       const msg = errorText(err);
-      if (isolate.isDisposed || isDisposedMsg(msg)) throw new PluginLoadError(`top-level code ran out of memory (${memoryMb} MB)`);
-      if (isTimeout(msg)) throw new PluginLoadError(`top-level code ran longer than ${loadOverBudget(threadCpuMs() - cpuStart)}`);
+      if (isolate.isDisposed || isDisposedMsg(msg))
+        throw new PluginLoadError(`top-level code ran out of memory (${memoryMb} MB)`);
+      if (isTimeout(msg))
+        throw new PluginLoadError(`top-level code ran longer than ${loadOverBudget(threadCpuMs() - cpuStart)}`);
       throw new PluginLoadError(`top-level code threw ${msg}`);
     }
     const cpuMs = threadCpuMs() - cpuStart;
@@ -398,7 +443,10 @@ function evaluate(file: string, js: string, memoryMb: number, hooks: RunnerHooks
 
 function describe(e: Evaluated): Description {
   try {
-    return e.describeFn.applySync(undefined, [e.namespace.derefInto()], { timeout: LOAD_BACKSTOP_MS, result: { copy: true } });
+    return e.describeFn.applySync(undefined, [e.namespace.derefInto()], {
+      timeout: LOAD_BACKSTOP_MS,
+      result: { copy: true },
+    });
   } catch (err) {
     throw new PluginLoadError(`reading exports failed: ${errorText(err)}`);
   }

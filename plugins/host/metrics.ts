@@ -23,7 +23,11 @@ export class PluginMetrics {
   record(hook: HookName, o: PluginOutcome): void {
     const key = `${o.plugin}\u0000${hook}`;
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { plugin: o.plugin, hook, calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0, cpuSeconds: 0 }));
+    if (!s)
+      this.series.set(
+        key,
+        (s = { plugin: o.plugin, hook, calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0, cpuSeconds: 0 }),
+      );
     s.calls++;
     if (o.outcome === "reject") s.rejects++;
     else if (o.outcome === "error") s.errors++;
@@ -40,7 +44,14 @@ export class PluginMetrics {
   get(plugin: string, hook: HookName): Series {
     const s = this.series.get(`${plugin}\u0000${hook}`);
     return s
-      ? { calls: s.calls, rejects: s.rejects, errors: s.errors, timeouts: s.timeouts, seconds: s.seconds, cpuSeconds: s.cpuSeconds }
+      ? {
+          calls: s.calls,
+          rejects: s.rejects,
+          errors: s.errors,
+          timeouts: s.timeouts,
+          seconds: s.seconds,
+          cpuSeconds: s.cpuSeconds,
+        }
       : { calls: 0, rejects: 0, errors: 0, timeouts: 0, seconds: 0, cpuSeconds: 0 };
   }
 
@@ -48,19 +59,51 @@ export class PluginMetrics {
     const out: string[] = [];
     const family = (name: string, help: string, type: "counter" | "gauge", pick: (s: Series) => number) => {
       out.push(...familyHeader(name, help, type));
-      for (const s of this.series.values()) out.push(sampleLine(name, formatLabels({ plugin: s.plugin, hook: s.hook }), pick(s)));
+      for (const s of this.series.values())
+        out.push(sampleLine(name, formatLabels({ plugin: s.plugin, hook: s.hook }), pick(s)));
     };
     family("plugin_calls_total", "Plugin hook invocations, by plugin and hook.", "counter", (s) => s.calls);
     family("plugin_rejects_total", "Calls a plugin rejected.", "counter", (s) => s.rejects);
-    family("plugin_errors_total", "Plugin calls that threw, returned an invalid result, ran out of memory or were skipped while the plugin was suspended.", "counter", (s) => s.errors);
-    family("plugin_timeouts_total", "Plugin calls that exceeded their CPU time budget or its wall-clock backstop.", "counter", (s) => s.timeouts);
+    family(
+      "plugin_errors_total",
+      "Plugin calls that threw, returned an invalid result, ran out of memory or were skipped while the plugin was suspended.",
+      "counter",
+      (s) => s.errors,
+    );
+    family(
+      "plugin_timeouts_total",
+      "Plugin calls that exceeded their CPU time budget or its wall-clock backstop.",
+      "counter",
+      (s) => s.timeouts,
+    );
     family("plugin_seconds_total", "Wall time spent in plugin calls.", "counter", (s) => s.seconds);
-    family("plugin_cpu_seconds_total", "CPU time spent in plugin calls (what the time budget limits).", "counter", (s) => s.cpuSeconds);
-    out.push(...familyHeader("plugin_host_unavailable_total", "Hook calls decided by fail policy because the plugin host process was down or did not answer.", "counter"));
-    for (const [hook, n] of this.unavailable) out.push(sampleLine("plugin_host_unavailable_total", formatLabels({ hook }), n));
-    out.push(...familyHeader("plugin_host_restarts_total", "Restarts of the plugin host process.", "counter"), sampleLine("plugin_host_restarts_total", "", this.restarts));
-    out.push(...familyHeader("plugin_load_errors_total", "Plugin files that failed to load.", "counter"), sampleLine("plugin_load_errors_total", "", this.loadErrors));
-    out.push(...familyHeader("plugins_loaded", "Plugins currently loaded.", "gauge"), sampleLine("plugins_loaded", "", this.loaded));
+    family(
+      "plugin_cpu_seconds_total",
+      "CPU time spent in plugin calls (what the time budget limits).",
+      "counter",
+      (s) => s.cpuSeconds,
+    );
+    out.push(
+      ...familyHeader(
+        "plugin_host_unavailable_total",
+        "Hook calls decided by fail policy because the plugin host process was down or did not answer.",
+        "counter",
+      ),
+    );
+    for (const [hook, n] of this.unavailable)
+      out.push(sampleLine("plugin_host_unavailable_total", formatLabels({ hook }), n));
+    out.push(
+      ...familyHeader("plugin_host_restarts_total", "Restarts of the plugin host process.", "counter"),
+      sampleLine("plugin_host_restarts_total", "", this.restarts),
+    );
+    out.push(
+      ...familyHeader("plugin_load_errors_total", "Plugin files that failed to load.", "counter"),
+      sampleLine("plugin_load_errors_total", "", this.loadErrors),
+    );
+    out.push(
+      ...familyHeader("plugins_loaded", "Plugins currently loaded.", "gauge"),
+      sampleLine("plugins_loaded", "", this.loaded),
+    );
     return out.join("\n");
   }
 }

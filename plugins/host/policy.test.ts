@@ -1,9 +1,32 @@
 import { describe, expect, test } from "vitest";
 import { ALLOW } from "../../proto/util/hook-decision.ts";
 import {
-  Breaker, DEFAULT_FAIL_POLICY, DEFAULT_LIMITS, HOOKS, HOOK_EXPORTS, LogLimiter, REASON_HOST_UNAVAILABLE, REASON_PLUGIN_ERROR,
-  REASON_PLUGIN_TIMEOUT, checkReason, cleanLogLine, combine, decideWithoutHost, eventIds, hookFromName, hooksFromExports, interpretResult,
-  STALL_GRACE_MS, callDeadlineMs, nameFromFile, rejection, resolveManifest, sanitizeEvent, stallAfterMs, wallBackstopMs, type GuestResult,
+  Breaker,
+  DEFAULT_FAIL_POLICY,
+  DEFAULT_LIMITS,
+  HOOKS,
+  HOOK_EXPORTS,
+  LogLimiter,
+  REASON_HOST_UNAVAILABLE,
+  REASON_PLUGIN_ERROR,
+  REASON_PLUGIN_TIMEOUT,
+  checkReason,
+  cleanLogLine,
+  combine,
+  decideWithoutHost,
+  eventIds,
+  hookFromName,
+  hooksFromExports,
+  interpretResult,
+  STALL_GRACE_MS,
+  callDeadlineMs,
+  nameFromFile,
+  rejection,
+  resolveManifest,
+  sanitizeEvent,
+  stallAfterMs,
+  wallBackstopMs,
+  type GuestResult,
   type PluginOutcome,
 } from "./policy.ts";
 
@@ -12,7 +35,14 @@ const obj = (fields: Omit<GuestResult, "t">): GuestResult => ({ t: "object", ...
 
 describe("hook table", () => {
   test("six hooks with their camelCase export names", () => {
-    expect(HOOKS).toEqual(["on_connect", "on_disconnect", "on_message_send", "on_message_receive", "on_group_join", "on_group_leave"]);
+    expect(HOOKS).toEqual([
+      "on_connect",
+      "on_disconnect",
+      "on_message_send",
+      "on_message_receive",
+      "on_group_join",
+      "on_group_leave",
+    ]);
     expect(HOOK_EXPORTS.on_message_send).toBe("onMessageSend");
     expect(hookFromName("onGroupLeave")).toBe("on_group_leave");
     expect(hookFromName("on_connect")).toBe("on_connect");
@@ -22,15 +52,20 @@ describe("hook table", () => {
 
   test("default fail policy: closed for the guards, open for observers and on_group_leave", () => {
     expect(DEFAULT_FAIL_POLICY).toEqual({
-      on_connect: "closed", on_message_send: "closed", on_group_join: "closed",
-      on_disconnect: "open", on_message_receive: "open", on_group_leave: "open",
+      on_connect: "closed",
+      on_message_send: "closed",
+      on_group_join: "closed",
+      on_disconnect: "open",
+      on_message_receive: "open",
+      on_group_leave: "open",
     });
     expect(DEFAULT_LIMITS).toEqual({ memoryMb: 32, timeoutMs: 50 });
   });
 
   test("exports: functions only, one form per hook", () => {
     expect(hooksFromExports({ on_connect: "function", onMessageSend: "function", helper: "function" })).toEqual({
-      ok: true, value: { on_connect: "on_connect", on_message_send: "onMessageSend" },
+      ok: true,
+      value: { on_connect: "on_connect", on_message_send: "onMessageSend" },
     });
     const both = hooksFromExports({ on_connect: "function", onConnect: "function" });
     expect(both.ok).toBe(false);
@@ -40,13 +75,21 @@ describe("hook table", () => {
 });
 
 describe("manifest", () => {
-  const exported = { on_connect: "on_connect", on_message_send: "onMessageSend", on_disconnect: "on_disconnect" } as const;
+  const exported = {
+    on_connect: "on_connect",
+    on_message_send: "onMessageSend",
+    on_disconnect: "on_disconnect",
+  } as const;
 
   test("defaults from the file name and the exports", () => {
     const r = resolveManifest(undefined, exported, "10-my plugin.ts");
     expect(r.ok && r.value).toEqual({
-      name: "10-my-plugin", version: "0.0.0", hooks: ["on_connect", "on_disconnect", "on_message_send"],
-      exports: exported, limits: DEFAULT_LIMITS, failPolicy: DEFAULT_FAIL_POLICY,
+      name: "10-my-plugin",
+      version: "0.0.0",
+      hooks: ["on_connect", "on_disconnect", "on_message_send"],
+      exports: exported,
+      limits: DEFAULT_LIMITS,
+      failPolicy: DEFAULT_FAIL_POLICY,
     });
     expect(nameFromFile("/x/y/_.js")).toBe("plugin");
   });
@@ -55,14 +98,18 @@ describe("manifest", () => {
     const r = resolveManifest({ hooks: ["onConnect"] }, exported, "a.js");
     expect(r.ok && r.value.hooks).toEqual(["on_connect"]);
     expect(resolveManifest({ hooks: ["on_group_join"] }, exported, "a.js")).toEqual({
-      ok: false, error: "manifest.hooks lists on_group_join but the module does not export it",
+      ok: false,
+      error: "manifest.hooks lists on_group_join but the module does not export it",
     });
     expect(resolveManifest({ hooks: ["nope"] }, exported, "a.js").ok).toBe(false);
     expect(resolveManifest({ hooks: "on_connect" }, exported, "a.js").ok).toBe(false);
   });
 
   test("no hooks at all is an error", () => {
-    expect(resolveManifest(undefined, {}, "a.js")).toMatchObject({ ok: false, error: expect.stringContaining("no hooks") });
+    expect(resolveManifest(undefined, {}, "a.js")).toMatchObject({
+      ok: false,
+      error: expect.stringContaining("no hooks"),
+    });
   });
 
   test("fail policy: one string for deciding hooks, or a per-hook map; observers cannot be closed", () => {
@@ -70,7 +117,11 @@ describe("manifest", () => {
     expect(open.ok && open.value.failPolicy.on_connect).toBe("open");
     expect(open.ok && open.value.failPolicy.on_group_join).toBe("open");
     const closed = resolveManifest({ failPolicy: "closed" }, exported, "a.js");
-    expect(closed.ok && closed.value.failPolicy).toMatchObject({ on_group_leave: "closed", on_disconnect: "open", on_message_receive: "open" });
+    expect(closed.ok && closed.value.failPolicy).toMatchObject({
+      on_group_leave: "closed",
+      on_disconnect: "open",
+      on_message_receive: "open",
+    });
     const map = resolveManifest({ failPolicy: { onMessageSend: "open" } }, exported, "a.js");
     expect(map.ok && map.value.failPolicy).toMatchObject({ on_message_send: "open", on_connect: "closed" });
     expect(resolveManifest({ failPolicy: { on_disconnect: "closed" } }, exported, "a.js").ok).toBe(false);
@@ -92,7 +143,10 @@ describe("manifest", () => {
     expect(resolveManifest({ name: "-bad" }, exported, "a.js").ok).toBe(false);
     expect(resolveManifest({ name: 'a"b' }, exported, "a.js").ok).toBe(false);
     expect(resolveManifest({ version: "1 2" }, exported, "a.js").ok).toBe(false);
-    expect(resolveManifest({ failpolicy: "open" }, exported, "a.js")).toEqual({ ok: false, error: 'unknown manifest key "failpolicy"' });
+    expect(resolveManifest({ failpolicy: "open" }, exported, "a.js")).toEqual({
+      ok: false,
+      error: 'unknown manifest key "failpolicy"',
+    });
     expect(resolveManifest([], exported, "a.js").ok).toBe(false);
     expect(resolveManifest("x", exported, "a.js").ok).toBe(false);
   });
@@ -109,19 +163,42 @@ describe("results", () => {
 
   test("reject forms", () => {
     expect(interpretResult(send, obj({ reject: str("too big") }))).toEqual({ kind: "reject", reason: "too big" });
-    expect(interpretResult(send, obj({ allow: { t: "boolean", v: false }, reason: str("nope") }))).toEqual({ kind: "reject", reason: "nope" });
-    expect(interpretResult(send, obj({ allow: { t: "boolean", v: false }, reject: str("r") }))).toEqual({ kind: "reject", reason: "r" });
+    expect(interpretResult(send, obj({ allow: { t: "boolean", v: false }, reason: str("nope") }))).toEqual({
+      kind: "reject",
+      reason: "nope",
+    });
+    expect(interpretResult(send, obj({ allow: { t: "boolean", v: false }, reject: str("r") }))).toEqual({
+      kind: "reject",
+      reason: "r",
+    });
   });
 
   test("everything else is invalid", () => {
     const invalid: GuestResult[] = [
-      { t: "boolean", v: false }, { t: "null" }, { t: "number", v: 1 }, { t: "string", v: "ok", len: 2 }, { t: "function" },
-      { t: "array" }, { t: "promise" }, { t: "exotic" }, { t: "symbol" }, { t: "bigint" },
-      obj({}), obj({ allow: { t: "string", v: "yes", len: 3 } }), obj({ allow: { t: "boolean", v: false } }),
-      obj({ reject: { t: "number", v: 1 } }), obj({ reject: { t: "accessor" } }), obj({ allow: { t: "accessor" } }),
-      obj({ allow: { t: "boolean", v: true }, reject: str("both") }), obj({ reject: str("") }), obj({ reject: str("   ") }),
-      obj({ reject: str("line\nbreak") }), obj({ reject: str("bidi \u202e trick") }), obj({ reject: str("x".repeat(257)) }),
-      obj({ reject: { t: "string", v: "x".repeat(1024), len: 5_000_000 } }), obj({ reject: { t: "object" } }),
+      { t: "boolean", v: false },
+      { t: "null" },
+      { t: "number", v: 1 },
+      { t: "string", v: "ok", len: 2 },
+      { t: "function" },
+      { t: "array" },
+      { t: "promise" },
+      { t: "exotic" },
+      { t: "symbol" },
+      { t: "bigint" },
+      obj({}),
+      obj({ allow: { t: "string", v: "yes", len: 3 } }),
+      obj({ allow: { t: "boolean", v: false } }),
+      obj({ reject: { t: "number", v: 1 } }),
+      obj({ reject: { t: "accessor" } }),
+      obj({ allow: { t: "accessor" } }),
+      obj({ allow: { t: "boolean", v: true }, reject: str("both") }),
+      obj({ reject: str("") }),
+      obj({ reject: str("   ") }),
+      obj({ reject: str("line\nbreak") }),
+      obj({ reject: str("bidi \u202e trick") }),
+      obj({ reject: str("x".repeat(257)) }),
+      obj({ reject: { t: "string", v: "x".repeat(1024), len: 5_000_000 } }),
+      obj({ reject: { t: "object" } }),
     ];
     for (const r of invalid) expect(interpretResult(send, r), JSON.stringify(r)).toMatchObject({ kind: "invalid" });
   });
@@ -143,7 +220,12 @@ describe("results", () => {
 });
 
 describe("decisions", () => {
-  const o = (plugin: string, outcome: PluginOutcome["outcome"], reason?: string): PluginOutcome => ({ plugin, outcome, reason, ms: 1 });
+  const o = (plugin: string, outcome: PluginOutcome["outcome"], reason?: string): PluginOutcome => ({
+    plugin,
+    outcome,
+    reason,
+    ms: 1,
+  });
 
   test("first rejection wins, in plugin order", () => {
     const d = combine("on_message_send", [
@@ -157,8 +239,16 @@ describe("decisions", () => {
   });
 
   test("errors and timeouts follow the fail policy", () => {
-    expect(rejection("on_connect", o("a", "error", "threw"), "closed")).toEqual({ allow: false, reason: REASON_PLUGIN_ERROR, plugin: "a" });
-    expect(rejection("on_connect", o("a", "timeout"), "closed")).toEqual({ allow: false, reason: REASON_PLUGIN_TIMEOUT, plugin: "a" });
+    expect(rejection("on_connect", o("a", "error", "threw"), "closed")).toEqual({
+      allow: false,
+      reason: REASON_PLUGIN_ERROR,
+      plugin: "a",
+    });
+    expect(rejection("on_connect", o("a", "timeout"), "closed")).toEqual({
+      allow: false,
+      reason: REASON_PLUGIN_TIMEOUT,
+      plugin: "a",
+    });
     expect(rejection("on_connect", o("a", "error"), "open")).toBeNull();
     expect(rejection("on_connect", o("a", "timeout"), "open")).toBeNull();
     expect(
@@ -175,9 +265,14 @@ describe("decisions", () => {
   });
 
   test("without the host: first fail-closed plugin rejects", () => {
-    const p = (name: string, policy: "open" | "closed") => ({ name, failPolicy: { ...DEFAULT_FAIL_POLICY, on_message_send: policy } });
+    const p = (name: string, policy: "open" | "closed") => ({
+      name,
+      failPolicy: { ...DEFAULT_FAIL_POLICY, on_message_send: policy },
+    });
     expect(decideWithoutHost("on_message_send", [p("a", "open"), p("b", "closed")])).toEqual({
-      allow: false, reason: REASON_HOST_UNAVAILABLE, plugin: "b",
+      allow: false,
+      reason: REASON_HOST_UNAVAILABLE,
+      plugin: "b",
     });
     expect(decideWithoutHost("on_message_send", [p("a", "open")])).toBe(ALLOW);
     expect(decideWithoutHost("on_disconnect", [p("a", "closed")])).toBe(ALLOW);
@@ -187,13 +282,30 @@ describe("decisions", () => {
 describe("events", () => {
   test("only documented fields, with documented types", () => {
     const ev = sanitizeEvent("on_message_send", {
-      connectionId: "c1", clientAddress: "1.2.3.4:5", senderIdentity: new Uint8Array([0xab, 0x01]), recipients: ["AA", new Uint8Array([1])],
-      channelId: "cc", payloadSize: 10n, ttlSecs: Number.NaN, messageId: "", batch: 1, time: 5,
-      payload: new Uint8Array(100), sessionToken: "secret",
+      connectionId: "c1",
+      clientAddress: "1.2.3.4:5",
+      senderIdentity: new Uint8Array([0xab, 0x01]),
+      recipients: ["AA", new Uint8Array([1])],
+      channelId: "cc",
+      payloadSize: 10n,
+      ttlSecs: Number.NaN,
+      messageId: "",
+      batch: 1,
+      time: 5,
+      payload: new Uint8Array(100),
+      sessionToken: "secret",
     });
     expect(ev).toEqual({
-      connectionId: "c1", clientAddress: "1.2.3.4:5", senderIdentity: "ab01", recipients: ["aa", "01"], channelId: "cc",
-      payloadSize: 10, ttlSecs: 0, messageId: "", batch: false, time: 5,
+      connectionId: "c1",
+      clientAddress: "1.2.3.4:5",
+      senderIdentity: "ab01",
+      recipients: ["aa", "01"],
+      channelId: "cc",
+      payloadSize: 10,
+      ttlSecs: 0,
+      messageId: "",
+      batch: false,
+      time: 5,
     });
   });
 
@@ -203,12 +315,18 @@ describe("events", () => {
     expect(ev.time).toBe(42);
     expect(ev.recipients).toEqual([]);
     expect((ev.connectionId as string).length).toBe(512);
-    expect(sanitizeEvent("on_connect", { transport: "carrier-pigeon", alpn: "h3" }, 1)).toMatchObject({ transport: "quic", alpn: "qpq" });
+    expect(sanitizeEvent("on_connect", { transport: "carrier-pigeon", alpn: "h3" }, 1)).toMatchObject({
+      transport: "quic",
+      alpn: "qpq",
+    });
   });
 
   test("log ids never include other event contents", () => {
-    expect(eventIds({ connectionId: "c", channelId: "cc", messageId: "", clientAddress: "1.2.3.4:5", payloadSize: 3 })).toEqual({
-      connectionId: "c", channelId: "cc",
+    expect(
+      eventIds({ connectionId: "c", channelId: "cc", messageId: "", clientAddress: "1.2.3.4:5", payloadSize: 3 }),
+    ).toEqual({
+      connectionId: "c",
+      channelId: "cc",
     });
   });
 });

@@ -108,7 +108,10 @@ const MANIFEST_KEYS = new Set(["name", "version", "hooks", "limits", "failPolicy
 /** Plugin name derived from a file name: "10-max-size.ts" → "10-max-size" (invalid characters become "-"). */
 export function nameFromFile(fileName: string): string {
   const base = fileName.replace(/^.*[\\/]/, "").replace(/\.(m?js|ts)$/, "");
-  const cleaned = base.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64);
+  const cleaned = base
+    .replace(/[^A-Za-z0-9._-]/g, "-")
+    .replace(/^[^A-Za-z0-9]+/, "")
+    .slice(0, 64);
   return cleaned || "plugin";
 }
 
@@ -122,7 +125,8 @@ export function hooksFromExports(exportTypes: Record<string, string>): Result<Pa
     const hook = hookFromName(exportName);
     if (!hook) continue;
     if (type !== "function") return { ok: false, error: `export ${exportName} is a ${type}, not a function` };
-    if (found[hook]) return { ok: false, error: `both ${found[hook]} and ${exportName} are exported; export one of them` };
+    if (found[hook])
+      return { ok: false, error: `both ${found[hook]} and ${exportName} are exported; export one of them` };
     found[hook] = exportName;
   }
   return { ok: true, value: found };
@@ -203,7 +207,8 @@ export function resolveManifest(
     if (!r.ok) return r;
     for (const h of HOOKS) if (!isObserver(h)) failPolicy[h] = r.value;
   } else if (m.failPolicy !== undefined) {
-    if (!isPlainRecord(m.failPolicy)) return { ok: false, error: 'manifest.failPolicy must be "open", "closed" or a per-hook map' };
+    if (!isPlainRecord(m.failPolicy))
+      return { ok: false, error: 'manifest.failPolicy must be "open", "closed" or a per-hook map' };
     for (const [k, v] of Object.entries(m.failPolicy)) {
       const hook = hookFromName(k);
       if (!hook) return { ok: false, error: `manifest.failPolicy: unknown hook "${k}"` };
@@ -226,8 +231,19 @@ export function resolveManifest(
  */
 export interface GuestValue {
   t:
-    | "undefined" | "null" | "boolean" | "number" | "string" | "bigint" | "symbol" | "function"
-    | "object" | "array" | "promise" | "exotic" | "accessor";
+    | "undefined"
+    | "null"
+    | "boolean"
+    | "number"
+    | "string"
+    | "bigint"
+    | "symbol"
+    | "function"
+    | "object"
+    | "array"
+    | "promise"
+    | "exotic"
+    | "accessor";
   v?: boolean | number | string;
   len?: number;
 }
@@ -249,7 +265,8 @@ const UNPRINTABLE = /[\p{Cc}\p{Cs}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 /** Checks a rejection reason: 1–256 characters of printable text, not only spaces. */
 export function checkReason(v: GuestValue | undefined): Result<string> {
-  if (!v || v.t !== "string" || typeof v.v !== "string") return { ok: false, error: `reason must be a string, got ${v?.t ?? "nothing"}` };
+  if (!v || v.t !== "string" || typeof v.v !== "string")
+    return { ok: false, error: `reason must be a string, got ${v?.t ?? "nothing"}` };
   const len = v.len ?? v.v.length;
   if (len > MAX_COPIED_STRING || [...v.v].length > MAX_REASON_CHARS)
     return { ok: false, error: `reason longer than ${MAX_REASON_CHARS} characters` };
@@ -267,7 +284,7 @@ export function interpretResult(hook: HookName, r: GuestResult): Verdict {
     case "boolean":
       return r.v === true
         ? { kind: "allow" }
-        : { kind: "invalid", error: "returned false; return { reject: \"reason\" } to reject" };
+        : { kind: "invalid", error: 'returned false; return { reject: "reason" } to reject' };
     case "object": {
       if (r.allow?.t === "accessor" || r.reject?.t === "accessor" || r.reason?.t === "accessor")
         return { kind: "invalid", error: "result fields must be data properties, not getters" };
@@ -277,12 +294,16 @@ export function interpretResult(hook: HookName, r: GuestResult): Verdict {
       if (reject) {
         if (allow?.v === true) return { kind: "invalid", error: "result has both allow: true and reject" };
         const reason = checkReason(reject);
-        return reason.ok ? { kind: "reject", reason: reason.value } : { kind: "invalid", error: `reject: ${reason.error}` };
+        return reason.ok
+          ? { kind: "reject", reason: reason.value }
+          : { kind: "invalid", error: `reject: ${reason.error}` };
       }
       if (allow?.v === true) return { kind: "allow" };
       if (allow?.v === false) {
         const reason = checkReason(r.reason);
-        return reason.ok ? { kind: "reject", reason: reason.value } : { kind: "invalid", error: `allow: false needs a reason: ${reason.error}` };
+        return reason.ok
+          ? { kind: "reject", reason: reason.value }
+          : { kind: "invalid", error: `allow: false needs a reason: ${reason.error}` };
       }
       return { kind: "invalid", error: "object result without allow or reject" };
     }
@@ -319,7 +340,11 @@ export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy):
   if (isObserver(hook)) return null;
   if (o.outcome === "reject") return { allow: false, reason: o.reason ?? "rejected", plugin: o.plugin };
   if ((o.outcome === "error" || o.outcome === "timeout") && policy === "closed")
-    return { allow: false, reason: o.outcome === "timeout" ? REASON_PLUGIN_TIMEOUT : REASON_PLUGIN_ERROR, plugin: o.plugin };
+    return {
+      allow: false,
+      reason: o.outcome === "timeout" ? REASON_PLUGIN_TIMEOUT : REASON_PLUGIN_ERROR,
+      plugin: o.plugin,
+    };
   return null;
 }
 
@@ -328,7 +353,10 @@ export function rejection(hook: HookName, o: PluginOutcome, policy: FailPolicy):
  * taken one at a time and none after the first rejection, so a lazy sequence (the child's) runs
  * no plugin after one that rejected.
  */
-export function combine(hook: HookName, outcomes: Iterable<{ outcome: PluginOutcome; policy: FailPolicy }>): HookDecision {
+export function combine(
+  hook: HookName,
+  outcomes: Iterable<{ outcome: PluginOutcome; policy: FailPolicy }>,
+): HookDecision {
   for (const { outcome, policy } of outcomes) {
     const r = rejection(hook, outcome, policy);
     if (r) return r;
@@ -337,35 +365,68 @@ export function combine(hook: HookName, outcomes: Iterable<{ outcome: PluginOutc
 }
 
 /** The decision when no plugin could run (the host process is down): the first fail-closed plugin rejects. */
-export function decideWithoutHost(hook: HookName, plugins: readonly { name: string; failPolicy: Record<HookName, FailPolicy> }[]): HookDecision {
+export function decideWithoutHost(
+  hook: HookName,
+  plugins: readonly { name: string; failPolicy: Record<HookName, FailPolicy> }[],
+): HookDecision {
   if (isObserver(hook)) return ALLOW;
-  for (const p of plugins) if (p.failPolicy[hook] === "closed") return { allow: false, reason: REASON_HOST_UNAVAILABLE, plugin: p.name };
+  for (const p of plugins)
+    if (p.failPolicy[hook] === "closed") return { allow: false, reason: REASON_HOST_UNAVAILABLE, plugin: p.name };
   return ALLOW;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Events: only the documented fields, with the documented types, reach a plugin.
 
-type FieldKind = "string" | "hex" | "hexOrEmpty" | "number" | "boolean" | "hexArray" | "numberArray" | "transport" | "alpn";
+type FieldKind =
+  "string" | "hex" | "hexOrEmpty" | "number" | "boolean" | "hexArray" | "numberArray" | "transport" | "alpn";
 type FieldSpec = { kind: FieldKind; optional?: boolean };
 
 const f = (kind: FieldKind, optional = false): FieldSpec => ({ kind, optional });
-const GROUP_FIELDS: Record<string, FieldSpec> = { channelId: f("hexOrEmpty"), member: f("hex"), actor: f("hex"), time: f("number") };
+const GROUP_FIELDS: Record<string, FieldSpec> = {
+  channelId: f("hexOrEmpty"),
+  member: f("hex"),
+  actor: f("hex"),
+  time: f("number"),
+};
 
 export const EVENT_FIELDS: Readonly<Record<HookName, Record<string, FieldSpec>>> = {
-  on_connect: { connectionId: f("string"), clientAddress: f("string"), alpn: f("alpn"), transport: f("transport"), time: f("number") },
+  on_connect: {
+    connectionId: f("string"),
+    clientAddress: f("string"),
+    alpn: f("alpn"),
+    transport: f("transport"),
+    time: f("number"),
+  },
   on_disconnect: {
-    connectionId: f("string"), clientAddress: f("string"), transport: f("transport"), time: f("number"),
-    durationMs: f("number"), reason: f("string"),
+    connectionId: f("string"),
+    clientAddress: f("string"),
+    transport: f("transport"),
+    time: f("number"),
+    durationMs: f("number"),
+    reason: f("string"),
   },
   on_message_send: {
-    connectionId: f("string"), clientAddress: f("string"), senderIdentity: f("hex", true), recipients: f("hexArray"),
-    channelId: f("hex"), payloadSize: f("number"), ttlSecs: f("number"), messageId: f("hexOrEmpty"), batch: f("boolean"),
+    connectionId: f("string"),
+    clientAddress: f("string"),
+    senderIdentity: f("hex", true),
+    recipients: f("hexArray"),
+    channelId: f("hex"),
+    payloadSize: f("number"),
+    ttlSecs: f("number"),
+    messageId: f("hexOrEmpty"),
+    batch: f("boolean"),
     time: f("number"),
   },
   on_message_receive: {
-    connectionId: f("string"), recipient: f("hex"), deviceId: f("hex"), channelId: f("hex"), count: f("number"),
-    sizes: f("numberArray"), wait: f("boolean"), time: f("number"),
+    connectionId: f("string"),
+    recipient: f("hex"),
+    deviceId: f("hex"),
+    channelId: f("hex"),
+    count: f("number"),
+    sizes: f("numberArray"),
+    wait: f("boolean"),
+    time: f("number"),
   },
   on_group_join: GROUP_FIELDS,
   on_group_leave: GROUP_FIELDS,
@@ -386,7 +447,11 @@ function toNumber(v: unknown): number {
 function sanitizeField(kind: FieldKind, v: unknown): unknown {
   switch (kind) {
     case "string":
-      return typeof v === "string" ? v.slice(0, MAX_STRING) : v === undefined || v === null ? "" : String(v).slice(0, MAX_STRING);
+      return typeof v === "string"
+        ? v.slice(0, MAX_STRING)
+        : v === undefined || v === null
+          ? ""
+          : String(v).slice(0, MAX_STRING);
     case "hex":
     case "hexOrEmpty":
       return hexField(v);
@@ -427,7 +492,8 @@ export function sanitizeEvent(hook: HookName, event: object, now = Date.now()): 
 /** Ids of an event that may appear in host log lines (never other event contents). */
 export function eventIds(event: Record<string, unknown>): Record<string, unknown> {
   const ids: Record<string, unknown> = {};
-  for (const k of ["connectionId", "messageId", "channelId"]) if (typeof event[k] === "string" && event[k] !== "") ids[k] = event[k];
+  for (const k of ["connectionId", "messageId", "channelId"])
+    if (typeof event[k] === "string" && event[k] !== "") ids[k] = event[k];
   return ids;
 }
 

@@ -33,11 +33,19 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     process.kill(pid, "SIGKILL");
     // While it is down (or the call was in flight): fail-closed rejects, fail-open allows.
     expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({
-      allow: false, reason: "plugin host unavailable", plugin: "a-gate",
+      allow: false,
+      reason: "plugin host unavailable",
+      plugin: "a-gate",
     });
     expect(await host.call("on_connect", tens())).toEqual({ allow: true });
     await waitFor(() => host.childPid !== undefined && host.childPid !== pid, WAIT_MS, "restarted child");
-    await waitFor(async () => (await host.call("on_message_send", big())).allow === false && (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, WAIT_MS, "restarted host serving");
+    await waitFor(
+      async () =>
+        (await host.call("on_message_send", big())).allow === false &&
+        (await host.call("on_message_send", sampleEvent("on_message_send"))).allow,
+      WAIT_MS,
+      "restarted host serving",
+    );
     expect(await host.call("on_connect", tens())).toEqual({ allow: false, reason: "no tens", plugin: "b-open" });
     expect(host.renderMetrics()).toContain("plugin_host_restarts_total 1");
     expect(host.renderMetrics()).toMatch(/plugin_host_unavailable_total\{hook="on_message_send"\} [1-9]/);
@@ -48,7 +56,10 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const slow = `export const manifest = { limits: { timeoutMs: 2000 } };
       export function on_message_send(e) { log("running"); const end = Date.now() + 300; while (Date.now() < end) {} }`;
     const { host, log } = await setup({ "slow.js": slow });
-    const inFlight = [host.call("on_message_send", sampleEvent("on_message_send")), host.call("on_message_send", sampleEvent("on_message_send"))];
+    const inFlight = [
+      host.call("on_message_send", sampleEvent("on_message_send")),
+      host.call("on_message_send", sampleEvent("on_message_send")),
+    ];
     await waitFor(() => log.find("plugin log", (f) => f.plugin === "slow").length > 0, WAIT_MS, "first call running");
     process.kill(host.childPid!, "SIGKILL");
     expect(await Promise.all(inFlight)).toEqual([
@@ -62,12 +73,20 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const pid = host.childPid!;
     process.kill(pid, "SIGSTOP");
     const t0 = Date.now();
-    expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: false, reason: "plugin host unavailable", plugin: "gate" });
+    expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({
+      allow: false,
+      reason: "plugin host unavailable",
+      plugin: "gate",
+    });
     // Decided by the front's deadline for the hook (not by waiting for a restart); the margin is for a busy machine.
     expect(Date.now() - t0).toBeLessThan(callDeadlineMs(300, [50]) + 5000);
     await waitFor(() => log.find("plugin host process stopped answering; killing it").length > 0, WAIT_MS, "watchdog");
     await waitFor(() => host.childPid !== undefined && host.childPid !== pid, WAIT_MS, "restarted child");
-    await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, WAIT_MS, "serving again");
+    await waitFor(
+      async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow,
+      WAIT_MS,
+      "serving again",
+    );
   });
 
   test("a child that is starting is not killed for being silent while calls wait for it", async () => {
@@ -76,15 +95,27 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const { host, log } = await setup({ "gate.js": GATE });
     const first = host.childPid!;
     process.kill(first, "SIGKILL");
-    const second = await waitFor(() => (host.childPid !== first ? host.childPid : undefined), WAIT_MS, "restarted child");
+    const second = await waitFor(
+      () => (host.childPid !== first ? host.childPid : undefined),
+      WAIT_MS,
+      "restarted child",
+    );
     process.kill(second, "SIGSTOP"); // spawned and sent its load: frozen while it starts
     try {
-      expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: false, reason: "plugin host unavailable", plugin: "gate" });
+      expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({
+        allow: false,
+        reason: "plugin host unavailable",
+        plugin: "gate",
+      });
       expect(host.childPid).toBe(second);
     } finally {
       process.kill(second, "SIGCONT");
     }
-    await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, WAIT_MS, "serving again");
+    await waitFor(
+      async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow,
+      WAIT_MS,
+      "serving again",
+    );
     expect(host.childPid).toBe(second);
     expect(log.find("plugin host process stopped answering; killing it")).toEqual([]);
     expect(host.renderMetrics()).toContain("plugin_host_restarts_total 1");
@@ -98,8 +129,14 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
         for (;;) hog.push(new Array(1 << 20).fill(Math.random()));
       }`;
     const { host, log } = await setup({ "a-bomb.js": bomb, "b-gate.js": GATE });
-    expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({ allow: false, reason: "plugin error", plugin: "a-bomb" });
-    expect(log.find("plugin error", (f) => f.plugin === "a-bomb")[0].fields.reason).toBe("out of memory (limit 32 MB): isolate disposed");
+    expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({
+      allow: false,
+      reason: "plugin error",
+      plugin: "a-bomb",
+    });
+    expect(log.find("plugin error", (f) => f.plugin === "a-bomb")[0].fields.reason).toBe(
+      "out of memory (limit 32 MB): isolate disposed",
+    );
     expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
     expect(await host.call("on_message_send", big())).toEqual({ allow: false, reason: "too big", plugin: "b-gate" });
     expect(host.renderMetrics()).toContain("plugin_host_restarts_total 0");
@@ -120,16 +157,26 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const pid = host.childPid;
     const r = await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }));
     // fail-open bomb: allowed when contained in the isolate; the fail-closed gate decides while the host is down
-    expect([JSON.stringify({ allow: true }), JSON.stringify({ allow: false, reason: "plugin host unavailable", plugin: "b-gate" })]).toContain(JSON.stringify(r));
-    const stalledMsg = "plugin stalled the plugin host (its time limit could not stop it, usually memory exhaustion); restarting the host with the plugin suspended";
+    expect([
+      JSON.stringify({ allow: true }),
+      JSON.stringify({ allow: false, reason: "plugin host unavailable", plugin: "b-gate" }),
+    ]).toContain(JSON.stringify(r));
+    const stalledMsg =
+      "plugin stalled the plugin host (its time limit could not stop it, usually memory exhaustion); restarting the host with the plugin suspended";
     if (!r.allow) {
       // V8 stalled (what happens on this machine): the plugin was named and suspended.
       const stalled = await waitFor(() => log.find(stalledMsg).at(0), WAIT_MS, "stall report");
       expect(stalled.fields).toMatchObject({ plugin: "a-bomb", suspendedForMs: 10_000 });
       await waitFor(() => host.childPid !== undefined && host.childPid !== pid, WAIT_MS, "new child");
-      await waitFor(async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow, WAIT_MS, "new child serving");
+      await waitFor(
+        async () => (await host.call("on_message_send", sampleEvent("on_message_send"))).allow,
+        WAIT_MS,
+        "new child serving",
+      );
       const errorsBefore = host.stats("a-bomb", "on_message_send").errors;
-      expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({ allow: true });
+      expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({
+        allow: true,
+      });
       expect(host.stats("a-bomb", "on_message_send").errors).toBe(errorsBefore + 1); // not run: suspended
       expect(host.renderMetrics()).toContain("plugin_host_restarts_total 1");
     }
@@ -140,7 +187,10 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
     const bomb = `const m = new Map(); for (let i = 0; ; i++) m.set(i, { i, s: "v" + i }); export function on_connect() {}`;
     const { d, host, log } = await setup({ "a-bomb.js": bomb, "b-ok.js": OPEN_CONNECT }, { watch: true });
     expect(host.plugins.map((p) => p.name)).toEqual(["b-ok"]);
-    expect(log.find("plugin crashed or stalled the plugin host while loading; skipped until the file changes")[0].fields.file).toBe(`${d.dir}/a-bomb.js`);
+    expect(
+      log.find("plugin crashed or stalled the plugin host while loading; skipped until the file changes")[0].fields
+        .file,
+    ).toBe(`${d.dir}/a-bomb.js`);
     expect(await host.call("on_connect", tens())).toEqual({ allow: false, reason: "no tens", plugin: "b-ok" });
     // fixed file: loaded again
     d.write("a-bomb.js", `export function on_connect() { return { reject: "fixed" }; }`);
@@ -157,7 +207,8 @@ describe("child process supervision", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
         if (e.ttlSecs === 7) return { reject: "calls since reset: " + calls };
       }`;
     const { host, log } = await setup({ "leaky.js": leaky });
-    for (let i = 0; i < 40; i++) expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
+    for (let i = 0; i < 40; i++)
+      expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
     const resets = log.find("plugin near its memory limit; isolate rebuilt (its state is reset)");
     expect(resets.length).toBeGreaterThan(0);
     expect(resets[0].fields).toMatchObject({ plugin: "leaky", limitMb: 16 });
@@ -206,9 +257,15 @@ describe("time budget: CPU time, with a wall-clock backstop", { timeout: HOST_TE
         return { reject: "finished " + x };
       }`;
     const { host, log } = await setup({ "busy.js": busy });
-    expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({ allow: false, reason: "plugin timeout", plugin: "busy" });
+    expect(await host.call("on_message_send", sampleEvent("on_message_send", { ttlSecs: 1 }))).toEqual({
+      allow: false,
+      reason: "plugin timeout",
+      plugin: "busy",
+    });
     // On an idle machine it finishes before the 250 ms backstop, and is judged by its CPU time.
-    expect(log.find("plugin timed out")[0].fields.reason).toMatch(/^(exceeded 5 ms of CPU time|stopped by the 250 ms wall-clock backstop after \d+ ms of CPU time \(budget 5 ms\))$/);
+    expect(log.find("plugin timed out")[0].fields.reason).toMatch(
+      /^(exceeded 5 ms of CPU time|stopped by the 250 ms wall-clock backstop after \d+ ms of CPU time \(budget 5 ms\))$/,
+    );
     expect(host.stats("busy", "on_message_send")).toMatchObject({ calls: 1, timeouts: 1 });
     // its isolate was rebuilt; it runs again
     expect(await host.call("on_message_send", sampleEvent("on_message_send"))).toEqual({ allow: true });
@@ -217,7 +274,10 @@ describe("time budget: CPU time, with a wall-clock backstop", { timeout: HOST_TE
 
 describe("hot reload", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   test("rewriting a plugin file changes behaviour on a following call, without restarting the child", async () => {
-    const { d, host, log } = await setup({ "policy.js": `export function on_message_send() { return { reject: "v1" }; }` }, { watch: true });
+    const { d, host, log } = await setup(
+      { "policy.js": `export function on_message_send() { return { reject: "v1" }; }` },
+      { watch: true },
+    );
     const pid = host.childPid;
     const reason = async () => {
       const r = await host.call("on_message_send", sampleEvent("on_message_send"));
@@ -231,7 +291,11 @@ describe("hot reload", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
 
     // A broken edit is reported; the previous version keeps running.
     d.write("policy.js", `export function on_message_send( { syntax error`);
-    await waitFor(() => log.find("plugin failed to reload; previous version keeps running").length > 0, WAIT_MS, "reload error");
+    await waitFor(
+      () => log.find("plugin failed to reload; previous version keeps running").length > 0,
+      WAIT_MS,
+      "reload error",
+    );
     expect(await reason()).toBe("v2");
 
     // Fixed again.
@@ -261,7 +325,8 @@ describe("hot reload", { timeout: HOST_TEST_TIMEOUT_MS }, () => {
   });
 
   test("plugin state survives calls and is fresh after a reload", async () => {
-    const counter = (tag: string) => `let n = 0; export function on_message_send() { n++; return { reject: "${tag} " + n }; }`;
+    const counter = (tag: string) =>
+      `let n = 0; export function on_message_send() { n++; return { reject: "${tag} " + n }; }`;
     const { d, host } = await setup({ "count.js": counter("a") }, { watch: true });
     const reason = async () => {
       const r = await host.call("on_message_send", sampleEvent("on_message_send"));

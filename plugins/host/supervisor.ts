@@ -245,7 +245,9 @@ export class ChildSupervisor {
     if (this.firstLoad && !crashedLoading && ++this.startFailures >= MAX_START_FAILURES) {
       // The child died before loading anything, and no plugin was to blame: it cannot start at
       // all (isolated-vm missing, wrong Node version, …).
-      this.firstLoad.reject(new Error(`plugin host process failed to start (exit code ${code}, signal ${signal}); see the logged stderr`));
+      this.firstLoad.reject(
+        new Error(`plugin host process failed to start (exit code ${code}, signal ${signal}); see the logged stderr`),
+      );
       this.firstLoad = null;
       return;
     }

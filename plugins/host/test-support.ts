@@ -11,7 +11,10 @@ export interface LogRecord {
   fields: Record<string, unknown>;
 }
 
-export function memoryLogger(): HostLogger & { records: LogRecord[]; find(msg: string, pred?: (f: Record<string, unknown>) => boolean): LogRecord[] } {
+export function memoryLogger(): HostLogger & {
+  records: LogRecord[];
+  find(msg: string, pred?: (f: Record<string, unknown>) => boolean): LogRecord[];
+} {
   const records: LogRecord[] = [];
   const at = (level: LogRecord["level"]) => (msg: string, fields?: Record<string, unknown>) => {
     records.push({ level, msg, fields: fields ?? {} });
@@ -26,7 +29,11 @@ export function memoryLogger(): HostLogger & { records: LogRecord[]; find(msg: s
 }
 
 /** A fresh temp directory; remove it with the returned cleanup. */
-export function tempDir(prefix = "qpq-plugins-"): { dir: string; write(name: string, code: string): string; cleanup(): void } {
+export function tempDir(prefix = "qpq-plugins-"): {
+  dir: string;
+  write(name: string, code: string): string;
+  cleanup(): void;
+} {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return {
     dir,
@@ -53,7 +60,11 @@ type Truthy<T> = Exclude<T, undefined | null | false | 0 | "">;
 export const WAIT_MS = 30_000;
 
 /** Polls `check` every 20 ms until it returns a truthy value, for at most `timeoutMs`. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = WAIT_MS, what = "condition"): Promise<Truthy<T>> {
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = WAIT_MS,
+  what = "condition",
+): Promise<Truthy<T>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();

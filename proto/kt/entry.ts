@@ -42,9 +42,11 @@ const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function encodeEntry(entry: LogEntry): Uint8Array {
   const name = encodeUtf8(entry.username);
-  if (name.length < 1 || name.length > MAX_NAME_BYTES) throw new EntryFormatError(`username must be 1-${MAX_NAME_BYTES} UTF-8 bytes`);
+  if (name.length < 1 || name.length > MAX_NAME_BYTES)
+    throw new EntryFormatError(`username must be 1-${MAX_NAME_BYTES} UTF-8 bytes`);
   if (entry.identityKey.length !== KEY_BYTES) throw new EntryFormatError(`identity key must be ${KEY_BYTES} bytes`);
-  if (!Number.isSafeInteger(entry.timeMs) || entry.timeMs < 0) throw new EntryFormatError("time must be a non-negative integer");
+  if (!Number.isSafeInteger(entry.timeMs) || entry.timeMs < 0)
+    throw new EntryFormatError("time must be a non-negative integer");
   const out = new Uint8Array(HEADER + name.length);
   const view = new DataView(out.buffer);
   out[0] = ENTRY_VERSION;
@@ -90,5 +92,8 @@ export function decodeEntry(bytes: Uint8Array): LogEntry {
 const WIDTH_FORMS = /[\u20a9\u3000\uff01-\uffee]/gu;
 
 export function canonicalUsername(name: string): string {
-  return name.replace(WIDTH_FORMS, (c) => c.normalize("NFKC")).toLowerCase().normalize("NFC");
+  return name
+    .replace(WIDTH_FORMS, (c) => c.normalize("NFKC"))
+    .toLowerCase()
+    .normalize("NFC");
 }

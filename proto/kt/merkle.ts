@@ -129,7 +129,13 @@ const odd = (n: number) => n % 2 === 1;
 const half = (n: number) => Math.floor(n / 2);
 
 /** RFC 9162 §2.1.3.2: does `path` prove leaf `index` (hash `leaf`) is in the tree of `size` with `root`? */
-export function verifyInclusion(index: number, size: number, leaf: Uint8Array, path: readonly Uint8Array[], root: Uint8Array): boolean {
+export function verifyInclusion(
+  index: number,
+  size: number,
+  leaf: Uint8Array,
+  path: readonly Uint8Array[],
+  root: Uint8Array,
+): boolean {
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
   if (!wellFormed(path) || leaf.length !== HASH_BYTES || root.length !== HASH_BYTES) return false;
   let fn = index;
@@ -160,7 +166,11 @@ export function verifyInclusion(index: number, size: number, leaf: Uint8Array, p
  * the empty tree is a prefix of every tree.
  */
 export function verifyConsistency(
-  first: number, second: number, firstRoot: Uint8Array, secondRoot: Uint8Array, proof: readonly Uint8Array[],
+  first: number,
+  second: number,
+  firstRoot: Uint8Array,
+  secondRoot: Uint8Array,
+  proof: readonly Uint8Array[],
 ): boolean {
   if (!Number.isSafeInteger(first) || !Number.isSafeInteger(second) || first < 0 || first > second) return false;
   if (!wellFormed(proof) || firstRoot.length !== HASH_BYTES || secondRoot.length !== HASH_BYTES) return false;

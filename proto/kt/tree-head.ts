@@ -40,8 +40,19 @@ export async function signTreeHead(privateKey: SigningKey, head: TreeHead): Prom
 
 /** False for a malformed head or key as well as a wrong signature: never throws on input. */
 export async function verifyTreeHead(publicKey: Uint8Array, head: SignedTreeHead): Promise<boolean> {
-  if (publicKey.length !== PUBLIC_KEY_BYTES || head.signature.length !== SIGNATURE_BYTES || head.root.length !== HASH_BYTES) return false;
-  if (!Number.isSafeInteger(head.treeSize) || head.treeSize < 0 || !Number.isSafeInteger(head.timestampMs) || head.timestampMs < 0) return false;
+  if (
+    publicKey.length !== PUBLIC_KEY_BYTES ||
+    head.signature.length !== SIGNATURE_BYTES ||
+    head.root.length !== HASH_BYTES
+  )
+    return false;
+  if (
+    !Number.isSafeInteger(head.treeSize) ||
+    head.treeSize < 0 ||
+    !Number.isSafeInteger(head.timestampMs) ||
+    head.timestampMs < 0
+  )
+    return false;
   try {
     const key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
     return await crypto.subtle.verify("Ed25519", key, head.signature, treeHeadMessage(head));

@@ -7,11 +7,11 @@ import { HASH_BYTES, equalHash, leafHash, verifyConsistency, verifyInclusion } f
 import { verifyTreeHead, type SignedTreeHead, type TreeHead } from "./tree-head.ts";
 
 export type KtFailure =
-  | "unsigned-head"      // missing tree head or bad signature
-  | "malformed"          // missing or malformed proof fields
-  | "wrong-entry"        // the logged entry is not this name's binding to this key
-  | "inclusion"          // the inclusion proof does not lead to the signed root
-  | "inconsistent";      // the signed tree does not extend the last verified one
+  | "unsigned-head" // missing tree head or bad signature
+  | "malformed" // missing or malformed proof fields
+  | "wrong-entry" // the logged entry is not this name's binding to this key
+  | "inclusion" // the inclusion proof does not lead to the signed root
+  | "inconsistent"; // the signed tree does not extend the last verified one
 
 export class KtVerificationError extends Error {
   readonly failure: KtFailure;
@@ -60,7 +60,10 @@ export function headOf(message: ResolutionMessage["treeHead"]): SignedTreeHead |
 
 /** Checks that `head` is signed by the log and extends `last` (when given) by `consistency`. */
 export async function verifyHead(
-  publicKey: Uint8Array, head: SignedTreeHead | null, last: TreeHead | undefined, consistency: readonly Uint8Array[],
+  publicKey: Uint8Array,
+  head: SignedTreeHead | null,
+  last: TreeHead | undefined,
+  consistency: readonly Uint8Array[],
 ): Promise<SignedTreeHead> {
   if (!head || !(await verifyTreeHead(publicKey, head))) {
     throw new KtVerificationError("unsigned-head", "the tree head is missing or not signed by the pinned log key");
@@ -70,7 +73,10 @@ export async function verifyHead(
       throw new KtVerificationError("inconsistent", `the log shrank from ${last.treeSize} to ${head.treeSize} entries`);
     }
     if (!verifyConsistency(last.treeSize, head.treeSize, last.root, head.root, consistency)) {
-      throw new KtVerificationError("inconsistent", `the tree of ${head.treeSize} entries does not extend the verified tree of ${last.treeSize}`);
+      throw new KtVerificationError(
+        "inconsistent",
+        `the tree of ${head.treeSize} entries does not extend the verified tree of ${last.treeSize}`,
+      );
     }
   }
   return head;
@@ -81,12 +87,16 @@ export async function verifyHead(
  * tree head this client verified before; pass the returned head next time.
  */
 export async function verifyResolution(
-  username: string, res: ResolutionMessage, publicKey: Uint8Array, last?: TreeHead,
+  username: string,
+  res: ResolutionMessage,
+  publicKey: Uint8Array,
+  last?: TreeHead,
 ): Promise<VerifiedResolution> {
   const head = await verifyHead(publicKey, headOf(res.treeHead), last, res.consistencyPath ?? []);
   const proof = res.proof;
   const identityKey = res.identityKey ?? new Uint8Array(0);
-  if (!proof?.entry || identityKey.length !== 32) throw new KtVerificationError("malformed", "the answer carries no logged entry or no key");
+  if (!proof?.entry || identityKey.length !== 32)
+    throw new KtVerificationError("malformed", "the answer carries no logged entry or no key");
   if ((proof.treeSize ?? 0) !== head.treeSize || (proof.root?.length && !equalHash(proof.root, head.root))) {
     throw new KtVerificationError("malformed", "the inclusion proof is for another tree than the signed head");
   }
@@ -94,16 +104,30 @@ export async function verifyResolution(
   try {
     entry = decodeEntry(proof.entry);
   } catch (err) {
-    if (err instanceof EntryFormatError) throw new KtVerificationError("malformed", `the logged entry is malformed (${err.message})`);
+    if (err instanceof EntryFormatError)
+      throw new KtVerificationError("malformed", `the logged entry is malformed (${err.message})`);
     throw err;
   }
-  if (entry.kind !== "binding" || entry.username !== canonicalUsername(username) || !equalHash(entry.identityKey, identityKey)) {
-    throw new KtVerificationError("wrong-entry", `the logged entry is not the binding of ${JSON.stringify(username)} to the returned key`);
+  if (
+    entry.kind !== "binding" ||
+    entry.username !== canonicalUsername(username) ||
+    !equalHash(entry.identityKey, identityKey)
+  ) {
+    throw new KtVerificationError(
+      "wrong-entry",
+      `the logged entry is not the binding of ${JSON.stringify(username)} to the returned key`,
+    );
   }
   const leafIndex = proof.leafIndex ?? 0;
   const path = proof.path ?? [];
-  if (path.some((h) => h.length !== HASH_BYTES) || !verifyInclusion(leafIndex, head.treeSize, leafHash(proof.entry), path, head.root)) {
-    throw new KtVerificationError("inclusion", `the inclusion proof of leaf ${leafIndex} does not lead to the signed root`);
+  if (
+    path.some((h) => h.length !== HASH_BYTES) ||
+    !verifyInclusion(leafIndex, head.treeSize, leafHash(proof.entry), path, head.root)
+  ) {
+    throw new KtVerificationError(
+      "inclusion",
+      `the inclusion proof of leaf ${leafIndex} does not lead to the signed root`,
+    );
   }
   return { identityKey, entry, leafIndex, head };
 }

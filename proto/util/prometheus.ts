@@ -9,7 +9,11 @@ export function escapeLabelValue(value: string): string {
 
 /** `a="x",b="y"`, in the order given; "" for no labels. */
 export function formatLabels(labels: Labels | undefined): string {
-  return labels ? Object.keys(labels).map((k) => `${k}="${escapeLabelValue(labels[k])}"`).join(",") : "";
+  return labels
+    ? Object.keys(labels)
+        .map((k) => `${k}="${escapeLabelValue(labels[k])}"`)
+        .join(",")
+    : "";
 }
 
 /** One sample line; `labels` already formatted (formatLabels). */
@@ -23,7 +27,15 @@ export function familyHeader(name: string, help: string, type: "counter" | "gaug
 
 /** Series are keyed by their labels in key order, so {a, b} and {b, a} are one series. */
 const seriesKey = (labels: Labels | undefined) =>
-  labels ? formatLabels(Object.fromEntries(Object.keys(labels).sort().map((k) => [k, labels[k]]))) : "";
+  labels
+    ? formatLabels(
+        Object.fromEntries(
+          Object.keys(labels)
+            .sort()
+            .map((k) => [k, labels[k]]),
+        ),
+      )
+    : "";
 
 class Family {
   readonly values = new Map<string, number>();
@@ -72,7 +84,10 @@ export interface HistogramScale {
 }
 
 /** Latencies observed in milliseconds, rendered in seconds. */
-export const LATENCY_MS: HistogramScale = { buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000], divisor: 1000 };
+export const LATENCY_MS: HistogramScale = {
+  buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+  divisor: 1000,
+};
 
 /** Observations in the unit of `scale` (latencies in ms by default). */
 export class Histogram {

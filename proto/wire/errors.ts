@@ -24,8 +24,7 @@ export const unavailable = (message: string, retryAfterMs = 0) =>
   new QpqError(Status.Unavailable, message, retryAfterMs);
 export const deadlineExceeded = (message = "the server could not finish in time") =>
   new QpqError(Status.DeadlineExceeded, message);
-export const unknownMethod = (methodId: number) =>
-  new QpqError(Status.UnknownMethod, `unknown method ${methodId}`);
+export const unknownMethod = (methodId: number) => new QpqError(Status.UnknownMethod, `unknown method ${methodId}`);
 
 export interface ErrorReply {
   status: StatusCode;

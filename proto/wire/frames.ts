@@ -23,7 +23,10 @@ export interface PushFrame {
 }
 
 export type FrameErrorCode =
-  | "oversized" | "truncated-header" | "truncated-payload" | "trailing-bytes"
+  | "oversized"
+  | "truncated-header"
+  | "truncated-payload"
+  | "trailing-bytes"
   /** The request did not arrive completely within the receiver's deadline. */
   | "timeout"
   /** The request announces more bytes than the receiver buffers for one connection. */
@@ -140,7 +143,8 @@ abstract class FrameAssembler<F> {
     }
     const rest = chunk.length - at;
     if (rest === 0) return undefined;
-    if (this.payloadFill + rest > this.announced) return this.fail("trailing-bytes", "bytes after the announced payload");
+    if (this.payloadFill + rest > this.announced)
+      return this.fail("trailing-bytes", "bytes after the announced payload");
     if (this.payloadFill === 0 && rest === this.announced) {
       // The whole payload in one chunk: one exact-size copy (chunks may be reused by the reader).
       this.buffer = new Uint8Array(rest);
@@ -157,11 +161,17 @@ abstract class FrameAssembler<F> {
   finish(): F | FrameError {
     if (this.error) return this.error;
     if (this.announced === undefined) {
-      return new FrameError("truncated-header", `stream ended after ${this.headerFill} of ${this.headerSize} header bytes`);
+      return new FrameError(
+        "truncated-header",
+        `stream ended after ${this.headerFill} of ${this.headerSize} header bytes`,
+      );
     }
     if (this.payloadFill < this.announced) {
-      return new FrameError("truncated-payload",
-        `stream ended after ${this.payloadFill} of ${this.announced} payload bytes`, this.requestIdOf(this.view()));
+      return new FrameError(
+        "truncated-payload",
+        `stream ended after ${this.payloadFill} of ${this.announced} payload bytes`,
+        this.requestIdOf(this.view()),
+      );
     }
     const buffer = this.buffer as Uint8Array;
     return this.build(this.view(), buffer.length === this.payloadFill ? buffer : buffer.subarray(0, this.payloadFill));

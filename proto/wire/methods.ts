@@ -94,11 +94,24 @@ export function isUnauthenticated(id: number): boolean {
  * when they carry a message id; the relay checks that separately.
  */
 const idempotent = new Set<number>([
-  Method.Fetch, Method.FetchWait, Method.Peek, Method.Ack,
-  Method.FetchHybridKey, Method.FetchHybridKeys, Method.UploadHybridKey,
-  Method.ResolveUser, Method.ResolveIdentity, Method.Health,
-  Method.RevokeKey, Method.CheckRevocation, Method.AuditKeyTransparency, Method.CreateChannel,
-  Method.ListGroupMembers, Method.ListDevices, Method.DownloadBlob, Method.ResolveEndpoint,
+  Method.Fetch,
+  Method.FetchWait,
+  Method.Peek,
+  Method.Ack,
+  Method.FetchHybridKey,
+  Method.FetchHybridKeys,
+  Method.UploadHybridKey,
+  Method.ResolveUser,
+  Method.ResolveIdentity,
+  Method.Health,
+  Method.RevokeKey,
+  Method.CheckRevocation,
+  Method.AuditKeyTransparency,
+  Method.CreateChannel,
+  Method.ListGroupMembers,
+  Method.ListDevices,
+  Method.DownloadBlob,
+  Method.ResolveEndpoint,
 ]);
 export function isIdempotent(id: number): boolean {
   return idempotent.has(id);

@@ -35,7 +35,12 @@ export function parseSessionGrant(header: string | undefined): SessionGrant | un
   const [assertion, identityKeyHex, sessionExp, assertionExp] = header.split(";");
   const sessionExpiresAt = Number(sessionExp);
   const assertionExpiresAt = Number(assertionExp);
-  if (!assertion || !identityKeyHex || !Number.isSafeInteger(sessionExpiresAt) || !Number.isSafeInteger(assertionExpiresAt)) {
+  if (
+    !assertion ||
+    !identityKeyHex ||
+    !Number.isSafeInteger(sessionExpiresAt) ||
+    !Number.isSafeInteger(assertionExpiresAt)
+  ) {
     return undefined;
   }
   return { assertion, identityKeyHex, sessionExpiresAt, assertionExpiresAt };

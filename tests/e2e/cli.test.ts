@@ -29,8 +29,13 @@ describe("qpq CLI", () => {
     if (opts.as) env.QPQ_PROFILE = profiles()[opts.as];
     if (opts.password !== undefined) env.QPQ_PASSWORD = opts.password;
     return new Promise((resolve) => {
-      const child = execFile(process.execPath, [CLI, ...args, "--server", server, "--ca", ca], { env, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+      const child = execFile(
+        process.execPath,
+        [CLI, ...args, "--server", server, "--ca", ca],
+        { env, timeout: 60_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+      );
       child.stdin?.end(); // not a TTY: no password prompt possible
     });
   }
@@ -56,7 +61,10 @@ describe("qpq CLI", () => {
   });
 
   it("two users register, log in and exchange a message", async () => {
-    for (const [name, pw] of [[alice, "alice pw"], [bob, "bob pw"]]) {
+    for (const [name, pw] of [
+      [alice, "alice pw"],
+      [bob, "bob pw"],
+    ]) {
       expect(await qpq(["register", name], { as: name, password: pw })).toMatchObject({ code: 0, stderr: "" });
       expect(await qpq(["login", name], { as: name, password: pw })).toMatchObject({ code: 0, stderr: "" });
     }
@@ -90,22 +98,31 @@ describe("qpq CLI", () => {
 
   it("login from a profile directory without the user's key says what is missing and the ways forward", async () => {
     const elsewhere = join(dir, "new-machine");
-    const run = (args: string[]) => new Promise<Run>((resolve) => {
-      execFile(process.execPath, [CLI, "--profile", elsewhere, ...args, "--server", server, "--ca", ca],
-        { env: { PATH: process.env.PATH, HOME: dir, QPQ_PASSWORD: "bob pw" }, timeout: 60_000 },
-        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
-    });
+    const run = (args: string[]) =>
+      new Promise<Run>((resolve) => {
+        execFile(
+          process.execPath,
+          [CLI, "--profile", elsewhere, ...args, "--server", server, "--ca", ca],
+          { env: { PATH: process.env.PATH, HOME: dir, QPQ_PASSWORD: "bob pw" }, timeout: 60_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+        );
+      });
     const login = await run(["login", bob]);
     expect(login.code).toBe(1);
     expect(login.stdout).toBe("");
-    expect(login.stderr).toContain(`error: this machine has no identity key for ${bob} (no ${join(elsewhere, `${bob}.json`)}); `);
+    expect(login.stderr).toContain(
+      `error: this machine has no identity key for ${bob} (no ${join(elsewhere, `${bob}.json`)}); `,
+    );
     expect(login.stderr).toContain(`copy the profile file ${bob}.json`);
     expect(login.stderr).toContain(`add this machine as a device of ${bob}`);
     expect(login.stderr).not.toContain(`run "qpq register ${bob}" first`);
     // Registering again is refused, and the refusal points the same ways.
     const register = await run(["register", bob]);
     expect(register.code).toBe(1);
-    expect(register.stderr).toMatch(new RegExp(`^error: username ${bob} is already taken on ${server}; if it is yours, copy the profile file`));
+    expect(register.stderr).toMatch(
+      new RegExp(`^error: username ${bob} is already taken on ${server}; if it is yours, copy the profile file`),
+    );
     // Copying the profile is enough.
     mkdirSync(elsewhere, { recursive: true });
     copyFileSync(join(profiles()[bob], `${bob}.json`), join(elsewhere, `${bob}.json`));
@@ -113,8 +130,11 @@ describe("qpq CLI", () => {
   });
 
   it("a wrong password fails with one Unauthorized line and exit code 1", async () => {
-    expect(await qpq(["login", bob], { as: bob, password: "not bob pw" }))
-      .toEqual({ code: 1, stdout: "", stderr: "error: Unauthorized (2): login failed\n" });
+    expect(await qpq(["login", bob], { as: bob, password: "not bob pw" })).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "error: Unauthorized (2): login failed\n",
+    });
   });
 
   it("without QPQ_PASSWORD and no terminal it fails clearly", async () => {

@@ -78,7 +78,10 @@ describe("devices over QUIC", () => {
     expect(other.status).toBe(Status.Forbidden);
 
     const { devices } = await u.laptop.listDevices();
-    expect(devices.map((d) => [d.name, d.current])).toEqual([["default", false], ["Laptop", true]]);
+    expect(devices.map((d) => [d.name, d.current])).toEqual([
+      ["default", false],
+      ["Laptop", true],
+    ]);
   });
 
   it("a revoked device's connection loses its session on its next call, and the queue stops waiting for it", async () => {
@@ -131,12 +134,21 @@ describe("devices over QUIC", () => {
     let server: string;
     let ca: string;
 
-    function qpq(args: string[], profileDir: string, password?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    function qpq(
+      args: string[],
+      profileDir: string,
+      password?: string,
+    ): Promise<{ code: number; stdout: string; stderr: string }> {
       const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: dir, QPQ_PROFILE: profileDir };
       if (password !== undefined) env.QPQ_PASSWORD = password;
       return new Promise((resolve) => {
-        const child = execFile(process.execPath, [CLI, ...args, "--server", server, "--ca", ca], { env, timeout: 60_000 },
-          (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+        const child = execFile(
+          process.execPath,
+          [CLI, ...args, "--server", server, "--ca", ca],
+          { env, timeout: 60_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+        );
         child.stdin?.end(); // not a TTY
       });
     }
@@ -170,7 +182,10 @@ describe("devices over QUIC", () => {
       expect(lines[0]).toMatch(/^  default\tdefault\tadded /);
       expect(lines[1]).toMatch(new RegExp(`^\\* ${id}\\tLaptop\\tadded .*\\tlast seen \\d{4}-`));
 
-      expect(await qpq(["device", "revoke", id!], phoneDir)).toMatchObject({ code: 0, stdout: `revoked device ${id} of ${name}\n` });
+      expect(await qpq(["device", "revoke", id!], phoneDir)).toMatchObject({
+        code: 0,
+        stdout: `revoked device ${id} of ${name}\n`,
+      });
       const gone = await qpq(["devices"], laptopDir);
       expect(gone.code).toBe(1);
       expect(gone.stderr).toMatch(/no longer valid/);

@@ -71,9 +71,21 @@ describe("key transparency over QUIC", () => {
       mutate(res);
       return verifyResolution(bobName, res, publicKey);
     };
-    await expect(tampered((r) => { r.proof?.path?.[0]?.fill(0); })).rejects.toBeInstanceOf(KtVerificationError);
-    await expect(tampered((r) => { r.identityKey = randomIdentity(); })).rejects.toMatchObject({ failure: "wrong-entry" });
-    await expect(tampered((r) => { if (r.treeHead) r.treeHead.timestampMs = (r.treeHead.timestampMs ?? 0) + 1; })).rejects.toMatchObject({ failure: "unsigned-head" });
+    await expect(
+      tampered((r) => {
+        r.proof?.path?.[0]?.fill(0);
+      }),
+    ).rejects.toBeInstanceOf(KtVerificationError);
+    await expect(
+      tampered((r) => {
+        r.identityKey = randomIdentity();
+      }),
+    ).rejects.toMatchObject({ failure: "wrong-entry" });
+    await expect(
+      tampered((r) => {
+        if (r.treeHead) r.treeHead.timestampMs = (r.treeHead.timestampMs ?? 0) + 1;
+      }),
+    ).rejects.toMatchObject({ failure: "unsigned-head" });
   });
 
   it("the SDK refuses a head signed by another key, or one that does not extend the head it saw", async () => {
@@ -101,13 +113,23 @@ describe("key transparency over QUIC", () => {
     try {
       const ca = join(dir, "ca.pem");
       writeFileSync(ca, sys.system.certPem);
-      const qpq = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        const env = { PATH: process.env.PATH, HOME: dir, QPQ_PROFILE: join(dir, "profiles"), QPQ_PASSWORD: "dave pw" };
-        const child = execFile(process.execPath, [CLI, ...args, "--server", `127.0.0.1:${sys.system.quicPort}`, "--ca", ca],
-          { env, timeout: 60_000 }, (err, stdout, stderr) =>
-            resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
-        child.stdin?.end();
-      });
+      const qpq = (args: string[]) =>
+        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          const env = {
+            PATH: process.env.PATH,
+            HOME: dir,
+            QPQ_PROFILE: join(dir, "profiles"),
+            QPQ_PASSWORD: "dave pw",
+          };
+          const child = execFile(
+            process.execPath,
+            [CLI, ...args, "--server", `127.0.0.1:${sys.system.quicPort}`, "--ca", ca],
+            { env, timeout: 60_000 },
+            (err, stdout, stderr) =>
+              resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+          );
+          child.stdin?.end();
+        });
       const dave = uniqueName("dave");
       expect((await qpq(["register", dave])).code).toBe(0);
       expect((await qpq(["login", dave])).code).toBe(0);

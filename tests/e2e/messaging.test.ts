@@ -69,7 +69,12 @@ describe("two users exchange MLS messages over QUIC", () => {
     expect(kp.length).toBeGreaterThan(0);
     await mlsAlice.createGroup(channel);
     const { welcome } = await mlsAlice.addMember(kp);
-    const sent = await alice.enqueue({ recipientKey: bobKey, channelId: channel, payload: welcome, messageId: crypto.getRandomValues(new Uint8Array(16)) });
+    const sent = await alice.enqueue({
+      recipientKey: bobKey,
+      channelId: channel,
+      payload: welcome,
+      messageId: crypto.getRandomValues(new Uint8Array(16)),
+    });
     expect(sent.duplicate).toBe(false);
     expect(sent.deliveryProof.length).toBe(73);
 
@@ -81,7 +86,11 @@ describe("two users exchange MLS messages over QUIC", () => {
     expect(mlsBob.epoch()).toBe(mlsAlice.epoch());
 
     // alice → bob
-    await alice.enqueue({ recipientKey: bobKey, channelId: channel, payload: await mlsAlice.encrypt(text("hello bob")) });
+    await alice.enqueue({
+      recipientKey: bobKey,
+      channelId: channel,
+      payload: await mlsAlice.encrypt(text("hello bob")),
+    });
     const toBob = await bob.fetch({ channelId: channel });
     expect(toBob).toHaveLength(1);
     expect(str(await mlsBob.decrypt(toBob[0].data))).toBe("hello bob");
@@ -94,7 +103,10 @@ describe("two users exchange MLS messages over QUIC", () => {
     }
     const toAlice = await alice.fetch({ channelId: channel });
     expect(toAlice.map((e) => e.seq)).toEqual([...toAlice.map((e) => e.seq)].sort((a, b) => a - b));
-    expect([str(await mlsAlice.decrypt(toAlice[0].data)), str(await mlsAlice.decrypt(toAlice[1].data))]).toEqual(["hi alice", "second"]);
+    expect([str(await mlsAlice.decrypt(toAlice[0].data)), str(await mlsAlice.decrypt(toAlice[1].data))]).toEqual([
+      "hi alice",
+      "second",
+    ]);
     await alice.ack(toAlice[1].seq, { channelId: channel });
     expect(await alice.fetch({ channelId: channel })).toHaveLength(0);
 
@@ -107,12 +119,17 @@ describe("two users exchange MLS messages over QUIC", () => {
     const bob2 = await sys.connect();
     await bob2.resume(bob.sessionToken as Uint8Array);
     const events: { seq: number; payload: Uint8Array }[][] = [[], []];
-    const arrived = Promise.all([bob, bob2].map((c, i) => new Promise<void>((resolve) => {
-      c.onNewMessage((e) => {
-        events[i].push(e);
-        resolve();
-      });
-    })));
+    const arrived = Promise.all(
+      [bob, bob2].map(
+        (c, i) =>
+          new Promise<void>((resolve) => {
+            c.onNewMessage((e) => {
+              events[i].push(e);
+              resolve();
+            });
+          }),
+      ),
+    );
     // The subscription is set up asynchronously after login; give it a moment, then send.
     const channelId = crypto.getRandomValues(new Uint8Array(16));
     let sent = { seq: 0 };
@@ -160,12 +177,18 @@ describe("two users exchange MLS messages over QUIC", () => {
   it("forbids bob from reading alice's queue or uploading keys as alice", async () => {
     const asAlice = await bob.raw(Method.Fetch, pb.FetchRequest.encode({ recipientKey: aliceKey }).finish());
     expect(asAlice.status).toBe(Status.Forbidden);
-    const upload = await bob.raw(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: aliceKey, package: text("kp") }).finish());
+    const upload = await bob.raw(
+      Method.UploadKeyPackage,
+      pb.UploadKeyPackageRequest.encode({ identityKey: aliceKey, package: text("kp") }).finish(),
+    );
     expect(upload.status).toBe(Status.Forbidden);
   });
 
   it("answers BadRequest for a 31-byte key, naming the field", async () => {
-    const res = await alice.raw(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(31), payload: text("x") }).finish());
+    const res = await alice.raw(
+      Method.Enqueue,
+      pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(31), payload: text("x") }).finish(),
+    );
     expect(res.status).toBe(Status.BadRequest);
     expect(decodeError(res.payload).message).toContain("recipient_key");
     expect(decodeError(res.payload).message).toContain("31");

@@ -59,9 +59,10 @@ describe("plugins in the gateway", () => {
   let dir: string;
   const logger = recordingLogger();
   type Recorded = { hook: string; event: Record<string, unknown> };
-  const recorded = (): Recorded[] => logger.entries
-    .filter((e) => e.msg === "plugin log" && e.fields.plugin === "10-recorder")
-    .map((e) => JSON.parse(String(e.fields.line)) as Recorded);
+  const recorded = (): Recorded[] =>
+    logger.entries
+      .filter((e) => e.msg === "plugin log" && e.fields.plugin === "10-recorder")
+      .map((e) => JSON.parse(String(e.fields.line)) as Recorded);
   const find = (hook: string, pred: (e: Record<string, unknown>) => boolean = () => true) =>
     until(() => recorded().find((r) => r.hook === hook && pred(r.event))?.event, hook);
 
@@ -101,15 +102,25 @@ describe("plugins in the gateway", () => {
     await alice.enqueue({ recipientKey: bobKey, payload: bytes(42), channelId, ttlSecs: 60, messageId });
     const send = await find("on_message_send", (e) => e.payloadSize === 42);
     expect(send).toMatchObject({
-      senderIdentity: hex(aliceKey), recipients: [hex(bobKey)], channelId: hex(channelId), ttlSecs: 60,
-      messageId: hex(messageId), batch: false,
+      senderIdentity: hex(aliceKey),
+      recipients: [hex(bobKey)],
+      channelId: hex(channelId),
+      ttlSecs: 60,
+      messageId: hex(messageId),
+      batch: false,
     });
     expect(send).not.toHaveProperty("payload");
 
     const got = await bob.fetch({ channelId });
     expect(got).toHaveLength(1);
     const receive = await find("on_message_receive");
-    expect(receive).toMatchObject({ recipient: hex(bobKey), channelId: hex(channelId), count: 1, sizes: [42], wait: false });
+    expect(receive).toMatchObject({
+      recipient: hex(bobKey),
+      channelId: hex(channelId),
+      count: 1,
+      sizes: [42],
+      wait: false,
+    });
 
     const carol = randomIdentity();
     await alice.createGroupChannel([bobKey, carol], "team");
@@ -119,7 +130,11 @@ describe("plugins in the gateway", () => {
     }, "two group joins");
     expect(new Set(joins)).toEqual(new Set([hex(bobKey), hex(carol)]));
 
-    const known = new Set(recorded().filter((r) => r.hook === "on_connect").map((r) => r.event.connectionId));
+    const known = new Set(
+      recorded()
+        .filter((r) => r.hook === "on_connect")
+        .map((r) => r.event.connectionId),
+    );
     const temp = await sys.connect();
     await temp.health();
     const tempConnect = await find("on_connect", (e) => !known.has(e.connectionId));
@@ -188,7 +203,13 @@ describe("plugins in the gateway", () => {
       return r.message.includes("quota v2") ? r : undefined;
     }, "the reloaded plugin");
     unlinkSync(file);
-    await until(async () => ((await statusOf(alice.enqueue({ recipientKey: bobKey, payload: bytes(9) }))).status === Status.Ok ? true : undefined), "the plugin's removal");
+    await until(
+      async () =>
+        (await statusOf(alice.enqueue({ recipientKey: bobKey, payload: bytes(9) }))).status === Status.Ok
+          ? true
+          : undefined,
+      "the plugin's removal",
+    );
     // The same connection served every call.
     expect((await alice.health()).status).toBe("ok");
   });
@@ -196,11 +217,20 @@ describe("plugins in the gateway", () => {
   it("closes connections an on_connect plugin rejects", async () => {
     const file = join(dir, "05-deny.js");
     writeFileSync(file, `export function on_connect() { return { reject: "closed for maintenance" }; }`);
-    await until(() => sys.system.plugins?.has("on_connect") && sys.system.plugins.plugins.some((p) => p.name === "05-deny") ? true : undefined, "the deny plugin");
+    await until(
+      () =>
+        sys.system.plugins?.has("on_connect") && sys.system.plugins.plugins.some((p) => p.name === "05-deny")
+          ? true
+          : undefined,
+      "the deny plugin",
+    );
     const refused = await sys.connect();
     await expect(refused.health()).rejects.toThrow();
     unlinkSync(file);
-    await until(() => sys.system.plugins?.plugins.some((p) => p.name === "05-deny") ? undefined : true, "the deny plugin's removal");
+    await until(
+      () => (sys.system.plugins?.plugins.some((p) => p.name === "05-deny") ? undefined : true),
+      "the deny plugin's removal",
+    );
     const admitted = await sys.connect();
     expect((await admitted.health()).status).toBe("ok");
   });

@@ -6,7 +6,6 @@ import type { QuicTransport } from "../../sdk/transport.ts";
 import { startTestSystem, type TestSystem } from "../support/system.ts";
 import { requestHeader } from "../support/frames.ts";
 
-
 describe("frames over QUIC", () => {
   let sys: TestSystem;
   let client: QpqClient<QuicTransport>;
@@ -38,7 +37,10 @@ describe("frames over QUIC", () => {
   });
 
   it("accepts exactly 4 MiB of payload as a frame (then the method validates it)", async () => {
-    const payload = pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32), payload: new Uint8Array(MAX_PAYLOAD - 64) }).finish();
+    const payload = pb.EnqueueRequest.encode({
+      recipientKey: new Uint8Array(32),
+      payload: new Uint8Array(MAX_PAYLOAD - 64),
+    }).finish();
     const padded = new Uint8Array(MAX_PAYLOAD);
     padded.set(payload);
     // Trailing zero bytes are field 0, invalid protobuf: the frame is accepted, the payload is not.
@@ -52,7 +54,10 @@ describe("frames over QUIC", () => {
     const truncated = await client.transport.rawExchange([full.subarray(0, full.length - 2)]);
     expect(truncated.status).toBe(Status.BadRequest);
     expect(truncated.requestId).toBe(11);
-    const trailing = await client.transport.rawExchange([encodeRequest(Method.Health, 12, new Uint8Array(0)), new Uint8Array([0xff])]);
+    const trailing = await client.transport.rawExchange([
+      encodeRequest(Method.Health, 12, new Uint8Array(0)),
+      new Uint8Array([0xff]),
+    ]);
     expect(trailing.status).toBe(Status.BadRequest);
     expect(trailing.requestId).toBe(12);
   });
@@ -89,11 +94,18 @@ describe("frames over QUIC", () => {
   it("rejects a client that offers another ALPN", async () => {
     const { QUICClient } = await import("@matrixai/quic");
     const { default: Logger, LogLevel } = await import("@matrixai/logger");
-    await expect(QUICClient.createQUICClient({
-      host: "127.0.0.1", port: sys.system.quicPort, serverName: "localhost",
-      crypto: { ops: { randomBytes: async (b: ArrayBuffer) => void crypto.getRandomValues(new Uint8Array(b)) } },
-      config: { verifyPeer: true, ca: sys.system.certPem, applicationProtos: ["h3"] },
-      logger: new Logger("t", LogLevel.ERROR),
-    }, { timer: 5000 })).rejects.toThrow();
+    await expect(
+      QUICClient.createQUICClient(
+        {
+          host: "127.0.0.1",
+          port: sys.system.quicPort,
+          serverName: "localhost",
+          crypto: { ops: { randomBytes: async (b: ArrayBuffer) => void crypto.getRandomValues(new Uint8Array(b)) } },
+          config: { verifyPeer: true, ca: sys.system.certPem, applicationProtos: ["h3"] },
+          logger: new Logger("t", LogLevel.ERROR),
+        },
+        { timer: 5000 },
+      ),
+    ).rejects.toThrow();
   });
 });

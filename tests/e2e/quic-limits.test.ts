@@ -2,7 +2,14 @@
 // answer must be taken by its deadline, and one connection's in-progress requests share a
 // bounded buffer that grows with the bytes received. Other streams are never affected.
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { INITIAL_PAYLOAD_CAPACITY, MAX_PAYLOAD, Method, Status, decodeError, encodeRequest } from "../../proto/index.ts";
+import {
+  INITIAL_PAYLOAD_CAPACITY,
+  MAX_PAYLOAD,
+  Method,
+  Status,
+  decodeError,
+  encodeRequest,
+} from "../../proto/index.ts";
 import { TransportError } from "../../sdk/transport.ts";
 import { startTestFront, type TestFront, type TestFrontOptions } from "../support/quic-front.ts";
 import { requestHeader } from "../support/frames.ts";
@@ -40,7 +47,9 @@ async function peakBuffers(f: TestFront, done: Promise<unknown>): Promise<{ allo
 
 /** RPCs of `method` the front has answered (its latency is recorded as the answer is made). */
 function answered(f: TestFront, method: string): number {
-  const m = new RegExp(`^rpc_latency_seconds_count\\{method="${method}"\\} (\\d+)$`, "m").exec(f.gateway.metrics.render());
+  const m = new RegExp(`^rpc_latency_seconds_count\\{method="${method}"\\} (\\d+)$`, "m").exec(
+    f.gateway.metrics.render(),
+  );
   return m ? Number(m[1]) : 0;
 }
 
@@ -89,10 +98,14 @@ describe("request deadline", () => {
 describe("connection buffer", () => {
   it("keeps 200 headers announcing 4 MiB each from allocating their announced size", async () => {
     const budget = 16 * 1024 * KiB;
-    const f = await start({ limits: { transferTimeoutMs: 2000, minTransferBytesPerSecond: 1024 * 1024 * KiB, connectionBufferBytes: budget } });
+    const f = await start({
+      limits: { transferTimeoutMs: 2000, minTransferBytesPerSecond: 1024 * 1024 * KiB, connectionBufferBytes: budget },
+    });
     const t = await f.connect({ maxConcurrentRequests: 300 });
     // Each sends its header and one payload byte, then stalls.
-    const stalled = Array.from({ length: 200 }, (_, i) => t.rawExchange([requestHeader(Method.Health, i + 1, MAX_PAYLOAD), Uint8Array.of(1)], { fin: false }));
+    const stalled = Array.from({ length: 200 }, (_, i) =>
+      t.rawExchange([requestHeader(Method.Health, i + 1, MAX_PAYLOAD), Uint8Array.of(1)], { fin: false }),
+    );
     const all = Promise.all(stalled);
     const peak = peakBuffers(f, all);
     expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
@@ -171,7 +184,10 @@ describe("answer deadline", () => {
     // The quick answer now waits behind the slow one for longer than its own 300 ms.
     await new Promise((r) => setTimeout(r, 1000));
     reading.open();
-    expect((await both).map((r) => (r.status === "fulfilled" ? r.value.status : String(r.reason)))).toEqual([Status.Ok, Status.Ok]);
+    expect((await both).map((r) => (r.status === "fulfilled" ? r.value.status : String(r.reason)))).toEqual([
+      Status.Ok,
+      Status.Ok,
+    ]);
     expect(f.listener.timeouts.answers).toBe(0);
   });
 });

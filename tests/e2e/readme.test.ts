@@ -23,30 +23,41 @@ function walkthrough(readme: string): Step[] {
   const section = readme.split(/^## /m).find((s) => s.startsWith("Two users with the CLI"));
   const block = section && /```sh\n([\s\S]*?)```/.exec(section)?.[1];
   if (!block) throw new Error('README has no ```sh block under "## Two users with the CLI"');
-  return block.split("\n").filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#")).map((line) => {
-    const m = /^(.*?)\s+#\s+(.*)$/.exec(line);
-    const command = (m ? m[1] : line).trim();
-    const comment = m?.[2] ?? "";
-    const printed = /^prints "([^"]*)"/.exec(comment);
-    const said = /^says "([^"]*)" on stderr/.exec(comment);
-    return {
-      command,
-      expect: printed ? { stream: "stdout", text: printed[1] } : said ? { stream: "stderr", text: said[1] } : undefined,
-    };
-  });
+  return block
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"))
+    .map((line) => {
+      const m = /^(.*?)\s+#\s+(.*)$/.exec(line);
+      const command = (m ? m[1] : line).trim();
+      const comment = m?.[2] ?? "";
+      const printed = /^prints "([^"]*)"/.exec(comment);
+      const said = /^says "([^"]*)" on stderr/.exec(comment);
+      return {
+        command,
+        expect: printed
+          ? { stream: "stdout", text: printed[1] }
+          : said
+            ? { stream: "stderr", text: said[1] }
+            : undefined,
+      };
+    });
 }
 
 /** The README's placeholders as patterns: <seq> is captured (the same seq throughout), <n> any number. */
 function pattern(text: string): RegExp {
-  const escaped = text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-    .replaceAll("<TAB>", "\\t").replaceAll("<seq>", "(?<seq>\\d+)").replaceAll("<n>", "\\d+");
+  const escaped = text
+    .replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    .replaceAll("<TAB>", "\\t")
+    .replaceAll("<seq>", "(?<seq>\\d+)")
+    .replaceAll("<n>", "\\d+");
   return new RegExp(`^${escaped}\\n`);
 }
 
 function sh(command: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = execFile("sh", ["-c", command], { cwd: root, env, timeout: 90_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }));
+      resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+    );
     child.stdin?.end();
   });
 }
@@ -82,13 +93,22 @@ describe("README walkthrough", () => {
   it("runs as printed and prints what the README says", async () => {
     const steps = walkthrough(readFileSync(join(root, "README.md"), "utf8"));
     // A fresh terminal: the system's npm and node, not the ones this test runs under.
-    const PATH = (process.env.PATH ?? "").split(delimiter).filter((p) => !p.endsWith(join("node_modules", ".bin"))).join(delimiter);
+    const PATH = (process.env.PATH ?? "")
+      .split(delimiter)
+      .filter((p) => !p.endsWith(join("node_modules", ".bin")))
+      .join(delimiter);
     const env: NodeJS.ProcessEnv = {
-      PATH, HOME: profiles, QPQ_SERVER: `127.0.0.1:${sys.quicPort}`, QPQ_DATA_DIR: dataDir,
+      PATH,
+      HOME: profiles,
+      QPQ_SERVER: `127.0.0.1:${sys.quicPort}`,
+      QPQ_DATA_DIR: dataDir,
     };
     let seq: string | undefined;
     for (const step of steps) {
-      const command = step.command.replace(/--profile \/tmp\/(\w+)/g, (_, who: string) => `--profile ${join(profiles, who)}`);
+      const command = step.command.replace(
+        /--profile \/tmp\/(\w+)/g,
+        (_, who: string) => `--profile ${join(profiles, who)}`,
+      );
       const r = await sh(command, env);
       const where = `${step.command}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
       expect(r.code, where).toBe(0);

@@ -35,7 +35,10 @@ async function edgeIdleCloseMs(): Promise<number> {
     const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now())));
     socket.write("GET /health HTTP/1.1\r\nhost: edge\r\n\r\n");
     const since = await answered;
-    const gone = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 30_000))]);
+    const gone = await Promise.race([
+      closed,
+      new Promise<number>((resolve) => setTimeout(() => resolve(Infinity), 30_000)),
+    ]);
     return gone - since;
   } finally {
     socket.destroy();
@@ -57,7 +60,12 @@ const probe: RelayRequest = {
 
 /** One relay (its own pool): a request, `gapMs` of silence, another request; both statuses. */
 async function acrossGap(gapMs: number): Promise<{ gapMs: number; statuses: number[] }> {
-  const relay = new EdgeRelay({ edgeUrl: edge.url, frontSecret: edge.secrets.FRONT_SECRET, rpcTimeoutMs: 30_000, logger: silentLogger });
+  const relay = new EdgeRelay({
+    edgeUrl: edge.url,
+    frontSecret: edge.secrets.FRONT_SECRET,
+    rpcTimeoutMs: 30_000,
+    logger: silentLogger,
+  });
   try {
     const first = await relay.call(probe);
     await sleep(gapMs);

@@ -114,7 +114,9 @@ describe("a misbehaving server", () => {
   };
   let peer: QuicPeer;
   const transports: QuicTransport[] = [];
-  const connect = async (opts: { requestTimeoutMs?: number; maxConcurrentRequests?: number; maxQueuedRequests?: number } = {}) => {
+  const connect = async (
+    opts: { requestTimeoutMs?: number; maxConcurrentRequests?: number; maxQueuedRequests?: number } = {},
+  ) => {
     const t = await QuicTransport.connect({ host: "127.0.0.1", port: peer.port, ca: peer.certPem, ...opts });
     transports.push(t);
     return t;

@@ -33,10 +33,11 @@ async function startServer(): Promise<{ url: string; received: () => number; clo
   return {
     url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/qpq`,
     received: () => received,
-    close: () => new Promise<void>((resolve) => {
-      for (const c of wss.clients) c.terminate();
-      wss.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => resolve());
+      }),
   };
 }
 
@@ -48,7 +49,10 @@ afterEach(async () => {
 async function setup(opts: Parameters<typeof WsTransport.connect>[1] = {}) {
   const server = await startServer();
   const t = await WsTransport.connect(server.url, opts);
-  cleanups.push(() => server.close(), () => t.close());
+  cleanups.push(
+    () => server.close(),
+    () => t.close(),
+  );
   return { server, t };
 }
 

@@ -28,7 +28,9 @@ describe("npm start", () => {
             const entry = JSON.parse(line) as { msg: string; quic: string; metrics: string };
             if (entry.msg === "qpq-edge is running") resolve(entry);
             if (entry.msg === "start-up failed") reject(new Error(line));
-          } catch { /* not a log line */ }
+          } catch {
+            /* not a log line */
+          }
         });
         proc.once("exit", (code) => reject(new Error(`exited early with ${code}`)));
       });
@@ -59,7 +61,13 @@ describe("npm start", () => {
     const port = taken.address().port;
     const proc = spawn(process.execPath, [join(root, "scripts/start.ts")], {
       cwd: root,
-      env: { ...process.env, QPQ_DATA_DIR: dataDir, QPQ_LISTEN: `127.0.0.1:${port}`, QPQ_METRICS_LISTEN: "", QPQ_WS_LISTEN: "" },
+      env: {
+        ...process.env,
+        QPQ_DATA_DIR: dataDir,
+        QPQ_LISTEN: `127.0.0.1:${port}`,
+        QPQ_METRICS_LISTEN: "",
+        QPQ_WS_LISTEN: "",
+      },
       stdio: ["ignore", "ignore", "pipe"],
     });
     try {
@@ -68,11 +76,15 @@ describe("npm start", () => {
         try {
           const entry = JSON.parse(line) as { msg: string; error?: string };
           if (entry.msg === "start-up failed") errors.push(entry.error ?? "");
-        } catch { /* not a log line */ }
+        } catch {
+          /* not a log line */
+        }
       });
-      const [code] = await once(proc, "exit") as [number | null];
+      const [code] = (await once(proc, "exit")) as [number | null];
       expect(code).toBe(1);
-      expect(errors).toEqual([expect.stringMatching(new RegExp(`^QUIC listener could not listen on udp://127\\.0\\.0\\.1:${port}: `))]);
+      expect(errors).toEqual([
+        expect.stringMatching(new RegExp(`^QUIC listener could not listen on udp://127\\.0\\.0\\.1:${port}: `)),
+      ]);
     } finally {
       if (proc.exitCode === null) proc.kill("SIGKILL");
       taken.close();

@@ -58,7 +58,10 @@ describe("WebSocket bridge", () => {
     const res = await ws.transport.rawExchange([requestHeader(Method.Health, 0, MAX_PAYLOAD + 1)], 0);
     expect(res.status).toBe(Status.BadRequest);
     expect(decodeError(res.payload).message).toContain("4 MiB");
-    const truncated = await ws.transport.rawExchange([encodeRequest(Method.Health, 9, new Uint8Array(4)).subarray(0, 12)], 9);
+    const truncated = await ws.transport.rawExchange(
+      [encodeRequest(Method.Health, 9, new Uint8Array(4)).subarray(0, 12)],
+      9,
+    );
     expect(truncated.status).toBe(Status.BadRequest);
     expect((await ws.health()).status).toBe("ok");
   });

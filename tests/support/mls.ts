@@ -67,7 +67,12 @@ export class MlsMember {
 
   #newKeyPackage(): Promise<PendingKeyPackage> {
     return generateKeyPackageWithKey(
-      this.#credential, defaultCapabilities(), defaultLifetime, [], this.#signatureKeys, this.#cs,
+      this.#credential,
+      defaultCapabilities(),
+      defaultLifetime,
+      [],
+      this.#signatureKeys,
+      this.#cs,
     );
   }
 
@@ -91,11 +96,15 @@ export class MlsMember {
   /** Commits an Add for the peer's key package and applies it locally. */
   async addMember(keyPackageBytes: Uint8Array): Promise<{ welcome: Uint8Array; commit: Uint8Array }> {
     const message = decodeMessage(keyPackageBytes);
-    if (message.wireformat !== "mls_key_package") throw new Error(`mls: expected key package, got ${message.wireformat}`);
+    if (message.wireformat !== "mls_key_package")
+      throw new Error(`mls: expected key package, got ${message.wireformat}`);
     const result = await createCommit(
       { state: this.#group(), cipherSuite: this.#cs },
       // ratchetTreeExtension: the Welcome carries the tree, so joiners need nothing else.
-      { extraProposals: [{ proposalType: "add", add: { keyPackage: message.keyPackage } }], ratchetTreeExtension: true },
+      {
+        extraProposals: [{ proposalType: "add", add: { keyPackage: message.keyPackage } }],
+        ratchetTreeExtension: true,
+      },
     );
     if (result.welcome === undefined) throw new Error("mls: commit produced no Welcome");
     this.#state = result.newState;
@@ -112,7 +121,8 @@ export class MlsMember {
     if (message.wireformat !== "mls_welcome") throw new Error(`mls: expected welcome, got ${message.wireformat}`);
     const ref = message.welcome.secrets.map((s) => toHex(s.newMember)).find((r) => this.#pending.has(r));
     const kp = ref === undefined ? undefined : this.#pending.get(ref);
-    if (ref === undefined || kp === undefined) throw new Error(`mls: welcome is not for any key package of ${this.name}`);
+    if (ref === undefined || kp === undefined)
+      throw new Error(`mls: welcome is not for any key package of ${this.name}`);
     this.#state = await joinGroup(message.welcome, kp.publicPackage, kp.privatePackage, emptyPskIndex, this.#cs);
     this.#pending.delete(ref);
   }
@@ -122,13 +132,18 @@ export class MlsMember {
     const result = await createApplicationMessage(this.#group(), plaintext, this.#cs);
     this.#state = result.newState;
     result.consumed.forEach(zeroOutUint8Array);
-    return encodeMlsMessage({ version: "mls10", wireformat: "mls_private_message", privateMessage: result.privateMessage });
+    return encodeMlsMessage({
+      version: "mls10",
+      wireformat: "mls_private_message",
+      privateMessage: result.privateMessage,
+    });
   }
 
   /** Decrypts an application message; throws (state unchanged) on anything else or on failure. */
   async decrypt(messageBytes: Uint8Array): Promise<Uint8Array> {
     const message = decodeMessage(messageBytes);
-    if (message.wireformat !== "mls_private_message") throw new Error(`mls: expected private message, got ${message.wireformat}`);
+    if (message.wireformat !== "mls_private_message")
+      throw new Error(`mls: expected private message, got ${message.wireformat}`);
     const result = await processPrivateMessage(this.#group(), message.privateMessage, emptyPskIndex, this.#cs);
     if (result.kind !== "applicationMessage") throw new Error("mls: not an application message");
     this.#state = result.newState;

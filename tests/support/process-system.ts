@@ -83,10 +83,13 @@ export async function spawnSystem(dataDir: string, env: Record<string, string> =
         } catch {
           return; // not a log line
         }
-        if (entry.msg === "qpq-edge is running" && entry.quic && entry.edge) resolve({ quic: entry.quic, edge: entry.edge });
+        if (entry.msg === "qpq-edge is running" && entry.quic && entry.edge)
+          resolve({ quic: entry.quic, edge: entry.edge });
         if (entry.msg === "start-up failed") reject(new Error(`start-up failed:\n${tail()}`));
       });
-      proc.once("exit", (code, signal) => reject(new Error(`scripts/start.ts exited early (${code ?? signal}):\n${tail()}`)));
+      proc.once("exit", (code, signal) =>
+        reject(new Error(`scripts/start.ts exited early (${code ?? signal}):\n${tail()}`)),
+      );
     });
     const quicPort = Number(/:(\d+) /.exec(running.quic)?.[1]);
     if (!Number.isInteger(quicPort) || quicPort <= 0) throw new Error(`no QUIC port in "${running.quic}"`);
@@ -95,7 +98,13 @@ export async function spawnSystem(dataDir: string, env: Record<string, string> =
       QpqClient.connect({ host: "127.0.0.1", port: quicPort, ca, requestTimeoutMs: opts.requestTimeoutMs });
     await waitHealthy(connect, proc, tail);
     return {
-      pid, quicPort, edgeUrl: running.edge, ca, connect, killNow, tail,
+      pid,
+      quicPort,
+      edgeUrl: running.edge,
+      ca,
+      connect,
+      killNow,
+      tail,
       async waitGone() {
         await exited;
         await waitGroupGone(pid, tail);
@@ -119,7 +128,9 @@ export function killGroup(pgid: number): void {
 }
 
 async function waitHealthy(
-  connect: () => Promise<QpqClient<QuicTransport>>, proc: ChildProcess, tail: () => string,
+  connect: () => Promise<QpqClient<QuicTransport>>,
+  proc: ChildProcess,
+  tail: () => string,
 ): Promise<void> {
   let last: unknown;
   for (let i = 0; i < READY_ATTEMPTS; i++) {
@@ -179,7 +190,10 @@ async function waitTcpRefused(url: URL, tail: () => string): Promise<void> {
   for (let i = 0; i < GONE_ATTEMPTS; i++) {
     const accepted = await new Promise<boolean>((resolve) => {
       const socket = tcpConnect({ host: url.hostname, port: Number(url.port) });
-      socket.once("connect", () => { socket.destroy(); resolve(true); });
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
       socket.once("error", () => resolve(false));
     });
     if (!accepted) return;
@@ -192,7 +206,10 @@ async function waitUdpFree(port: number, tail: () => string): Promise<void> {
   for (let i = 0; i < GONE_ATTEMPTS; i++) {
     const bound = await new Promise<boolean>((resolve) => {
       const socket = createSocket("udp4");
-      socket.once("error", () => { socket.close(); resolve(false); });
+      socket.once("error", () => {
+        socket.close();
+        resolve(false);
+      });
       socket.bind(port, "127.0.0.1", () => socket.close(() => resolve(true)));
     });
     if (bound) return;

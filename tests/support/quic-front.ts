@@ -29,21 +29,27 @@ export interface TestFrontOptions {
 
 export async function startTestFront(opts: TestFrontOptions = {}): Promise<TestFront> {
   const edge = await startTestEdge(opts.edge);
-  const config = configFromEnv({
-    QPQ_LISTEN: "127.0.0.1:0",
-    // Test connections never log in; they must not be closed for that while a test runs.
-    QPQ_AUTH_TIMEOUT: "3600s",
-    ...opts.env,
-    QPQ_EDGE_URL: edge.url,
-    QPQ_FRONT_SECRET: "test",
-  }, opts.config);
+  const config = configFromEnv(
+    {
+      QPQ_LISTEN: "127.0.0.1:0",
+      // Test connections never log in; they must not be closed for that while a test runs.
+      QPQ_AUTH_TIMEOUT: "3600s",
+      ...opts.env,
+      QPQ_EDGE_URL: edge.url,
+      QPQ_FRONT_SECRET: "test",
+    },
+    opts.config,
+  );
   const gateway = new Gateway({ config, logger: silentLogger });
   const { certPem, keyPem } = await generateDevCertificate();
   const listener = new QuicListener(gateway, { certPem, keyPem, selfSigned: true }, silentLogger, opts.limits);
   await listener.start("127.0.0.1", 0);
   const transports: QuicTransport[] = [];
   return {
-    listener, gateway, edge, certPem,
+    listener,
+    gateway,
+    edge,
+    certPem,
     port: listener.port,
     async connect(connectOpts = {}) {
       const t = await QuicTransport.connect({ host: "127.0.0.1", port: listener.port, ca: certPem, ...connectOpts });

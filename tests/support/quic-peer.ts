@@ -23,7 +23,8 @@ export async function answer(stream: QUICStream, frame: RequestFrame, status = 0
   await writer.close();
 }
 
-const hmac = (key: ArrayBuffer, data: ArrayBuffer) => createHmac("sha256", Buffer.from(key)).update(Buffer.from(data)).digest();
+const hmac = (key: ArrayBuffer, data: ArrayBuffer) =>
+  createHmac("sha256", Buffer.from(key)).update(Buffer.from(data)).digest();
 const toArrayBuffer = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
 
 export async function startQuicPeer(script: StreamScript, opts: { maxStreamsBidi?: number } = {}): Promise<QuicPeer> {
@@ -42,7 +43,10 @@ export async function startQuicPeer(script: StreamScript, opts: { maxStreamsBidi
       },
     },
     config: {
-      key: keyPem, cert: certPem, applicationProtos: ["qpq"], verifyPeer: false,
+      key: keyPem,
+      cert: certPem,
+      applicationProtos: ["qpq"],
+      verifyPeer: false,
       initialMaxStreamsBidi: opts.maxStreamsBidi ?? 100,
     },
     logger: new QuicLogger("peer", LogLevel.SILENT),
@@ -85,7 +89,9 @@ async function readRequest(stream: QUICStream): Promise<RequestFrame | undefined
   void (async () => {
     try {
       while (!(await reader.read()).done);
-    } catch { /* reset */ }
+    } catch {
+      /* reset */
+    }
   })();
   const frame = a.complete ? a.finish() : undefined;
   return frame instanceof FrameError ? undefined : frame;

@@ -16,7 +16,9 @@ export interface TestSystem {
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
 
-export async function startTestSystem(opts: { dataDir?: string; env?: Record<string, string>; edgeVars?: Record<string, string>; logger?: Logger } = {}): Promise<TestSystem> {
+export async function startTestSystem(
+  opts: { dataDir?: string; env?: Record<string, string>; edgeVars?: Record<string, string>; logger?: Logger } = {},
+): Promise<TestSystem> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "qpq-e2e-"));
   const env = { QPQ_LISTEN: "127.0.0.1:0", QPQ_LOG_LEVEL: "warn", ...opts.env };
   const logger = opts.logger ?? createLogger("warn");
@@ -56,8 +58,13 @@ export function uniqueName(prefix: string): string {
 }
 
 /** A logger that keeps every entry, for tests that assert on what was logged. */
-export function recordingLogger(): Logger & { entries: { level: string; msg: string; fields: Record<string, unknown> }[] } {
+export function recordingLogger(): Logger & {
+  entries: { level: string; msg: string; fields: Record<string, unknown> }[];
+} {
   const entries: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-  const at = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void entries.push({ level, msg, fields });
+  const at =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      void entries.push({ level, msg, fields });
   return { entries, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
 }

@@ -1,11 +1,20 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import {
-  FrameError, INITIAL_PAYLOAD_CAPACITY, MAX_PAYLOAD, RequestAssembler, ResponseAssembler, PushAssembler, decodeRequest,
-  decodeResponse, decodePush, encodeRequest, encodeResponse, encodePush,
+  FrameError,
+  INITIAL_PAYLOAD_CAPACITY,
+  MAX_PAYLOAD,
+  RequestAssembler,
+  ResponseAssembler,
+  PushAssembler,
+  decodeRequest,
+  decodeResponse,
+  decodePush,
+  encodeRequest,
+  encodeResponse,
+  encodePush,
 } from "../../proto/index.ts";
 import { requestHeader } from "../support/frames.ts";
-
 
 describe("request frames", () => {
   it("encodes the 10-byte big-endian header", () => {
@@ -14,22 +23,27 @@ describe("request frames", () => {
   });
 
   it("round-trips any frame split at any points", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0, max: 0xffffffff }),
-      fc.uint8Array({ maxLength: 300 }), fc.array(fc.nat(), { maxLength: 8 }),
-      (methodId, requestId, payload, cuts) => {
-        const bytes = encodeRequest(methodId, requestId, payload);
-        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-        const a = new RequestAssembler();
-        let at = 0;
-        for (const p of [...points, bytes.length]) {
-          expect(a.push(bytes.subarray(at, p))).toBeUndefined();
-          at = p;
-        }
-        const frame = a.finish();
-        expect(frame).not.toBeInstanceOf(FrameError);
-        expect(frame).toEqual({ methodId, requestId, payload });
-      }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.uint8Array({ maxLength: 300 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (methodId, requestId, payload, cuts) => {
+          const bytes = encodeRequest(methodId, requestId, payload);
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const a = new RequestAssembler();
+          let at = 0;
+          for (const p of [...points, bytes.length]) {
+            expect(a.push(bytes.subarray(at, p))).toBeUndefined();
+            at = p;
+          }
+          const frame = a.finish();
+          expect(frame).not.toBeInstanceOf(FrameError);
+          expect(frame).toEqual({ methodId, requestId, payload });
+        },
+      ),
+    );
   });
 
   it("accepts exactly 4 MiB", () => {
@@ -64,12 +78,14 @@ describe("request frames", () => {
   });
 
   it("never throws on arbitrary bytes", () => {
-    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }), (chunks) => {
-      const a = new RequestAssembler();
-      for (const c of chunks) if (a.push(c)) break;
-      const r = a.finish();
-      expect(r instanceof FrameError || typeof r.methodId === "number").toBe(true);
-    }));
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }), (chunks) => {
+        const a = new RequestAssembler();
+        for (const c of chunks) if (a.push(c)) break;
+        const r = a.finish();
+        expect(r instanceof FrameError || typeof r.methodId === "number").toBe(true);
+      }),
+    );
   });
 
   it("refuses to encode an oversized payload", () => {
@@ -79,11 +95,17 @@ describe("request frames", () => {
 
 describe("response and push frames", () => {
   it("round-trip", () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 200 }),
-      (status, requestId, payload) => {
-        expect(decodeResponse(encodeResponse(status, requestId, payload))).toEqual({ status, requestId, payload });
-        expect(decodePush(encodePush(status + 1000, payload))).toEqual({ eventType: status + 1000, payload });
-      }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.uint8Array({ maxLength: 200 }),
+        (status, requestId, payload) => {
+          expect(decodeResponse(encodeResponse(status, requestId, payload))).toEqual({ status, requestId, payload });
+          expect(decodePush(encodePush(status + 1000, payload))).toEqual({ eventType: status + 1000, payload });
+        },
+      ),
+    );
   });
 
   it("use 9- and 6-byte headers", () => {
@@ -97,7 +119,11 @@ describe("response and push frames", () => {
 });
 
 /** Feeds `bytes` cut at the given points (sorted, within bounds). */
-function pushCut<A extends { push(c: Uint8Array): FrameError | undefined }>(a: A, bytes: Uint8Array, points: number[]): void {
+function pushCut<A extends { push(c: Uint8Array): FrameError | undefined }>(
+  a: A,
+  bytes: Uint8Array,
+  points: number[],
+): void {
   let at = 0;
   for (const p of [...points, bytes.length]) {
     expect(a.push(bytes.subarray(at, p))).toBeUndefined();
@@ -119,27 +145,31 @@ describe("assembler memory", () => {
   });
 
   it("grows with the bytes received: never more than max(initial, 2 × received), never more than announced", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 0, max: 200_000 }), fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 30 }),
-      (announced, sizes) => {
-        const a = new RequestAssembler();
-        a.push(requestHeader(1, 1, announced));
-        let received = 0;
-        for (const size of sizes) {
-          const n = Math.min(size, announced - received);
-          if (n === 0) break;
-          expect(a.push(new Uint8Array(n).fill(received & 0xff))).toBeUndefined();
-          received += n;
-          expect(a.allocated).toBeLessThanOrEqual(Math.max(INITIAL_PAYLOAD_CAPACITY, 2 * received));
-          expect(a.allocated).toBeLessThanOrEqual(announced);
-          expect(a.allocated).toBeGreaterThanOrEqual(received);
-        }
-        if (received === announced) {
-          const f = a.finish() as { payload: Uint8Array };
-          expect(f.payload.length).toBe(announced);
-          expect(a.allocated).toBe(announced);
-        }
-      }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 200_000 }),
+        fc.array(fc.integer({ min: 1, max: 40_000 }), { minLength: 1, maxLength: 30 }),
+        (announced, sizes) => {
+          const a = new RequestAssembler();
+          a.push(requestHeader(1, 1, announced));
+          let received = 0;
+          for (const size of sizes) {
+            const n = Math.min(size, announced - received);
+            if (n === 0) break;
+            expect(a.push(new Uint8Array(n).fill(received & 0xff))).toBeUndefined();
+            received += n;
+            expect(a.allocated).toBeLessThanOrEqual(Math.max(INITIAL_PAYLOAD_CAPACITY, 2 * received));
+            expect(a.allocated).toBeLessThanOrEqual(announced);
+            expect(a.allocated).toBeGreaterThanOrEqual(received);
+          }
+          if (received === announced) {
+            const f = a.finish() as { payload: Uint8Array };
+            expect(f.payload.length).toBe(announced);
+            expect(a.allocated).toBe(announced);
+          }
+        },
+      ),
+    );
   });
 
   it("copies a payload that arrives in one chunk once, into a buffer of exactly its size", () => {
@@ -156,14 +186,23 @@ describe("assembler memory", () => {
   });
 
   it("assembles a large payload split at random points, across every doubling", () => {
-    fc.assert(fc.property(
-      fc.uint8Array({ minLength: 1, maxLength: 150_000 }), fc.array(fc.nat(), { maxLength: 12 }),
-      (payload, cuts) => {
-        const bytes = encodeRequest(9, 10, payload);
-        const a = new RequestAssembler();
-        pushCut(a, bytes, [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y));
-        expect(a.finish()).toEqual({ methodId: 9, requestId: 10, payload });
-      }), { numRuns: 40 });
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 150_000 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (payload, cuts) => {
+          const bytes = encodeRequest(9, 10, payload);
+          const a = new RequestAssembler();
+          pushCut(
+            a,
+            bytes,
+            [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y),
+          );
+          expect(a.finish()).toEqual({ methodId: 9, requestId: 10, payload });
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it("assembles a frame split into two pieces at every position", () => {

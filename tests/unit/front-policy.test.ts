@@ -36,14 +36,19 @@ describe("front configuration", () => {
 
   it("parses listen addresses and durations", () => {
     expect(parseHostPort("[::1]:5001", "x")).toEqual({ host: "::1", port: 5001 });
-    expect(configFromEnv({ ...base, QPQ_RPC_TIMEOUT: "500ms", QPQ_DRAIN_TIMEOUT: "5s" })).toMatchObject({ rpcTimeoutMs: 500, drainTimeoutMs: 5000 });
+    expect(configFromEnv({ ...base, QPQ_RPC_TIMEOUT: "500ms", QPQ_DRAIN_TIMEOUT: "5s" })).toMatchObject({
+      rpcTimeoutMs: 500,
+      drainTimeoutMs: 5000,
+    });
     expect(() => configFromEnv({ ...base, QPQ_LISTEN: "nonsense" })).toThrow(ConfigError);
     expect(() => configFromEnv({ ...base, QPQ_RPC_TIMEOUT: "soon" })).toThrow(ConfigError);
   });
 
   it("refuses insecure settings in production mode", () => {
     expect(() => configFromEnv({ ...base, QPQ_PRODUCTION: "1" })).toThrow(/development certificate/);
-    expect(() => configFromEnv({ ...base, QPQ_PRODUCTION: "1", QPQ_TLS_CERT: "c", QPQ_TLS_KEY: "k" })).toThrow(/QPQ_FRONT_SECRET/);
+    expect(() => configFromEnv({ ...base, QPQ_PRODUCTION: "1", QPQ_TLS_CERT: "c", QPQ_TLS_KEY: "k" })).toThrow(
+      /QPQ_FRONT_SECRET/,
+    );
     expect(() => configFromEnv({ QPQ_FRONT_SECRET: "s" })).toThrow(/QPQ_EDGE_URL/);
   });
 });
@@ -61,17 +66,35 @@ describe("front limits for connections and FetchWait", () => {
 
   it("has the documented defaults", () => {
     expect(configFromEnv(base)).toMatchObject({
-      maxConnectionsPerAddress: 64, authTimeoutMs: 30_000, fetchWaitPerConnection: 4, fetchWaitPerIdentity: 16,
+      maxConnectionsPerAddress: 64,
+      authTimeoutMs: 30_000,
+      fetchWaitPerConnection: 4,
+      fetchWaitPerIdentity: 16,
     });
   });
 
   it("reads them from the environment and refuses values below 1", () => {
-    expect(configFromEnv({
-      ...base, QPQ_MAX_CONNECTIONS_PER_ADDRESS: "8", QPQ_AUTH_TIMEOUT: "10s", QPQ_FETCH_WAIT_PER_CONNECTION: "2", QPQ_FETCH_WAIT_PER_IDENTITY: "5",
-    })).toMatchObject({ maxConnectionsPerAddress: 8, authTimeoutMs: 10_000, fetchWaitPerConnection: 2, fetchWaitPerIdentity: 5 });
-    expect(() => configFromEnv({ ...base, QPQ_MAX_CONNECTIONS_PER_ADDRESS: "0" })).toThrow(/QPQ_MAX_CONNECTIONS_PER_ADDRESS/);
+    expect(
+      configFromEnv({
+        ...base,
+        QPQ_MAX_CONNECTIONS_PER_ADDRESS: "8",
+        QPQ_AUTH_TIMEOUT: "10s",
+        QPQ_FETCH_WAIT_PER_CONNECTION: "2",
+        QPQ_FETCH_WAIT_PER_IDENTITY: "5",
+      }),
+    ).toMatchObject({
+      maxConnectionsPerAddress: 8,
+      authTimeoutMs: 10_000,
+      fetchWaitPerConnection: 2,
+      fetchWaitPerIdentity: 5,
+    });
+    expect(() => configFromEnv({ ...base, QPQ_MAX_CONNECTIONS_PER_ADDRESS: "0" })).toThrow(
+      /QPQ_MAX_CONNECTIONS_PER_ADDRESS/,
+    );
     expect(() => configFromEnv({ ...base, QPQ_AUTH_TIMEOUT: "0" })).toThrow(/QPQ_AUTH_TIMEOUT/);
-    expect(() => configFromEnv({ ...base, QPQ_FETCH_WAIT_PER_CONNECTION: "0" })).toThrow(/QPQ_FETCH_WAIT_PER_CONNECTION/);
+    expect(() => configFromEnv({ ...base, QPQ_FETCH_WAIT_PER_CONNECTION: "0" })).toThrow(
+      /QPQ_FETCH_WAIT_PER_CONNECTION/,
+    );
     expect(() => configFromEnv({ ...base, QPQ_FETCH_WAIT_PER_IDENTITY: "-1" })).toThrow(/QPQ_FETCH_WAIT_PER_IDENTITY/);
   });
 });
@@ -162,9 +185,19 @@ describe("front limits for request transfer", () => {
   const base = { QPQ_EDGE_URL: "http://127.0.0.1:8787", QPQ_FRONT_SECRET: "s" };
 
   it("has the documented defaults and reads the environment", () => {
-    expect(configFromEnv(base)).toMatchObject({ transferTimeoutMs: 10_000, minTransferBytesPerSecond: 262_144, connectionBufferBytes: 16_777_216 });
-    expect(configFromEnv({ ...base, QPQ_TRANSFER_TIMEOUT: "3s", QPQ_MIN_TRANSFER_RATE: "1000", QPQ_CONNECTION_BUFFER_BYTES: "8388608" }))
-      .toMatchObject({ transferTimeoutMs: 3000, minTransferBytesPerSecond: 1000, connectionBufferBytes: 8_388_608 });
+    expect(configFromEnv(base)).toMatchObject({
+      transferTimeoutMs: 10_000,
+      minTransferBytesPerSecond: 262_144,
+      connectionBufferBytes: 16_777_216,
+    });
+    expect(
+      configFromEnv({
+        ...base,
+        QPQ_TRANSFER_TIMEOUT: "3s",
+        QPQ_MIN_TRANSFER_RATE: "1000",
+        QPQ_CONNECTION_BUFFER_BYTES: "8388608",
+      }),
+    ).toMatchObject({ transferTimeoutMs: 3000, minTransferBytesPerSecond: 1000, connectionBufferBytes: 8_388_608 });
   });
 
   it("refuses a connection buffer smaller than one frame and a zero transfer rate", () => {

@@ -17,7 +17,8 @@ describe("front settings", () => {
   it("become a configuration once the edge is known, validated as a whole", () => {
     const s = settingsFromEnv({});
     expect(withEdge(s, { edgeUrl: "http://127.0.0.1:8787", frontSecret: "s" })).toEqual(
-      configFromEnv({ QPQ_EDGE_URL: "http://127.0.0.1:8787", QPQ_FRONT_SECRET: "s" }, { frontId: s.frontId }));
+      configFromEnv({ QPQ_EDGE_URL: "http://127.0.0.1:8787", QPQ_FRONT_SECRET: "s" }, { frontId: s.frontId }),
+    );
     expect(() => withEdge(s, { edgeUrl: "", frontSecret: "s" })).toThrow(/QPQ_EDGE_URL/);
     const production = settingsFromEnv({ QPQ_PRODUCTION: "1", QPQ_TLS_CERT: "c", QPQ_TLS_KEY: "k" });
     expect(() => withEdge(production, { edgeUrl: "https://edge", frontSecret: "short" })).toThrow(/QPQ_FRONT_SECRET/);

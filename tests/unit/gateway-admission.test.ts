@@ -6,14 +6,28 @@ import { MAX_PAYLOAD, Method, PushEvent, Status, decodeError, decodePush, pb } f
 import type { Logger } from "../../proto/util/log.ts";
 import { ManualClock } from "./support/manual-clock.ts";
 import {
-  IDENTITY, MINUTE, fakeHooks, fakeLink, fetchPayload, grant, login, open, rpc, runCleanups, scriptedEdge, start,
+  IDENTITY,
+  MINUTE,
+  fakeHooks,
+  fakeLink,
+  fetchPayload,
+  grant,
+  login,
+  open,
+  rpc,
+  runCleanups,
+  scriptedEdge,
+  start,
 } from "./support/gateway-harness.ts";
 
 afterEach(runCleanups);
 
 function recordingLogger() {
   const entries: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-  const at = (level: string) => (msg: string, fields: Record<string, unknown> = {}) => void entries.push({ level, msg, fields });
+  const at =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      void entries.push({ level, msg, fields });
   const logger: Logger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
   return { logger, entries };
 }
@@ -132,7 +146,9 @@ describe("no request or hook failure escapes the gateway", () => {
     const { logger, entries } = recordingLogger();
     const { gw } = await start({
       logger,
-      edge: scriptedEdge({ other: (call) => (call.methodId === Method.Fetch ? { payload: new Uint8Array(MAX_PAYLOAD + 1) } : {}) }),
+      edge: scriptedEdge({
+        other: (call) => (call.methodId === Method.Fetch ? { payload: new Uint8Array(MAX_PAYLOAD + 1) } : {}),
+      }),
     });
     const conn = await open(gw);
     await login(gw, conn);
@@ -146,17 +162,28 @@ describe("no request or hook failure escapes the gateway", () => {
   });
 
   it("answers Internal when a plugin hook throws", async () => {
-    const hooks = fakeHooks({ on_message_send: () => { throw new Error("plugin host broke"); } });
+    const hooks = fakeHooks({
+      on_message_send: () => {
+        throw new Error("plugin host broke");
+      },
+    });
     const { gw, edge } = await start({ hooks: hooks.runner });
     const conn = await open(gw);
     await login(gw, conn);
-    const enqueue = pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32).fill(1), payload: new Uint8Array(1) }).finish();
+    const enqueue = pb.EnqueueRequest.encode({
+      recipientKey: new Uint8Array(32).fill(1),
+      payload: new Uint8Array(1),
+    }).finish();
     expect((await rpc(gw, conn, Method.Enqueue, enqueue)).status).toBe(Status.Internal);
     expect(edge.callsTo(Method.Enqueue)).toHaveLength(0);
   });
 
   it("refuses, rather than admits unchecked, a connection whose on_connect hook throws", async () => {
-    const hooks = fakeHooks({ on_connect: () => { throw new Error("plugin host broke"); } });
+    const hooks = fakeHooks({
+      on_connect: () => {
+        throw new Error("plugin host broke");
+      },
+    });
     const { gw } = await start({ hooks: hooks.runner });
     const link = fakeLink();
     expect(await gw.open(link)).toBeUndefined();

@@ -6,7 +6,17 @@ import { Method, Status, decodeError, pb, type ResponseFrame } from "../../proto
 import { gate, type EdgeHandler } from "./support/test-edge.ts";
 import { ManualClock } from "./support/manual-clock.ts";
 import {
-  IDENTITY, MINUTE, enqueuePayload, fakeLink, login, onCleanup, open, rpc, runCleanups, scriptedEdge, start,
+  IDENTITY,
+  MINUTE,
+  enqueuePayload,
+  fakeLink,
+  login,
+  onCleanup,
+  open,
+  rpc,
+  runCleanups,
+  scriptedEdge,
+  start,
 } from "./support/gateway-harness.ts";
 
 afterEach(runCleanups);
@@ -31,7 +41,9 @@ function inbox() {
   const edge: EdgeHandler = scriptedEdge({
     other: (call) => {
       if (call.methodId !== Method.FetchWait) return {};
-      return arrived ? { payload: pb.FetchWaitResponse.encode({ payloads: [{ seq: 7, data: MESSAGE }] }).finish() } : {};
+      return arrived
+        ? { payload: pb.FetchWaitResponse.encode({ payloads: [{ seq: 7, data: MESSAGE }] }).finish() }
+        : {};
     },
   });
   return { edge, arrive: () => void (arrived = true) };
@@ -148,7 +160,8 @@ describe("FetchWait does not starve other calls", () => {
       config: { fetchWaitPerConnection: 100, fetchWaitPerIdentity: 100 },
       edge: scriptedEdge({
         other: async (call) => {
-          if (call.methodId === Method.FetchWait && pb.FetchWaitRequest.decode(call.body).timeoutMs > 0) await never.promise;
+          if (call.methodId === Method.FetchWait && pb.FetchWaitRequest.decode(call.body).timeoutMs > 0)
+            await never.promise;
           return {};
         },
       }),
@@ -181,7 +194,10 @@ describe("FetchWait caps", () => {
     const b = await open(gw, fakeLink("198.51.100.2:2"));
     await login(gw, a);
     await login(gw, b); // the same identity on a second connection
-    const parked = [rpc(gw, a, Method.FetchWait, waitRequest(60_000)), rpc(gw, a, Method.FetchWait, waitRequest(60_000))];
+    const parked = [
+      rpc(gw, a, Method.FetchWait, waitRequest(60_000)),
+      rpc(gw, a, Method.FetchWait, waitRequest(60_000)),
+    ];
     await until(() => gw.waitingFetches === 2);
 
     const third = await rpc(gw, a, Method.FetchWait, waitRequest(60_000));

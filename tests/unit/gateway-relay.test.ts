@@ -44,7 +44,12 @@ describe("gateway over an in-memory relay", () => {
     expect(res.status).toBe(Status.Ok);
     expect([...res.payload]).toEqual([1, 2, 3]);
     expect(relay.calls).toMatchObject([
-      { methodId: Method.OpaqueLoginStart, connectionId: conn.id, clientAddr: "198.51.100.7:4000", assertion: undefined },
+      {
+        methodId: Method.OpaqueLoginStart,
+        connectionId: conn.id,
+        clientAddr: "198.51.100.7:4000",
+        assertion: undefined,
+      },
     ]);
     expect([...relay.calls[0].payload]).toEqual([...payload]);
   });
@@ -53,15 +58,30 @@ describe("gateway over an in-memory relay", () => {
     const relay = new MemoryRelay();
     const clock = new ManualClock();
     const now = clock.now();
-    const grant = { assertion: "A1", identityKeyHex: "c0".repeat(32), sessionExpiresAt: now + 3_600_000, assertionExpiresAt: now + 600_000 };
-    relay.answer = (req) => req.methodId === Method.OpaqueLoginFinish
-      ? { status: Status.Ok, payload: pb.OpaqueLoginFinishResponse.encode({ sessionToken: new Uint8Array(32) }).finish(), session: parseSessionGrant(formatSessionGrant(grant)) }
-      : errorResponse(Status.NotFound, "nothing here");
+    const grant = {
+      assertion: "A1",
+      identityKeyHex: "c0".repeat(32),
+      sessionExpiresAt: now + 3_600_000,
+      assertionExpiresAt: now + 600_000,
+    };
+    relay.answer = (req) =>
+      req.methodId === Method.OpaqueLoginFinish
+        ? {
+            status: Status.Ok,
+            payload: pb.OpaqueLoginFinishResponse.encode({ sessionToken: new Uint8Array(32) }).finish(),
+            session: parseSessionGrant(formatSessionGrant(grant)),
+          }
+        : errorResponse(Status.NotFound, "nothing here");
     const gw = gateway(relay, clock);
     const conn = await open(gw);
     expect((await rpc(gw, conn, Method.Fetch)).status).toBe(Status.Unauthorized); // no session: not relayed
     expect(relay.calls).toHaveLength(0);
-    await rpc(gw, conn, Method.OpaqueLoginFinish, pb.OpaqueLoginFinishRequest.encode({ username: "alice", finalization: Uint8Array.of(1) }).finish());
+    await rpc(
+      gw,
+      conn,
+      Method.OpaqueLoginFinish,
+      pb.OpaqueLoginFinishRequest.encode({ username: "alice", finalization: Uint8Array.of(1) }).finish(),
+    );
     const res = await rpc(gw, conn, Method.Fetch);
     expect(res.status).toBe(Status.NotFound);
     expect(relay.calls.at(-1)).toMatchObject({ methodId: Method.Fetch, assertion: "A1" });

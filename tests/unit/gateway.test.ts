@@ -2,13 +2,35 @@
 // admission, sessions (login, assertion refresh via SessionResume), limits, draining and hooks.
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  FrameError, Method, RelayHeader as H, Status, decodeError, decodeRequest, decodeResponse, encodeRequest,
-  formatSessionGrant, pb, type ResponseFrame,
+  FrameError,
+  Method,
+  RelayHeader as H,
+  Status,
+  decodeError,
+  decodeRequest,
+  decodeResponse,
+  encodeRequest,
+  formatSessionGrant,
+  pb,
+  type ResponseFrame,
 } from "../../proto/index.ts";
 import { gate } from "./support/test-edge.ts";
 import {
-  IDENTITY, MINUTE, TOKEN, enqueuePayload, fakeHooks, fakeLink, fetchPayload, grant, login, open, rpc, runCleanups,
-  onCleanup, scriptedEdge, start,
+  IDENTITY,
+  MINUTE,
+  TOKEN,
+  enqueuePayload,
+  fakeHooks,
+  fakeLink,
+  fetchPayload,
+  grant,
+  login,
+  open,
+  rpc,
+  runCleanups,
+  onCleanup,
+  scriptedEdge,
+  start,
 } from "./support/gateway-harness.ts";
 
 afterEach(runCleanups);
@@ -62,9 +84,10 @@ describe("Gateway sessions", () => {
 
   it("does not bind a session when the login fails, even if the edge sent a grant", async () => {
     const { gw, edge } = await start({
-      edge: (call) => call.methodId === Method.OpaqueLoginFinish
-        ? { status: Status.Unauthorized, headers: { [H.session]: formatSessionGrant(grant("A-bogus")) } }
-        : {},
+      edge: (call) =>
+        call.methodId === Method.OpaqueLoginFinish
+          ? { status: Status.Unauthorized, headers: { [H.session]: formatSessionGrant(grant("A-bogus")) } }
+          : {},
     });
     const conn = await open(gw);
     const payload = pb.OpaqueLoginFinishRequest.encode({ username: "alice" }).finish();
@@ -94,7 +117,10 @@ describe("Gateway sessions", () => {
     const { gw, edge } = await start({
       edge: scriptedEdge({
         login: () => grant("A-login", 5_000),
-        resume: () => ({ status: Status.Unauthorized, payload: pb.ErrorResponse.encode({ message: "session ended" }).finish() }),
+        resume: () => ({
+          status: Status.Unauthorized,
+          payload: pb.ErrorResponse.encode({ message: "session ended" }).finish(),
+        }),
       }),
     });
     const conn = await open(gw);
@@ -114,10 +140,15 @@ describe("Gateway sessions", () => {
 });
 
 describe("Gateway sessions when the edge is briefly unavailable", () => {
-  const unavailable = () => ({ status: Status.Unavailable, payload: pb.ErrorResponse.encode({ message: "edge down" }).finish() });
+  const unavailable = () => ({
+    status: Status.Unavailable,
+    payload: pb.ErrorResponse.encode({ message: "edge down" }).finish(),
+  });
 
   it("keeps using a still-valid assertion when the re-validation fails transiently", async () => {
-    const { gw, edge } = await start({ edge: scriptedEdge({ login: () => grant("A-login", 5_000), resume: unavailable }) });
+    const { gw, edge } = await start({
+      edge: scriptedEdge({ login: () => grant("A-login", 5_000), resume: unavailable }),
+    });
     const conn = await open(gw);
     await login(gw, conn);
     expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
@@ -126,7 +157,9 @@ describe("Gateway sessions when the edge is briefly unavailable", () => {
   });
 
   it("answers Unavailable, not Unauthorized, and keeps the session when an expired assertion cannot be re-validated", async () => {
-    const { gw, edge } = await start({ edge: scriptedEdge({ login: () => grant("A-login", -1), resume: unavailable }) });
+    const { gw, edge } = await start({
+      edge: scriptedEdge({ login: () => grant("A-login", -1), resume: unavailable }),
+    });
     const conn = await open(gw);
     await login(gw, conn);
     const res = await rpc(gw, conn, Method.Fetch, fetchPayload());
@@ -166,7 +199,9 @@ describe("Gateway limits", () => {
     expect(second.status).toBe(Status.RateLimited);
     expect(decodeError(second.payload).retryAfterMs).toBeGreaterThan(10_000);
     // Another address is not affected, and non-auth methods are not limited by it.
-    expect((await rpc(gw, await open(gw, fakeLink("198.51.100.10:1000")), Method.OpaqueLoginStart, start1)).status).toBe(Status.Ok);
+    expect(
+      (await rpc(gw, await open(gw, fakeLink("198.51.100.10:1000")), Method.OpaqueLoginStart, start1)).status,
+    ).toBe(Status.Ok);
     expect((await rpc(gw, await open(gw, fakeLink("198.51.100.9:3000")), Method.Health)).status).toBe(Status.Ok);
     expect(edge.callsTo(Method.OpaqueLoginStart)).toHaveLength(2);
   });
@@ -240,7 +275,10 @@ describe("Gateway hooks", () => {
 
     expect(link.close).toHaveBeenCalledWith("blocked address");
     expect(gw.openConnections).toBe(0);
-    expect(hooks.calls[0]).toMatchObject({ hook: "on_connect", event: { clientAddress: link.remoteAddr, transport: "quic" } });
+    expect(hooks.calls[0]).toMatchObject({
+      hook: "on_connect",
+      event: { clientAddress: link.remoteAddr, transport: "quic" },
+    });
   });
 
   it("answers Forbidden with the reason when on_message_send rejects, and the edge never sees the Enqueue", async () => {
@@ -254,10 +292,18 @@ describe("Gateway hooks", () => {
     expect(res.status).toBe(Status.Forbidden);
     expect(decodeError(res.payload).message).toBe("no spam here");
     expect(edge.callsTo(Method.Enqueue)).toHaveLength(0);
-    expect(hooks.calls).toEqual([{
-      hook: "on_message_send",
-      event: expect.objectContaining({ connectionId: conn.id, senderIdentity: IDENTITY, recipients: ["aa".repeat(32)], payloadSize: 100, batch: false }),
-    }]);
+    expect(hooks.calls).toEqual([
+      {
+        hook: "on_message_send",
+        event: expect.objectContaining({
+          connectionId: conn.id,
+          senderIdentity: IDENTITY,
+          recipients: ["aa".repeat(32)],
+          payloadSize: 100,
+          batch: false,
+        }),
+      },
+    ]);
   });
 
   it("relays an Enqueue that on_message_send allows", async () => {
@@ -281,17 +327,27 @@ describe("Gateway hooks", () => {
     await login(gw, conn);
     await rpc(gw, conn, Method.Enqueue, enqueuePayload());
     await rpc(gw, conn, Method.Fetch, fetchPayload());
-    await rpc(gw, conn, Method.CreateChannel, pb.CreateChannelRequest.encode({ memberKeys: [new Uint8Array(32).fill(9)] }).finish());
+    await rpc(
+      gw,
+      conn,
+      Method.CreateChannel,
+      pb.CreateChannelRequest.encode({ memberKeys: [new Uint8Array(32).fill(9)] }).finish(),
+    );
     gw.close(conn, "client closed");
 
     // The runner was consulted (so it is wired in) but never invoked.
-    expect(hooks.asked).toEqual(expect.arrayContaining(["on_connect", "on_message_send", "on_message_receive", "on_group_join", "on_disconnect"]));
+    expect(hooks.asked).toEqual(
+      expect.arrayContaining(["on_connect", "on_message_send", "on_message_receive", "on_group_join", "on_disconnect"]),
+    );
     expect(hooks.calls).toEqual([]);
   });
 
   it("reports delivered messages to on_message_receive after a Fetch", async () => {
     const fetched = pb.FetchResponse.encode({
-      payloads: [{ seq: 1, data: new Uint8Array(3) }, { seq: 2, data: new Uint8Array(5) }],
+      payloads: [
+        { seq: 1, data: new Uint8Array(3) },
+        { seq: 2, data: new Uint8Array(5) },
+      ],
     }).finish();
     const hooks = fakeHooks({ on_message_receive: () => ({ allow: true }) });
     const { gw } = await start({
@@ -303,9 +359,17 @@ describe("Gateway hooks", () => {
 
     expect((await rpc(gw, conn, Method.Fetch, fetchPayload())).status).toBe(Status.Ok);
 
-    expect(hooks.calls).toEqual([{
-      hook: "on_message_receive",
-      event: expect.objectContaining({ connectionId: conn.id, recipient: IDENTITY, count: 2, sizes: [3, 5], wait: false }),
-    }]);
+    expect(hooks.calls).toEqual([
+      {
+        hook: "on_message_receive",
+        event: expect.objectContaining({
+          connectionId: conn.id,
+          recipient: IDENTITY,
+          count: 2,
+          sizes: [3, 5],
+          wait: false,
+        }),
+      },
+    ]);
   });
 });

@@ -6,13 +6,30 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { sha256Sync } from "../../proto/kt/sha256.ts";
 import {
-  EMPTY_ROOT, MemoryTree, consistencyProof, inclusionPath, leafHash, nodeHash, rootOf, verifyConsistency, verifyInclusion,
+  EMPTY_ROOT,
+  MemoryTree,
+  consistencyProof,
+  inclusionPath,
+  leafHash,
+  nodeHash,
+  rootOf,
+  verifyConsistency,
+  verifyInclusion,
 } from "../../proto/kt/merkle.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const unhex = (s: string) => new Uint8Array(Buffer.from(s, "hex"));
 
-const CT_LEAVES = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"].map(unhex);
+const CT_LEAVES = [
+  "",
+  "00",
+  "10",
+  "2021",
+  "3031",
+  "40414243",
+  "5051525354555657",
+  "606162636465666768696a6b6c6d6e6f",
+].map(unhex);
 /** CT_ROOTS[n] = MTH of the first n reference leaves. */
 const CT_ROOTS = [
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -28,34 +45,64 @@ const CT_ROOTS = [
 /** Published inclusion proofs (leaf index 0-based here). */
 const CT_INCLUSION = [
   { index: 0, size: 1, path: [] as string[] },
-  { index: 0, size: 8, path: [
-    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"] },
-  { index: 5, size: 8, path: [
-    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"] },
+  {
+    index: 0,
+    size: 8,
+    path: [
+      "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ],
+  },
+  {
+    index: 5,
+    size: 8,
+    path: [
+      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    ],
+  },
   { index: 2, size: 3, path: ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"] },
-  { index: 1, size: 5, path: [
-    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"] },
+  {
+    index: 1,
+    size: 5,
+    path: [
+      "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    ],
+  },
 ];
 /** Published consistency proofs. */
 const CT_CONSISTENCY = [
   { first: 1, second: 1, proof: [] as string[] },
-  { first: 1, second: 8, proof: [
-    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"] },
-  { first: 6, second: 8, proof: [
-    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"] },
-  { first: 2, second: 5, proof: [
-    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"] },
+  {
+    first: 1,
+    second: 8,
+    proof: [
+      "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ],
+  },
+  {
+    first: 6,
+    second: 8,
+    proof: [
+      "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    ],
+  },
+  {
+    first: 2,
+    second: 5,
+    proof: [
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    ],
+  },
 ];
 
 function referenceTree(): MemoryTree {
@@ -77,16 +124,22 @@ function flipBit(hashes: readonly Uint8Array[], which: number, bit: number): Uin
 describe("SHA-256", () => {
   it("matches the FIPS 180-4 examples", () => {
     expect(hex(sha256Sync())).toBe("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    expect(hex(sha256Sync(new TextEncoder().encode("abc")))).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    expect(hex(sha256Sync(new TextEncoder().encode("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))))
-      .toBe("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    expect(hex(sha256Sync(new TextEncoder().encode("abc")))).toBe(
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
+    expect(hex(sha256Sync(new TextEncoder().encode("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")))).toBe(
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+    );
   });
 
   it("equals node:crypto for any input split into any parts", () => {
-    fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 5 }), (parts) => {
-      const whole = Buffer.concat(parts);
-      expect(hex(sha256Sync(...parts))).toBe(createHash("sha256").update(whole).digest("hex"));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { maxLength: 5 }), (parts) => {
+        const whole = Buffer.concat(parts);
+        expect(hex(sha256Sync(...parts))).toBe(createHash("sha256").update(whole).digest("hex"));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -94,7 +147,13 @@ describe("RFC 9162 Merkle tree (Certificate Transparency test vectors)", () => {
   it("hashes leaves with 0x00 and nodes with 0x01", () => {
     expect(hex(leafHash(new Uint8Array(0)))).toBe(CT_ROOTS[1]);
     const [a, b] = [leafHash(CT_LEAVES[0]), leafHash(CT_LEAVES[1])];
-    expect(hex(nodeHash(a, b))).toBe(createHash("sha256").update(Buffer.from([1])).update(a).update(b).digest("hex"));
+    expect(hex(nodeHash(a, b))).toBe(
+      createHash("sha256")
+        .update(Buffer.from([1]))
+        .update(a)
+        .update(b)
+        .digest("hex"),
+    );
   });
 
   it("reproduces the published root of every prefix, by the RFC recursion and incrementally", () => {
@@ -113,7 +172,9 @@ describe("RFC 9162 Merkle tree (Certificate Transparency test vectors)", () => {
     for (const v of CT_INCLUSION) {
       const path = inclusionPath(tree, v.index, v.size);
       expect(path.map(hex), `PATH(${v.index}, ${v.size})`).toEqual(v.path);
-      expect(verifyInclusion(v.index, v.size, leafHash(CT_LEAVES[v.index]), v.path.map(unhex), unhex(CT_ROOTS[v.size]))).toBe(true);
+      expect(
+        verifyInclusion(v.index, v.size, leafHash(CT_LEAVES[v.index]), v.path.map(unhex), unhex(CT_ROOTS[v.size])),
+      ).toBe(true);
     }
   });
 
@@ -121,7 +182,9 @@ describe("RFC 9162 Merkle tree (Certificate Transparency test vectors)", () => {
     const tree = referenceTree();
     for (const v of CT_CONSISTENCY) {
       expect(consistencyProof(tree, v.first, v.second).map(hex), `PROOF(${v.first}, ${v.second})`).toEqual(v.proof);
-      expect(verifyConsistency(v.first, v.second, unhex(CT_ROOTS[v.first]), unhex(CT_ROOTS[v.second]), v.proof.map(unhex))).toBe(true);
+      expect(
+        verifyConsistency(v.first, v.second, unhex(CT_ROOTS[v.first]), unhex(CT_ROOTS[v.second]), v.proof.map(unhex)),
+      ).toBe(true);
     }
   });
 
@@ -157,58 +220,75 @@ describe("RFC 9162 Merkle tree properties", () => {
   const leaves = (n: number) => Array.from({ length: n }, (_, i) => Uint8Array.of(i & 0xff, i >> 8, 7));
 
   it("every leaf's inclusion proof verifies in every tree size, and any flipped bit fails", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 300 }).chain((size) => fc.tuple(fc.constant(size), fc.nat(size - 1), fc.nat(), fc.nat(255))),
-      ([size, index, which, bit]) => {
-        const data = leaves(size);
-        const tree = new MemoryTree();
-        for (const d of data) tree.append(d);
-        const root = tree.root();
-        expect(hex(root)).toBe(hex(rootOf(data.map(leafHash))));
-        const path = tree.inclusionPath(index);
-        const leaf = leafHash(data[index]);
-        expect(verifyInclusion(index, size, leaf, path, root)).toBe(true);
-        if (path.length > 0) expect(verifyInclusion(index, size, leaf, flipBit(path, which % path.length, bit), root)).toBe(false);
-        expect(verifyInclusion(index, size, flipBit([leaf], 0, bit)[0], path, root)).toBe(false);
-        expect(verifyInclusion(index, size, leaf, path, flipBit([root], 0, bit)[0])).toBe(false);
-        if (size > 1) expect(verifyInclusion((index + 1) % size, size, leaf, path, root)).toBe(false);
-      },
-    ), { numRuns: 200 });
+    fc.assert(
+      fc.property(
+        fc
+          .integer({ min: 1, max: 300 })
+          .chain((size) => fc.tuple(fc.constant(size), fc.nat(size - 1), fc.nat(), fc.nat(255))),
+        ([size, index, which, bit]) => {
+          const data = leaves(size);
+          const tree = new MemoryTree();
+          for (const d of data) tree.append(d);
+          const root = tree.root();
+          expect(hex(root)).toBe(hex(rootOf(data.map(leafHash))));
+          const path = tree.inclusionPath(index);
+          const leaf = leafHash(data[index]);
+          expect(verifyInclusion(index, size, leaf, path, root)).toBe(true);
+          if (path.length > 0)
+            expect(verifyInclusion(index, size, leaf, flipBit(path, which % path.length, bit), root)).toBe(false);
+          expect(verifyInclusion(index, size, flipBit([leaf], 0, bit)[0], path, root)).toBe(false);
+          expect(verifyInclusion(index, size, leaf, path, flipBit([root], 0, bit)[0])).toBe(false);
+          if (size > 1) expect(verifyInclusion((index + 1) % size, size, leaf, path, root)).toBe(false);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it("every consistency proof between two sizes verifies, and any flipped bit fails", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 300 }).chain((second) => fc.tuple(fc.integer({ min: 0, max: second }), fc.constant(second), fc.nat(), fc.nat(255))),
-      ([first, second, which, bit]) => {
-        const tree = new MemoryTree();
-        for (const d of leaves(second)) tree.append(d);
-        const [r1, r2] = [tree.root(first), tree.root(second)];
-        const proof = consistencyProof(tree, first, second);
-        expect(verifyConsistency(first, second, r1, r2, proof)).toBe(true);
-        if (proof.length > 0) expect(verifyConsistency(first, second, r1, r2, flipBit(proof, which % proof.length, bit))).toBe(false);
-        if (first > 0) {
-          expect(verifyConsistency(first, second, flipBit([r1], 0, bit)[0], r2, proof)).toBe(false);
-          expect(verifyConsistency(first, second, r1, flipBit([r2], 0, bit)[0], proof)).toBe(false);
-        }
-      },
-    ), { numRuns: 200 });
+    fc.assert(
+      fc.property(
+        fc
+          .integer({ min: 1, max: 300 })
+          .chain((second) => fc.tuple(fc.integer({ min: 0, max: second }), fc.constant(second), fc.nat(), fc.nat(255))),
+        ([first, second, which, bit]) => {
+          const tree = new MemoryTree();
+          for (const d of leaves(second)) tree.append(d);
+          const [r1, r2] = [tree.root(first), tree.root(second)];
+          const proof = consistencyProof(tree, first, second);
+          expect(verifyConsistency(first, second, r1, r2, proof)).toBe(true);
+          if (proof.length > 0)
+            expect(verifyConsistency(first, second, r1, r2, flipBit(proof, which % proof.length, bit))).toBe(false);
+          if (first > 0) {
+            expect(verifyConsistency(first, second, flipBit([r1], 0, bit)[0], r2, proof)).toBe(false);
+            expect(verifyConsistency(first, second, r1, flipBit([r2], 0, bit)[0], proof)).toBe(false);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it("a log that rewrote an old leaf has no consistency proof from the old head", () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 2, max: 100 }).chain((second) => fc.tuple(fc.integer({ min: 1, max: second - 1 }), fc.constant(second))),
-      fc.nat(),
-      ([first, second], pick) => {
-        const honest = new MemoryTree();
-        const forged = new MemoryTree();
-        const changed = pick % first;
-        leaves(second).forEach((d, i) => {
-          honest.append(d);
-          forged.append(i === changed ? Uint8Array.of(0xee, ...d) : d);
-        });
-        const proof = consistencyProof(forged, first, second);
-        expect(verifyConsistency(first, second, honest.root(first), forged.root(second), proof)).toBe(false);
-      },
-    ), { numRuns: 100 });
+    fc.assert(
+      fc.property(
+        fc
+          .integer({ min: 2, max: 100 })
+          .chain((second) => fc.tuple(fc.integer({ min: 1, max: second - 1 }), fc.constant(second))),
+        fc.nat(),
+        ([first, second], pick) => {
+          const honest = new MemoryTree();
+          const forged = new MemoryTree();
+          const changed = pick % first;
+          leaves(second).forEach((d, i) => {
+            honest.append(d);
+            forged.append(i === changed ? Uint8Array.of(0xee, ...d) : d);
+          });
+          const proof = consistencyProof(forged, first, second);
+          expect(verifyConsistency(first, second, honest.root(first), forged.root(second), proof)).toBe(false);
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });

@@ -41,9 +41,14 @@ async function freeTcp(): Promise<number> {
 function start(env: Record<string, string>) {
   const dataDir = mkdtempSync(join(tmpdir(), "qpq-listen-"));
   dirs.push(dataDir);
-  const config = configFromEnv({ QPQ_LISTEN: "127.0.0.1:0", ...env }, {
-    edgeUrl: "http://127.0.0.1:1", frontSecret: "x".repeat(32), dataDir,
-  });
+  const config = configFromEnv(
+    { QPQ_LISTEN: "127.0.0.1:0", ...env },
+    {
+      edgeUrl: "http://127.0.0.1:1",
+      frontSecret: "x".repeat(32),
+      dataDir,
+    },
+  );
   return startFront(config, createLogger("error"));
 }
 
@@ -55,8 +60,9 @@ afterEach(() => {
 describe("listeners that cannot bind", () => {
   it("the QUIC listener names itself and its UDP address", async () => {
     const port = await holdUdp();
-    await expect(start({ QPQ_LISTEN: `127.0.0.1:${port}` }))
-      .rejects.toThrow(new RegExp(`^QUIC listener could not listen on udp://127\\.0\\.0\\.1:${port}: `));
+    await expect(start({ QPQ_LISTEN: `127.0.0.1:${port}` })).rejects.toThrow(
+      new RegExp(`^QUIC listener could not listen on udp://127\\.0\\.0\\.1:${port}: `),
+    );
   });
 
   it("the WebSocket bridge names itself and its TCP address, and the QUIC listener is closed again", async () => {
@@ -64,8 +70,9 @@ describe("listeners that cannot bind", () => {
     const quicPort = await holdUdp();
     held.pop()!.close(); // a UDP port known to be free a moment ago
     await new Promise((r) => setTimeout(r, 10));
-    await expect(start({ QPQ_LISTEN: `127.0.0.1:${quicPort}`, QPQ_WS_LISTEN: `127.0.0.1:${port}` }))
-      .rejects.toThrow(new RegExp(`^WebSocket bridge could not listen on tcp://127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    await expect(start({ QPQ_LISTEN: `127.0.0.1:${quicPort}`, QPQ_WS_LISTEN: `127.0.0.1:${port}` })).rejects.toThrow(
+      new RegExp(`^WebSocket bridge could not listen on tcp://127\\.0\\.0\\.1:${port}: .*EADDRINUSE`),
+    );
     // The QUIC port was released: binding it again works.
     const again = createSocket("udp4");
     again.bind(quicPort, "127.0.0.1");
@@ -75,7 +82,8 @@ describe("listeners that cannot bind", () => {
 
   it("the metrics endpoint names itself and its TCP address", async () => {
     const port = await holdTcp();
-    await expect(start({ QPQ_METRICS_LISTEN: `127.0.0.1:${port}`, QPQ_WS_LISTEN: `127.0.0.1:${await freeTcp()}` }))
-      .rejects.toThrow(new RegExp(`^metrics endpoint could not listen on tcp://127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    await expect(
+      start({ QPQ_METRICS_LISTEN: `127.0.0.1:${port}`, QPQ_WS_LISTEN: `127.0.0.1:${await freeTcp()}` }),
+    ).rejects.toThrow(new RegExp(`^metrics endpoint could not listen on tcp://127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
   });
 });

@@ -7,7 +7,9 @@ import { join } from "node:path";
 
 const root = new URL("../..", import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
-  scripts: Record<string, string>; bin: Record<string, string>; version: string;
+  scripts: Record<string, string>;
+  bin: Record<string, string>;
+  version: string;
 };
 /** npm's own commands the docs use. */
 const NPM_BUILTINS = new Set(["ci", "install"]);
@@ -22,7 +24,8 @@ interface Use {
 /** The npm invocations in a text: `npm run [-s] X`, `npm start|test`, `npm exec [--] X`, `npx [--no] X`. */
 function npmCommands(file: string, text: string): Use[] {
   const uses: Use[] = [];
-  const re = /\bnpm\s+(run(?:-script)?|exec|start|test|ci|install)\b((?:\s+(?:-s|--silent|--no|--))*)\s*([\w@./:-]*)|\bnpx((?:\s+(?:--no|--yes|-y|--))*)\s+([\w@./:-]+)/g;
+  const re =
+    /\bnpm\s+(run(?:-script)?|exec|start|test|ci|install)\b((?:\s+(?:-s|--silent|--no|--))*)\s*([\w@./:-]*)|\bnpx((?:\s+(?:--no|--yes|-y|--))*)\s+([\w@./:-]+)/g;
   for (const m of text.matchAll(re)) {
     if (m[5] !== undefined) {
       uses.push({ file, kind: "binary", name: m[5], text: m[0] });
@@ -44,8 +47,16 @@ function exists(use: Use): boolean {
   return Object.hasOwn(pkg.bin, use.name) || existsSync(join(root, "node_modules/.bin", use.name));
 }
 
-const tomlComments = readFileSync(join(root, "wrangler.toml"), "utf8").split("\n").filter((l) => l.trimStart().startsWith("#")).join("\n");
-const docs = ["README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+const tomlComments = readFileSync(join(root, "wrangler.toml"), "utf8")
+  .split("\n")
+  .filter((l) => l.trimStart().startsWith("#"))
+  .join("\n");
+const docs = [
+  "README.md",
+  ...readdirSync(join(root, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .map((f) => `docs/${f}`),
+];
 const uses = [
   ...docs.flatMap((f) => npmCommands(f, readFileSync(join(root, f), "utf8"))),
   ...npmCommands("wrangler.toml", tomlComments),
@@ -53,16 +64,26 @@ const uses = [
 
 describe("commands the documentation names", () => {
   it("finds the commands it should check (the extractor works)", () => {
-    expect(npmCommands("x", "run `npm run -s qpq -- health` or npm exec -- qpq, npx --no wrangler d1, npm start, npm ci"))
-      .toEqual([
-        { file: "x", kind: "script", name: "qpq", text: "npm run -s qpq" },
-        { file: "x", kind: "binary", name: "qpq", text: "npm exec -- qpq" },
-        { file: "x", kind: "binary", name: "wrangler", text: "npx --no wrangler" },
-        { file: "x", kind: "script", name: "start", text: "npm start" },
-      ]);
+    expect(
+      npmCommands("x", "run `npm run -s qpq -- health` or npm exec -- qpq, npx --no wrangler d1, npm start, npm ci"),
+    ).toEqual([
+      { file: "x", kind: "script", name: "qpq", text: "npm run -s qpq" },
+      { file: "x", kind: "binary", name: "qpq", text: "npm exec -- qpq" },
+      { file: "x", kind: "binary", name: "wrangler", text: "npx --no wrangler" },
+      { file: "x", kind: "script", name: "start", text: "npm start" },
+    ]);
     expect(npmCommands("x", "npm exec qpq-edge-secrets").map(exists)).toEqual([false]);
     const names = new Set(uses.map((u) => `${u.kind}:${u.name}`));
-    for (const expected of ["script:start", "script:test", "script:qpq", "script:front", "script:secrets", "script:deploy", "script:plugin", "binary:wrangler"]) {
+    for (const expected of [
+      "script:start",
+      "script:test",
+      "script:qpq",
+      "script:front",
+      "script:secrets",
+      "script:deploy",
+      "script:plugin",
+      "binary:wrangler",
+    ]) {
       expect(names, expected).toContain(expected);
     }
   });

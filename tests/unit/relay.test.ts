@@ -4,7 +4,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EdgeRelay, RELAY_KEEPALIVE_MS, type RelayRequest } from "../../quic-front/relay.ts";
 import { silentLogger } from "../../proto/util/log.ts";
 import { Method, RelayHeader as H, Status, decodeError, formatSessionGrant, pb } from "../../proto/index.ts";
-import { closedPortUrl, gate, startTestEdge, type EdgeHandler, type TestEdge, type TestEdgeOptions } from "./support/test-edge.ts";
+import {
+  closedPortUrl,
+  gate,
+  startTestEdge,
+  type EdgeHandler,
+  type TestEdge,
+  type TestEdgeOptions,
+} from "./support/test-edge.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -20,7 +27,14 @@ async function edge(handler?: EdgeHandler, opts?: TestEdgeOptions): Promise<Test
 
 function relayTo(url: string, rpcTimeoutMs = 10_000, keepAliveMs?: number): { relay: EdgeRelay; errors: string[] } {
   const errors: string[] = [];
-  const relay = new EdgeRelay({ edgeUrl: url, frontSecret: "front-secret", rpcTimeoutMs, keepAliveMs, logger: silentLogger, onError: (k) => errors.push(k) });
+  const relay = new EdgeRelay({
+    edgeUrl: url,
+    frontSecret: "front-secret",
+    rpcTimeoutMs,
+    keepAliveMs,
+    logger: silentLogger,
+    onError: (k) => errors.push(k),
+  });
   cleanups.unshift(() => relay.close());
   return { relay, errors };
 }
@@ -31,12 +45,21 @@ function request(methodId: number, payload: Uint8Array, extra: Partial<RelayRequ
 
 const fetchPayload = () => pb.FetchRequest.encode({ recipientKey: new Uint8Array(32).fill(1), limit: 10 }).finish();
 const enqueuePayload = (messageId?: Uint8Array) =>
-  pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32).fill(2), payload: new Uint8Array([1, 2, 3]), messageId }).finish();
+  pb.EnqueueRequest.encode({
+    recipientKey: new Uint8Array(32).fill(2),
+    payload: new Uint8Array([1, 2, 3]),
+    messageId,
+  }).finish();
 
 describe("EdgeRelay", () => {
   it("relays method, request id, connection, client address, front secret and caller assertion; returns status and payload", async () => {
     const answer = pb.FetchResponse.encode({ payloads: [{ seq: 5, data: new Uint8Array([9, 9]) }] }).finish();
-    const grant = { assertion: "v1.aa.bb.1.mac", identityKeyHex: "ab".repeat(32), sessionExpiresAt: 2_000_000_000_000, assertionExpiresAt: 1_900_000_000_000 };
+    const grant = {
+      assertion: "v1.aa.bb.1.mac",
+      identityKeyHex: "ab".repeat(32),
+      sessionExpiresAt: 2_000_000_000_000,
+      assertionExpiresAt: 1_900_000_000_000,
+    };
     const e = await edge(() => ({
       status: Status.NotFound,
       payload: answer,
@@ -74,7 +97,10 @@ describe("EdgeRelay", () => {
 
   describe("a failure before any response byte", () => {
     // First attempt: the edge drops the connection after reading the request; then it answers.
-    const dropFirst = (payload: Uint8Array): EdgeHandler => (_call, attempt) => (attempt === 1 ? "destroy" : { payload });
+    const dropFirst =
+      (payload: Uint8Array): EdgeHandler =>
+      (_call, attempt) =>
+        attempt === 1 ? "destroy" : { payload };
 
     it("is retried for an idempotent method (Fetch)", async () => {
       const answer = pb.FetchResponse.encode({ payloads: [{ seq: 1, data: new Uint8Array([7]) }] }).finish();
@@ -155,7 +181,8 @@ describe("EdgeRelay", () => {
       const keepAliveMs = 1_000;
       const { relay } = relayTo(e.url, 10_000, keepAliveMs);
 
-      const health = async () => expect((await relay.call(request(Method.Health, new Uint8Array(0)))).status).toBe(Status.Ok);
+      const health = async () =>
+        expect((await relay.call(request(Method.Health, new Uint8Array(0)))).status).toBe(Status.Ok);
       for (let i = 0; i < 5; i++) await health();
       // Timers fire in expiry order: the relay's idle timers, armed when the last answers arrived,
       // have fired by the time this sleep ends, however busy the machine is.
@@ -179,7 +206,11 @@ describe("EdgeRelay", () => {
 
   it("answers Unavailable (never Ok) when the edge refuses the relay with HTTP 401", async () => {
     // A 401 that (wrongly) also carries x-qpq-status: 0 must still not pass as success.
-    const e = await edge(() => ({ httpStatus: 401, status: Status.Ok, payload: new TextEncoder().encode("bad front secret") }));
+    const e = await edge(() => ({
+      httpStatus: 401,
+      status: Status.Ok,
+      payload: new TextEncoder().encode("bad front secret"),
+    }));
     const { relay, errors } = relayTo(e.url);
 
     const res = await relay.call(request(Method.Fetch, fetchPayload()));
@@ -248,7 +279,8 @@ describe("EdgeRelay", () => {
       const e = await edge(() => ({ status: String(codes[i++]) }));
       const { relay } = relayTo(e.url);
       const seen: number[] = [];
-      for (let n = 0; n < codes.length; n++) seen.push((await relay.call(request(Method.Health, new Uint8Array(0)))).status);
+      for (let n = 0; n < codes.length; n++)
+        seen.push((await relay.call(request(Method.Health, new Uint8Array(0)))).status);
       expect(seen).toEqual(codes);
     });
   });

@@ -3,7 +3,10 @@ import { RequestSlots, TransportError } from "../../sdk/request-slots.ts";
 
 async function settled<T>(p: Promise<T>): Promise<PromiseSettledResult<T> | undefined> {
   let out: PromiseSettledResult<T> | undefined;
-  p.then((value) => (out = { status: "fulfilled", value }), (reason: unknown) => (out = { status: "rejected", reason }));
+  p.then(
+    (value) => (out = { status: "fulfilled", value }),
+    (reason: unknown) => (out = { status: "rejected", reason }),
+  );
   await new Promise((r) => setImmediate(r));
   return out;
 }
@@ -55,9 +58,11 @@ describe("RequestSlots", () => {
 
   it("frees the slot when starting throws, and rejects with that error", async () => {
     const s = new RequestSlots({ maxInFlight: 1, maxQueued: 5 });
-    await expect(s.acquire(() => {
-      throw new TransportError("no stream");
-    })).rejects.toThrow("no stream");
+    await expect(
+      s.acquire(() => {
+        throw new TransportError("no stream");
+      }),
+    ).rejects.toThrow("no stream");
     expect(s.inFlight).toBe(0);
     const held = await s.acquire(start);
     const queued = s.acquire(() => {

@@ -1,14 +1,49 @@
 import { describe, it, expect } from "vitest";
-import { Method, Status, isUnauthenticated, methodName, toErrorReply, badRequest, rateLimited, pb, decode, QpqError } from "../../proto/index.ts";
+import {
+  Method,
+  Status,
+  isUnauthenticated,
+  methodName,
+  toErrorReply,
+  badRequest,
+  rateLimited,
+  pb,
+  decode,
+  QpqError,
+} from "../../proto/index.ts";
 
 describe("method and status tables", () => {
   it("keep the wire values of the contract", () => {
-    expect([Method.OpaqueRegisterStart, Method.SessionResume, Method.Enqueue, Method.BatchEnqueue, Method.FetchHybridKeys,
-      Method.CreateChannel, Method.RotateKeys, Method.ListBanned, Method.ResolveIdentity, Method.AuditKeyTransparency,
-      Method.DownloadBlob, Method.RegisterPushToken, Method.DeleteRecoveryBundle, Method.Health, Method.FederationHealth,
-      Method.DeleteAccount]).toEqual([100, 104, 200, 205, 304, 400, 413, 424, 501, 520, 601, 710, 752, 802, 905, 950]);
-    expect(Status).toEqual({ Ok: 0, BadRequest: 1, Unauthorized: 2, Forbidden: 3, NotFound: 4, RateLimited: 5,
-      DeadlineExceeded: 8, Unavailable: 9, Internal: 10, UnknownMethod: 11 });
+    expect([
+      Method.OpaqueRegisterStart,
+      Method.SessionResume,
+      Method.Enqueue,
+      Method.BatchEnqueue,
+      Method.FetchHybridKeys,
+      Method.CreateChannel,
+      Method.RotateKeys,
+      Method.ListBanned,
+      Method.ResolveIdentity,
+      Method.AuditKeyTransparency,
+      Method.DownloadBlob,
+      Method.RegisterPushToken,
+      Method.DeleteRecoveryBundle,
+      Method.Health,
+      Method.FederationHealth,
+      Method.DeleteAccount,
+    ]).toEqual([100, 104, 200, 205, 304, 400, 413, 424, 501, 520, 601, 710, 752, 802, 905, 950]);
+    expect(Status).toEqual({
+      Ok: 0,
+      BadRequest: 1,
+      Unauthorized: 2,
+      Forbidden: 3,
+      NotFound: 4,
+      RateLimited: 5,
+      DeadlineExceeded: 8,
+      Unavailable: 9,
+      Internal: 10,
+      UnknownMethod: 11,
+    });
   });
 
   it("name only registered ids", () => {
@@ -26,7 +61,11 @@ describe("error taxonomy", () => {
   it("maps typed errors to their status and hides everything else", () => {
     expect(toErrorReply(badRequest("x"))).toEqual({ status: 1, message: "x", retryAfterMs: 0 });
     expect(toErrorReply(rateLimited("slow", 1500.2))).toEqual({ status: 5, message: "slow", retryAfterMs: 1501 });
-    expect(toErrorReply(new Error("secret stack detail"))).toEqual({ status: 10, message: "internal error", retryAfterMs: 0 });
+    expect(toErrorReply(new Error("secret stack detail"))).toEqual({
+      status: 10,
+      message: "internal error",
+      retryAfterMs: 0,
+    });
   });
 
   it("turns undecodable protobuf into BadRequest", () => {

@@ -5,25 +5,40 @@ import { Method, Status, pb, parseSessionGrant } from "../../proto/index.ts";
 import { env, errorOf, hex, ok, randomBytes, randomKey, rpc, type RpcResult } from "./helpers.ts";
 import { client, fromB64u, opaqueReady, register, toB64u } from "./opaque-client.ts";
 
-
 let counter = 0;
 const uniqueName = (base = "user") => `${base}-${Date.now().toString(36)}-${++counter}`;
 const uniqueConn = () => `conn-${crypto.randomUUID()}`;
 
-
 /** LoginStart, then the client's finalization (undefined when the client rejects the server). */
 async function loginStart(username: string, password: string, connection: string) {
   const start = client.startLogin({ password });
-  const res = ok(await rpc(Method.OpaqueLoginStart,
-    pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(), { connection }),
-  pb.OpaqueLoginStartResponse);
-  const finish = client.finishLogin({ clientLoginState: start.clientLoginState, loginResponse: toB64u(res.response), password });
+  const res = ok(
+    await rpc(
+      Method.OpaqueLoginStart,
+      pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
+      { connection },
+    ),
+    pb.OpaqueLoginStartResponse,
+  );
+  const finish = client.finishLogin({
+    clientLoginState: start.clientLoginState,
+    loginResponse: toB64u(res.response),
+    password,
+  });
   return { response: res.response, finalization: finish ? fromB64u(finish.finishLoginRequest) : undefined };
 }
 
-function loginFinish(username: string, finalization: Uint8Array, identityKey: Uint8Array, connection: string): Promise<RpcResult> {
-  return rpc(Method.OpaqueLoginFinish,
-    pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey }).finish(), { connection });
+function loginFinish(
+  username: string,
+  finalization: Uint8Array,
+  identityKey: Uint8Array,
+  connection: string,
+): Promise<RpcResult> {
+  return rpc(
+    Method.OpaqueLoginFinish,
+    pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey }).finish(),
+    { connection },
+  );
 }
 
 async function login(username: string, password: string, identityKey: Uint8Array, connection = uniqueConn()) {
@@ -39,8 +54,11 @@ function blob(value: unknown): Uint8Array {
 }
 
 async function sessionRows(identityKey: Uint8Array) {
-  const { results } = await env.DB.prepare("SELECT token_hash, identity_key, expires_at FROM sessions WHERE identity_key = ?")
-    .bind(identityKey).all<{ token_hash: unknown; identity_key: unknown; expires_at: number }>();
+  const { results } = await env.DB.prepare(
+    "SELECT token_hash, identity_key, expires_at FROM sessions WHERE identity_key = ?",
+  )
+    .bind(identityKey)
+    .all<{ token_hash: unknown; identity_key: unknown; expires_at: number }>();
   return results.map((r) => ({ tokenHash: blob(r.token_hash), expiresAt: r.expires_at }));
 }
 
@@ -70,15 +88,21 @@ describe("OPAQUE registration and login", () => {
     expect(grant!.identityKeyHex).toBe(hex(identity));
     expect(grant!.sessionExpiresAt).toBeGreaterThan(Date.now() + 24 * 3600 * 1000);
     // The granted assertion authenticates the identity on later RPCs.
-    const fetched = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: identity }).finish(), { caller: grant!.assertion });
+    const fetched = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: identity }).finish(), {
+      caller: grant!.assertion,
+    });
     ok(fetched, pb.FetchResponse);
-    const other = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: randomKey() }).finish(), { caller: grant!.assertion });
+    const other = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: randomKey() }).finish(), {
+      caller: grant!.assertion,
+    });
     expect(other.status).toBe(Status.Forbidden);
   });
 
   it("resumes a session with the token on a new connection", async () => {
     const token = ok(await login(username, password, identity), pb.OpaqueLoginFinishResponse).sessionToken;
-    const res = await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: token }).finish(), { connection: uniqueConn() });
+    const res = await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: token }).finish(), {
+      connection: uniqueConn(),
+    });
     const resumed = ok(res, pb.SessionResumeResponse);
     expect(hex(resumed.identityKey)).toBe(hex(identity));
     expect(Number(resumed.expiresAtMs)).toBeGreaterThan(Date.now());
@@ -97,8 +121,11 @@ describe("OPAQUE registration and login", () => {
   it("refuses SessionResume once the session has expired", async () => {
     const insert = async (expiresAt: number) => {
       const token = randomBytes(32);
-      await env.DB.prepare("INSERT INTO sessions (token_hash, identity_key, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(await sha256(token), identity, new Uint8Array(0), Date.now() - 10_000, expiresAt).run();
+      await env.DB.prepare(
+        "INSERT INTO sessions (token_hash, identity_key, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+      )
+        .bind(await sha256(token), identity, new Uint8Array(0), Date.now() - 10_000, expiresAt)
+        .run();
       return rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: token }).finish());
     };
     const expired = await insert(Date.now() - 1);
@@ -114,7 +141,9 @@ describe("OPAQUE registration and login", () => {
     expect(rows.length).toBeGreaterThan(0);
     for (const r of rows) expect(hex(r.tokenHash)).not.toBe(hex(token));
     expect(rows.map((r) => hex(r.tokenHash))).toContain(hex(await sha256(token)));
-    const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM sessions WHERE token_hash = ?").bind(token).all<{ n: number }>();
+    const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM sessions WHERE token_hash = ?")
+      .bind(token)
+      .all<{ n: number }>();
     expect(results[0].n).toBe(0);
   });
 
@@ -176,7 +205,9 @@ describe("OPAQUE registration and login", () => {
   it("refuses to register an identity key already bound to another user", async () => {
     const second = uniqueName("bob");
     expect(await register(second, password, identity)).toBe(false);
-    const lookup = await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: second }).finish(), { caller: randomKey() });
+    const lookup = await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: second }).finish(), {
+      caller: randomKey(),
+    });
     expect(lookup.status).toBe(Status.NotFound);
   });
 });
@@ -184,8 +215,10 @@ describe("OPAQUE registration and login", () => {
 describe("username rules", () => {
   async function registerStart(username: string): Promise<RpcResult> {
     const start = client.startRegistration({ password: "pw" });
-    return rpc(Method.OpaqueRegisterStart,
-      pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish());
+    return rpc(
+      Method.OpaqueRegisterStart,
+      pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish(),
+    );
   }
 
   it("rejects empty, over-long, control-character and '@' usernames with BadRequest", async () => {
@@ -205,8 +238,10 @@ describe("username rules", () => {
   });
 
   it("rejects a malformed OPAQUE registration request with BadRequest", async () => {
-    const res = await rpc(Method.OpaqueRegisterStart,
-      pb.OpaqueRegisterStartRequest.encode({ username: uniqueName(), request: randomBytes(5) }).finish());
+    const res = await rpc(
+      Method.OpaqueRegisterStart,
+      pb.OpaqueRegisterStartRequest.encode({ username: uniqueName(), request: randomBytes(5) }).finish(),
+    );
     expect(res.status).toBe(Status.BadRequest);
   });
 
@@ -262,11 +297,19 @@ describe("username rules", () => {
     // Any spelling logs in and resolves; the directory shows the canonical name.
     ok(await login(`aLiCe-${suffix}`, "pw", identity), pb.OpaqueLoginFinishResponse);
     ok(await login(fullwidth, "pw", identity), pb.OpaqueLoginFinishResponse);
-    const resolved = ok(await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: `ALICE-${suffix}` }).finish(),
-      { caller: randomKey() }), pb.ResolveUserResponse);
+    const resolved = ok(
+      await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: `ALICE-${suffix}` }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.ResolveUserResponse,
+    );
     expect(hex(resolved.identityKey)).toBe(hex(identity));
-    const back = ok(await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: identity }).finish(),
-      { caller: randomKey() }), pb.ResolveIdentityResponse);
+    const back = ok(
+      await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: identity }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.ResolveIdentityResponse,
+    );
     expect(back.username).toBe(`alice-${suffix}`);
   });
 });
@@ -277,20 +320,39 @@ describe("registration requires its start", () => {
   /** The client's registration record for `username`, after a RegisterStart on `connection`. */
   async function startedRecord(username: string, connection: string): Promise<Uint8Array> {
     const start = client.startRegistration({ password });
-    const res = ok(await rpc(Method.OpaqueRegisterStart,
-      pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish(), { connection }),
-    pb.OpaqueRegisterStartResponse);
-    const finish = client.finishRegistration({ password, clientRegistrationState: start.clientRegistrationState, registrationResponse: toB64u(res.response) });
+    const res = ok(
+      await rpc(
+        Method.OpaqueRegisterStart,
+        pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish(),
+        { connection },
+      ),
+      pb.OpaqueRegisterStartResponse,
+    );
+    const finish = client.finishRegistration({
+      password,
+      clientRegistrationState: start.clientRegistrationState,
+      registrationResponse: toB64u(res.response),
+    });
     return fromB64u(finish.registrationRecord);
   }
 
-  function registerFinish(username: string, upload: Uint8Array, identityKey: Uint8Array, connection: string): Promise<RpcResult> {
-    return rpc(Method.OpaqueRegisterFinish,
-      pb.OpaqueRegisterFinishRequest.encode({ username, upload, identityKey }).finish(), { connection });
+  function registerFinish(
+    username: string,
+    upload: Uint8Array,
+    identityKey: Uint8Array,
+    connection: string,
+  ): Promise<RpcResult> {
+    return rpc(
+      Method.OpaqueRegisterFinish,
+      pb.OpaqueRegisterFinishRequest.encode({ username, upload, identityKey }).finish(),
+      { connection },
+    );
   }
 
   async function userRows(username: string): Promise<number> {
-    const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM users WHERE username = ?").bind(username).all<{ n: number }>();
+    const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM users WHERE username = ?")
+      .bind(username)
+      .all<{ n: number }>();
     return results[0].n;
   }
 
@@ -314,17 +376,23 @@ describe("registration requires its start", () => {
     const connection = uniqueConn();
     const record = await startedRecord(name, connection);
     expect((await registerFinish(name, record, randomKey(), uniqueConn())).status).toBe(Status.Unauthorized);
-    expect((await registerFinish(uniqueName("renamed"), record, randomKey(), connection)).status).toBe(Status.Unauthorized);
+    expect((await registerFinish(uniqueName("renamed"), record, randomKey(), connection)).status).toBe(
+      Status.Unauthorized,
+    );
     expect(await userRows(name)).toBe(0);
     // The start is still there for the right connection and name.
-    expect(ok(await registerFinish(name, record, randomKey(), connection), pb.OpaqueRegisterFinishResponse).success).toBe(true);
+    expect(
+      ok(await registerFinish(name, record, randomKey(), connection), pb.OpaqueRegisterFinishResponse).success,
+    ).toBe(true);
   });
 
   it("consumes the start: a second RegisterFinish needs a new RegisterStart", async () => {
     const name = uniqueName("twice");
     const connection = uniqueConn();
     const record = await startedRecord(name, connection);
-    expect(ok(await registerFinish(name, record, randomKey(), connection), pb.OpaqueRegisterFinishResponse).success).toBe(true);
+    expect(
+      ok(await registerFinish(name, record, randomKey(), connection), pb.OpaqueRegisterFinishResponse).success,
+    ).toBe(true);
     expect((await registerFinish(name, record, randomKey(), connection)).status).toBe(Status.Unauthorized);
   });
 
@@ -333,7 +401,9 @@ describe("registration requires its start", () => {
     const connection = uniqueConn();
     const record = await startedRecord(name, connection);
     const id = await sha256(new TextEncoder().encode(`${connection}\0${name}`));
-    const { meta } = await env.DB.prepare("UPDATE pending_registrations SET expires_at = ? WHERE id = ?").bind(Date.now() - 1, id).run();
+    const { meta } = await env.DB.prepare("UPDATE pending_registrations SET expires_at = ? WHERE id = ?")
+      .bind(Date.now() - 1, id)
+      .run();
     expect(meta.changes).toBe(1);
     expect((await registerFinish(name, record, randomKey(), connection)).status).toBe(Status.Unauthorized);
     expect(await userRows(name)).toBe(0);
@@ -369,7 +439,8 @@ describe("registration requires its start", () => {
     record.fill(0xff, 0, 32);
     // Such a row can only come from outside the RPC layer (an older server, a restore, a bug).
     await env.DB.prepare("INSERT INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, ?, ?)")
-      .bind(name, identity, record, Date.now()).run();
+      .bind(name, identity, record, Date.now())
+      .run();
     const connection = uniqueConn();
     const broken = await loginStart(name, password, connection);
     const unknown = await loginStart(uniqueName("ghost"), password, uniqueConn());

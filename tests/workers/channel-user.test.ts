@@ -17,12 +17,15 @@ function blobHex(value: unknown): string {
 
 async function membersOf(channelId: Uint8Array): Promise<Map<string, string>> {
   const { results } = await env.DB.prepare("SELECT identity_key, role FROM channel_members WHERE channel_id = ?")
-    .bind(channelId).all<{ identity_key: unknown; role: string }>();
+    .bind(channelId)
+    .all<{ identity_key: unknown; role: string }>();
   return new Map(results.map((r) => [blobHex(r.identity_key), r.role]));
 }
 
 async function channelCount(creator: Uint8Array): Promise<number> {
-  const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM channels WHERE creator_key = ?").bind(creator).all<{ n: number }>();
+  const { results } = await env.DB.prepare("SELECT COUNT(*) AS n FROM channels WHERE creator_key = ?")
+    .bind(creator)
+    .all<{ n: number }>();
   return results[0].n;
 }
 
@@ -58,7 +61,9 @@ describe("CreateChannel: 1:1", () => {
     expect(short.status).toBe(Status.BadRequest);
     expect(errorOf(short).message).toMatch(/peer_key.*31/);
     expect((await createChannel(alice, { peerKey: alice })).status).toBe(Status.BadRequest);
-    expect((await createChannel(alice, { peerKey: randomKey(), memberKeys: [randomKey()] })).status).toBe(Status.BadRequest);
+    expect((await createChannel(alice, { peerKey: randomKey(), memberKeys: [randomKey()] })).status).toBe(
+      Status.BadRequest,
+    );
     expect(await channelCount(alice)).toBe(0);
   });
 });
@@ -68,11 +73,18 @@ describe("CreateChannel: groups", () => {
     const alice = randomKey();
     const bob = randomKey();
     const carol = randomKey();
-    const res = ok(await createChannel(alice, { memberKeys: [bob, carol, alice, bob], name: "team" }), pb.CreateChannelResponse);
+    const res = ok(
+      await createChannel(alice, { memberKeys: [bob, carol, alice, bob], name: "team" }),
+      pb.CreateChannelResponse,
+    );
     expect(res.channelId).toHaveLength(16);
     expect(res.wasNew).toBe(true);
     const members = await membersOf(res.channelId);
-    expect(Object.fromEntries(members)).toEqual({ [hex(alice)]: "creator", [hex(bob)]: "member", [hex(carol)]: "member" });
+    expect(Object.fromEntries(members)).toEqual({
+      [hex(alice)]: "creator",
+      [hex(bob)]: "member",
+      [hex(carol)]: "member",
+    });
   });
 
   it("creates a new group on every call, even with the same members", async () => {
@@ -103,7 +115,9 @@ describe("CreateChannel: groups", () => {
 
   it("rejects a name longer than 128 characters", async () => {
     const alice = randomKey();
-    expect((await createChannel(alice, { memberKeys: [randomKey()], name: "n".repeat(129) })).status).toBe(Status.BadRequest);
+    expect((await createChannel(alice, { memberKeys: [randomKey()], name: "n".repeat(129) })).status).toBe(
+      Status.BadRequest,
+    );
     ok(await createChannel(alice, { memberKeys: [randomKey()], name: "n".repeat(128) }), pb.CreateChannelResponse);
   });
 });
@@ -119,37 +133,56 @@ describe("ResolveUser / ResolveIdentity", () => {
   });
 
   it("resolves a registered username to its identity key", async () => {
-    const res = ok(await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username }).finish(), { caller: randomKey() }),
-      pb.ResolveUserResponse);
+    const res = ok(
+      await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username }).finish(), { caller: randomKey() }),
+      pb.ResolveUserResponse,
+    );
     expect(hex(res.identityKey)).toBe(hex(identity));
   });
 
   it("resolves the NFD spelling of the same username", async () => {
-    const res = ok(await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: username.normalize("NFD") }).finish(),
-      { caller: randomKey() }), pb.ResolveUserResponse);
+    const res = ok(
+      await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: username.normalize("NFD") }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.ResolveUserResponse,
+    );
     expect(hex(res.identityKey)).toBe(hex(identity));
   });
 
   it("answers NotFound for an unknown username", async () => {
-    const res = await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username: `nobody-${crypto.randomUUID()}` }).finish(),
-      { caller: randomKey() });
+    const res = await rpc(
+      Method.ResolveUser,
+      pb.ResolveUserRequest.encode({ username: `nobody-${crypto.randomUUID()}` }).finish(),
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(Status.NotFound);
   });
 
   it("resolves an identity key to its username and creation time", async () => {
-    const res = ok(await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: identity }).finish(),
-      { caller: randomKey() }), pb.ResolveIdentityResponse);
+    const res = ok(
+      await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: identity }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.ResolveIdentityResponse,
+    );
     expect(res.username).toBe(username);
     expect(Number(res.createdAtMs)).toBeGreaterThan(registeredAt - 60_000);
     expect(Number(res.createdAtMs)).toBeLessThanOrEqual(Date.now() + 1_000);
   });
 
   it("answers NotFound for an unknown identity key and BadRequest for a malformed one", async () => {
-    const unknown = await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: randomKey() }).finish(),
-      { caller: randomKey() });
+    const unknown = await rpc(
+      Method.ResolveIdentity,
+      pb.ResolveIdentityRequest.encode({ identityKey: randomKey() }).finish(),
+      { caller: randomKey() },
+    );
     expect(unknown.status).toBe(Status.NotFound);
-    const bad = await rpc(Method.ResolveIdentity, pb.ResolveIdentityRequest.encode({ identityKey: randomBytes(31) }).finish(),
-      { caller: randomKey() });
+    const bad = await rpc(
+      Method.ResolveIdentity,
+      pb.ResolveIdentityRequest.encode({ identityKey: randomBytes(31) }).finish(),
+      { caller: randomKey() },
+    );
     expect(bad.status).toBe(Status.BadRequest);
     expect(errorOf(bad).message).toMatch(/identity_key.*31/);
   });

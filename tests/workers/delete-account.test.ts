@@ -9,7 +9,16 @@ import { login, register } from "./opaque-client.ts";
 import { enqueueAs } from "./delivery-client.ts";
 
 const PASSWORD = "correct horse battery staple";
-const TABLES = ["users", "sessions", "devices", "push_tokens", "key_packages", "last_resort_key_packages", "hybrid_keys", "channel_members"];
+const TABLES = [
+  "users",
+  "sessions",
+  "devices",
+  "push_tokens",
+  "key_packages",
+  "last_resort_key_packages",
+  "hybrid_keys",
+  "channel_members",
+];
 
 async function account() {
   const username = `del-${crypto.randomUUID().slice(0, 12)}`;
@@ -23,14 +32,47 @@ async function account() {
 /** Gives the account something in every table and object DeleteAccount must purge. */
 async function populate(a: Awaited<ReturnType<typeof account>>, peer: Uint8Array) {
   const caller = a.assertion;
-  const call = <T>(method: number, bytes: Uint8Array, codec: { decode(b: Uint8Array): T }) => rpc(method, bytes, { caller }).then((r) => ok(r, codec));
-  await call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: a.identityKey, package: bytesOf("kp") }).finish(), pb.UploadKeyPackageResponse);
-  await call(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: a.identityKey, package: bytesOf("lr"), lastResort: true }).finish(), pb.UploadKeyPackageResponse);
-  await call(Method.UploadHybridKey, pb.UploadHybridKeyRequest.encode({ identityKey: a.identityKey, hybridPublicKey: randomBytes(1216) }).finish(), pb.UploadHybridKeyResponse);
-  await call(Method.RegisterDevice, pb.RegisterDeviceRequest.encode({ deviceId: bytesOf("laptop"), name: "Laptop" }).finish(), pb.RegisterDeviceResponse);
-  await call(Method.RegisterPushToken, pb.RegisterPushTokenRequest.encode({ platform: "apns", token: randomBytes(32) }).finish(), pb.RegisterPushTokenResponse);
-  const direct = await call(Method.CreateChannel, pb.CreateChannelRequest.encode({ peerKey: peer }).finish(), pb.CreateChannelResponse);
-  const alone = await call(Method.CreateChannel, pb.CreateChannelRequest.encode({ name: "solo" }).finish(), pb.CreateChannelResponse);
+  const call = <T>(method: number, bytes: Uint8Array, codec: { decode(b: Uint8Array): T }) =>
+    rpc(method, bytes, { caller }).then((r) => ok(r, codec));
+  await call(
+    Method.UploadKeyPackage,
+    pb.UploadKeyPackageRequest.encode({ identityKey: a.identityKey, package: bytesOf("kp") }).finish(),
+    pb.UploadKeyPackageResponse,
+  );
+  await call(
+    Method.UploadKeyPackage,
+    pb.UploadKeyPackageRequest.encode({
+      identityKey: a.identityKey,
+      package: bytesOf("lr"),
+      lastResort: true,
+    }).finish(),
+    pb.UploadKeyPackageResponse,
+  );
+  await call(
+    Method.UploadHybridKey,
+    pb.UploadHybridKeyRequest.encode({ identityKey: a.identityKey, hybridPublicKey: randomBytes(1216) }).finish(),
+    pb.UploadHybridKeyResponse,
+  );
+  await call(
+    Method.RegisterDevice,
+    pb.RegisterDeviceRequest.encode({ deviceId: bytesOf("laptop"), name: "Laptop" }).finish(),
+    pb.RegisterDeviceResponse,
+  );
+  await call(
+    Method.RegisterPushToken,
+    pb.RegisterPushTokenRequest.encode({ platform: "apns", token: randomBytes(32) }).finish(),
+    pb.RegisterPushTokenResponse,
+  );
+  const direct = await call(
+    Method.CreateChannel,
+    pb.CreateChannelRequest.encode({ peerKey: peer }).finish(),
+    pb.CreateChannelResponse,
+  );
+  const alone = await call(
+    Method.CreateChannel,
+    pb.CreateChannelRequest.encode({ name: "solo" }).finish(),
+    pb.CreateChannelResponse,
+  );
   ok(await enqueueAs(randomKey(), a.identityKey, bytesOf("pending")), pb.EnqueueResponse);
   return { direct: direct.channelId, alone: alone.channelId };
 }
@@ -38,7 +80,12 @@ async function populate(a: Awaited<ReturnType<typeof account>>, peer: Uint8Array
 async function leftovers(identityKey: Uint8Array): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const t of TABLES) {
-    out[t] = (await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${t} WHERE identity_key = ?`).bind(identityKey).first<{ n: number }>())?.n ?? -1;
+    out[t] =
+      (
+        await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${t} WHERE identity_key = ?`)
+          .bind(identityKey)
+          .first<{ n: number }>()
+      )?.n ?? -1;
   }
   return out;
 }
@@ -48,8 +95,12 @@ const NOTHING = Object.fromEntries(TABLES.map((t) => [t, 0]));
 /** What the queue object stores: its tables and key-value entries. */
 function objectContents(identityKey: Uint8Array) {
   return runInDurableObject(queueStub(identityKey), async (_instance, state) => ({
-    tables: state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'")
-      .toArray().map((r) => r.name),
+    tables: state.storage.sql
+      .exec<{ name: string }>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'",
+      )
+      .toArray()
+      .map((r) => r.name),
     entries: (await state.storage.list()).size,
     alarm: await state.storage.getAlarm(),
   }));
@@ -71,24 +122,45 @@ describe("DeleteAccount", { timeout: 60_000 }, () => {
 
     expect(await leftovers(a.identityKey)).toEqual(NOTHING);
     expect(await objectContents(a.identityKey)).toEqual({ tables: [], entries: 0, alarm: null });
-    const channel = (id: Uint8Array) => env.DB.prepare("SELECT COUNT(*) AS n FROM channels WHERE id = ?").bind(id).first<{ n: number }>();
+    const channel = (id: Uint8Array) =>
+      env.DB.prepare("SELECT COUNT(*) AS n FROM channels WHERE id = ?").bind(id).first<{ n: number }>();
     expect((await channel(alone))?.n).toBe(0); // nobody else was in it
     expect((await channel(direct))?.n).toBe(1); // the peer's side stays
-    expect((await env.DB.prepare("SELECT COUNT(*) AS n FROM channel_members WHERE channel_id = ?").bind(direct).first<{ n: number }>())?.n).toBe(1);
+    expect(
+      (
+        await env.DB.prepare("SELECT COUNT(*) AS n FROM channel_members WHERE channel_id = ?")
+          .bind(direct)
+          .first<{ n: number }>()
+      )?.n,
+    ).toBe(1);
 
     // The key-transparency log holds the revocation.
-    const revoked = ok(await rpc(Method.CheckRevocation, pb.CheckRevocationRequest.encode({ identityKey: a.identityKey }).finish(), { caller: randomKey() }),
-      pb.CheckRevocationResponse);
+    const revoked = ok(
+      await rpc(Method.CheckRevocation, pb.CheckRevocationRequest.encode({ identityKey: a.identityKey }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.CheckRevocationResponse,
+    );
     expect(revoked.revoked).toBe(true);
 
     // Nothing more for this identity: enqueues are NotFound (and store nothing), the session is gone.
     expect((await enqueueAs(randomKey(), a.identityKey, bytesOf("late"))).status).toBe(Status.NotFound);
     // A connection still holding the account's assertion is refused on the queue path too, and
     // its read stores nothing.
-    expect((await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: a.identityKey }).finish(), { caller: a.assertion })).status).toBe(Status.Unauthorized);
+    expect(
+      (
+        await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: a.identityKey }).finish(), {
+          caller: a.assertion,
+        })
+      ).status,
+    ).toBe(Status.Unauthorized);
     expect(await objectContents(a.identityKey)).toEqual({ tables: [], entries: 0, alarm: null });
-    expect((await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: a.assertion })).status).toBe(Status.Unauthorized);
-    expect((await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: a.token }).finish())).status).toBe(Status.Unauthorized);
+    expect(
+      (await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: a.assertion })).status,
+    ).toBe(Status.Unauthorized);
+    expect(
+      (await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: a.token }).finish())).status,
+    ).toBe(Status.Unauthorized);
     // Repeating it (the assertion outlives the session) is answered as done.
     expect(ok(await deleteAccount(a.assertion), pb.DeleteAccountResponse).success).toBe(true);
 
@@ -104,17 +176,23 @@ describe("DeleteAccount", { timeout: 60_000 }, () => {
     const a = await account();
     await populate(a, randomKey());
     // Interrupted after the first steps: marked deleting, queue purged, nothing else yet.
-    await env.DB.prepare("UPDATE users SET deleting_at = ? WHERE identity_key = ?").bind(Date.now(), a.identityKey).run();
+    await env.DB.prepare("UPDATE users SET deleting_at = ? WHERE identity_key = ?")
+      .bind(Date.now(), a.identityKey)
+      .run();
     await queueStub(a.identityKey).purge();
     await env.DB.prepare("DELETE FROM devices WHERE identity_key = ?").bind(a.identityKey).run();
 
     // Half deleted: no login (like an unknown user), no other method, no enqueue, the name stays taken.
     expect((await login(a.username, PASSWORD, a.identityKey)).res.status).toBe(Status.Unauthorized);
-    expect((await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: a.assertion })).status).toBe(Status.Unauthorized);
+    expect(
+      (await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: a.assertion })).status,
+    ).toBe(Status.Unauthorized);
     expect((await enqueueAs(randomKey(), a.identityKey, bytesOf("x"))).status).toBe(Status.NotFound);
     expect(await register(a.username, PASSWORD, randomKey())).toBe(false);
     // The session still resumes, so the client can finish.
-    expect((await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: a.token }).finish())).status).toBe(Status.Ok);
+    expect(
+      (await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: a.token }).finish())).status,
+    ).toBe(Status.Ok);
 
     expect(ok(await deleteAccount(a.assertion), pb.DeleteAccountResponse).success).toBe(true);
     expect(await leftovers(a.identityKey)).toEqual(NOTHING);
@@ -124,9 +202,19 @@ describe("DeleteAccount", { timeout: 60_000 }, () => {
 
   it("is refused for a revoked device's session", async () => {
     const a = await account();
-    ok(await rpc(Method.RegisterDevice, pb.RegisterDeviceRequest.encode({ deviceId: bytesOf("tab") }).finish(), { caller: a.assertion }), pb.RegisterDeviceResponse);
+    ok(
+      await rpc(Method.RegisterDevice, pb.RegisterDeviceRequest.encode({ deviceId: bytesOf("tab") }).finish(), {
+        caller: a.assertion,
+      }),
+      pb.RegisterDeviceResponse,
+    );
     const tab = await login(a.username, PASSWORD, a.identityKey, bytesOf("tab"));
-    ok(await rpc(Method.RevokeDevice, pb.RevokeDeviceRequest.encode({ deviceId: bytesOf("tab") }).finish(), { caller: a.assertion }), pb.RevokeDeviceResponse);
+    ok(
+      await rpc(Method.RevokeDevice, pb.RevokeDeviceRequest.encode({ deviceId: bytesOf("tab") }).finish(), {
+        caller: a.assertion,
+      }),
+      pb.RevokeDeviceResponse,
+    );
     expect((await deleteAccount(tab.assertion!)).status).toBe(Status.Unauthorized);
     expect((await leftovers(a.identityKey)).users).toBe(1);
   });

@@ -23,29 +23,64 @@ export async function digest(bytes: Uint8Array): Promise<string> {
 
 type EnqueueExtra = Omit<Parameters<typeof pb.EnqueueRequest.encode>[0], "recipientKey" | "payload">;
 
-export function enqueueAs(caller: Uint8Array, recipient: Uint8Array, payload: Uint8Array, extra: EnqueueExtra = {}): Promise<RpcResult> {
-  return rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: recipient, payload, ...extra }).finish(), { caller });
+export function enqueueAs(
+  caller: Uint8Array,
+  recipient: Uint8Array,
+  payload: Uint8Array,
+  extra: EnqueueExtra = {},
+): Promise<RpcResult> {
+  return rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: recipient, payload, ...extra }).finish(), {
+    caller,
+  });
 }
 
-export async function sent(res: Promise<RpcResult>): Promise<{ seq: number; duplicate: boolean; deliveryProof: Uint8Array }> {
+export async function sent(
+  res: Promise<RpcResult>,
+): Promise<{ seq: number; duplicate: boolean; deliveryProof: Uint8Array }> {
   const r = ok(await res, pb.EnqueueResponse);
   return { seq: Number(r.seq), duplicate: r.duplicate, deliveryProof: r.deliveryProof };
 }
 
-export function batchAs(caller: Uint8Array, recipients: Uint8Array[], payload: Uint8Array, extra: Omit<EnqueueExtra, "ttlSecs"> = {}): Promise<RpcResult> {
-  return rpc(Method.BatchEnqueue, pb.BatchEnqueueRequest.encode({ recipientKeys: recipients, payload, ...extra }).finish(), { caller });
+export function batchAs(
+  caller: Uint8Array,
+  recipients: Uint8Array[],
+  payload: Uint8Array,
+  extra: Omit<EnqueueExtra, "ttlSecs"> = {},
+): Promise<RpcResult> {
+  return rpc(
+    Method.BatchEnqueue,
+    pb.BatchEnqueueRequest.encode({ recipientKeys: recipients, payload, ...extra }).finish(),
+    { caller },
+  );
 }
 
-export async function inbox(owner: Uint8Array, opts: { channelId?: Uint8Array; limit?: number } = {}): Promise<{ seq: number; data: Uint8Array }[]> {
-  const res = ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: owner, ...opts }).finish(), { caller: owner }), pb.FetchResponse);
+export async function inbox(
+  owner: Uint8Array,
+  opts: { channelId?: Uint8Array; limit?: number } = {},
+): Promise<{ seq: number; data: Uint8Array }[]> {
+  const res = ok(
+    await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: owner, ...opts }).finish(), { caller: owner }),
+    pb.FetchResponse,
+  );
   return res.payloads.map((e) => ({ seq: Number(e.seq), data: e.data ?? NONE }));
 }
 
 export async function ackAs(owner: Uint8Array, seqUpTo: number, channelId: Uint8Array = NONE): Promise<void> {
-  ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: owner, seqUpTo, channelId }).finish(), { caller: owner }), pb.AckResponse);
+  ok(
+    await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: owner, seqUpTo, channelId }).finish(), {
+      caller: owner,
+    }),
+    pb.AckResponse,
+  );
 }
 
 /** Runs SQL inside the recipient's queue object (to check what it stores). */
-export function queueSql<T extends Record<string, SqlStorageValue>>(recipient: Uint8Array, query: string, ...params: SqlStorageValue[]): Promise<T[]> {
-  return runInDurableObject(queueStub(recipient), (_instance, state) => state.storage.sql.exec<T>(query, ...params).toArray());
+export function queueSql<T extends Record<string, SqlStorageValue>>(
+  recipient: Uint8Array,
+  query: string,
+  ...params: SqlStorageValue[]
+): Promise<T[]> {
+  return runInDurableObject(queueStub(recipient), (_instance, state) =>
+    state.storage.sql.exec<T>(query, ...params).toArray(),
+  );
 }

@@ -27,7 +27,10 @@ function registerDevice(caller: string, deviceId: Uint8Array, name = "") {
 }
 
 async function listDevices(caller: string) {
-  return ok(await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller }), pb.ListDevicesResponse);
+  return ok(
+    await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller }),
+    pb.ListDevicesResponse,
+  );
 }
 
 function revoke(caller: string, deviceId: Uint8Array) {
@@ -43,7 +46,9 @@ function ackAs(caller: string, recipientKey: Uint8Array, seqUpTo: number) {
 }
 
 async function rows(table: string, identityKey: Uint8Array): Promise<number> {
-  const row = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE identity_key = ?`).bind(identityKey).first<{ n: number }>();
+  const row = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE identity_key = ?`)
+    .bind(identityKey)
+    .first<{ n: number }>();
   return row?.n ?? 0;
 }
 
@@ -51,7 +56,9 @@ describe("RegisterDevice / ListDevices", { timeout: 60_000 }, () => {
   it("allows 5 devices per account, the default included, and refuses a sixth with Forbidden", async () => {
     const a = await account();
     for (let i = 1; i <= 4; i++) {
-      expect(ok(await registerDevice(a.assertion, bytesOf(`phone-${i}`), `Phone ${i}`), pb.RegisterDeviceResponse).wasNew).toBe(true);
+      expect(
+        ok(await registerDevice(a.assertion, bytesOf(`phone-${i}`), `Phone ${i}`), pb.RegisterDeviceResponse).wasNew,
+      ).toBe(true);
     }
     const sixth = await registerDevice(a.assertion, bytesOf("phone-5"));
     expect(sixth.status).toBe(Status.Forbidden);
@@ -66,7 +73,9 @@ describe("RegisterDevice / ListDevices", { timeout: 60_000 }, () => {
     expect((await queueStub(a.identityKey).stats()).devices).toBe(5);
 
     // Registering a known id again renames it; nothing is added.
-    expect(ok(await registerDevice(a.assertion, bytesOf("phone-1"), "Old phone"), pb.RegisterDeviceResponse).wasNew).toBe(false);
+    expect(
+      ok(await registerDevice(a.assertion, bytesOf("phone-1"), "Old phone"), pb.RegisterDeviceResponse).wasNew,
+    ).toBe(false);
     expect((await listDevices(a.assertion)).devices[1].name).toBe("Old phone");
   });
 
@@ -98,12 +107,19 @@ describe("device-bound sessions", { timeout: 60_000 }, () => {
 
     // The session row names the device; resuming it yields the same device, naming another is refused.
     const session = await env.DB.prepare("SELECT device_id FROM sessions WHERE token_hash = ?")
-      .bind(await sha256(onLaptop.token!)).first<{ device_id: ArrayBuffer }>();
+      .bind(await sha256(onLaptop.token!))
+      .first<{ device_id: ArrayBuffer }>();
     expect(hex(new Uint8Array(session!.device_id))).toBe(hex(laptop));
-    const resumed = await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: onLaptop.token! }).finish());
+    const resumed = await rpc(
+      Method.SessionResume,
+      pb.SessionResumeRequest.encode({ accessToken: onLaptop.token! }).finish(),
+    );
     expect(resumed.status).toBe(Status.Ok);
     expect(resumed.headers.get("x-qpq-session")).toContain(`.${hex(laptop)}.`);
-    const other = await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: onLaptop.token!, deviceId: bytesOf("x") }).finish());
+    const other = await rpc(
+      Method.SessionResume,
+      pb.SessionResumeRequest.encode({ accessToken: onLaptop.token!, deviceId: bytesOf("x") }).finish(),
+    );
     expect(other.status).toBe(Status.Unauthorized);
   });
 
@@ -115,7 +131,9 @@ describe("device-bound sessions", { timeout: 60_000 }, () => {
     const seq = Number(ok(await enqueueAs(randomKey(), a.identityKey, bytesOf("hello")), pb.EnqueueResponse).seq);
 
     for (const caller of [a.assertion, onLaptop]) {
-      expect(ok(await fetchAs(caller, a.identityKey), pb.FetchResponse).payloads.map((e) => textOf(e.data))).toEqual(["hello"]);
+      expect(ok(await fetchAs(caller, a.identityKey), pb.FetchResponse).payloads.map((e) => textOf(e.data))).toEqual([
+        "hello",
+      ]);
     }
     ok(await ackAs(a.assertion, a.identityKey, seq), pb.AckResponse);
     expect(ok(await fetchAs(a.assertion, a.identityKey), pb.FetchResponse).payloads).toEqual([]);
@@ -133,8 +151,14 @@ describe("RevokeDevice", { timeout: 60_000 }, () => {
     for (let i = 1; i <= 3; i++) ok(await registerDevice(a.assertion, bytesOf(`d${i}`)), pb.RegisterDeviceResponse);
     ok(await registerDevice(a.assertion, tablet), pb.RegisterDeviceResponse);
     const onTablet = await login(a.username, PASSWORD, a.identityKey, tablet);
-    ok(await rpc(Method.RegisterPushToken, pb.RegisterPushTokenRequest.encode({ platform: "fcm", token: bytesOf("fcm-token") }).finish(),
-      { caller: onTablet.assertion! }), pb.RegisterPushTokenResponse);
+    ok(
+      await rpc(
+        Method.RegisterPushToken,
+        pb.RegisterPushTokenRequest.encode({ platform: "fcm", token: bytesOf("fcm-token") }).finish(),
+        { caller: onTablet.assertion! },
+      ),
+      pb.RegisterPushTokenResponse,
+    );
     expect(await rows("push_tokens", a.identityKey)).toBe(1);
 
     // The default device acks; the message waits for the other devices.
@@ -150,12 +174,18 @@ describe("RevokeDevice", { timeout: 60_000 }, () => {
     // on the queue path and the D1 path, and its token no longer resumes.
     expect((await fetchAs(onTablet.assertion!, a.identityKey)).status).toBe(Status.Unauthorized);
     expect((await ackAs(onTablet.assertion!, a.identityKey, seq)).status).toBe(Status.Unauthorized);
-    expect((await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: onTablet.assertion! })).status)
-      .toBe(Status.Unauthorized);
-    const resume = await rpc(Method.SessionResume, pb.SessionResumeRequest.encode({ accessToken: onTablet.token! }).finish());
+    expect(
+      (await rpc(Method.ListDevices, pb.ListDevicesRequest.encode({}).finish(), { caller: onTablet.assertion! }))
+        .status,
+    ).toBe(Status.Unauthorized);
+    const resume = await rpc(
+      Method.SessionResume,
+      pb.SessionResumeRequest.encode({ accessToken: onTablet.token! }).finish(),
+    );
     expect(resume.status).toBe(Status.Unauthorized);
     const sessions = await env.DB.prepare("SELECT COUNT(*) AS n FROM sessions WHERE identity_key = ? AND device_id = ?")
-      .bind(a.identityKey, tablet).first<{ n: number }>();
+      .bind(a.identityKey, tablet)
+      .first<{ n: number }>();
     expect(sessions?.n).toBe(0);
     expect(await rows("push_tokens", a.identityKey)).toBe(0);
     expect(await rows("devices", a.identityKey)).toBe(1);
@@ -199,13 +229,16 @@ describe("RegisterPushToken", { timeout: 60_000 }, () => {
       rpc(Method.RegisterPushToken, pb.RegisterPushTokenRequest.encode(fields).finish(), { caller: a.assertion });
     ok(await set({ platform: "apns", token: randomBytes(32) }), pb.RegisterPushTokenResponse);
     ok(await set({ platform: "fcm", token: bytesOf("newer") }), pb.RegisterPushTokenResponse);
-    const row = await env.DB.prepare("SELECT platform, token FROM push_tokens WHERE identity_key = ?").bind(a.identityKey)
+    const row = await env.DB.prepare("SELECT platform, token FROM push_tokens WHERE identity_key = ?")
+      .bind(a.identityKey)
       .first<{ platform: string; token: ArrayBuffer }>();
     expect(row?.platform).toBe("fcm");
     expect(textOf(new Uint8Array(row!.token))).toBe("newer");
     expect((await set({ platform: "sms", token: bytesOf("t") })).status).toBe(Status.BadRequest);
     expect((await set({ platform: "fcm", token: randomBytes(513) })).status).toBe(Status.BadRequest);
-    expect((await set({ deviceId: bytesOf("other"), platform: "fcm", token: bytesOf("t") })).status).toBe(Status.Forbidden);
+    expect((await set({ deviceId: bytesOf("other"), platform: "fcm", token: bytesOf("t") })).status).toBe(
+      Status.Forbidden,
+    );
     ok(await set({ platform: "fcm", token: NONE }), pb.RegisterPushTokenResponse);
     expect(await rows("push_tokens", a.identityKey)).toBe(0);
   });

@@ -4,7 +4,9 @@ import { Method, Status, pb } from "../../proto/index.ts";
 import { errorOf, ok, randomKey, rpc } from "./helpers.ts";
 
 async function group(creator: Uint8Array, members: Uint8Array[]): Promise<Uint8Array> {
-  const res = await rpc(Method.CreateChannel, pb.CreateChannelRequest.encode({ memberKeys: members }).finish(), { caller: creator });
+  const res = await rpc(Method.CreateChannel, pb.CreateChannelRequest.encode({ memberKeys: members }).finish(), {
+    caller: creator,
+  });
   return ok(res, pb.CreateChannelResponse).channelId;
 }
 
@@ -50,13 +52,18 @@ describe("RemoveMember", () => {
     const short = await remove(a, new Uint8Array(16), new Uint8Array(31));
     expect(short.status).toBe(Status.BadRequest);
     expect(errorOf(short).message).toContain("member_key");
-    const direct = await rpc(Method.CreateChannel, pb.CreateChannelRequest.encode({ peerKey: b }).finish(), { caller: a });
+    const direct = await rpc(Method.CreateChannel, pb.CreateChannelRequest.encode({ peerKey: b }).finish(), {
+      caller: a,
+    });
     const id = ok(direct, pb.CreateChannelResponse).channelId;
     expect((await remove(a, id, b)).status).toBe(Status.BadRequest);
   });
 
   it("needs a session", async () => {
-    const res = await rpc(Method.RemoveMember, pb.RemoveMemberRequest.encode({ channelId: new Uint8Array(16), memberKey: randomKey() }).finish());
+    const res = await rpc(
+      Method.RemoveMember,
+      pb.RemoveMemberRequest.encode({ channelId: new Uint8Array(16), memberKey: randomKey() }).finish(),
+    );
     expect(res.status).toBe(Status.Unauthorized);
   });
 });

@@ -29,7 +29,11 @@ export async function assertionFor(
   opts: { deviceId?: Uint8Array; expiresAtMs?: number; secret?: string } = {},
 ): Promise<string> {
   const key = await importAssertionKey(opts.secret ?? env.FRONT_SECRET);
-  return mintAssertion(key, { identityKey, deviceId: opts.deviceId ?? NO_DEVICE }, opts.expiresAtMs ?? Date.now() + 60_000);
+  return mintAssertion(
+    key,
+    { identityKey, deviceId: opts.deviceId ?? NO_DEVICE },
+    opts.expiresAtMs ?? Date.now() + 60_000,
+  );
 }
 
 const withAccounts = new Set<string>();
@@ -46,10 +50,12 @@ export async function ensureAccount(identityKey: Uint8Array): Promise<void> {
   if (withAccounts.has(id)) return;
   withAccounts.add(id);
   await env.DB.batch([
-    env.DB.prepare("INSERT OR IGNORE INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, x'', 0)")
-      .bind(`t-${id.slice(0, 40)}`, identityKey),
-    env.DB.prepare("INSERT OR IGNORE INTO devices (identity_key, device_id, name, created_at, last_seen_at) VALUES (?, x'', 'default', 0, 0)")
-      .bind(identityKey),
+    env.DB.prepare(
+      "INSERT OR IGNORE INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, x'', 0)",
+    ).bind(`t-${id.slice(0, 40)}`, identityKey),
+    env.DB.prepare(
+      "INSERT OR IGNORE INTO devices (identity_key, device_id, name, created_at, last_seen_at) VALUES (?, x'', 'default', 0, 0)",
+    ).bind(identityKey),
   ]);
 }
 

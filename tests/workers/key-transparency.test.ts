@@ -32,12 +32,23 @@ beforeAll(async () => {
 });
 
 async function resolve(username: string, knownTreeSize = 0) {
-  return ok(await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username, knownTreeSize }).finish(), { caller: randomKey() }),
-    pb.ResolveUserResponse);
+  return ok(
+    await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username, knownTreeSize }).finish(), {
+      caller: randomKey(),
+    }),
+    pb.ResolveUserResponse,
+  );
 }
 
-async function audit(req: { start?: number; end?: number; firstSize?: number }, caller: Uint8Array | null = randomKey()) {
-  return rpc(Method.AuditKeyTransparency, pb.AuditKeyTransparencyRequest.encode(req).finish(), caller ? { caller } : {});
+async function audit(
+  req: { start?: number; end?: number; firstSize?: number },
+  caller: Uint8Array | null = randomKey(),
+) {
+  return rpc(
+    Method.AuditKeyTransparency,
+    pb.AuditKeyTransparencyRequest.encode(req).finish(),
+    caller ? { caller } : {},
+  );
 }
 
 /** Every leaf hash of the log, read through AuditKeyTransparency pages. */
@@ -64,7 +75,9 @@ async function bindDirect(username: string, identityKey = randomKey()) {
 describe("key-transparency log", () => {
   it("publishes its key in Health and /.well-known/qpq", async () => {
     expect(ktKey).toHaveLength(32);
-    const doc = await (await exports.default.fetch("https://edge/.well-known/qpq")).json() as { kt_public_key: string };
+    const doc = (await (await exports.default.fetch("https://edge/.well-known/qpq")).json()) as {
+      kt_public_key: string;
+    };
     expect(doc.kt_public_key).toBe(hex(ktKey));
   });
 
@@ -101,8 +114,10 @@ describe("key-transparency log", () => {
     for (let i = 0; i < 5; i++) await bindDirect(name("evict"));
     const before = ok(await audit({ start: 0, end: 1 }), pb.AuditKeyTransparencyResponse);
     const stub = log();
-    const nodes = await runInDurableObject(stub, (_i, state) =>
-      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM nodes").one().n);
+    const nodes = await runInDurableObject(
+      stub,
+      (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM nodes").one().n,
+    );
     expect(nodes).toBeLessThan(2 * before.treeSize);
     await evictDurableObject(stub);
     const after = ok(await audit({ start: 0, end: 1 }), pb.AuditKeyTransparencyResponse);
@@ -141,13 +156,28 @@ describe("key-transparency log", () => {
       expect(err).toBeInstanceOf(KtVerificationError);
       expect((err as KtVerificationError).failure).toBe(failure);
     };
-    await fail((r) => { (r.proof as Proof).path[0][0] ^= 1; }, "inclusion");
-    await fail((r) => { (r.proof as Proof).leafIndex += 1; }, "inclusion");
-    await fail((r) => { r.identityKey = randomKey(); }, "wrong-entry");
-    await fail((r) => { const e = (r.proof as Proof).entry; e[e.length - 1] ^= 1; }, "wrong-entry");
-    await fail((r) => { must(must(r.treeHead).root)[0] ^= 1; }, "unsigned-head");
-    await fail((r) => { must(must(r.treeHead).signature)[0] ^= 1; }, "unsigned-head");
-    await fail((r) => { r.treeHead = null; }, "unsigned-head");
+    await fail((r) => {
+      (r.proof as Proof).path[0][0] ^= 1;
+    }, "inclusion");
+    await fail((r) => {
+      (r.proof as Proof).leafIndex += 1;
+    }, "inclusion");
+    await fail((r) => {
+      r.identityKey = randomKey();
+    }, "wrong-entry");
+    await fail((r) => {
+      const e = (r.proof as Proof).entry;
+      e[e.length - 1] ^= 1;
+    }, "wrong-entry");
+    await fail((r) => {
+      must(must(r.treeHead).root)[0] ^= 1;
+    }, "unsigned-head");
+    await fail((r) => {
+      must(must(r.treeHead).signature)[0] ^= 1;
+    }, "unsigned-head");
+    await fail((r) => {
+      r.treeHead = null;
+    }, "unsigned-head");
     await expect(verifyResolution(name("someone-else"), res, ktKey)).rejects.toMatchObject({ failure: "wrong-entry" });
     await expect(verifyResolution(username, res, randomKey())).rejects.toMatchObject({ failure: "unsigned-head" });
   });
@@ -160,7 +190,9 @@ describe("key-transparency log", () => {
     expect(page.entries.map((e) => e.index)).toEqual([0, 1, 2, 3, 4].map((i) => firstSize - 1 + i));
     expect(verifyConsistency(firstSize, page.treeSize, start.root, page.root, page.consistencyPath)).toBe(true);
     // end beyond the log is clipped; start == size is an empty page.
-    expect(ok(await audit({ start: page.treeSize - 1, end: page.treeSize + 50 }), pb.AuditKeyTransparencyResponse).entries).toHaveLength(1);
+    expect(
+      ok(await audit({ start: page.treeSize - 1, end: page.treeSize + 50 }), pb.AuditKeyTransparencyResponse).entries,
+    ).toHaveLength(1);
     expect(ok(await audit({ start: page.treeSize }), pb.AuditKeyTransparencyResponse).entries).toHaveLength(0);
   });
 
@@ -183,9 +215,17 @@ describe("key-transparency log", () => {
     expect((await audit({}, null)).status).toBe(Status.Unauthorized);
     const username = name("kt-dan");
     expect(await register(username, "pw", randomKey())).toBe(true);
-    const res = await rpc(Method.ResolveUser, pb.ResolveUserRequest.encode({ username, knownTreeSize: size + 100 }).finish(), { caller: randomKey() });
+    const res = await rpc(
+      Method.ResolveUser,
+      pb.ResolveUserRequest.encode({ username, knownTreeSize: size + 100 }).finish(),
+      { caller: randomKey() },
+    );
     expect(errorOf(res).message).toContain("known_tree_size");
-    const short = await rpc(Method.CheckRevocation, pb.CheckRevocationRequest.encode({ identityKey: new Uint8Array(31) }).finish(), { caller: randomKey() });
+    const short = await rpc(
+      Method.CheckRevocation,
+      pb.CheckRevocationRequest.encode({ identityKey: new Uint8Array(31) }).finish(),
+      { caller: randomKey() },
+    );
     expect(short.status).toBe(Status.BadRequest);
     const garbage = await rpc(Method.AuditKeyTransparency, Uint8Array.of(0xff, 0xff, 0xff), { caller: randomKey() });
     expect(garbage.status).toBe(Status.BadRequest);
@@ -198,8 +238,12 @@ describe("revocation (510/511)", () => {
   const revoke = (caller: Uint8Array, identityKey: Uint8Array, reason = "") =>
     rpc(Method.RevokeKey, pb.RevokeKeyRequest.encode({ identityKey, reason }).finish(), { caller });
   const check = async (identityKey: Uint8Array) =>
-    ok(await rpc(Method.CheckRevocation, pb.CheckRevocationRequest.encode({ identityKey }).finish(), { caller: randomKey() }),
-      pb.CheckRevocationResponse);
+    ok(
+      await rpc(Method.CheckRevocation, pb.CheckRevocationRequest.encode({ identityKey }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.CheckRevocationResponse,
+    );
 
   it("revokes the caller's own key once, logs it, and CheckRevocation reports it", async () => {
     const username = name("kt-erin");
@@ -218,7 +262,11 @@ describe("revocation (510/511)", () => {
     expect(ok(await audit({ start: 0, end: 1 }), pb.AuditKeyTransparencyResponse).treeSize).toBe(size);
     // The logged entry says so, and its leaf is in the signed tree.
     const page = ok(await audit({ start: first.leafIndex, end: first.leafIndex + 1 }), pb.AuditKeyTransparencyResponse);
-    expect(decodeEntry(must(page.entries[0].entry))).toMatchObject({ kind: "revocation", reason: "compromised", username: username.toLowerCase() });
+    expect(decodeEntry(must(page.entries[0].entry))).toMatchObject({
+      kind: "revocation",
+      reason: "compromised",
+      username: username.toLowerCase(),
+    });
     const { hashes, head } = await allLeaves();
     expect(hex(hashes[first.leafIndex])).toBe(hex(page.entries[0].leafHash));
     expect(hex(rootOf(hashes))).toBe(hex(head.root));
@@ -235,8 +283,13 @@ describe("revocation (510/511)", () => {
     // An asserted identity without an account has nothing to revoke (and logs nothing).
     const stranger = randomKey();
     const size = ok(await audit({ start: 0, end: 1 }), pb.AuditKeyTransparencyResponse).treeSize;
-    expect((await rpc(Method.RevokeKey, pb.RevokeKeyRequest.encode({ identityKey: stranger }).finish(),
-      { caller: await assertionFor(stranger) })).status).not.toBe(Status.Ok);
+    expect(
+      (
+        await rpc(Method.RevokeKey, pb.RevokeKeyRequest.encode({ identityKey: stranger }).finish(), {
+          caller: await assertionFor(stranger),
+        })
+      ).status,
+    ).not.toBe(Status.Ok);
     expect(ok(await audit({ start: 0, end: 1 }), pb.AuditKeyTransparencyResponse).treeSize).toBe(size);
   });
 

@@ -6,20 +6,32 @@ import { bytesOf, env, errorOf, hex, ok, randomBytes, randomKey, rpc, textOf } f
 const HYBRID_LEN = 32 + 1184;
 
 async function upload(owner: Uint8Array, pkg: Uint8Array) {
-  return rpc(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: pkg }).finish(), { caller: owner });
+  return rpc(
+    Method.UploadKeyPackage,
+    pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: pkg }).finish(),
+    { caller: owner },
+  );
 }
 
 async function fetchPackage(owner: Uint8Array, caller = randomKey()): Promise<Uint8Array> {
-  const res = await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: owner }).finish(), { caller });
+  const res = await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: owner }).finish(), {
+    caller,
+  });
   return ok(res, pb.FetchKeyPackageResponse).package;
 }
 
 async function uploadHybrid(owner: Uint8Array, key: Uint8Array) {
-  return rpc(Method.UploadHybridKey, pb.UploadHybridKeyRequest.encode({ identityKey: owner, hybridPublicKey: key }).finish(), { caller: owner });
+  return rpc(
+    Method.UploadHybridKey,
+    pb.UploadHybridKeyRequest.encode({ identityKey: owner, hybridPublicKey: key }).finish(),
+    { caller: owner },
+  );
 }
 
 async function fetchHybrid(owner: Uint8Array): Promise<Uint8Array> {
-  const res = await rpc(Method.FetchHybridKey, pb.FetchHybridKeyRequest.encode({ identityKey: owner }).finish(), { caller: randomKey() });
+  const res = await rpc(Method.FetchHybridKey, pb.FetchHybridKeyRequest.encode({ identityKey: owner }).finish(), {
+    caller: randomKey(),
+  });
   return ok(res, pb.FetchHybridKeyResponse).hybridPublicKey;
 }
 
@@ -91,7 +103,9 @@ describe("KeyPackages", () => {
     const MiB = 1024 * 1024;
     for (let i = 0; i < 6; i++) ok(await upload(owner, new Uint8Array(MiB).fill(i)), pb.UploadKeyPackageResponse);
     // Two more fit; of four racing uploads exactly two are stored.
-    const raced = await Promise.all(Array.from({ length: 4 }, (_, i) => upload(owner, new Uint8Array(MiB).fill(10 + i))));
+    const raced = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => upload(owner, new Uint8Array(MiB).fill(10 + i))),
+    );
     expect(raced.map((r) => r.status).sort()).toEqual([Status.Ok, Status.Ok, Status.RateLimited, Status.RateLimited]);
     const refused = await upload(owner, bytesOf("x"));
     expect(refused.status).toBe(Status.RateLimited);
@@ -106,9 +120,13 @@ describe("KeyPackages", () => {
   it("caps the number of packages per identity (1000), also against concurrent uploads", async () => {
     const owner = randomKey();
     // 990 packages stored directly, then the last ten places raced for through the RPC.
-    await env.DB.prepare(`INSERT INTO key_packages (identity_key, package, fingerprint, created_at)
+    await env.DB.prepare(
+      `INSERT INTO key_packages (identity_key, package, fingerprint, created_at)
       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 990)
-      SELECT ?, randomblob(8), randomblob(32), 0 FROM n`).bind(owner).run();
+      SELECT ?, randomblob(8), randomblob(32), 0 FROM n`,
+    )
+      .bind(owner)
+      .run();
     const raced = await Promise.all(Array.from({ length: 15 }, () => upload(owner, randomBytes(8))));
     expect(raced.filter((r) => r.status === Status.Ok)).toHaveLength(10);
     expect(raced.filter((r) => r.status === Status.RateLimited)).toHaveLength(5);
@@ -116,7 +134,11 @@ describe("KeyPackages", () => {
   });
 
   it("rejects a malformed identity key on fetch with BadRequest", async () => {
-    const res = await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: randomBytes(31) }).finish(), { caller: randomKey() });
+    const res = await rpc(
+      Method.FetchKeyPackage,
+      pb.FetchKeyPackageRequest.encode({ identityKey: randomBytes(31) }).finish(),
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(Status.BadRequest);
     expect(errorOf(res).message).toMatch(/identity_key.*31/);
   });
@@ -156,13 +178,22 @@ describe("hybrid keys", () => {
     const kb = randomBytes(HYBRID_LEN);
     ok(await uploadHybrid(a, ka), pb.UploadHybridKeyResponse);
     ok(await uploadHybrid(b, kb), pb.UploadHybridKeyResponse);
-    const res = ok(await rpc(Method.FetchHybridKeys,
-      pb.FetchHybridKeysRequest.encode({ identityKeys: [b, missing, a, b] }).finish(), { caller: randomKey() }),
-      pb.FetchHybridKeysResponse);
+    const res = ok(
+      await rpc(
+        Method.FetchHybridKeys,
+        pb.FetchHybridKeysRequest.encode({ identityKeys: [b, missing, a, b] }).finish(),
+        { caller: randomKey() },
+      ),
+      pb.FetchHybridKeysResponse,
+    );
     expect(res.keys.map(hex)).toEqual([hex(kb), "", hex(ka), hex(kb)]);
 
-    const none = ok(await rpc(Method.FetchHybridKeys, pb.FetchHybridKeysRequest.encode({ identityKeys: [] }).finish(),
-      { caller: randomKey() }), pb.FetchHybridKeysResponse);
+    const none = ok(
+      await rpc(Method.FetchHybridKeys, pb.FetchHybridKeysRequest.encode({ identityKeys: [] }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.FetchHybridKeysResponse,
+    );
     expect(none.keys).toEqual([]);
   });
 
@@ -175,14 +206,21 @@ describe("hybrid keys", () => {
       keys.set(hex(o), hex(k));
       ok(await uploadHybrid(o, k), pb.UploadHybridKeyResponse);
     }
-    const res = ok(await rpc(Method.FetchHybridKeys, pb.FetchHybridKeysRequest.encode({ identityKeys: owners }).finish(),
-      { caller: randomKey() }), pb.FetchHybridKeysResponse);
+    const res = ok(
+      await rpc(Method.FetchHybridKeys, pb.FetchHybridKeysRequest.encode({ identityKeys: owners }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.FetchHybridKeysResponse,
+    );
     expect(res.keys.map(hex)).toEqual(owners.map((o) => keys.get(hex(o)) ?? ""));
   });
 
   it("rejects FetchHybridKeys with a malformed key, naming its index", async () => {
-    const res = await rpc(Method.FetchHybridKeys,
-      pb.FetchHybridKeysRequest.encode({ identityKeys: [randomKey(), randomBytes(5)] }).finish(), { caller: randomKey() });
+    const res = await rpc(
+      Method.FetchHybridKeys,
+      pb.FetchHybridKeysRequest.encode({ identityKeys: [randomKey(), randomBytes(5)] }).finish(),
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(Status.BadRequest);
     expect(errorOf(res).message).toContain("identity_keys[1]");
   });

@@ -5,12 +5,20 @@ import { Method, pb } from "../../proto/index.ts";
 import { bytesOf, env, hex, ok, randomKey, rpc, textOf } from "./helpers.ts";
 
 function upload(owner: Uint8Array, pkg: string, lastResort = false) {
-  return rpc(Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: bytesOf(pkg), lastResort }).finish(), { caller: owner });
+  return rpc(
+    Method.UploadKeyPackage,
+    pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: bytesOf(pkg), lastResort }).finish(),
+    { caller: owner },
+  );
 }
 
 async function fetchPackage(owner: Uint8Array) {
-  const res = ok(await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: owner }).finish(), { caller: randomKey() }),
-    pb.FetchKeyPackageResponse);
+  const res = ok(
+    await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: owner }).finish(), {
+      caller: randomKey(),
+    }),
+    pb.FetchKeyPackageResponse,
+  );
   return { pkg: textOf(res.package), lastResort: res.lastResort };
 }
 
@@ -31,7 +39,9 @@ describe("last-resort KeyPackages", () => {
 
     // A newer one replaces it; a fresh single-use package is preferred again.
     ok(await upload(owner, "last-2", true), pb.UploadKeyPackageResponse);
-    const stored = await env.DB.prepare("SELECT COUNT(*) AS n FROM last_resort_key_packages WHERE identity_key = ?").bind(owner).first<{ n: number }>();
+    const stored = await env.DB.prepare("SELECT COUNT(*) AS n FROM last_resort_key_packages WHERE identity_key = ?")
+      .bind(owner)
+      .first<{ n: number }>();
     expect(stored?.n).toBe(1);
     expect(await fetchPackage(owner)).toEqual({ pkg: "last-2", lastResort: true });
     ok(await upload(owner, "three"), pb.UploadKeyPackageResponse);
@@ -45,8 +55,11 @@ describe("last-resort KeyPackages", () => {
 
   it("only the owner uploads one", async () => {
     const owner = randomKey();
-    const res = await rpc(Method.UploadKeyPackage,
-      pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: bytesOf("x"), lastResort: true }).finish(), { caller: randomKey() });
+    const res = await rpc(
+      Method.UploadKeyPackage,
+      pb.UploadKeyPackageRequest.encode({ identityKey: owner, package: bytesOf("x"), lastResort: true }).finish(),
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(3);
     expect(await fetchPackage(owner)).toEqual({ pkg: "", lastResort: false });
   });

@@ -15,8 +15,11 @@ const uniqueName = (base: string) => `${base}-${Date.now().toString(36)}-${++cou
 
 function loginStart(username: string, connection: string) {
   const start = client.startLogin({ password: "whatever" });
-  return rpc(Method.OpaqueLoginStart,
-    pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(), { connection });
+  return rpc(
+    Method.OpaqueLoginStart,
+    pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
+    { connection },
+  );
 }
 
 beforeAll(opaqueReady);
@@ -40,7 +43,8 @@ describe("login attempts per username", () => {
 
   it("treats an unknown name exactly like a known one", async () => {
     const ghost = uniqueName("nobody");
-    for (let i = 0; i < LIMITS.loginAttemptsPerUsername.burst; i++) expect((await loginStart(ghost, "c")).status).toBe(Status.Ok);
+    for (let i = 0; i < LIMITS.loginAttemptsPerUsername.burst; i++)
+      expect((await loginStart(ghost, "c")).status).toBe(Status.Ok);
     expect((await loginStart(ghost, "c")).status).toBe(Status.RateLimited);
   });
 
@@ -57,7 +61,9 @@ describe("login attempts per username", () => {
     expect(await takeLoginAttempt(db, name, t0 + 30_000, limit)).toBe(30_000);
     // Refilled completely: the row is dropped by the next attempt of anyone, and the name starts full.
     await takeLoginAttempt(db, uniqueName("other"), t0 + 10 * 60_000, limit);
-    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM login_attempts WHERE updated_at <= ?").bind(t0 + 30_000).first<{ n: number }>();
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM login_attempts WHERE updated_at <= ?")
+      .bind(t0 + 30_000)
+      .first<{ n: number }>();
     expect(rows?.n).toBe(0);
     for (let i = 0; i < 3; i++) expect(await takeLoginAttempt(db, name, t0 + 10 * 60_000, limit)).toBe(0);
   });

@@ -28,15 +28,29 @@ export function fromB64u(text: string): Uint8Array {
 export async function register(username: string, password: string, identityKey: Uint8Array): Promise<boolean> {
   await opaqueReady();
   const start = client.startRegistration({ password });
-  const res1 = ok(await rpc(Method.OpaqueRegisterStart,
-    pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish()),
-  pb.OpaqueRegisterStartResponse);
+  const res1 = ok(
+    await rpc(
+      Method.OpaqueRegisterStart,
+      pb.OpaqueRegisterStartRequest.encode({ username, request: fromB64u(start.registrationRequest) }).finish(),
+    ),
+    pb.OpaqueRegisterStartResponse,
+  );
   const finish = client.finishRegistration({
-    password, clientRegistrationState: start.clientRegistrationState, registrationResponse: toB64u(res1.response),
+    password,
+    clientRegistrationState: start.clientRegistrationState,
+    registrationResponse: toB64u(res1.response),
   });
-  const res2 = ok(await rpc(Method.OpaqueRegisterFinish,
-    pb.OpaqueRegisterFinishRequest.encode({ username, upload: fromB64u(finish.registrationRecord), identityKey }).finish()),
-  pb.OpaqueRegisterFinishResponse);
+  const res2 = ok(
+    await rpc(
+      Method.OpaqueRegisterFinish,
+      pb.OpaqueRegisterFinishRequest.encode({
+        username,
+        upload: fromB64u(finish.registrationRecord),
+        identityKey,
+      }).finish(),
+    ),
+    pb.OpaqueRegisterFinishResponse,
+  );
   return res2.success;
 }
 
@@ -45,17 +59,34 @@ export async function register(username: string, password: string, identityKey: 
  * device. Returns the finish result, and on success the token and the caller assertion the edge
  * minted for the session (what the front would attach to the session's later calls).
  */
-export async function login(username: string, password: string, identityKey: Uint8Array, deviceId: Uint8Array = new Uint8Array(0)) {
+export async function login(
+  username: string,
+  password: string,
+  identityKey: Uint8Array,
+  deviceId: Uint8Array = new Uint8Array(0),
+) {
   await opaqueReady();
   const connection = `login-${crypto.randomUUID()}`;
   const start = client.startLogin({ password });
-  const res1 = ok(await rpc(Method.OpaqueLoginStart,
-    pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(), { connection }),
-  pb.OpaqueLoginStartResponse);
-  const finish = client.finishLogin({ clientLoginState: start.clientLoginState, loginResponse: toB64u(res1.response), password });
+  const res1 = ok(
+    await rpc(
+      Method.OpaqueLoginStart,
+      pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
+      { connection },
+    ),
+    pb.OpaqueLoginStartResponse,
+  );
+  const finish = client.finishLogin({
+    clientLoginState: start.clientLoginState,
+    loginResponse: toB64u(res1.response),
+    password,
+  });
   const finalization = finish ? fromB64u(finish.finishLoginRequest) : new Uint8Array(64);
-  const res = await rpc(Method.OpaqueLoginFinish,
-    pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey, deviceId }).finish(), { connection });
+  const res = await rpc(
+    Method.OpaqueLoginFinish,
+    pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey, deviceId }).finish(),
+    { connection },
+  );
   const grant = parseSessionGrant(res.headers.get(RelayHeader.session) ?? undefined);
   const token = res.status === Status.Ok ? pb.OpaqueLoginFinishResponse.decode(res.body).sessionToken : undefined;
   return { res, token, assertion: grant?.assertion };

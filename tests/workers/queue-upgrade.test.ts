@@ -28,13 +28,19 @@ describe("queue schema upgrade", () => {
       state.storage.sql.exec(SCHEMA_1);
       const later = Date.now() + 3_600_000;
       for (const text of ["old one", "old two"]) {
-        state.storage.sql.exec("INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
-          new Uint8Array(0), bytesOf(text), text.length, later);
+        state.storage.sql.exec(
+          "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
+          new Uint8Array(0),
+          bytesOf(text),
+          text.length,
+          later,
+        );
       }
       state.storage.sql.exec("INSERT INTO idempotency (message_id, seq, expires_at) VALUES (?, 1, ?)", oldId, later);
     });
     await env.DB.prepare("INSERT INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, ?, ?)")
-      .bind(`old-${crypto.randomUUID()}`, key, new Uint8Array(192), Date.now()).run();
+      .bind(`old-${crypto.randomUUID()}`, key, new Uint8Array(192), Date.now())
+      .run();
     await evictDurableObject(stub);
 
     expect(await stub.stats()).toMatchObject({ messages: 2, bytes: "old one".length + "old two".length });
@@ -53,17 +59,27 @@ describe("queue schema upgrade", () => {
       state.storage.sql.exec(SCHEMA_1);
       const later = Date.now() + 3_600_000;
       for (const text of ["one", "two"]) {
-        state.storage.sql.exec("INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
-          new Uint8Array(0), bytesOf(text), text.length, later);
+        state.storage.sql.exec(
+          "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
+          new Uint8Array(0),
+          bytesOf(text),
+          text.length,
+          later,
+        );
       }
       // The default device acked "one"; a free-form id some client once sent never acked anything.
       for (const device of [new Uint8Array(0), bytesOf("phone")]) {
         state.storage.sql.exec("INSERT INTO devices (device, added_at) VALUES (?, 0)", device);
       }
-      state.storage.sql.exec("INSERT INTO cursors (device, channel, acked) VALUES (?, ?, 1)", new Uint8Array(0), new Uint8Array(0));
+      state.storage.sql.exec(
+        "INSERT INTO cursors (device, channel, acked) VALUES (?, ?, 1)",
+        new Uint8Array(0),
+        new Uint8Array(0),
+      );
     });
     await env.DB.prepare("INSERT INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, ?, ?)")
-      .bind(`old-${crypto.randomUUID()}`, key, new Uint8Array(192), Date.now()).run();
+      .bind(`old-${crypto.randomUUID()}`, key, new Uint8Array(192), Date.now())
+      .run();
     await evictDurableObject(stub);
 
     expect((await inbox(key)).map((e) => textOf(e.data))).toEqual(["two"]);

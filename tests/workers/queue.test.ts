@@ -6,7 +6,20 @@ import { evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
 import { Method, Status, pb } from "../../proto/index.ts";
 import type { Refusable } from "../../edge/durable/refusable.ts";
-import { assertionFor, bytesOf, env, errorOf, hex, ok, queueStub, randomBytes, randomKey, registeredKey, rpc, textOf } from "./helpers.ts";
+import {
+  assertionFor,
+  bytesOf,
+  env,
+  errorOf,
+  hex,
+  ok,
+  queueStub,
+  randomBytes,
+  randomKey,
+  registeredKey,
+  rpc,
+  textOf,
+} from "./helpers.ts";
 
 const DEFAULT = new Uint8Array(0);
 const enqueueReqFor = (recipientKey: Uint8Array, payload: Uint8Array, channelId: Uint8Array = DEFAULT) =>
@@ -35,7 +48,11 @@ function value<T>(r: Refusable<T>): T {
 /** A sender tag as the edge derives them; each call is from another sender unless told. */
 const newSender = () => randomBytes(16);
 
-function enqueue(q: Queue, payload: string | Uint8Array, o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array; sender?: Uint8Array } = {}) {
+function enqueue(
+  q: Queue,
+  payload: string | Uint8Array,
+  o: { channel?: Uint8Array; ttlSecs?: number; messageId?: Uint8Array; sender?: Uint8Array } = {},
+) {
   return q.stub.enqueue({
     recipient: q.key,
     sender: o.sender ?? newSender(),
@@ -47,7 +64,9 @@ function enqueue(q: Queue, payload: string | Uint8Array, o: { channel?: Uint8Arr
 }
 
 async function fetchAll(q: Queue, o: { channel?: Uint8Array; device?: Uint8Array; limit?: number } = {}) {
-  const envs = value(await q.stub.fetchPending({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, limit: o.limit ?? 256 }));
+  const envs = value(
+    await q.stub.fetchPending({ channel: o.channel ?? DEFAULT, device: o.device ?? DEFAULT, limit: o.limit ?? 256 }),
+  );
   return envs.map((e) => ({ seq: e.seq, text: textOf(e.data) }));
 }
 
@@ -165,7 +184,10 @@ describe("RecipientQueue (Durable Object)", () => {
 
     // A retry after the recipient acknowledged is still a duplicate: nothing is redelivered.
     value(await ack(q, other.seq));
-    expect(value(await enqueue(q, "hello", { messageId: id, sender }))).toMatchObject({ seq: first.seq, duplicate: true });
+    expect(value(await enqueue(q, "hello", { messageId: id, sender }))).toMatchObject({
+      seq: first.seq,
+      duplicate: true,
+    });
     expect(await fetchAll(q)).toEqual([]);
   });
 
@@ -189,8 +211,11 @@ describe("RecipientQueue (Durable Object)", () => {
   it("wakes a FetchWait on enqueue, long before its timeout", async () => {
     const q = await queueFor();
     let settled = false;
-    const waiting = q.stub.fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 60_000 })
-      .finally(() => { settled = true; });
+    const waiting = q.stub
+      .fetchWait({ channel: DEFAULT, device: DEFAULT, limit: 10, timeoutMs: 60_000 })
+      .finally(() => {
+        settled = true;
+      });
     await sleep(50);
     expect(settled).toBe(false); // nothing pending: it is holding
     const seq = value(await enqueue(q, "wake up")).seq;
@@ -261,7 +286,10 @@ describe("RecipientQueue (Durable Object)", () => {
     // A device that never joined is not served (nor does reading make it join).
     const stranger = await q.stub.fetchPending({ channel: DEFAULT, device: bytesOf("dev-6"), limit: 10 });
     expect(stranger).toMatchObject({ ok: false, error: { status: Status.Unauthorized } });
-    expect(await ack(q, 1, { device: bytesOf("dev-6") })).toMatchObject({ ok: false, error: { status: Status.Unauthorized } });
+    expect(await ack(q, 1, { device: bytesOf("dev-6") })).toMatchObject({
+      ok: false,
+      error: { status: Status.Unauthorized },
+    });
     expect((await q.stub.stats()).devices).toBe(5);
     // The default device saw "m"; devices that joined later see only what came after them.
     expect(await fetchAll(q)).toHaveLength(1);
@@ -282,7 +310,10 @@ describe("RecipientQueue (Durable Object)", () => {
     expect(d1).toBeGreaterThan(b1);
     expect(a2).toBeGreaterThan(d1); // seq is per recipient, across channels
 
-    expect(await fetchAll(q, { channel: a })).toEqual([{ seq: a1, text: "a1" }, { seq: a2, text: "a2" }]);
+    expect(await fetchAll(q, { channel: a })).toEqual([
+      { seq: a1, text: "a1" },
+      { seq: a2, text: "a2" },
+    ]);
     expect(await fetchAll(q, { channel: b })).toEqual([{ seq: b1, text: "b1" }]);
     expect(await fetchAll(q)).toEqual([{ seq: d1, text: "d1" }]);
 
@@ -319,12 +350,21 @@ describe("delivery through the RPC layer", () => {
 
     const fetchReq = pb.FetchRequest.encode({ recipientKey: bob }).finish();
     const fetched = ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse);
-    expect(fetched.payloads.map((e) => [Number(e.seq), textOf(e.data)])).toEqual([[seqs[0], "hi"], [seqs[1], "there"]]);
-    const peeked = ok(await rpc(Method.Peek, pb.PeekRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.PeekResponse);
+    expect(fetched.payloads.map((e) => [Number(e.seq), textOf(e.data)])).toEqual([
+      [seqs[0], "hi"],
+      [seqs[1], "there"],
+    ]);
+    const peeked = ok(
+      await rpc(Method.Peek, pb.PeekRequest.encode({ recipientKey: bob }).finish(), { caller: bob }),
+      pb.PeekResponse,
+    );
     expect(peeked.payloads).toHaveLength(2);
     expect(ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse).payloads).toHaveLength(2);
 
-    ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seqs[0] }).finish(), { caller: bob }), pb.AckResponse);
+    ok(
+      await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seqs[0] }).finish(), { caller: bob }),
+      pb.AckResponse,
+    );
     const after = ok(await rpc(Method.Fetch, fetchReq, { caller: bob }), pb.FetchResponse);
     expect(after.payloads.map((e) => textOf(e.data))).toEqual(["there"]);
   });
@@ -333,8 +373,14 @@ describe("delivery through the RPC layer", () => {
     const bob = await registeredKey();
     const alice = randomKey();
     const messageId = randomBytes(16);
-    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }), pb.EnqueueResponse);
-    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }), pb.EnqueueResponse);
+    const first = ok(
+      await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }),
+      pb.EnqueueResponse,
+    );
+    const again = ok(
+      await rpc(Method.Enqueue, enqueueReq(bob, "once", { messageId }), { caller: alice }),
+      pb.EnqueueResponse,
+    );
     expect(first.duplicate).toBe(false);
     expect(again.duplicate).toBe(true);
     expect(Number(again.seq)).toBe(Number(first.seq));
@@ -345,18 +391,31 @@ describe("delivery through the RPC layer", () => {
     const bob = await registeredKey();
     const channelId = randomBytes(16);
     let settled = false;
-    const waiting = rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, channelId, timeoutMs: 60_000 }).finish(), { caller: bob })
-      .finally(() => { settled = true; });
+    const waiting = rpc(
+      Method.FetchWait,
+      pb.FetchWaitRequest.encode({ recipientKey: bob, channelId, timeoutMs: 60_000 }).finish(),
+      { caller: bob },
+    ).finally(() => {
+      settled = true;
+    });
     await sleep(50);
     expect(settled).toBe(false);
-    const seq = Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, "ping", { channelId }), { caller: randomKey() }), pb.EnqueueResponse).seq);
+    const seq = Number(
+      ok(await rpc(Method.Enqueue, enqueueReq(bob, "ping", { channelId }), { caller: randomKey() }), pb.EnqueueResponse)
+        .seq,
+    );
     const got = ok(await waiting, pb.FetchWaitResponse);
     expect(got.payloads.map((e) => [Number(e.seq), textOf(e.data)])).toEqual([[seq, "ping"]]);
   }, 30_000);
 
   it("answers an empty FetchWait RPC after a short timeout", async () => {
     const bob = randomKey();
-    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, timeoutMs: 100 }).finish(), { caller: bob }), pb.FetchWaitResponse);
+    const res = ok(
+      await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob, timeoutMs: 100 }).finish(), {
+        caller: bob,
+      }),
+      pb.FetchWaitResponse,
+    );
     expect(res.payloads).toEqual([]);
   });
 
@@ -364,7 +423,10 @@ describe("delivery through the RPC layer", () => {
     const bob = randomKey();
     value(await enqueue(await queueFor(bob), "still here"));
     ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.AckResponse);
-    const res = ok(await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob }).finish(), { caller: bob }), pb.FetchWaitResponse);
+    const res = ok(
+      await rpc(Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: bob }).finish(), { caller: bob }),
+      pb.FetchWaitResponse,
+    );
     expect(res.payloads.map((e) => textOf(e.data))).toEqual(["still here"]);
   });
 
@@ -373,18 +435,35 @@ describe("delivery through the RPC layer", () => {
     const phone = bytesOf("phone");
     const tablet = bytesOf("tablet");
     for (const d of [phone, tablet]) value(await queueStub(bob).addDevice(d));
-    const seq = Number(ok(await rpc(Method.Enqueue, enqueueReq(bob, "both"), { caller: randomKey() }), pb.EnqueueResponse).seq);
+    const seq = Number(
+      ok(await rpc(Method.Enqueue, enqueueReq(bob, "both"), { caller: randomKey() }), pb.EnqueueResponse).seq,
+    );
     const as = async (deviceId: Uint8Array) => assertionFor(bob, { deviceId });
     const fetchOn = async (deviceId: Uint8Array) =>
-      ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob }).finish(), { caller: await as(deviceId) }), pb.FetchResponse)
-        .payloads.map((e) => textOf(e.data));
+      ok(
+        await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob }).finish(), { caller: await as(deviceId) }),
+        pb.FetchResponse,
+      ).payloads.map((e) => textOf(e.data));
     expect(await fetchOn(phone)).toEqual(["both"]);
     expect(await fetchOn(tablet)).toEqual(["both"]);
     // Naming its own device is the same as naming none; naming another device is Forbidden.
-    ok(await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seq, deviceId: phone }).finish(), { caller: await as(phone) }), pb.AckResponse);
-    const forTablet = await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seq, deviceId: tablet }).finish(), { caller: await as(phone) });
+    ok(
+      await rpc(Method.Ack, pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seq, deviceId: phone }).finish(), {
+        caller: await as(phone),
+      }),
+      pb.AckResponse,
+    );
+    const forTablet = await rpc(
+      Method.Ack,
+      pb.AckRequest.encode({ recipientKey: bob, seqUpTo: seq, deviceId: tablet }).finish(),
+      { caller: await as(phone) },
+    );
     expect(forTablet.status).toBe(Status.Forbidden);
-    const peekTablet = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: bob, deviceId: tablet }).finish(), { caller: await as(phone) });
+    const peekTablet = await rpc(
+      Method.Fetch,
+      pb.FetchRequest.encode({ recipientKey: bob, deviceId: tablet }).finish(),
+      { caller: await as(phone) },
+    );
     expect(peekTablet.status).toBe(Status.Forbidden);
     expect(await fetchOn(phone)).toEqual([]);
     expect(await fetchOn(tablet)).toEqual(["both"]);
@@ -403,7 +482,6 @@ describe("delivery through the RPC layer", () => {
     expect(Number(res.headers.get("x-qpq-retry-after-ms"))).toBe(err.retryAfterMs);
     expect((await q.stub.stats()).messages).toBe(50);
   });
-
 });
 
 describe("push subscribers (/push WebSocket into the recipient's queue)", () => {
@@ -420,12 +498,16 @@ describe("push subscribers (/push WebSocket into the recipient's queue)", () => 
 
   function nextMessage(ws: WebSocket): Promise<Uint8Array> {
     return new Promise((resolve) => {
-      ws.addEventListener("message", (e) => {
-        const data = e.data as string | ArrayBuffer | Blob;
-        if (typeof data === "string") resolve(bytesOf(data));
-        else if (data instanceof Blob) void data.arrayBuffer().then((b) => resolve(new Uint8Array(b)));
-        else resolve(new Uint8Array(data));
-      }, { once: true });
+      ws.addEventListener(
+        "message",
+        (e) => {
+          const data = e.data as string | ArrayBuffer | Blob;
+          if (typeof data === "string") resolve(bytesOf(data));
+          else if (data instanceof Blob) void data.arrayBuffer().then((b) => resolve(new Uint8Array(b)));
+          else resolve(new Uint8Array(data));
+        },
+        { once: true },
+      );
     });
   }
 
@@ -438,7 +520,12 @@ describe("push subscribers (/push WebSocket into the recipient's queue)", () => 
     try {
       const channelId = randomBytes(16);
       const small = nextMessage(ws);
-      const seq = Number(ok(await rpc(Method.Enqueue, enqueueReqFor(bob, bytesOf("tiny"), channelId), { caller: randomKey() }), pb.EnqueueResponse).seq);
+      const seq = Number(
+        ok(
+          await rpc(Method.Enqueue, enqueueReqFor(bob, bytesOf("tiny"), channelId), { caller: randomKey() }),
+          pb.EnqueueResponse,
+        ).seq,
+      );
       const event = pb.PushNewMessage.decode(await small);
       expect(hex(event.recipientKey)).toBe(hex(bob));
       expect(hex(event.channelId)).toBe(hex(channelId));
@@ -447,7 +534,10 @@ describe("push subscribers (/push WebSocket into the recipient's queue)", () => 
       expect(textOf(event.payload)).toBe("tiny");
 
       const large = nextMessage(ws);
-      ok(await rpc(Method.Enqueue, enqueueReqFor(bob, randomBytes(5000), channelId), { caller: randomKey() }), pb.EnqueueResponse);
+      ok(
+        await rpc(Method.Enqueue, enqueueReqFor(bob, randomBytes(5000), channelId), { caller: randomKey() }),
+        pb.EnqueueResponse,
+      );
       const big = pb.PushNewMessage.decode(await large);
       expect(big.size).toBe(5000);
       expect(big.payload).toHaveLength(0);

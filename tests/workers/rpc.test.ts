@@ -5,10 +5,25 @@ import { exports } from "cloudflare:workers";
 import { MAX_PAYLOAD, Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
 import { provenMessage } from "../../edge/lib/delivery-proof.ts";
 import { toHex } from "../../proto/util/hex.ts";
-import { assertionFor, bytesOf, env, errorOf, ok, queueStub, randomBytes, randomKey, registeredKey, rpc, textOf } from "./helpers.ts";
+import {
+  assertionFor,
+  bytesOf,
+  env,
+  errorOf,
+  ok,
+  queueStub,
+  randomBytes,
+  randomKey,
+  registeredKey,
+  rpc,
+  textOf,
+} from "./helpers.ts";
 
-const enqueueReq = (recipientKey: Uint8Array, payload = "hello", extra: Parameters<typeof pb.EnqueueRequest.encode>[0] = {}) =>
-  pb.EnqueueRequest.encode({ recipientKey, payload: bytesOf(payload), ...extra }).finish();
+const enqueueReq = (
+  recipientKey: Uint8Array,
+  payload = "hello",
+  extra: Parameters<typeof pb.EnqueueRequest.encode>[0] = {},
+) => pb.EnqueueRequest.encode({ recipientKey, payload: bytesOf(payload), ...extra }).finish();
 
 const healthReq = pb.HealthRequest.encode({}).finish();
 
@@ -33,7 +48,12 @@ describe("front authentication", () => {
     expect(health.status).toBe("ok");
     expect(health.version).not.toBe("");
     // Answered by the edge itself: its own fields, no front's.
-    expect(health).toMatchObject({ edgeVersion: health.version, edgeUptimeSecs: health.uptimeSecs, frontVersion: "", frontUptimeSecs: 0 });
+    expect(health).toMatchObject({
+      edgeVersion: health.version,
+      edgeUptimeSecs: health.uptimeSecs,
+      frontVersion: "",
+      frontUptimeSecs: 0,
+    });
   });
 });
 
@@ -55,7 +75,10 @@ describe("dispatch and caller assertions", () => {
       [Method.FetchWait, pb.FetchWaitRequest.encode({ recipientKey: key, timeoutMs: 5_000 }).finish()],
       [Method.Ack, pb.AckRequest.encode({ recipientKey: key, seqUpTo: 1 }).finish()],
       [Method.BatchEnqueue, pb.BatchEnqueueRequest.encode({ recipientKeys: [key], payload: bytesOf("x") }).finish()],
-      [Method.UploadKeyPackage, pb.UploadKeyPackageRequest.encode({ identityKey: key, package: bytesOf("kp") }).finish()],
+      [
+        Method.UploadKeyPackage,
+        pb.UploadKeyPackageRequest.encode({ identityKey: key, package: bytesOf("kp") }).finish(),
+      ],
       [Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: key }).finish()],
       [Method.FetchHybridKey, pb.FetchHybridKeyRequest.encode({ identityKey: key }).finish()],
       [Method.CreateChannel, pb.CreateChannelRequest.encode({ peerKey: randomKey() }).finish()],
@@ -106,23 +129,42 @@ describe("authorization", () => {
       expect(textOf(res.body)).not.toContain("secret");
     }
     // The attacker's Ack did nothing: the message is still there for its owner.
-    const mine = ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: victim }).finish(), { caller: victim }), pb.FetchResponse);
+    const mine = ok(
+      await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: victim }).finish(), { caller: victim }),
+      pb.FetchResponse,
+    );
     expect(mine.payloads.map((e) => textOf(e.data))).toEqual(["secret"]);
   });
 
   it("forbids uploading a key package or hybrid key for another identity", async () => {
     const victim = randomKey();
     const attacker = randomKey();
-    const up = await rpc(Method.UploadKeyPackage,
-      pb.UploadKeyPackageRequest.encode({ identityKey: victim, package: bytesOf("evil kp") }).finish(), { caller: attacker });
+    const up = await rpc(
+      Method.UploadKeyPackage,
+      pb.UploadKeyPackageRequest.encode({ identityKey: victim, package: bytesOf("evil kp") }).finish(),
+      { caller: attacker },
+    );
     expect(up.status).toBe(Status.Forbidden);
-    const hybrid = await rpc(Method.UploadHybridKey,
-      pb.UploadHybridKeyRequest.encode({ identityKey: victim, hybridPublicKey: randomBytes(1216) }).finish(), { caller: attacker });
+    const hybrid = await rpc(
+      Method.UploadHybridKey,
+      pb.UploadHybridKeyRequest.encode({ identityKey: victim, hybridPublicKey: randomBytes(1216) }).finish(),
+      { caller: attacker },
+    );
     expect(hybrid.status).toBe(Status.Forbidden);
     // Nothing was stored under the victim's identity.
-    const kp = ok(await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: victim }).finish(), { caller: attacker }), pb.FetchKeyPackageResponse);
+    const kp = ok(
+      await rpc(Method.FetchKeyPackage, pb.FetchKeyPackageRequest.encode({ identityKey: victim }).finish(), {
+        caller: attacker,
+      }),
+      pb.FetchKeyPackageResponse,
+    );
     expect(kp.package).toHaveLength(0);
-    const hk = ok(await rpc(Method.FetchHybridKey, pb.FetchHybridKeyRequest.encode({ identityKey: victim }).finish(), { caller: attacker }), pb.FetchHybridKeyResponse);
+    const hk = ok(
+      await rpc(Method.FetchHybridKey, pb.FetchHybridKeyRequest.encode({ identityKey: victim }).finish(), {
+        caller: attacker,
+      }),
+      pb.FetchHybridKeyResponse,
+    );
     expect(hk.hybridPublicKey).toHaveLength(0);
   });
 });
@@ -137,7 +179,9 @@ describe("validation", () => {
   });
 
   it("rejects a 33-byte recipient key on Fetch too", async () => {
-    const res = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: randomBytes(33) }).finish(), { caller: randomKey() });
+    const res = await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: randomBytes(33) }).finish(), {
+      caller: randomKey(),
+    });
     expect(res.status).toBe(Status.BadRequest);
     expect(errorOf(res).message).toMatch(/recipient_key.*33/);
   });
@@ -167,7 +211,9 @@ describe("validation", () => {
 
   it("rejects a 15-byte message_id with BadRequest and stores nothing", async () => {
     const bob = randomKey();
-    const res = await rpc(Method.Enqueue, enqueueReq(bob, "x", { messageId: randomBytes(15) }), { caller: randomKey() });
+    const res = await rpc(Method.Enqueue, enqueueReq(bob, "x", { messageId: randomBytes(15) }), {
+      caller: randomKey(),
+    });
     expect(res.status).toBe(Status.BadRequest);
     expect(errorOf(res).message).toContain("message_id");
     expect((await queueStub(bob).stats()).messages).toBe(0);
@@ -175,13 +221,20 @@ describe("validation", () => {
 
   it("rejects an empty payload and a 65-byte channel id", async () => {
     const bob = await registeredKey();
-    const empty = await rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: bob }).finish(), { caller: randomKey() });
+    const empty = await rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: bob }).finish(), {
+      caller: randomKey(),
+    });
     expect(empty.status).toBe(Status.BadRequest);
     expect(errorOf(empty).message).toContain("payload");
-    const longChannel = await rpc(Method.Enqueue, enqueueReq(bob, "x", { channelId: randomBytes(65) }), { caller: randomKey() });
+    const longChannel = await rpc(Method.Enqueue, enqueueReq(bob, "x", { channelId: randomBytes(65) }), {
+      caller: randomKey(),
+    });
     expect(longChannel.status).toBe(Status.BadRequest);
     expect(errorOf(longChannel).message).toContain("channel_id");
-    ok(await rpc(Method.Enqueue, enqueueReq(bob, "x", { channelId: randomBytes(64) }), { caller: randomKey() }), pb.EnqueueResponse);
+    ok(
+      await rpc(Method.Enqueue, enqueueReq(bob, "x", { channelId: randomBytes(64) }), { caller: randomKey() }),
+      pb.EnqueueResponse,
+    );
     expect((await queueStub(bob).stats()).messages).toBe(1);
   });
 });
@@ -191,12 +244,20 @@ describe("BatchEnqueue", () => {
     const [a, b, c] = await Promise.all([registeredKey(), registeredKey(), registeredKey()]);
     // Give b a head start so the recipients' seqs differ.
     ok(await rpc(Method.Enqueue, enqueueReq(b, "earlier"), { caller: randomKey() }), pb.EnqueueResponse);
-    const res = ok(await rpc(Method.BatchEnqueue,
-      pb.BatchEnqueueRequest.encode({ recipientKeys: [a, b, c], payload: bytesOf("to all") }).finish(), { caller: randomKey() }),
-      pb.BatchEnqueueResponse);
+    const res = ok(
+      await rpc(
+        Method.BatchEnqueue,
+        pb.BatchEnqueueRequest.encode({ recipientKeys: [a, b, c], payload: bytesOf("to all") }).finish(),
+        { caller: randomKey() },
+      ),
+      pb.BatchEnqueueResponse,
+    );
     expect(res.seqs).toHaveLength(3);
     for (const [i, key] of [a, b, c].entries()) {
-      const got = ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: key }).finish(), { caller: key }), pb.FetchResponse);
+      const got = ok(
+        await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: key }).finish(), { caller: key }),
+        pb.FetchResponse,
+      );
       const last = got.payloads[got.payloads.length - 1];
       expect(textOf(last.data)).toBe("to all");
       expect(Number(last.seq)).toBe(Number(res.seqs[i]));
@@ -205,21 +266,32 @@ describe("BatchEnqueue", () => {
 
   it("stores nothing when one recipient key is malformed", async () => {
     const good = randomKey();
-    const res = await rpc(Method.BatchEnqueue,
+    const res = await rpc(
+      Method.BatchEnqueue,
       pb.BatchEnqueueRequest.encode({ recipientKeys: [good, randomBytes(31)], payload: bytesOf("partial?") }).finish(),
-      { caller: randomKey() });
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(Status.BadRequest);
     expect(errorOf(res).message).toContain("recipient_keys[1]");
     expect((await queueStub(good).stats()).messages).toBe(0);
-    const got = ok(await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: good }).finish(), { caller: good }), pb.FetchResponse);
+    const got = ok(
+      await rpc(Method.Fetch, pb.FetchRequest.encode({ recipientKey: good }).finish(), { caller: good }),
+      pb.FetchResponse,
+    );
     expect(got.payloads).toEqual([]);
   });
 
   it("stores nothing when the message_id is malformed", async () => {
     const good = randomKey();
-    const res = await rpc(Method.BatchEnqueue,
-      pb.BatchEnqueueRequest.encode({ recipientKeys: [good], payload: bytesOf("x"), messageId: randomBytes(17) }).finish(),
-      { caller: randomKey() });
+    const res = await rpc(
+      Method.BatchEnqueue,
+      pb.BatchEnqueueRequest.encode({
+        recipientKeys: [good],
+        payload: bytesOf("x"),
+        messageId: randomBytes(17),
+      }).finish(),
+      { caller: randomKey() },
+    );
     expect(res.status).toBe(Status.BadRequest);
     expect((await queueStub(good).stats()).messages).toBe(0);
   });
@@ -245,8 +317,12 @@ describe("delivery proofs", () => {
     const channel = randomBytes(16);
     const payload = bytesOf("proof me");
     const before = Date.now();
-    const res = ok(await rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: bob, payload, channelId: channel }).finish(),
-      { caller: randomKey() }), pb.EnqueueResponse);
+    const res = ok(
+      await rpc(Method.Enqueue, pb.EnqueueRequest.encode({ recipientKey: bob, payload, channelId: channel }).finish(), {
+        caller: randomKey(),
+      }),
+      pb.EnqueueResponse,
+    );
     const { timeMs, signature } = parseProof(res.deliveryProof);
     expect(timeMs).toBeGreaterThanOrEqual(before - 1_000);
     expect(timeMs).toBeLessThanOrEqual(Date.now() + 1_000);
@@ -269,7 +345,7 @@ describe("delivery proofs", () => {
     const health = ok(await rpc(Method.Health, healthReq), pb.HealthResponse);
     const res = await exports.default.fetch("https://edge/.well-known/qpq");
     expect(res.status).toBe(200);
-    const doc = await res.json() as { delivery_proof_key: string };
+    const doc = (await res.json()) as { delivery_proof_key: string };
     expect(doc.delivery_proof_key).toBe(toHex(health.deliveryProofKey));
   });
 
@@ -278,8 +354,14 @@ describe("delivery proofs", () => {
     const bob = await registeredKey();
     const alice = randomKey();
     const messageId = randomBytes(16);
-    const first = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }), pb.EnqueueResponse);
-    const again = ok(await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }), pb.EnqueueResponse);
+    const first = ok(
+      await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }),
+      pb.EnqueueResponse,
+    );
+    const again = ok(
+      await rpc(Method.Enqueue, enqueueReq(bob, "dup", { messageId }), { caller: alice }),
+      pb.EnqueueResponse,
+    );
     expect(again.duplicate).toBe(true);
     const { timeMs, signature } = parseProof(again.deliveryProof);
     const message = await provenMessage(bob, new Uint8Array(0), Number(first.seq), bytesOf("dup"), timeMs);
@@ -294,13 +376,16 @@ describe("delivery proofs", () => {
 function hugeBody(): { stream: ReadableStream<Uint8Array>; pulled: () => number } {
   let pulled = 0;
   const chunk = new Uint8Array(64 * 1024);
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (pulled >= 16 * MAX_PAYLOAD) return controller.close();
-      pulled += chunk.byteLength;
-      controller.enqueue(chunk.slice());
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (pulled >= 16 * MAX_PAYLOAD) return controller.close();
+        pulled += chunk.byteLength;
+        controller.enqueue(chunk.slice());
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   return { stream, pulled: () => pulled };
 }
 
@@ -311,7 +396,8 @@ function postRpc(methodId: number, body: BodyInit, headers: Record<string, strin
 describe("relay body limit", () => {
   it("refuses a body larger than one frame's payload with HTTP 413", async () => {
     const res = await postRpc(Method.Enqueue, new Uint8Array(MAX_PAYLOAD + 1), {
-      [H.frontAuth]: env.FRONT_SECRET, "content-length": String(MAX_PAYLOAD + 1),
+      [H.frontAuth]: env.FRONT_SECRET,
+      "content-length": String(MAX_PAYLOAD + 1),
     });
     expect(res.status).toBe(413);
     expect(res.headers.get("connection")).toBe("close");
@@ -334,21 +420,27 @@ describe("relay body limit", () => {
         controller.close();
       },
     });
-    const res = await postRpc(Method.Fetch, stream, { [H.frontAuth]: env.FRONT_SECRET, [H.caller]: await assertionFor(me) });
+    const res = await postRpc(Method.Fetch, stream, {
+      [H.frontAuth]: env.FRONT_SECRET,
+      [H.caller]: await assertionFor(me),
+    });
     expect(res.status).toBe(200);
     expect(res.headers.get(H.status)).toBe(String(Status.Ok));
   });
 
   it("reads a chunked body of exactly one frame's payload (the cap is inclusive)", async () => {
     let sent = 0;
-    const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        const n = Math.min(100_000, MAX_PAYLOAD - sent);
-        if (n === 0) return controller.close();
-        sent += n;
-        controller.enqueue(new Uint8Array(n));
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          const n = Math.min(100_000, MAX_PAYLOAD - sent);
+          if (n === 0) return controller.close();
+          sent += n;
+          controller.enqueue(new Uint8Array(n));
+        },
       },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     const res = await postRpc(Method.Health, stream, { [H.frontAuth]: env.FRONT_SECRET });
     expect(res.status).toBe(200);
     // All zeros is no valid HealthRequest: the method saw the body and answered.
@@ -357,7 +449,10 @@ describe("relay body limit", () => {
 });
 
 describe("front secret before the body", () => {
-  for (const [label, secret] of [["without a front secret", null], ["with a wrong front secret", "not-the-secret"]] as const) {
+  for (const [label, secret] of [
+    ["without a front secret", null],
+    ["with a wrong front secret", "not-the-secret"],
+  ] as const) {
     it(`refuses an RPC ${label} with HTTP 401 and closes, without reading its body`, async () => {
       const body = hugeBody();
       const headers: Record<string, string> = secret === null ? {} : { [H.frontAuth]: secret };
@@ -370,13 +465,18 @@ describe("front secret before the body", () => {
 
   it("refuses an announced oversized body with a wrong secret as 401, not 413 (nothing is revealed before auth)", async () => {
     const body = hugeBody();
-    const res = await postRpc(Method.Enqueue, body.stream, { [H.frontAuth]: "not-the-secret", "content-length": String(MAX_PAYLOAD + 1) });
+    const res = await postRpc(Method.Enqueue, body.stream, {
+      [H.frontAuth]: "not-the-secret",
+      "content-length": String(MAX_PAYLOAD + 1),
+    });
     expect(res.status).toBe(401);
     expect(body.pulled()).toBeLessThanOrEqual(64 * 1024);
   });
 
   it("refuses a push subscription with a wrong front secret with HTTP 401 and closes", async () => {
-    const res = await exports.default.fetch("https://edge/push", { headers: { upgrade: "websocket", [H.frontAuth]: "not-the-secret" } });
+    const res = await exports.default.fetch("https://edge/push", {
+      headers: { upgrade: "websocket", [H.frontAuth]: "not-the-secret" },
+    });
     expect(res.status).toBe(401);
     expect(res.headers.get("connection")).toBe("close");
   });

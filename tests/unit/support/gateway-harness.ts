@@ -8,7 +8,15 @@ import type { Clock } from "../../../quic-front/clock.ts";
 import type { HookRunner } from "../../../quic-front/hooks.ts";
 import type { HookName } from "../../../plugins/api/index.ts";
 import {
-  FrameError, Method, RelayHeader as H, Status, decodeResponse, formatSessionGrant, pb, type ResponseFrame, type SessionGrant,
+  FrameError,
+  Method,
+  RelayHeader as H,
+  Status,
+  decodeResponse,
+  formatSessionGrant,
+  pb,
+  type ResponseFrame,
+  type SessionGrant,
 } from "../../../proto/index.ts";
 import { startTestEdge, type EdgeCall, type EdgeHandler, type EdgeReply, type TestEdge } from "./test-edge.ts";
 import { acceptPush, type PushEdge } from "./push-edge.ts";
@@ -28,8 +36,18 @@ export function onCleanup(fn: () => Promise<void>): void {
   cleanups.push(fn);
 }
 
-export function grant(assertion: string, assertionTtlMs = 10 * MINUTE, sessionTtlMs = 60 * MINUTE, now = Date.now()): SessionGrant {
-  return { assertion, identityKeyHex: IDENTITY, sessionExpiresAt: now + sessionTtlMs, assertionExpiresAt: now + assertionTtlMs };
+export function grant(
+  assertion: string,
+  assertionTtlMs = 10 * MINUTE,
+  sessionTtlMs = 60 * MINUTE,
+  now = Date.now(),
+): SessionGrant {
+  return {
+    assertion,
+    identityKeyHex: IDENTITY,
+    sessionExpiresAt: now + sessionTtlMs,
+    assertionExpiresAt: now + assertionTtlMs,
+  };
 }
 
 export interface EdgeScript {
@@ -52,7 +70,10 @@ export function scriptedEdge(script: EdgeScript = {}): EdgeHandler {
     }
     if (call.methodId === Method.SessionResume) {
       if (script.resume) return script.resume(call);
-      return { payload: pb.SessionResumeResponse.encode({}).finish(), headers: { [H.session]: formatSessionGrant(grant("A-resumed")) } };
+      return {
+        payload: pb.SessionResumeResponse.encode({}).finish(),
+        headers: { [H.session]: formatSessionGrant(grant("A-resumed")) },
+      };
     }
     return script.other ? script.other(call, attempt) : {};
   };
@@ -79,13 +100,22 @@ export interface StartOptions {
 export async function start(opts: StartOptions = {}): Promise<Harness> {
   const edge = await startTestEdge(opts.edge ?? scriptedEdge());
   const push = opts.push ? acceptPush(edge) : undefined;
-  const config = configFromEnv({ QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: "s" }, { frontId: "front-t", ...opts.config });
+  const config = configFromEnv(
+    { QPQ_EDGE_URL: edge.url, QPQ_FRONT_SECRET: "s" },
+    { frontId: "front-t", ...opts.config },
+  );
   const gw = new Gateway({ config, logger: opts.logger ?? silentLogger, hooks: opts.hooks, clock: opts.clock });
   // Edge first (its push sockets before its server, which waits for them), so nothing the
   // gateway still awaits can keep stop() waiting.
-  cleanups.push(() => gw.stop(), () => edge.close(), async () => push?.close());
+  cleanups.push(
+    () => gw.stop(),
+    () => edge.close(),
+    async () => push?.close(),
+  );
   return {
-    edge, gw, config,
+    edge,
+    gw,
+    config,
     get push(): PushEdge {
       if (!push) throw new Error("start({ push: true }) to use the push side");
       return push;
@@ -111,7 +141,12 @@ export async function open(gw: Gateway, link: TransportLink = fakeLink()): Promi
 }
 
 let nextRequestId = 1;
-export async function rpc(gw: Gateway, conn: ClientConnection, methodId: number, payload: Uint8Array = new Uint8Array(0)): Promise<ResponseFrame> {
+export async function rpc(
+  gw: Gateway,
+  conn: ClientConnection,
+  methodId: number,
+  payload: Uint8Array = new Uint8Array(0),
+): Promise<ResponseFrame> {
   const requestId = nextRequestId++;
   const res = decodeResponse(await gw.serve(conn, { methodId, requestId, payload }));
   if (res instanceof FrameError) throw res;
@@ -125,9 +160,14 @@ export async function login(gw: Gateway, conn: ClientConnection): Promise<void> 
   expect(res.status).toBe(Status.Ok);
 }
 
-export const fetchPayload = () => pb.FetchRequest.encode({ recipientKey: Buffer.from(IDENTITY, "hex"), limit: 10 }).finish();
+export const fetchPayload = () =>
+  pb.FetchRequest.encode({ recipientKey: Buffer.from(IDENTITY, "hex"), limit: 10 }).finish();
 export const enqueuePayload = () =>
-  pb.EnqueueRequest.encode({ recipientKey: new Uint8Array(32).fill(0xaa), payload: new Uint8Array(100), channelId: new Uint8Array(16).fill(3) }).finish();
+  pb.EnqueueRequest.encode({
+    recipientKey: new Uint8Array(32).fill(0xaa),
+    payload: new Uint8Array(100),
+    channelId: new Uint8Array(16).fill(3),
+  }).finish();
 
 type Decision = { allow: true } | { allow: false; reason: string; plugin: string };
 

@@ -10,7 +10,13 @@ export interface PushEdge {
   /** Resolves once `count` push sockets have been accepted in total. */
   opened(count?: number): Promise<void>;
   /** Sends one PushNewMessage on every open push socket. */
-  send(event: { recipientKey: Uint8Array; channelId?: Uint8Array; seq: number; size?: number; payload?: Uint8Array }): void;
+  send(event: {
+    recipientKey: Uint8Array;
+    channelId?: Uint8Array;
+    seq: number;
+    size?: number;
+    payload?: Uint8Array;
+  }): void;
   /** Closes every push socket from the edge's side. */
   dropAll(): void;
   /** Holds new push sockets until `release`; `requested` resolves when one is being held. */
