@@ -16,6 +16,7 @@ import {
   pb,
   statusName,
   type RequestFrame,
+  type SessionSignal,
 } from "../proto/index.ts";
 import type { FrontConfig } from "./config.ts";
 import { EdgeRelay, errorResponse, type Relay, type RelayResponse } from "./relay.ts";
@@ -134,6 +135,7 @@ export class Gateway {
       },
       // Events sent while the socket was down are lost: every waiter of the identity reads again.
       onOpen: (identity) => this.waits.notify(identity, undefined),
+      onSignal: (identity, signal) => this.endSessions(identity, signal),
     });
     this.authLimiter = new KeyedLimiter(
       opts.config.authPerMinute / 60,
@@ -495,6 +497,23 @@ export class Gateway {
   }
 
   /** Binds (or clears) the connection's session and its push subscription. */
+  /**
+   * A revoked device's sessions (or, for a deleted account, all of the identity's) end on this
+   * front at once: no more pushes, and the next RPC is Unauthorized without asking the edge.
+   */
+  private endSessions(identityHex: string, signal: SessionSignal): void {
+    for (const conn of [...this.connections.values()]) {
+      const session = conn.session;
+      if (!session || session.identityKeyHex !== identityHex) continue;
+      if ("revokedDevice" in signal && session.deviceHex !== signal.revokedDevice) continue;
+      this.logger.info("session ended by the edge", {
+        conn: conn.id,
+        reason: "revokedDevice" in signal ? "device revoked" : "account deleted",
+      });
+      this.bind(conn, undefined);
+    }
+  }
+
   private bind(conn: ClientConnection, session: ConnectionSession | undefined): void {
     if (conn.session) this.push.unsubscribe(conn.session.identityKeyHex, conn.id);
     conn.session = session;

@@ -5,7 +5,7 @@
 // The same events wake the FetchWaits the gateway parks (fetch-wait.ts); a (re)opened socket
 // wakes them all, since events sent while it was down are lost.
 import { WebSocket } from "ws";
-import { PushEvent, RelayHeader, encodePush, pb } from "../proto/index.ts";
+import { PushEvent, RelayHeader, encodePush, parseSessionSignal, pb, type SessionSignal } from "../proto/index.ts";
 import type { Logger } from "../proto/util/log.ts";
 import { toHex } from "../proto/util/hex.ts";
 
@@ -34,6 +34,8 @@ export interface PushHubOptions {
   onEvent?: (identityHex: string, channelHex: string | undefined) => void;
   /** The identity's socket opened: events may have been missed while it was not. */
   onOpen?: (identityHex: string) => void;
+  /** The identity's queue revoked a device or deleted the account (protocol.md, "Devices"). */
+  onSignal?: (identityHex: string, signal: SessionSignal) => void;
 }
 
 /** Events are PushNewMessage: keys, seq, size and at most 4 KiB inline; anything larger is refused. */
@@ -127,7 +129,11 @@ export class PushHub {
       this.opts.onOpen?.(identityHex);
     });
     ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) return;
+      if (!isBinary) {
+        const signal = parseSessionSignal(data.toString("utf8"));
+        if (signal) this.signal(identityHex, signal);
+        return;
+      }
       // An exception thrown here would escape into ws's socket handler and end the process.
       try {
         this.deliver(identityHex, sub, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -144,6 +150,17 @@ export class PushHub {
       this.retry(identityHex, sub);
     });
     ws.on("error", () => this.opts.logger.debug("push socket error", { identity: identityHex.slice(0, 8) }));
+  }
+
+  private signal(identityHex: string, signal: SessionSignal): void {
+    try {
+      this.opts.onSignal?.(identityHex, signal);
+    } catch (err) {
+      this.opts.logger.error("session signal failed", {
+        identity: identityHex.slice(0, 8),
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 
   private deliver(identityHex: string, sub: Subscription, event: Uint8Array): void {

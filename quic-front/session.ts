@@ -1,7 +1,7 @@
 // Per-connection session state. A connection becomes authenticated by OpaqueLoginFinish or
 // SessionResume on it; afterwards the front attaches the edge-minted caller assertion to every
 // RPC and re-validates the session (SessionResume) when the assertion nears expiry.
-import { Method, Status, pb, type SessionGrant } from "../proto/index.ts";
+import { Method, Status, pb, type SessionGrant, assertionDeviceHex } from "../proto/index.ts";
 import type { Relay, RelayRequest } from "./relay.ts";
 
 export type AssertionResult = { ok: true; assertion: string } | { ok: false; ended: boolean };
@@ -23,6 +23,11 @@ export class ConnectionSession {
 
   get identityKeyHex(): string {
     return this.grant.identityKeyHex;
+  }
+
+  /** The device the edge bound this session to (from its assertion), to match revocations. */
+  get deviceHex(): string | undefined {
+    return assertionDeviceHex(this.grant.assertion);
   }
 
   /** The session is over at its expiry, whatever the connection does. */

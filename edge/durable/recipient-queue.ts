@@ -39,6 +39,8 @@ import {
   unauthorized,
   unavailable,
   pb,
+  formatSessionSignal,
+  type SessionSignal,
 } from "../../proto/index.ts";
 
 /** Push events carry the message itself only when it is small; larger ones are fetched. */
@@ -679,7 +681,20 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       const channels = this.sql.exec<{ channel: ArrayBuffer }>("SELECT DISTINCT channel FROM messages").toArray();
       for (const c of channels) this.removeAcked(new Uint8Array(c.channel));
     });
+    this.signal({ revokedDevice: toHex(device) });
     return null;
+  }
+
+  /** Tells every front holding this identity's connections that sessions ended (text frame). */
+  private signal(signal: SessionSignal): void {
+    const text = formatSessionSignal(signal);
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.send(text);
+      } catch {
+        /* a closing socket's front re-validates within minutes anyway */
+      }
+    }
   }
 
   /**
@@ -698,6 +713,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     this.byteCount = 0;
     this.alarmAt = null;
     for (const w of this.waiters) w.wake();
+    this.signal({ accountDeleted: true });
     for (const ws of this.ctx.getWebSockets()) {
       try {
         ws.close(1000, "account deleted");

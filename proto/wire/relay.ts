@@ -45,3 +45,42 @@ export function parseSessionGrant(header: string | undefined): SessionGrant | un
   }
   return { assertion, identityKeyHex, sessionExpiresAt, assertionExpiresAt };
 }
+
+/**
+ * The device a caller assertion names (`v1.<identity hex>.<device hex>.<expiry>.<mac>`, minted
+ * by the edge), or undefined when it is not in that shape. The front reads it only to match
+ * revocation signals; the edge alone verifies assertions.
+ */
+export function assertionDeviceHex(assertion: string): string | undefined {
+  const parts = assertion.split(".");
+  return parts.length === 5 && parts[0] === "v1" && /^(?:[0-9a-f]{2})*$/.test(parts[2]) ? parts[2] : undefined;
+}
+
+/**
+ * Session signals a RecipientQueue sends its push subscribers (the fronts) as WebSocket text
+ * frames, beside the binary PushNewMessage events: a device was revoked, or the account was
+ * deleted. A front then unbinds the matching sessions at once instead of at their next call.
+ */
+export type SessionSignal = { revokedDevice: string } | { accountDeleted: true };
+
+export function formatSessionSignal(s: SessionSignal): string {
+  return JSON.stringify(s);
+}
+
+/** Parses a signal; anything else (unknown kinds, malformed JSON) is undefined and ignored. */
+export function parseSessionSignal(text: string): SessionSignal | undefined {
+  if (text.length > 512) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v.revokedDevice === "string" && /^(?:[0-9a-f]{2}){0,64}$/.test(v.revokedDevice)) {
+    return { revokedDevice: v.revokedDevice };
+  }
+  if (v.accountDeleted === true) return { accountDeleted: true };
+  return undefined;
+}

@@ -111,6 +111,44 @@ describe("devices over QUIC", () => {
     expect(await u.phone.fetch()).toEqual([]);
   });
 
+  /** Enqueues from `client` until the front refuses it for having no session (bounded tries). */
+  async function untilUnbound(client: QpqClient, recipientKey: Uint8Array): Promise<QpqCallError> {
+    for (let i = 0; i < 100; i++) {
+      try {
+        await client.enqueue({ recipientKey, payload: bytes("after the end") });
+      } catch (err) {
+        if (err instanceof QpqCallError) return err;
+        throw err;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error("the session was never ended");
+  }
+
+  it("a revoked device's or deleted account's open connections lose their session at once, enqueues included", async () => {
+    const u = await userWithTwoDevices();
+    const other = await sys.connect();
+    const otherKey = randomIdentity();
+    const otherName = uniqueName("other");
+    await other.register(otherName, "pw", otherKey);
+    await other.login(otherName, "pw", otherKey);
+    await u.laptop.enqueue({ recipientKey: otherKey, payload: bytes("before") });
+
+    // Enqueue never asks the sender's queue about its device: only the revocation signal the
+    // user's queue sends to the fronts can end this session before its re-validation (minutes).
+    await u.phone.revokeDevice(u.laptopId);
+    const revoked = await untilUnbound(u.laptop, otherKey);
+    expect(revoked.status).toBe(Status.Unauthorized);
+    expect(revoked.message).toMatch(/no session/);
+
+    const u2 = await userWithTwoDevices();
+    await u2.laptop.enqueue({ recipientKey: otherKey, payload: bytes("before") });
+    await u2.phone.deleteAccount();
+    const deleted = await untilUnbound(u2.laptop, otherKey);
+    expect(deleted.status).toBe(Status.Unauthorized);
+    expect(deleted.message).toMatch(/no session/);
+  });
+
   it("refuses a sixth device with Forbidden", async () => {
     const u = await userWithTwoDevices();
     for (let i = 0; i < 3; i++) expect(await u.phone.registerDevice(newDeviceId(), `extra ${i}`)).toBe(true);
