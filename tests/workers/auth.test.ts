@@ -3,30 +3,11 @@
 import { describe, it, expect, beforeAll } from "vitest";
 import { Method, Status, pb, parseSessionGrant } from "../../proto/index.ts";
 import { env, errorOf, hex, ok, randomBytes, randomKey, rpc, type RpcResult } from "./helpers.ts";
-import { client, fromB64u, opaqueReady, register, toB64u } from "./opaque-client.ts";
+import { client, fromB64u, loginStart, opaqueReady, register, toB64u } from "./opaque-client.ts";
 
 let counter = 0;
 const uniqueName = (base = "user") => `${base}-${Date.now().toString(36)}-${++counter}`;
 const uniqueConn = () => `conn-${crypto.randomUUID()}`;
-
-/** LoginStart, then the client's finalization (undefined when the client rejects the server). */
-async function loginStart(username: string, password: string, connection: string) {
-  const start = client.startLogin({ password });
-  const res = ok(
-    await rpc(
-      Method.OpaqueLoginStart,
-      pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
-      { connection },
-    ),
-    pb.OpaqueLoginStartResponse,
-  );
-  const finish = client.finishLogin({
-    clientLoginState: start.clientLoginState,
-    loginResponse: toB64u(res.response),
-    password,
-  });
-  return { response: res.response, finalization: finish ? fromB64u(finish.finishLoginRequest) : undefined };
-}
 
 function loginFinish(
   username: string,

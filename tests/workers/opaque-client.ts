@@ -54,6 +54,26 @@ export async function register(username: string, password: string, identityKey: 
   return res2.success;
 }
 
+/** LoginStart on `connection`, then the client's finalization (undefined when the client rejects the server). */
+export async function loginStart(username: string, password: string, connection: string) {
+  await opaqueReady();
+  const start = client.startLogin({ password });
+  const res = ok(
+    await rpc(
+      Method.OpaqueLoginStart,
+      pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
+      { connection },
+    ),
+    pb.OpaqueLoginStartResponse,
+  );
+  const finish = client.finishLogin({
+    clientLoginState: start.clientLoginState,
+    loginResponse: toB64u(res.response),
+    password,
+  });
+  return { response: res.response, finalization: finish ? fromB64u(finish.finishLoginRequest) : undefined };
+}
+
 /**
  * Logs `username` in with real OPAQUE (102/103) on its own connection, optionally naming a
  * device. Returns the finish result, and on success the token and the caller assertion the edge
@@ -65,23 +85,9 @@ export async function login(
   identityKey: Uint8Array,
   deviceId: Uint8Array = new Uint8Array(0),
 ) {
-  await opaqueReady();
   const connection = `login-${crypto.randomUUID()}`;
-  const start = client.startLogin({ password });
-  const res1 = ok(
-    await rpc(
-      Method.OpaqueLoginStart,
-      pb.OpaqueLoginStartRequest.encode({ username, request: fromB64u(start.startLoginRequest) }).finish(),
-      { connection },
-    ),
-    pb.OpaqueLoginStartResponse,
-  );
-  const finish = client.finishLogin({
-    clientLoginState: start.clientLoginState,
-    loginResponse: toB64u(res1.response),
-    password,
-  });
-  const finalization = finish ? fromB64u(finish.finishLoginRequest) : new Uint8Array(64);
+  const started = await loginStart(username, password, connection);
+  const finalization = started.finalization ?? new Uint8Array(64);
   const res = await rpc(
     Method.OpaqueLoginFinish,
     pb.OpaqueLoginFinishRequest.encode({ username, finalization, identityKey, deviceId }).finish(),
