@@ -38,6 +38,16 @@ describe("devices over QUIC", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** A new user, registered and logged in on its default device. */
+  async function loggedInUser(prefix: string) {
+    const client = await sys.connect();
+    const key = randomIdentity();
+    const name = uniqueName(prefix);
+    await client.register(name, "pw", key);
+    await client.login(name, "pw", key);
+    return { client, key, name };
+  }
+
   /** A registered user logged in on its default device, and a second connection logged in as a new device. */
   async function userWithTwoDevices() {
     const name = uniqueName("multi");
@@ -54,11 +64,7 @@ describe("devices over QUIC", () => {
 
   it("delivers every message to both devices; each acks on its own; a message stays until the second ack", async () => {
     const u = await userWithTwoDevices();
-    const sender = await sys.connect();
-    const senderKey = randomIdentity();
-    const senderName = uniqueName("sender");
-    await sender.register(senderName, "pw", senderKey);
-    await sender.login(senderName, "pw", senderKey);
+    const { client: sender } = await loggedInUser("sender");
     const s1 = (await sender.enqueue({ recipientKey: u.key, payload: bytes("one") })).seq;
     const s2 = (await sender.enqueue({ recipientKey: u.key, payload: bytes("two") })).seq;
 
@@ -86,11 +92,7 @@ describe("devices over QUIC", () => {
 
   it("a revoked device's connection loses its session on its next call, and the queue stops waiting for it", async () => {
     const u = await userWithTwoDevices();
-    const sender = await sys.connect();
-    const senderKey = randomIdentity();
-    const senderName = uniqueName("sender");
-    await sender.register(senderName, "pw", senderKey);
-    await sender.login(senderName, "pw", senderKey);
+    const { client: sender } = await loggedInUser("sender");
     const seq = Number((await sender.enqueue({ recipientKey: u.key, payload: bytes("kept for the laptop") })).seq);
     await u.phone.ack(seq);
     expect(await u.laptop.fetch()).toHaveLength(1);
@@ -127,11 +129,7 @@ describe("devices over QUIC", () => {
 
   it("a revoked device's or deleted account's open connections lose their session at once, enqueues included", async () => {
     const u = await userWithTwoDevices();
-    const other = await sys.connect();
-    const otherKey = randomIdentity();
-    const otherName = uniqueName("other");
-    await other.register(otherName, "pw", otherKey);
-    await other.login(otherName, "pw", otherKey);
+    const { key: otherKey } = await loggedInUser("other");
     await u.laptop.enqueue({ recipientKey: otherKey, payload: bytes("before") });
 
     // Enqueue never asks the sender's queue about its device: only the revocation signal the
