@@ -45,8 +45,10 @@ async function dispatch(
   const spec = methods[methodId];
   if (!spec) throw unknownMethod(methodId);
   if (assertion) ctx.caller = await verifyAssertion(await ctx.deps.assertionKey, assertion, Date.now());
-  if (spec.auth === "user" && !ctx.caller) throw unauthorized();
-  if (spec.auth === "user" && (spec.deviceCheck ?? "account") === "account") await requireLiveDevice(ctx);
+  if (spec.auth === "user") {
+    if (!ctx.caller) throw unauthorized();
+    if ((spec.deviceCheck ?? "account") === "account") await requireLiveDevice(ctx.deps.db, ctx.caller);
+  }
   return spec.handle(ctx, body);
 }
 

@@ -4,9 +4,8 @@
 import { unauthorized } from "../../proto/index.ts";
 import { and, eq } from "drizzle-orm";
 import { devices, users } from "../../schema/tables.ts";
-import type { RpcContext } from "../rpc.ts";
+import type { Db } from "../deps.ts";
 import type { Caller } from "./caller-assertion.ts";
-import { requireCaller } from "../rpc.ts";
 
 export interface LiveAccount {
   username: string;
@@ -17,8 +16,8 @@ export interface LiveAccount {
 }
 
 /** The caller's account and whether its device is registered; undefined when no account exists. */
-export async function accountOf(ctx: RpcContext, caller: Caller): Promise<LiveAccount | undefined> {
-  const row = await ctx.deps.db
+export async function accountOf(db: Db, caller: Caller): Promise<LiveAccount | undefined> {
+  const row = await db
     .select({ username: users.username, deletingAt: users.deletingAt, device: devices.deviceId })
     .from(users)
     .leftJoin(devices, and(eq(devices.identityKey, users.identityKey), eq(devices.deviceId, caller.deviceId)))
@@ -32,8 +31,8 @@ export async function accountOf(ctx: RpcContext, caller: Caller): Promise<LiveAc
  * Unauthorized unless the caller's account exists, is not being deleted, and still has the
  * caller's device. The front unbinds a session the edge answers Unauthorized for.
  */
-export async function requireLiveDevice(ctx: RpcContext): Promise<void> {
-  const account = await accountOf(ctx, requireCaller(ctx));
+export async function requireLiveDevice(db: Db, caller: Caller): Promise<void> {
+  const account = await accountOf(db, caller);
   if (!account) throw unauthorized("this account no longer exists");
   if (account.deletingAt !== null) throw unauthorized("this account is being deleted");
   if (!account.deviceRegistered) throw unauthorized("this device was revoked: log in again");

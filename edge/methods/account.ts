@@ -29,7 +29,7 @@ export const accountMethods: MethodTable = {
       const caller = requireCaller(ctx);
       const identityKey = caller.identityKey;
       const { db } = ctx.deps;
-      const account = await accountOf(ctx, caller);
+      const account = await accountOf(ctx.deps.db, caller);
       // Already gone: an earlier call finished (this connection's assertion outlived it).
       if (!account) return { success: true };
       // Once deletion started, the devices may already be purged: the session is what counts.
