@@ -19,23 +19,29 @@ const SCHEMA_1 = `
   CREATE TABLE devices (device BLOB PRIMARY KEY, added_at INTEGER NOT NULL);
   CREATE TABLE cursors (device BLOB NOT NULL, channel BLOB NOT NULL, acked INTEGER NOT NULL, PRIMARY KEY (device, channel));`;
 
+/** Writes the schema-1 tables and default-channel messages; returns their expiry time. */
+function seedSchema1(sql: SqlStorage, texts: string[]): number {
+  sql.exec(SCHEMA_1);
+  const later = Date.now() + 3_600_000;
+  for (const text of texts) {
+    sql.exec(
+      "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
+      new Uint8Array(0),
+      bytesOf(text),
+      text.length,
+      later,
+    );
+  }
+  return later;
+}
+
 describe("queue schema upgrade", () => {
   it("keeps an old queue's messages, finds its account in D1, and takes new messages after them", async () => {
     const key = randomKey();
     const stub = queueStub(key);
     const oldId = randomBytes(16);
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec(SCHEMA_1);
-      const later = Date.now() + 3_600_000;
-      for (const text of ["old one", "old two"]) {
-        state.storage.sql.exec(
-          "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
-          new Uint8Array(0),
-          bytesOf(text),
-          text.length,
-          later,
-        );
-      }
+      const later = seedSchema1(state.storage.sql, ["old one", "old two"]);
       state.storage.sql.exec("INSERT INTO idempotency (message_id, seq, expires_at) VALUES (?, 1, ?)", oldId, later);
     });
     await env.DB.prepare("INSERT INTO users (username, identity_key, opaque_record, created_at) VALUES (?, ?, ?, ?)")
@@ -56,17 +62,7 @@ describe("queue schema upgrade", () => {
     const key = randomKey();
     const stub = queueStub(key);
     await runInDurableObject(stub, (_instance, state) => {
-      state.storage.sql.exec(SCHEMA_1);
-      const later = Date.now() + 3_600_000;
-      for (const text of ["one", "two"]) {
-        state.storage.sql.exec(
-          "INSERT INTO messages (channel, payload, size, expires_at) VALUES (?, ?, ?, ?)",
-          new Uint8Array(0),
-          bytesOf(text),
-          text.length,
-          later,
-        );
-      }
+      seedSchema1(state.storage.sql, ["one", "two"]);
       // The default device acked "one"; a free-form id some client once sent never acked anything.
       for (const device of [new Uint8Array(0), bytesOf("phone")]) {
         state.storage.sql.exec("INSERT INTO devices (device, added_at) VALUES (?, 0)", device);
