@@ -163,3 +163,30 @@ export const channelMembers = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.channelId, t.identityKey] }), index("channel_members_identity").on(t.identityKey)],
 );
+
+/**
+ * Federation peers (domain, federation URL, Ed25519 public key): the deployments whose signed
+ * requests this edge accepts and to which it relays. Operators change rows without a redeploy
+ * (`npm run federation -- peers-sql`, README "Federation"); the local system syncs it from
+ * QPQ_FEDERATION_PEERS.
+ */
+export const federationPeers = sqliteTable("federation_peers", {
+  domain: text("domain").primaryKey(),
+  url: text("url").notNull(),
+  publicKey: bytes("public_key").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/**
+ * Identities homed on another deployment: learned from proxied ResolveUser answers and from
+ * relays received. First binding wins; an identity never moves between domains here.
+ */
+export const remoteIdentities = sqliteTable(
+  "remote_identities",
+  {
+    identityKey: bytes("identity_key").primaryKey(),
+    domain: text("domain").notNull(),
+    learnedAt: integer("learned_at").notNull(),
+  },
+  (t) => [index("remote_identities_domain").on(t.domain)],
+);
