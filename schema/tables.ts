@@ -151,6 +151,9 @@ export const channels = sqliteTable("channels", {
   description: text("description").notNull().default(""),
   defaultTtlSecs: integer("default_ttl_secs").notNull().default(0),
   createdAt: integer("created_at").notNull(),
+  /** RotateKeys: the last MLS epoch a member recorded, and when (0 = never). */
+  keyEpoch: integer("key_epoch").notNull().default(0),
+  keysRotatedAt: integer("keys_rotated_at").notNull().default(0),
 });
 
 export const channelMembers = sqliteTable(
@@ -189,4 +192,37 @@ export const remoteIdentities = sqliteTable(
     learnedAt: integer("learned_at").notNull(),
   },
   (t) => [index("remote_identities_domain").on(t.domain)],
+);
+
+/** ReportMessage: evidence is a blob encrypted for the moderators, opaque to the server. */
+export const reports = sqliteTable(
+  "reports",
+  {
+    id: bytes("id").primaryKey(),
+    reporterKey: bytes("reporter_key").notNull(),
+    reportedKey: bytes("reported_key").notNull(),
+    channelId: bytes("channel_id").notNull(),
+    evidence: bytes("evidence").notNull(),
+    reason: text("reason").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("reports_created").on(t.createdAt, t.id), index("reports_reporter").on(t.reporterKey)],
+);
+
+/**
+ * Bans: server-wide (channel_id empty) or per channel. expires_at 0 = permanent. Checked at login
+ * and resume (server-wide) and when members are added; enforced on Enqueue by the recipients'
+ * queues (per channel) and by ending the banned identity's sessions (server-wide).
+ */
+export const bans = sqliteTable(
+  "bans",
+  {
+    identityKey: bytes("identity_key").notNull(),
+    channelId: bytes("channel_id").notNull(),
+    reason: text("reason").notNull(),
+    bannedBy: bytes("banned_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.identityKey, t.channelId] }), index("bans_channel").on(t.channelId)],
 );
