@@ -23,13 +23,27 @@ export const LIMITS = {
   deviceIdMax: 64,
   usernameMax: 64,
   keyPackageMax: 1024 * 1024,
-  hybridKey: 32 + 1184,
+  hybridKey: 32 + 1184, // lib/hybrid-key.ts checks each part
   fetchDefault: 64,
   fetchMax: 256,
   fetchWaitMaxMs: FETCH_WAIT_MAX_MS,
   batchRecipientsMax: 256,
   groupMembersMax: GROUP_MEMBERS_MAX,
   channelNameMax: 128,
+  /** Group descriptions, in characters (UpdateGroupMetadata). */
+  groupDescriptionMax: 1024,
+  /** Per-channel bans one channel holds at once (each is a rule in every member's queue). */
+  channelBansMax: 256,
+  /** ReportMessage: evidence bytes, reason characters, and reports one reporter may have stored. */
+  reportEvidenceMax: 64 * 1024,
+  reportReasonMax: 256,
+  reportsPerReporter: 100,
+  /** ListReports answers at most this many (each carries up to 64 KiB of evidence). */
+  listReportsMax: 50,
+  /** ListBanned answers at most this many bans. */
+  listBannedMax: 1000,
+  /** BanUser reasons, in characters. */
+  banReasonMax: 256,
   keyPackagesPerIdentity: 1000,
   /** Total stored KeyPackage bytes per identity (1000 typical packages are far below this). */
   keyPackageBytesPerIdentity: 8 * 1024 * 1024,

@@ -57,15 +57,6 @@ export function keyPackage(value: Uint8Array): Uint8Array {
   return value;
 }
 
-export function hybridKey(value: Uint8Array): Uint8Array {
-  if (value.length !== LIMITS.hybridKey) {
-    throw badRequest(
-      `hybrid_public_key must be ${LIMITS.hybridKey} bytes (X25519 32 + ML-KEM-768 1184), got ${value.length}`,
-    );
-  }
-  return value;
-}
-
 // The username profile, based on RFC 8265 UsernameCaseMapped (docs/protocol.md, "Usernames"):
 // fullwidth/halfwidth forms mapped to their plain forms, lowercased, NFC; then 1-64 characters and
 // none of the characters below. Each rule is checked on the mapped name, so "Alice", "ALICE" and

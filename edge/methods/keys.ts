@@ -4,6 +4,7 @@ import { Method, pb, forbidden, rateLimited, badRequest } from "../../proto/inde
 import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
+import { hybridPublicKey } from "../lib/hybrid-key.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
 import { keyPackages, hybridKeys, lastResortKeyPackages } from "../../schema/tables.ts";
@@ -81,7 +82,7 @@ export const keyMethods: MethodTable = {
 
   [Method.UploadHybridKey]: unary("user", pb.UploadHybridKeyRequest, pb.UploadHybridKeyResponse, async (ctx, req) => {
     const identityKey = ownKey(ctx, req.identityKey);
-    const publicKey = v.hybridKey(req.hybridPublicKey);
+    const publicKey = hybridPublicKey(req.hybridPublicKey);
     const updatedAt = Date.now();
     await ctx.deps.db
       .insert(hybridKeys)

@@ -4,7 +4,7 @@
 import { describe, it, expect } from "vitest";
 import { runInDurableObject } from "cloudflare:test";
 import { Method, Status, pb } from "../../proto/index.ts";
-import { bytesOf, env, ok, queueStub, randomBytes, randomKey, rpc } from "./helpers.ts";
+import { bytesOf, env, hybridPublicKey, ok, queueStub, randomBytes, randomKey, rpc } from "./helpers.ts";
 import { login, register } from "./opaque-client.ts";
 import { enqueueAs } from "./delivery-client.ts";
 
@@ -50,7 +50,7 @@ async function populate(a: Awaited<ReturnType<typeof account>>, peer: Uint8Array
   );
   await call(
     Method.UploadHybridKey,
-    pb.UploadHybridKeyRequest.encode({ identityKey: a.identityKey, hybridPublicKey: randomBytes(1216) }).finish(),
+    pb.UploadHybridKeyRequest.encode({ identityKey: a.identityKey, hybridPublicKey: hybridPublicKey() }).finish(),
     pb.UploadHybridKeyResponse,
   );
   await call(

@@ -4,6 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { RelayHeader as H, decodeError, Status } from "../../proto/index.ts";
 import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
 import { toHex } from "../../proto/util/hex.ts";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 
 export { env };
 
@@ -14,6 +15,14 @@ export function randomBytes(n: number): Uint8Array {
 /** A fresh 32-byte identity key (the edge never checks it is a curve point). */
 export function randomKey(): Uint8Array {
   return randomBytes(32);
+}
+
+/** A well-formed hybrid public key: a random X25519 u-coordinate || a real ML-KEM-768 encapsulation key. */
+export function hybridPublicKey(): Uint8Array {
+  const key = new Uint8Array(32 + 1184);
+  key.set(randomBytes(32));
+  key.set(ml_kem768.keygen().publicKey, 32);
+  return key;
 }
 
 /** Hex of bytes; absent protobuf fields (null/undefined) read as "". */

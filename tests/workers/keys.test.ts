@@ -1,7 +1,7 @@
 // Keys (300-304): single-use FIFO KeyPackages and replaceable hybrid post-quantum keys.
 import { describe, it, expect } from "vitest";
 import { Method, Status, pb } from "../../proto/index.ts";
-import { bytesOf, env, errorOf, hex, ok, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
+import { bytesOf, env, errorOf, hex, hybridPublicKey, ok, randomBytes, randomKey, rpc, textOf } from "./helpers.ts";
 
 const HYBRID_LEN = 32 + 1184;
 
@@ -153,14 +153,14 @@ describe("hybrid keys", () => {
       expect(errorOf(res).message).toContain("hybrid_public_key");
     }
     expect(await fetchHybrid(owner)).toHaveLength(0);
-    ok(await uploadHybrid(owner, randomBytes(HYBRID_LEN)), pb.UploadHybridKeyResponse);
+    ok(await uploadHybrid(owner, hybridPublicKey()), pb.UploadHybridKeyResponse);
     expect(await fetchHybrid(owner)).toHaveLength(HYBRID_LEN);
   });
 
   it("replaces the previous key and reads non-destructively", async () => {
     const owner = randomKey();
-    const first = randomBytes(HYBRID_LEN);
-    const second = randomBytes(HYBRID_LEN);
+    const first = hybridPublicKey();
+    const second = hybridPublicKey();
     ok(await uploadHybrid(owner, first), pb.UploadHybridKeyResponse);
     expect(hex(await fetchHybrid(owner))).toBe(hex(first));
     ok(await uploadHybrid(owner, second), pb.UploadHybridKeyResponse);
@@ -174,8 +174,8 @@ describe("hybrid keys", () => {
 
   it("answers FetchHybridKeys in input order with empty entries for missing keys", async () => {
     const [a, b, missing] = [randomKey(), randomKey(), randomKey()];
-    const ka = randomBytes(HYBRID_LEN);
-    const kb = randomBytes(HYBRID_LEN);
+    const ka = hybridPublicKey();
+    const kb = hybridPublicKey();
     ok(await uploadHybrid(a, ka), pb.UploadHybridKeyResponse);
     ok(await uploadHybrid(b, kb), pb.UploadHybridKeyResponse);
     const res = ok(
@@ -202,7 +202,7 @@ describe("hybrid keys", () => {
     const withKey = [owners[0], owners[95], owners[119]];
     const keys = new Map<string, string>();
     for (const o of withKey) {
-      const k = randomBytes(HYBRID_LEN);
+      const k = hybridPublicKey();
       keys.set(hex(o), hex(k));
       ok(await uploadHybrid(o, k), pb.UploadHybridKeyResponse);
     }
