@@ -104,7 +104,7 @@ async function main() {
     QPQ_PLUGIN_DIR: pluginDir,
     QPQ_FRONT_ID: "front-plugins",
   });
-  const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
+  const ca = readFileSync(join(dataDir, "dev-ca.pem"), "utf8");
   try {
     // Users with real OPAQUE registration and login through the front.
     const users: { client: QpqClient; pluginClient: QpqClient; key: Uint8Array }[] = [];

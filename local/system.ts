@@ -26,6 +26,7 @@ export interface LocalSystem {
   front: QpqFront;
   quicPort: number;
   edgeUrl: string;
+  /** The certificate clients pin: the development CA, or the configured certificate. */
   certPem: string;
   metricsUrl?: string;
   plugins?: PluginHost;
@@ -54,7 +55,7 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
     front: running.front,
     quicPort: running.front.port,
     edgeUrl: edge.url,
-    certPem: running.tls.certPem,
+    certPem: running.tls.caPem,
     metricsUrl: running.metricsUrl,
     plugins: running.plugins,
     async stop() {

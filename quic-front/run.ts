@@ -18,6 +18,7 @@ export interface RunningFront {
 
 export async function startFront(config: FrontConfig, logger: Logger): Promise<RunningFront> {
   const tls = await loadTls({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, dataDir: config.dataDir });
+  if (tls.note) logger.info("development certificate", { change: tls.note });
   const plugins =
     config.pluginDir || config.pluginFiles.length > 0
       ? await PluginHost.start({ dir: config.pluginDir, files: config.pluginFiles, logger, watch: true })

@@ -2,6 +2,7 @@
 import { localSettings, startLocalSystem } from "../local/system.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import type { FrontSettings } from "../quic-front/config.ts";
+import { DEV_TLS_FILES } from "../quic-front/cert.ts";
 import { join } from "node:path";
 
 function failed(logger: Logger, err: unknown): never {
@@ -28,7 +29,7 @@ try {
     websocket: system.front.wsUrl,
     edge: system.edgeUrl,
     metrics: system.metricsUrl,
-    certificate: join(dataDir, "dev-cert.pem"),
+    ca: join(dataDir, DEV_TLS_FILES.ca),
     dataDir,
   });
   let stopping = false;

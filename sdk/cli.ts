@@ -32,7 +32,7 @@ Usage:
 
 Options:
   --server <host:port>   server address          (env QPQ_SERVER, default 127.0.0.1:5001)
-  --ca <pem file>        certificate to trust    (env QPQ_CA, default $QPQ_DATA_DIR/dev-cert.pem,
+  --ca <pem file>        CA certificate to trust (env QPQ_CA, default $QPQ_DATA_DIR/dev-ca.pem,
                                                   QPQ_DATA_DIR defaulting to .qpq-data)
   --profile <dir>        profile directory       (env QPQ_PROFILE, default ~/.qpq)
   --as <username>        profile to use for send, recv and whoami (default: the last one
@@ -426,7 +426,7 @@ function parseServer(text: string): { host: string; port: number } {
 async function withClient<T>(opts: Options, fn: (client: QpqClient) => Promise<T>): Promise<T> {
   const server = serverOf(opts);
   const { host, port } = parseServer(server);
-  const caPath = opts.ca ?? env.QPQ_CA ?? join(env.QPQ_DATA_DIR ?? ".qpq-data", "dev-cert.pem");
+  const caPath = opts.ca ?? env.QPQ_CA ?? join(env.QPQ_DATA_DIR ?? ".qpq-data", "dev-ca.pem");
   let ca: string;
   try {
     ca = readFileSync(caPath, "utf8");

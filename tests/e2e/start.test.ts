@@ -35,7 +35,7 @@ describe("npm start", () => {
         proc.once("exit", (code) => reject(new Error(`exited early with ${code}`)));
       });
       const port = Number(/:(\d+) /.exec(running.quic)?.[1]);
-      const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
+      const ca = readFileSync(join(dataDir, "dev-ca.pem"), "utf8");
       const client = await QpqClient.connect({ host: "127.0.0.1", port, ca });
       expect((await client.health()).status).toBe("ok");
       await client.close();

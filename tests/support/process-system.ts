@@ -93,7 +93,7 @@ export async function spawnSystem(dataDir: string, env: Record<string, string> =
     });
     const quicPort = Number(/:(\d+) /.exec(running.quic)?.[1]);
     if (!Number.isInteger(quicPort) || quicPort <= 0) throw new Error(`no QUIC port in "${running.quic}"`);
-    const ca = readFileSync(join(dataDir, "dev-cert.pem"), "utf8");
+    const ca = readFileSync(join(dataDir, "dev-ca.pem"), "utf8");
     const connect = (opts: { requestTimeoutMs?: number } = {}) =>
       QpqClient.connect({ host: "127.0.0.1", port: quicPort, ca, requestTimeoutMs: opts.requestTimeoutMs });
     await waitHealthy(connect, proc, tail);

@@ -13,6 +13,7 @@ export interface TestFront {
   gateway: Gateway;
   edge: TestEdge;
   port: number;
+  /** The development CA the server's certificate is signed by: what clients pin. */
   certPem: string;
   connect(opts?: Partial<ConnectOptions>): Promise<QuicTransport>;
   stop(): Promise<void>;
@@ -41,18 +42,18 @@ export async function startTestFront(opts: TestFrontOptions = {}): Promise<TestF
     opts.config,
   );
   const gateway = new Gateway({ config, logger: silentLogger });
-  const { certPem, keyPem } = await generateDevCertificate();
-  const listener = new QuicListener(gateway, { certPem, keyPem, selfSigned: true }, silentLogger, opts.limits);
+  const { caPem, certPem, keyPem } = await generateDevCertificate();
+  const listener = new QuicListener(gateway, { caPem, certPem, keyPem, selfSigned: true }, silentLogger, opts.limits);
   await listener.start("127.0.0.1", 0);
   const transports: QuicTransport[] = [];
   return {
     listener,
     gateway,
     edge,
-    certPem,
+    certPem: caPem,
     port: listener.port,
     async connect(connectOpts = {}) {
-      const t = await QuicTransport.connect({ host: "127.0.0.1", port: listener.port, ca: certPem, ...connectOpts });
+      const t = await QuicTransport.connect({ host: "127.0.0.1", port: listener.port, ca: caPem, ...connectOpts });
       transports.push(t);
       return t;
     },

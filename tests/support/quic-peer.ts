@@ -11,6 +11,7 @@ export type StreamScript = (stream: QUICStream, frame: RequestFrame, conn: QUICC
 
 export interface QuicPeer {
   port: number;
+  /** The development CA the peer's certificate is signed by: what clients pin. */
   certPem: string;
   connections: QUICConnection[];
   stop(): Promise<void>;
@@ -28,7 +29,7 @@ const hmac = (key: ArrayBuffer, data: ArrayBuffer) =>
 const toArrayBuffer = (b: Buffer) => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
 
 export async function startQuicPeer(script: StreamScript, opts: { maxStreamsBidi?: number } = {}): Promise<QuicPeer> {
-  const { certPem, keyPem } = await generateDevCertificate();
+  const { caPem, certPem, keyPem } = await generateDevCertificate();
   const key = randomBytes(32);
   const server = new QUICServer({
     crypto: {
@@ -66,7 +67,7 @@ export async function startQuicPeer(script: StreamScript, opts: { maxStreamsBidi
   await server.start({ host: "127.0.0.1", port: 0 });
   return {
     port: server.port,
-    certPem,
+    certPem: caPem,
     connections,
     stop: () => server.stop({ isApp: true, errorCode: 0, force: true }),
   };
