@@ -226,3 +226,98 @@ export const bans = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.identityKey, t.channelId] }), index("bans_channel").on(t.channelId)],
 );
+
+/**
+ * Blobs whose SHA-256 verified (visible to DownloadBlob). The bytes are in R2 as 1 MiB chunk
+ * objects `blob/<storage_id>/<index>`; storage_id is the upload that completed first.
+ */
+export const blobs = sqliteTable("blobs", {
+  hash: bytes("hash").primaryKey(),
+  size: integer("size").notNull(),
+  storageId: text("storage_id").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+/**
+ * Who may download a blob: each uploader (owner_key = identity_key) and the identities an
+ * uploader shared it with (owner_key = that uploader). A row lives until its uploader's copy
+ * expires; a blob no uploader holds any more is deleted with its R2 objects by the sweep.
+ */
+export const blobAccess = sqliteTable(
+  "blob_access",
+  {
+    blobHash: bytes("blob_hash").notNull(),
+    identityKey: bytes("identity_key").notNull(),
+    ownerKey: bytes("owner_key").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.blobHash, t.identityKey, t.ownerKey] }),
+    index("blob_access_owner").on(t.ownerKey),
+    index("blob_access_expiry").on(t.expiresAt),
+  ],
+);
+
+/**
+ * Uploads in progress, one per (uploader, blob hash): chunks in R2 under `blob/<upload_id>/`.
+ * An upload idle past expires_at is deleted with its chunks by the sweep.
+ */
+export const blobUploads = sqliteTable(
+  "blob_uploads",
+  {
+    ownerKey: bytes("owner_key").notNull(),
+    blobHash: bytes("blob_hash").notNull(),
+    uploadId: text("upload_id").notNull(),
+    totalSize: integer("total_size").notNull(),
+    received: integer("received").notNull(),
+    /** Identities to grant on completion: concatenated 32-byte keys. */
+    shareWith: bytes("share_with").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.ownerKey, t.blobHash] }),
+    uniqueIndex("blob_uploads_id").on(t.uploadId),
+    index("blob_uploads_expiry").on(t.expiresAt),
+  ],
+);
+
+/** Recovery bundles (opaque, client-encrypted), one per identity, found by SHA-256 of the recovery token. */
+export const recoveryBundles = sqliteTable(
+  "recovery_bundles",
+  {
+    tokenHash: bytes("token_hash").primaryKey(),
+    identityKey: bytes("identity_key").notNull(),
+    bundle: bytes("bundle").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [uniqueIndex("recovery_bundles_identity").on(t.identityKey)],
+);
+
+/**
+ * Token buckets shared by every front and isolate (lib/rate-bucket.ts), keyed by a hash of
+ * (purpose, subject): recovery fetches per token hash and per client address, blob upload starts
+ * per identity. A row whose bucket has refilled is deleted.
+ */
+export const rateBuckets = sqliteTable(
+  "rate_buckets",
+  {
+    key: bytes("key").primaryKey(),
+    tokens: real("tokens").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("rate_buckets_updated").on(t.updatedAt)],
+);
+
+/** P2P endpoints (800/801): one per device, resolvable until expires_at. */
+export const p2pEndpoints = sqliteTable(
+  "p2p_endpoints",
+  {
+    identityKey: bytes("identity_key").notNull(),
+    deviceId: bytes("device_id").notNull(),
+    address: bytes("address").notNull(),
+    publishedAt: integer("published_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.identityKey, t.deviceId] }), index("p2p_endpoints_expiry").on(t.expiresAt)],
+);
