@@ -20,6 +20,7 @@ import { ASSERTION_TTL_MS, mintAssertion, verifyAssertion } from "./lib/caller-a
 import { requireLiveDevice } from "./lib/live-device.ts";
 import { frontOnly } from "./middleware/front-auth.ts";
 import { bodyLimit } from "./middleware/body-limit.ts";
+import { federationRoutes, wellKnownFederation } from "./federation/routes.ts";
 
 /** The context of one relayed RPC, from the relay headers (trusted: the front authenticated itself). */
 function rpcContext(deps: EdgeDeps, req: HonoRequest): RpcContext {
@@ -100,10 +101,14 @@ export function createApp(deps: EdgeDeps): Hono {
       version: deps.version,
       delivery_proof_key: toHex(publicKey),
       kt_public_key: toHex(await deps.ktPublicKey),
+      ...(await wellKnownFederation(deps, c.req.url)),
     });
   });
 
   const front = frontOnly(deps);
+
+  // Signed edge-to-edge requests of federation peers (never the front secret), and link metrics.
+  app.route("/federation", federationRoutes(deps));
 
   // Push subscription of a front for one identity: a WebSocket into that identity's queue object.
   app.get("/push", front, async (c) => {

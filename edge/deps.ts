@@ -8,6 +8,7 @@ import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
 import { sha256 } from "./lib/crypto.ts";
 import * as tables from "../schema/tables.ts";
+import { federationFromEnv, type FederationDeps } from "./federation/config.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
 import { encodeUtf8 } from "../proto/util/text.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";
@@ -33,6 +34,8 @@ export interface EdgeDeps {
   senderTagKey: Promise<CryptoKey>;
   /** Raw Ed25519 public key of KT_SIGNING_KEY: verifies the log's signed tree heads. */
   ktPublicKey: Promise<Uint8Array>;
+  /** This deployment's federation domain, key and outboxes; null when FEDERATION_DOMAIN is empty. */
+  federation: FederationDeps | null;
 }
 
 export function depsFromEnv(env: AppEnv): EdgeDeps {
@@ -53,6 +56,7 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
     ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
+    federation: federationFromEnv(env),
   };
   // Surface bad secrets on first use, not as unhandled rejections.
   for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey, deps.ktPublicKey])

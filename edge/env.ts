@@ -11,6 +11,12 @@ export interface AppEnv extends Env {
   DELIVERY_SIGNING_KEY: string;
   /** Base64 PKCS#8 Ed25519 private key that signs key-transparency tree heads. */
   KT_SIGNING_KEY: string;
+  /** Base64 PKCS#8 Ed25519 private key that signs edge-to-edge federation requests. */
+  FEDERATION_SIGNING_KEY?: string;
+  /** Base URL peers reach this edge at, published in /.well-known/qpq (default: the request's origin). */
+  FEDERATION_URL?: string;
+  /** Relays one peer's outbox holds before it answers RateLimited (default in federation/limits.ts). */
+  FEDERATION_OUTBOX_MAX_MESSAGES?: string;
   /** Share of one recipient's queue one sender may hold (default 10% / 25% of the queue caps). */
   MAX_SENDER_QUEUE_MESSAGES?: string;
   MAX_SENDER_QUEUE_BYTES?: string;

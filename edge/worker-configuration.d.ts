@@ -3,6 +3,7 @@
 // Runtime types generated with workerd@1.20260815.1 2026-08-01 
 interface __BaseEnv_Env {
 	DB: D1Database;
+	FEDERATION_DOMAIN: string;
 	QPQ_VERSION: string;
 	SESSION_TTL_SECS: string;
 	DEFAULT_MESSAGE_TTL_SECS: string;
@@ -10,11 +11,12 @@ interface __BaseEnv_Env {
 	MAX_QUEUE_BYTES: string;
 	RECIPIENT_QUEUE: DurableObjectNamespace<import("./worker").RecipientQueue>;
 	KEY_TRANSPARENCY: DurableObjectNamespace<import("./worker").KeyTransparency>;
+	FEDERATION_OUTBOX: DurableObjectNamespace<import("./worker").FederationOutbox>;
 }
 declare namespace Cloudflare {
 	interface GlobalProps {
 		mainModule: typeof import("./worker");
-		durableNamespaces: "RecipientQueue" | "KeyTransparency";
+		durableNamespaces: "RecipientQueue" | "KeyTransparency" | "FederationOutbox";
 	}
 	interface Env extends __BaseEnv_Env {}
 }

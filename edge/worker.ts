@@ -6,6 +6,7 @@ import type { AppEnv } from "./env.ts";
 
 export { RecipientQueue } from "./durable/recipient-queue.ts";
 export { KeyTransparency } from "./durable/key-transparency.ts";
+export { FederationOutbox } from "./durable/federation-outbox.ts";
 
 // One app per isolate; bindings do not change within an isolate.
 let app: Hono | undefined;

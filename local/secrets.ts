@@ -10,6 +10,7 @@ export interface EdgeSecrets {
   OPAQUE_SERVER_SETUP: string;
   DELIVERY_SIGNING_KEY: string;
   KT_SIGNING_KEY: string;
+  FEDERATION_SIGNING_KEY: string;
 }
 
 export async function generateSecrets(): Promise<EdgeSecrets> {
@@ -19,6 +20,7 @@ export async function generateSecrets(): Promise<EdgeSecrets> {
     OPAQUE_SERVER_SETUP: opaque.server.createSetup(),
     DELIVERY_SIGNING_KEY: ed25519Pkcs8(),
     KT_SIGNING_KEY: ed25519Pkcs8(),
+    FEDERATION_SIGNING_KEY: ed25519Pkcs8(),
   };
 }
 

@@ -1,11 +1,12 @@
 // 200-205: delivery. Hot path: no D1 here; each call goes to the recipient's own Durable Object.
-import { Method, QpqError, pb, forbidden, badRequest } from "../../proto/index.ts";
+import { Method, QpqError, Status, pb, forbidden, badRequest } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accepted } from "../durable/refusable.ts";
 import { senderTag } from "../lib/sender-tag.ts";
+import { relayIfRemote, relayUnknownRecipients } from "../federation/relay.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 
 /** Fetch, FetchWait, Peek and Ack touch only the caller's own queue. */
@@ -57,6 +58,11 @@ async function callerTag(ctx: RpcContext): Promise<Uint8Array> {
   return senderTag(await ctx.deps.senderTagKey, requireCaller(ctx).identityKey);
 }
 
+/** Who a relay to a federation peer names as sender: the identity, and its tag for deduplication. */
+function relaySender(ctx: RpcContext, tag: Uint8Array) {
+  return { senderIdentity: requireCaller(ctx).identityKey, dedupSeed: tag };
+}
+
 /**
  * Reads and acks are checked by the caller's own queue, which refuses devices it does not hold.
  * Enqueues are not checked: doing so would cost every send a D1 read or a second object call; a
@@ -75,16 +81,28 @@ export const deliveryMethods: MethodTable = {
       const channel = v.channelId(req.channelId);
       const payload = v.payload(req.payload);
       const messageId = v.messageId(req.messageId);
-      const r = accepted(
-        await queueOf(ctx.deps, recipient).enqueue({
-          recipient,
-          sender,
+      const stored = await queueOf(ctx.deps, recipient).enqueue({
+        recipient,
+        sender,
+        channel,
+        payload,
+        ttlSecs: req.ttlSecs,
+        messageId,
+      });
+      // Not registered here: a recipient homed on a federation peer goes to that peer's outbox.
+      // The answer then carries no seq nor proof (the home region assigns them).
+      if (!stored.ok && stored.error.status === Status.NotFound) {
+        const relayed = await relayIfRemote(ctx.deps, {
+          recipients: [recipient],
+          ...relaySender(ctx, sender),
           channel,
           payload,
           ttlSecs: req.ttlSecs,
           messageId,
-        }),
-      );
+        });
+        if (relayed) return { seq: 0, deliveryProof: new Uint8Array(0), duplicate: relayed.duplicate };
+      }
+      const r = accepted(stored);
       ctx.queueDepth = r.depth;
       return { seq: r.seq, deliveryProof: r.deliveryProof, duplicate: r.duplicate };
     }),
@@ -114,7 +132,31 @@ export const deliveryMethods: MethodTable = {
           q.reserve({ recipient: keys[i], sender, channel, size: payload.length, payloadHash, messageId }),
         ),
       );
-      const refused = reserved.findIndex((r) => r.status === "rejected" || !r.value.ok);
+      // Recipients not registered here may be homed on federation peers: relayed through their
+      // outboxes once every local one holds room (their seq is 0: the home region assigns it).
+      const unknown = reserved.flatMap((r, i) =>
+        r.status === "fulfilled" && !r.value.ok && r.value.error.status === Status.NotFound ? [i] : [],
+      );
+      const remote = new Set<number>();
+      const relay = { ...relaySender(ctx, sender), channel, payload, ttlSecs: req.ttlSecs, messageId };
+      if (
+        unknown.length > 0 &&
+        reserved.every((r, i) => unknown.includes(i) || (r.status === "fulfilled" && r.value.ok))
+      ) {
+        try {
+          if (await relayUnknownRecipients(ctx.deps, keys, unknown, relay)) unknown.forEach((i) => remote.add(i));
+        } catch (err) {
+          await Promise.allSettled(
+            reserved.map((r, i) =>
+              r.status === "fulfilled" && r.value.ok && r.value.value.kind === "reserved"
+                ? queues[i].release(r.value.value.id)
+                : null,
+            ),
+          );
+          throw err;
+        }
+      }
+      const refused = reserved.findIndex((r, i) => !remote.has(i) && (r.status === "rejected" || !r.value.ok));
       if (refused >= 0) {
         await Promise.allSettled(
           reserved.map((r, i) =>
@@ -132,6 +174,7 @@ export const deliveryMethods: MethodTable = {
       }
       const seqs = await Promise.all(
         reserved.map(async (r, i) => {
+          if (remote.has(i)) return 0;
           if (r.status !== "fulfilled" || !r.value.ok) throw new Error("unreachable: refusals were handled above");
           const held = r.value.value;
           if (held.kind === "duplicate") return held.seq;

@@ -8,12 +8,37 @@ import { hybridPublicKey } from "../lib/hybrid-key.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
 import { keyPackages, hybridKeys, lastResortKeyPackages } from "../../schema/tables.ts";
+import type { Db } from "../deps.ts";
+import { fetchHybridKeyRemote, fetchKeyPackageRemote } from "../federation/proxy.ts";
 
 function ownKey(ctx: RpcContext, identityKey: Uint8Array): Uint8Array {
   const caller = requireCaller(ctx);
   v.identityKey(identityKey, "identity_key");
   if (!equalBytes(identityKey, caller.identityKey)) throw forbidden("identity_key is not the caller's identity");
   return identityKey;
+}
+
+/** Pops the identity's oldest KeyPackage, else its last-resort one (FetchKeyPackage here and 902). */
+export async function popKeyPackage(
+  db: Db,
+  identityKey: Uint8Array,
+): Promise<{ package: Uint8Array; lastResort: boolean }> {
+  // One DELETE ... RETURNING: atomic, so two concurrent fetches never get the same package.
+  const row = await db
+    .delete(keyPackages)
+    .where(
+      eq(keyPackages.id, sql`(SELECT id FROM ${keyPackages} WHERE identity_key = ${identityKey} ORDER BY id LIMIT 1)`),
+    )
+    .returning({ pkg: keyPackages.package })
+    .get();
+  if (row) return { package: row.pkg, lastResort: false };
+  // The single-use queue is dry: the last-resort package, if any, is served and kept (RFC 9750).
+  const last = await db
+    .select({ pkg: lastResortKeyPackages.package })
+    .from(lastResortKeyPackages)
+    .where(eq(lastResortKeyPackages.identityKey, identityKey))
+    .get();
+  return last ? { package: last.pkg, lastResort: true } : { package: new Uint8Array(0), lastResort: false };
 }
 
 export const keyMethods: MethodTable = {
@@ -59,25 +84,10 @@ export const keyMethods: MethodTable = {
   [Method.FetchKeyPackage]: unary("user", pb.FetchKeyPackageRequest, pb.FetchKeyPackageResponse, async (ctx, req) => {
     requireCaller(ctx);
     const identityKey = v.identityKey(req.identityKey, "identity_key");
-    // One DELETE ... RETURNING: atomic, so two concurrent fetches never get the same package.
-    const row = await ctx.deps.db
-      .delete(keyPackages)
-      .where(
-        eq(
-          keyPackages.id,
-          sql`(SELECT id FROM ${keyPackages} WHERE identity_key = ${identityKey} ORDER BY id LIMIT 1)`,
-        ),
-      )
-      .returning({ pkg: keyPackages.package })
-      .get();
-    if (row) return { package: row.pkg, lastResort: false };
-    // The single-use queue is dry: the last-resort package, if any, is served and kept (RFC 9750).
-    const last = await ctx.deps.db
-      .select({ pkg: lastResortKeyPackages.package })
-      .from(lastResortKeyPackages)
-      .where(eq(lastResortKeyPackages.identityKey, identityKey))
-      .get();
-    return last ? { package: last.pkg, lastResort: true } : { package: new Uint8Array(0), lastResort: false };
+    const local = await popKeyPackage(ctx.deps.db, identityKey);
+    if (local.package.length > 0) return local;
+    // None here: an identity homed on a federation peer is answered by its home region (902).
+    return (await fetchKeyPackageRemote(ctx.deps, identityKey)) ?? local;
   }),
 
   [Method.UploadHybridKey]: unary("user", pb.UploadHybridKeyRequest, pb.UploadHybridKeyResponse, async (ctx, req) => {
@@ -99,7 +109,8 @@ export const keyMethods: MethodTable = {
       .from(hybridKeys)
       .where(eq(hybridKeys.identityKey, identityKey))
       .get();
-    return { hybridPublicKey: row?.key ?? new Uint8Array(0) };
+    // None here: an identity homed on a federation peer is answered by its home region (903).
+    return { hybridPublicKey: row?.key ?? (await fetchHybridKeyRemote(ctx.deps, identityKey)) ?? new Uint8Array(0) };
   }),
 
   [Method.FetchHybridKeys]: unary("user", pb.FetchHybridKeysRequest, pb.FetchHybridKeysResponse, async (ctx, req) => {

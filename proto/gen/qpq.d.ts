@@ -998,6 +998,7 @@ export namespace qpq {
             ttlSecs: number;
             messageId: Uint8Array;
             originDomain: string;
+            senderIdentity: Uint8Array;
             static create(properties: qpq.v1.RelayEnqueueRequest.$Shape): qpq.v1.RelayEnqueueRequest & qpq.v1.RelayEnqueueRequest.$Shape;
             static create(properties?: qpq.v1.RelayEnqueueRequest.$Properties): qpq.v1.RelayEnqueueRequest;
             static encode(m: qpq.v1.RelayEnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1012,6 +1013,7 @@ export namespace qpq {
                 ttlSecs?: (number|null);
                 messageId?: (Uint8Array|null);
                 originDomain?: (string|null);
+                senderIdentity?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.RelayEnqueueRequest.$Properties;
@@ -1052,6 +1054,7 @@ export namespace qpq {
             ttlSecs: number;
             messageId: Uint8Array;
             originDomain: string;
+            senderIdentity: Uint8Array;
             static create(properties: qpq.v1.RelayBatchEnqueueRequest.$Shape): qpq.v1.RelayBatchEnqueueRequest & qpq.v1.RelayBatchEnqueueRequest.$Shape;
             static create(properties?: qpq.v1.RelayBatchEnqueueRequest.$Properties): qpq.v1.RelayBatchEnqueueRequest;
             static encode(m: qpq.v1.RelayBatchEnqueueRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1066,6 +1069,7 @@ export namespace qpq {
                 ttlSecs?: (number|null);
                 messageId?: (Uint8Array|null);
                 originDomain?: (string|null);
+                senderIdentity?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.RelayBatchEnqueueRequest.$Properties;
@@ -1120,6 +1124,7 @@ export namespace qpq {
             constructor(p?: qpq.v1.ProxyFetchKeyPackageResponse.$Properties);
             $unknowns?: Uint8Array[];
             package: Uint8Array;
+            lastResort: boolean;
             static create(properties: qpq.v1.ProxyFetchKeyPackageResponse.$Shape): qpq.v1.ProxyFetchKeyPackageResponse & qpq.v1.ProxyFetchKeyPackageResponse.$Shape;
             static create(properties?: qpq.v1.ProxyFetchKeyPackageResponse.$Properties): qpq.v1.ProxyFetchKeyPackageResponse;
             static encode(m: qpq.v1.ProxyFetchKeyPackageResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1129,6 +1134,7 @@ export namespace qpq {
         namespace ProxyFetchKeyPackageResponse {
             interface $Properties {
                 "package"?: (Uint8Array|null);
+                lastResort?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ProxyFetchKeyPackageResponse.$Properties;
@@ -1205,6 +1211,8 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             identityKey: Uint8Array;
             proof: Uint8Array;
+            resolution: Uint8Array;
+            ktPublicKey: Uint8Array;
             static create(properties: qpq.v1.ProxyResolveUserResponse.$Shape): qpq.v1.ProxyResolveUserResponse & qpq.v1.ProxyResolveUserResponse.$Shape;
             static create(properties?: qpq.v1.ProxyResolveUserResponse.$Properties): qpq.v1.ProxyResolveUserResponse;
             static encode(m: qpq.v1.ProxyResolveUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1215,6 +1223,8 @@ export namespace qpq {
             interface $Properties {
                 identityKey?: (Uint8Array|null);
                 proof?: (Uint8Array|null);
+                resolution?: (Uint8Array|null);
+                ktPublicKey?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ProxyResolveUserResponse.$Properties;
@@ -2630,6 +2640,7 @@ export namespace qpq {
             proof?: (qpq.v1.InclusionProof.$Properties|null);
             treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
             consistencyPath: Uint8Array[];
+            homeKtPublicKey: Uint8Array;
             static create(properties: qpq.v1.ResolveUserResponse.$Shape): qpq.v1.ResolveUserResponse & qpq.v1.ResolveUserResponse.$Shape;
             static create(properties?: qpq.v1.ResolveUserResponse.$Properties): qpq.v1.ResolveUserResponse;
             static encode(m: qpq.v1.ResolveUserResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2642,6 +2653,7 @@ export namespace qpq {
                 proof?: (qpq.v1.InclusionProof.$Properties|null);
                 treeHead?: (qpq.v1.SignedTreeHead.$Properties|null);
                 consistencyPath?: (Uint8Array[]|null);
+                homeKtPublicKey?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ResolveUserResponse.$Properties;

@@ -4231,6 +4231,7 @@ export const qpq = $root.qpq = (() => {
             RelayEnqueueRequest.prototype.ttlSecs = 0;
             RelayEnqueueRequest.prototype.messageId = $util.newBuffer([]);
             RelayEnqueueRequest.prototype.originDomain = "";
+            RelayEnqueueRequest.prototype.senderIdentity = $util.newBuffer([]);
 
             RelayEnqueueRequest.create = function(properties) {
                 return new RelayEnqueueRequest(properties);
@@ -4255,6 +4256,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(42).bytes(m.messageId);
                 if (m.originDomain != null && $Object.hasOwnProperty.call(m, "originDomain") && m.originDomain !== "")
                     w.uint32(50).string(m.originDomain);
+                if (m.senderIdentity != null && $Object.hasOwnProperty.call(m, "senderIdentity") && m.senderIdentity.length)
+                    w.uint32(58).bytes(m.senderIdentity);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -4340,6 +4343,15 @@ export const qpq = $root.qpq = (() => {
                                 m.originDomain = v;
                             else
                                 delete m.originDomain;
+                            continue;
+                        }
+                    case 7: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.senderIdentity = v;
+                            else
+                                delete m.senderIdentity;
                             continue;
                         }
                     }
@@ -4476,6 +4488,7 @@ export const qpq = $root.qpq = (() => {
             RelayBatchEnqueueRequest.prototype.ttlSecs = 0;
             RelayBatchEnqueueRequest.prototype.messageId = $util.newBuffer([]);
             RelayBatchEnqueueRequest.prototype.originDomain = "";
+            RelayBatchEnqueueRequest.prototype.senderIdentity = $util.newBuffer([]);
 
             RelayBatchEnqueueRequest.create = function(properties) {
                 return new RelayBatchEnqueueRequest(properties);
@@ -4502,6 +4515,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(42).bytes(m.messageId);
                 if (m.originDomain != null && $Object.hasOwnProperty.call(m, "originDomain") && m.originDomain !== "")
                     w.uint32(50).string(m.originDomain);
+                if (m.senderIdentity != null && $Object.hasOwnProperty.call(m, "senderIdentity") && m.senderIdentity.length)
+                    w.uint32(58).bytes(m.senderIdentity);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -4586,6 +4601,15 @@ export const qpq = $root.qpq = (() => {
                                 m.originDomain = v;
                             else
                                 delete m.originDomain;
+                            continue;
+                        }
+                    case 7: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.senderIdentity = v;
+                            else
+                                delete m.senderIdentity;
                             continue;
                         }
                     }
@@ -4797,6 +4821,7 @@ export const qpq = $root.qpq = (() => {
             };
 
             ProxyFetchKeyPackageResponse.prototype["package"] = $util.newBuffer([]);
+            ProxyFetchKeyPackageResponse.prototype.lastResort = false;
 
             ProxyFetchKeyPackageResponse.create = function(properties) {
                 return new ProxyFetchKeyPackageResponse(properties);
@@ -4811,6 +4836,8 @@ export const qpq = $root.qpq = (() => {
                     throw $Error("max depth exceeded");
                 if (m["package"] != null && $Object.hasOwnProperty.call(m, "package") && m["package"].length)
                     w.uint32(10).bytes(m["package"]);
+                if (m.lastResort != null && $Object.hasOwnProperty.call(m, "lastResort") && m.lastResort !== false)
+                    w.uint32(16).bool(m.lastResort);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -4851,6 +4878,15 @@ export const qpq = $root.qpq = (() => {
                                 m["package"] = v;
                             else
                                 delete m["package"];
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.lastResort = v;
+                            else
+                                delete m.lastResort;
                             continue;
                         }
                     }
@@ -5142,6 +5178,8 @@ export const qpq = $root.qpq = (() => {
 
             ProxyResolveUserResponse.prototype.identityKey = $util.newBuffer([]);
             ProxyResolveUserResponse.prototype.proof = $util.newBuffer([]);
+            ProxyResolveUserResponse.prototype.resolution = $util.newBuffer([]);
+            ProxyResolveUserResponse.prototype.ktPublicKey = $util.newBuffer([]);
 
             ProxyResolveUserResponse.create = function(properties) {
                 return new ProxyResolveUserResponse(properties);
@@ -5158,6 +5196,10 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(10).bytes(m.identityKey);
                 if (m.proof != null && $Object.hasOwnProperty.call(m, "proof") && m.proof.length)
                     w.uint32(18).bytes(m.proof);
+                if (m.resolution != null && $Object.hasOwnProperty.call(m, "resolution") && m.resolution.length)
+                    w.uint32(26).bytes(m.resolution);
+                if (m.ktPublicKey != null && $Object.hasOwnProperty.call(m, "ktPublicKey") && m.ktPublicKey.length)
+                    w.uint32(34).bytes(m.ktPublicKey);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -5207,6 +5249,24 @@ export const qpq = $root.qpq = (() => {
                                 m.proof = v;
                             else
                                 delete m.proof;
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.resolution = v;
+                            else
+                                delete m.resolution;
+                            continue;
+                        }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.ktPublicKey = v;
+                            else
+                                delete m.ktPublicKey;
                             continue;
                         }
                     }
@@ -11218,6 +11278,7 @@ export const qpq = $root.qpq = (() => {
             ResolveUserResponse.prototype.proof = null;
             ResolveUserResponse.prototype.treeHead = null;
             ResolveUserResponse.prototype.consistencyPath = $util.emptyArray;
+            ResolveUserResponse.prototype.homeKtPublicKey = $util.newBuffer([]);
 
             ResolveUserResponse.create = function(properties) {
                 return new ResolveUserResponse(properties);
@@ -11240,6 +11301,8 @@ export const qpq = $root.qpq = (() => {
                     for (var i = 0; i < m.consistencyPath.length; ++i)
                         w.uint32(34).bytes(m.consistencyPath[i]);
                 }
+                if (m.homeKtPublicKey != null && $Object.hasOwnProperty.call(m, "homeKtPublicKey") && m.homeKtPublicKey.length)
+                    w.uint32(42).bytes(m.homeKtPublicKey);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -11300,6 +11363,15 @@ export const qpq = $root.qpq = (() => {
                             if (!(m.consistencyPath && m.consistencyPath.length))
                                 m.consistencyPath = [];
                             m.consistencyPath.push(r.bytes());
+                            continue;
+                        }
+                    case 5: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.homeKtPublicKey = v;
+                            else
+                                delete m.homeKtPublicKey;
                             continue;
                         }
                     }

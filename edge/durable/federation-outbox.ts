@@ -1,0 +1,341 @@
+// FederationOutbox: one Durable Object per peer and direction.
+//
+// "out:<domain>" is the durable, ordered queue of relays to that peer. Enqueue and BatchEnqueue
+// to an identity homed there answer Ok once the relay is stored here (one SQLite transaction).
+// The alarm is the only sender: it relays the oldest pending entries one after the other (at most
+// one batch in flight per peer, in order), deletes each once the peer stored it, and on a peer
+// that is down or busy backs off exponentially with full jitter. Entries are deduplicated by
+// their relay key (a client's retry with the same message_id), and the receiver deduplicates by
+// (origin domain, sender, relay message id), so a retry after a lost answer stores nothing twice.
+// A full outbox refuses (RateLimited with retry_after); it never drops. A relay the peer refuses
+// for good (unknown recipient, malformed) moves to `rejected`, kept for inspection and counted.
+//
+// "in:<domain>" checks requests signed by that peer: it remembers each accepted signature until
+// its created window ends (a replay is refused) and counts refusals for the metrics.
+import { DurableObject } from "cloudflare:workers";
+import { drizzle } from "drizzle-orm/d1";
+import type { AppEnv } from "../env.ts";
+import { Status, rateLimited } from "../../proto/index.ts";
+import { refusable, type Refusable } from "./refusable.ts";
+import { federationFromEnv } from "../federation/config.ts";
+import { findPeer } from "../federation/peers.ts";
+import { callPeer } from "../federation/client.ts";
+import { FEDERATION_LIMITS } from "../federation/limits.ts";
+import * as tables from "../../schema/tables.ts";
+
+export interface OutboxEntry {
+  /** 900 (RelayEnqueue) or 901 (RelayBatchEnqueue). */
+  method: number;
+  /** The encoded relay request, signed and sent as it is. */
+  body: Uint8Array;
+  /** Same key = same relay (a client retry): stored once. */
+  dedupKey: Uint8Array;
+  /** Payload bytes, for the byte bound. */
+  size: number;
+}
+
+export interface OutboxMetrics {
+  peer: string;
+  depth: number;
+  bytes: number;
+  oldestAgeMs: number;
+  /** "idle" (nothing tried yet), "up" (the last attempt succeeded) or "down". */
+  linkState: "idle" | "up" | "down";
+  lastSuccessAt: number;
+  lastAttemptAt: number;
+  lastError: string;
+  relayed: number;
+  rejected: number;
+  retries: number;
+  /** Inbound: requests this peer signed that were refused, by reason. */
+  refused: Record<string, number>;
+  accepted: number;
+}
+
+/** Statuses a retry cannot fix: the entry moves to `rejected`. Everything else is retried. */
+const PERMANENT: ReadonlySet<number> = new Set([Status.BadRequest, Status.NotFound, Status.Forbidden]);
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    method INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    dedup BLOB NOT NULL UNIQUE,
+    enqueued_at INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY,
+    method INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    rejected_at INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS seen (sig BLOB PRIMARY KEY, expires_at INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+export class FederationOutbox extends DurableObject<AppEnv> {
+  private readonly sql: SqlStorage;
+  private depth = 0;
+  private bytes = 0;
+  private seenCount = 0;
+  /** Consecutive failed attempts: the back-off exponent. */
+  private failures = 0;
+  private readonly maxMessages: number;
+
+  constructor(ctx: DurableObjectState, env: AppEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    const max = Number(env.FEDERATION_OUTBOX_MAX_MESSAGES);
+    this.maxMessages = Number.isSafeInteger(max) && max > 0 ? max : FEDERATION_LIMITS.outboxMaxMessages;
+    ctx.blockConcurrencyWhile(async () => {
+      this.sql.exec(SCHEMA);
+      const row = this.sql
+        .exec<{ n: number; b: number | null }>("SELECT COUNT(*) AS n, SUM(size) AS b FROM outbox")
+        .one();
+      this.depth = row.n;
+      this.bytes = row.b ?? 0;
+      this.seenCount = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM seen").one().n;
+      this.failures = Number(this.meta("failures") ?? 0);
+    });
+  }
+
+  // --- outbound -----------------------------------------------------------------------------
+
+  /**
+   * Stores relays for `peer`, all or none, in order. Answers per entry whether it was already
+   * pending (a retry). Full: RateLimited, with a retry_after of the current back-off.
+   */
+  async enqueue(input: { peer: string; entries: OutboxEntry[] }): Promise<Refusable<{ duplicate: boolean }[]>> {
+    return refusable(async () => {
+      this.setMeta("peer", input.peer);
+      const now = Date.now();
+      const fresh = input.entries.filter((e) => !this.pending(e.dedupKey));
+      const size = fresh.reduce((n, e) => n + e.size, 0);
+      if (this.depth + fresh.length > this.maxMessages || this.bytes + size > FEDERATION_LIMITS.outboxMaxBytes) {
+        this.count("outbox_full");
+        throw rateLimited(
+          `the outbox to ${input.peer} is full (${this.maxMessages} messages / ${FEDERATION_LIMITS.outboxMaxBytes} bytes): the peer is not taking relays`,
+          Math.max(5_000, this.backoffMs()),
+        );
+      }
+      const duplicate = this.ctx.storage.transactionSync(() =>
+        input.entries.map((e) => {
+          const stored = this.sql
+            .exec<{ seq: number }>(
+              `INSERT INTO outbox (method, body, size, dedup, enqueued_at) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (dedup) DO NOTHING RETURNING seq`,
+              e.method,
+              e.body,
+              e.size,
+              e.dedupKey,
+              now,
+            )
+            .toArray();
+          return stored.length === 0;
+        }),
+      );
+      input.entries.forEach((e, i) => {
+        if (duplicate[i]) return;
+        this.depth += 1;
+        this.bytes += e.size;
+      });
+      // Nothing pending was waiting on a back-off: send now; otherwise the scheduled alarm stands.
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now);
+      return duplicate.map((d) => ({ duplicate: d }));
+    });
+  }
+
+  private pending(dedup: Uint8Array): boolean {
+    return this.sql.exec("SELECT 1 FROM outbox WHERE dedup = ?", dedup).toArray().length > 0;
+  }
+
+  override async alarm(): Promise<void> {
+    const peerDomain = this.meta("peer");
+    if (!peerDomain || this.depth === 0) return;
+    const fed = federationFromEnv(this.env);
+    const peer = fed ? await findPeer(drizzle(this.env.DB, { schema: tables }), peerDomain) : null;
+    if (!fed || !peer) {
+      this.attempted(`peer ${peerDomain} is not configured`);
+      return this.retryLater();
+    }
+    const batch = this.sql
+      .exec<{ seq: number; method: number; body: ArrayBuffer; size: number }>(
+        "SELECT seq, method, body, size FROM outbox ORDER BY seq LIMIT ?",
+        FEDERATION_LIMITS.outboxBatch,
+      )
+      .toArray();
+    for (const row of batch) {
+      const body = new Uint8Array(row.body);
+      let status: number;
+      let message: string;
+      let retryAfterMs = 0;
+      try {
+        const answer = await callPeer(fed, peer, row.method, body);
+        status = answer.status;
+        message = answer.message;
+        retryAfterMs = answer.retryAfterMs;
+      } catch (err) {
+        this.attempted(err instanceof Error ? err.message : String(err));
+        return this.retryLater();
+      }
+      if (status === Status.Ok) {
+        this.remove(row.seq, row.size);
+        this.count("relayed");
+        this.succeeded();
+        continue;
+      }
+      if (PERMANENT.has(status)) {
+        this.ctx.storage.transactionSync(() => {
+          this.sql.exec(
+            "INSERT OR REPLACE INTO rejected (seq, method, body, status, reason, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
+            row.seq,
+            row.method,
+            body,
+            status,
+            message.slice(0, 512),
+            Date.now(),
+          );
+          this.sql.exec(
+            "DELETE FROM rejected WHERE seq NOT IN (SELECT seq FROM rejected ORDER BY seq DESC LIMIT ?)",
+            FEDERATION_LIMITS.rejectedKept,
+          );
+        });
+        this.remove(row.seq, row.size);
+        this.count("rejected");
+        // The link works: the peer answered.
+        this.succeeded();
+        continue;
+      }
+      this.attempted(`peer answered status ${status}: ${message}`);
+      return this.retryLater(retryAfterMs);
+    }
+    if (this.depth > 0) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  private remove(seq: number, size: number): void {
+    this.sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
+    this.depth -= 1;
+    this.bytes -= size;
+  }
+
+  private succeeded(): void {
+    const now = String(Date.now());
+    this.failures = 0;
+    this.setMeta("failures", "0");
+    this.setMeta("last_success", now);
+    this.setMeta("last_attempt", now);
+    this.setMeta("link", "up");
+  }
+
+  private attempted(error: string): void {
+    this.failures += 1;
+    this.setMeta("failures", String(this.failures));
+    this.setMeta("last_attempt", String(Date.now()));
+    this.setMeta("last_error", error.slice(0, 512));
+    this.setMeta("link", "down");
+    this.count("retries");
+  }
+
+  /** Exponential from backoffBaseMs, capped at backoffMaxMs, for the current failure count. */
+  private backoffMs(): number {
+    if (this.failures === 0) return 0;
+    const exp = Math.min(this.failures - 1, 20);
+    return Math.min(FEDERATION_LIMITS.backoffMaxMs, FEDERATION_LIMITS.backoffBaseMs * 2 ** exp);
+  }
+
+  /** Full jitter: a random delay in [backoff/2, backoff], at least the peer's retry_after. */
+  private async retryLater(retryAfterMs = 0): Promise<void> {
+    const cap = this.backoffMs();
+    const delay = Math.max(retryAfterMs, cap / 2 + Math.random() * (cap / 2));
+    await this.ctx.storage.setAlarm(Date.now() + Math.ceil(delay));
+  }
+
+  // --- inbound ------------------------------------------------------------------------------
+
+  /**
+   * Remembers an accepted signature until `expiresAt`; one seen before is a replay. A full cache
+   * refuses rather than forgets (forgetting would let a replay through).
+   */
+  async checkReplay(input: { key: Uint8Array; expiresAt: number }): Promise<"fresh" | "replay" | "full"> {
+    const now = Date.now();
+    const swept = this.sql.exec("DELETE FROM seen WHERE expires_at <= ?", now).rowsWritten;
+    this.seenCount -= swept;
+    if (this.sql.exec("SELECT 1 FROM seen WHERE sig = ?", input.key).toArray().length > 0) return "replay";
+    if (this.seenCount >= FEDERATION_LIMITS.replayCacheMax) return "full";
+    this.sql.exec("INSERT INTO seen (sig, expires_at) VALUES (?, ?)", input.key, input.expiresAt);
+    this.seenCount += 1;
+    this.count("accepted");
+    return "fresh";
+  }
+
+  /** Counts one refused inbound request (by reason) for the metrics. */
+  async countRefusal(input: { peer: string; reason: string }): Promise<null> {
+    this.setMeta("peer", input.peer);
+    this.count(`refused_${input.reason}`);
+    return null;
+  }
+
+  // --- metrics ------------------------------------------------------------------------------
+
+  async metrics(): Promise<OutboxMetrics> {
+    const counters = Object.fromEntries(
+      this.sql
+        .exec<{ name: string; value: number }>("SELECT name, value FROM counters")
+        .toArray()
+        .map((r) => [r.name, r.value]),
+    );
+    const oldest = this.sql.exec<{ t: number | null }>("SELECT MIN(enqueued_at) AS t FROM outbox").one().t;
+    const refused: Record<string, number> = {};
+    for (const [name, value] of Object.entries(counters)) {
+      if (name.startsWith("refused_")) refused[name.slice("refused_".length)] = value;
+    }
+    return {
+      peer: this.meta("peer") ?? "",
+      depth: this.depth,
+      bytes: this.bytes,
+      oldestAgeMs: oldest === null ? 0 : Date.now() - oldest,
+      linkState: (this.meta("link") as OutboxMetrics["linkState"] | undefined) ?? "idle",
+      lastSuccessAt: Number(this.meta("last_success") ?? 0),
+      lastAttemptAt: Number(this.meta("last_attempt") ?? 0),
+      lastError: this.meta("last_error") ?? "",
+      relayed: counters.relayed ?? 0,
+      rejected: counters.rejected ?? 0,
+      retries: counters.retries ?? 0,
+      refused,
+      accepted: counters.accepted ?? 0,
+    };
+  }
+
+  /** Relays the peer refused for good, newest first (operator inspection). */
+  async rejected(limit = 100): Promise<{ seq: number; status: number; reason: string; rejectedAt: number }[]> {
+    return this.sql
+      .exec<{ seq: number; status: number; reason: string; rejected_at: number }>(
+        "SELECT seq, status, reason, rejected_at FROM rejected ORDER BY seq DESC LIMIT ?",
+        Math.min(Math.max(1, limit), FEDERATION_LIMITS.rejectedKept),
+      )
+      .toArray()
+      .map((r) => ({ seq: r.seq, status: r.status, reason: r.reason, rejectedAt: r.rejected_at }));
+  }
+
+  private meta(key: string): string | undefined {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+  }
+
+  private count(name: string, by = 1): void {
+    this.sql.exec(
+      "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
+      name,
+      by,
+      by,
+    );
+  }
+}

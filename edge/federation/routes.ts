@@ -1,0 +1,147 @@
+// The edge-to-edge surface, mounted at /federation (edge/app.ts):
+//   POST /federation/rpc/<900-905>  a signed request from a peer (signature.ts), answered like
+//                                   /rpc: HTTP 200, the wire status in x-qpq-status.
+//   GET  /federation/metrics        per-peer link metrics, Prometheus text (front secret).
+// A refused signature stores nothing, answers Unauthorized naming the reason, and is counted.
+import { Hono } from "hono";
+import { MAX_PAYLOAD, RelayHeader, Status, encodeError, toErrorReply, unknownMethod } from "../../proto/index.ts";
+import type { EdgeDeps } from "../deps.ts";
+import { bodyLimit } from "../middleware/body-limit.ts";
+import { frontOnly } from "../middleware/front-auth.ts";
+import { federationMethods } from "../methods/federation.ts";
+import type { FederationDeps } from "./config.ts";
+import { outboxOf } from "./config.ts";
+import { findPeer, listPeers, type Peer } from "./peers.ts";
+import {
+  SIGNATURE_MAX_AGE_SECS,
+  SignatureRefusal,
+  checkCreated,
+  checkDigest,
+  importPeerKey,
+  parseSignature,
+  replayKey,
+  toBase64Url,
+  verifySignature,
+} from "./signature.ts";
+import { renderFederationMetrics } from "./metrics.ts";
+
+/** Room for a relay's fields around one frame's payload. */
+const RELAY_BODY_MAX = MAX_PAYLOAD + 64 * 1024;
+/** Where refusals of requests that name no known peer are counted (one object, not one per name). */
+const UNKNOWN = "*";
+
+function answer(status: number, body: Uint8Array, retryAfterMs = 0): Response {
+  const headers: Record<string, string> = {
+    [RelayHeader.status]: String(status),
+    "content-type": "application/x-protobuf",
+  };
+  if (retryAfterMs) headers[RelayHeader.retryAfter] = String(retryAfterMs);
+  return new Response(body, { status: 200, headers });
+}
+
+function refusal(status: number, message: string, retryAfterMs = 0): Response {
+  return answer(status, encodeError({ message, retryAfterMs }), retryAfterMs);
+}
+
+/** Verifies a peer's request; throws SignatureRefusal. The replay check comes last (it writes). */
+async function authenticate(
+  deps: EdgeDeps,
+  fed: FederationDeps,
+  req: Request,
+  body: Uint8Array,
+): Promise<{ peer: Peer }> {
+  const parsed = parseSignature(req.headers.get("signature-input"), req.headers.get("signature"));
+  const nowSecs = Math.floor(Date.now() / 1000);
+  checkCreated(parsed.created, nowSecs);
+  const digest = await checkDigest(req.headers.get("content-digest"), body);
+  const peer = await findPeer(deps.db, parsed.keyId);
+  if (!peer || peer.domain === fed.domain) {
+    throw new SignatureRefusal("unknown-peer", `${parsed.keyId} is not a federation peer of ${fed.domain}`);
+  }
+  const key = await importPeerKey(peer.publicKey).catch(() => {
+    throw new SignatureRefusal("unknown-peer", `the configured key of ${peer.domain} is not an Ed25519 key`);
+  });
+  await verifySignature(parsed, { method: req.method, path: new URL(req.url).pathname, digest }, key);
+  const seen = await outboxOf(fed, "in", peer.domain).checkReplay({
+    key: await replayKey(parsed),
+    expiresAt: (parsed.created + SIGNATURE_MAX_AGE_SECS + 1) * 1000,
+  });
+  if (seen === "replay") throw new SignatureRefusal("replay", "this signature was already used");
+  if (seen === "full") throw new SignatureRefusal("replay", "too many signed requests in the window; retry later");
+  return { peer };
+}
+
+export function federationRoutes(deps: EdgeDeps): Hono {
+  const app = new Hono();
+  const fed = deps.federation;
+
+  app.post("/rpc/:method{9[0-9]{2}}", bodyLimit(RELAY_BODY_MAX), async (c) => {
+    if (!fed) return c.text("federation is off on this deployment", 404);
+    const methodId = Number(c.req.param("method"));
+    const body = c.var.body;
+    let peer: Peer;
+    try {
+      ({ peer } = await authenticate(deps, fed, c.req.raw, body));
+    } catch (err) {
+      if (!(err instanceof SignatureRefusal)) throw err;
+      const known = err.reason !== "unknown-peer" && err.reason !== "unsigned" && err.reason !== "malformed";
+      const claimed = known
+        ? (/keyid="([a-z0-9.-]+)"/.exec(c.req.header("signature-input") ?? "")?.[1] ?? UNKNOWN)
+        : UNKNOWN;
+      const counted = (await findPeer(deps.db, claimed).catch(() => null)) ? claimed : UNKNOWN;
+      await outboxOf(fed, "in", counted)
+        .countRefusal({ peer: counted, reason: err.reason })
+        .catch(() => {});
+      deps.logger.warn("federation request refused", { reason: err.reason, peer: counted });
+      return refusal(Status.Unauthorized, `signature refused (${err.reason}): ${err.message}`);
+    }
+    const handler = federationMethods[methodId];
+    try {
+      if (!handler) throw unknownMethod(methodId);
+      return answer(Status.Ok, await handler({ deps, fed, peer }, body));
+    } catch (err) {
+      const reply = toErrorReply(err);
+      if (reply.status === Status.Internal) {
+        deps.logger.error("federation handler failed", {
+          method: methodId,
+          peer: peer.domain,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      } else {
+        await outboxOf(fed, "in", peer.domain)
+          .countRefusal({ peer: peer.domain, reason: `status_${reply.status}` })
+          .catch(() => {});
+      }
+      return refusal(reply.status, reply.message, reply.retryAfterMs);
+    }
+  });
+
+  app.get("/metrics", frontOnly(deps), async (c) => {
+    if (!fed) return c.text("", 200, { "content-type": "text/plain; version=0.0.4" });
+    const peers = await listPeers(deps.db);
+    const rows = await Promise.all(
+      peers.map(async (p) => ({
+        peer: p.domain,
+        out: await outboxOf(fed, "out", p.domain).metrics(),
+        in: await outboxOf(fed, "in", p.domain).metrics(),
+      })),
+    );
+    const unknown = await outboxOf(fed, "in", UNKNOWN).metrics();
+    return c.text(renderFederationMetrics(rows, unknown, Date.now()), 200, {
+      "content-type": "text/plain; version=0.0.4",
+    });
+  });
+
+  return app;
+}
+
+/** The federation part of /.well-known/qpq: domain, base URL and public key (base64url). */
+export async function wellKnownFederation(deps: EdgeDeps, requestUrl: string) {
+  const fed = deps.federation;
+  if (!fed) return {};
+  return {
+    federation_domain: fed.domain,
+    federation_url: fed.url ?? new URL(requestUrl).origin,
+    federation_public_key: toBase64Url((await fed.signing).publicKey),
+  };
+}
