@@ -30,6 +30,7 @@ function rpcContext(deps: EdgeDeps, req: HonoRequest): RpcContext {
     clientAddr: req.header(RelayHeader.clientAddr) ?? "",
     connectionId: req.header(RelayHeader.connection) ?? "",
     requestId: Number(req.header(RelayHeader.requestId) ?? 0),
+    sealedSenderTag: req.header(RelayHeader.sealedSender),
   };
 }
 
@@ -101,6 +102,8 @@ export function createApp(deps: EdgeDeps): Hono {
       version: deps.version,
       delivery_proof_key: toHex(publicKey),
       kt_public_key: toHex(await deps.ktPublicKey),
+      // Fronts compare it with their own QPQ_SEALED_SENDER at start (quic-front/sealed-sender.ts).
+      sealed_sender: deps.sealedSender,
       ...(await wellKnownFederation(deps, c.req.url)),
     });
   });

@@ -6,6 +6,7 @@ import { sessionTtlMs } from "./lib/limits.ts";
 import { importAssertionKey } from "./lib/caller-assertion.ts";
 import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
+import { sealedSenderFromEnv } from "./lib/sealed-sender.ts";
 import { sha256 } from "./lib/crypto.ts";
 import * as tables from "../schema/tables.ts";
 import { federationFromEnv, type FederationDeps } from "./federation/config.ts";
@@ -32,6 +33,8 @@ export interface EdgeDeps {
   signing: Promise<{ privateKey: CryptoKey; publicKey: Uint8Array }>;
   /** Keys the sender tags that recipient queues see instead of sender identities. */
   senderTagKey: Promise<CryptoKey>;
+  /** SEALED_SENDER: queues never learn who sent a message (lib/sealed-sender.ts). */
+  sealedSender: boolean;
   /** Raw Ed25519 public key of KT_SIGNING_KEY: verifies the log's signed tree heads. */
   ktPublicKey: Promise<Uint8Array>;
   /** This deployment's federation domain, key and outboxes; null when FEDERATION_DOMAIN is empty. */
@@ -55,6 +58,7 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     assertionKey: importAssertionKey(env.FRONT_SECRET),
     signing: importSigningKey(env.DELIVERY_SIGNING_KEY),
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
+    sealedSender: sealedSenderFromEnv(env.SEALED_SENDER),
     ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
     federation: federationFromEnv(env),
   };

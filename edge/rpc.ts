@@ -21,6 +21,8 @@ export interface RpcContext {
   session?: SessionBinding;
   /** Enqueue reports the recipient's pending-message count for the front's sampled gauge. */
   queueDepth?: number;
+  /** Sealed-sender mode: the front's tag of the sending address (lib/sealed-sender.ts). */
+  sealedSenderTag?: string;
 }
 
 export interface MethodSpec {

@@ -5,6 +5,7 @@ interface __BaseEnv_Env {
 	DB: D1Database;
 	FEDERATION_DOMAIN: string;
 	QPQ_VERSION: string;
+	SEALED_SENDER: string;
 	SESSION_TTL_SECS: string;
 	DEFAULT_MESSAGE_TTL_SECS: string;
 	MAX_QUEUE_MESSAGES: string;

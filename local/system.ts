@@ -42,7 +42,9 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
   const settings = opts.settings ?? localSettings(opts.env ?? process.env);
   const logger = opts.logger ?? createLogger(settings.logLevel);
   const dataDir = resolve(opts.dataDir ?? settings.dataDir);
-  const edge = await startEdge({ dataDir, port: opts.edgePort, logger, vars: opts.edgeVars });
+  // One setting for both halves: the front's QPQ_SEALED_SENDER sets the edge's SEALED_SENDER.
+  const vars = { SEALED_SENDER: String(settings.sealedSender), ...opts.edgeVars };
+  const edge = await startEdge({ dataDir, port: opts.edgePort, logger, vars });
   let running: RunningFront;
   try {
     const config = withEdge({ ...settings, dataDir }, { edgeUrl: edge.url, frontSecret: edge.secrets.FRONT_SECRET });

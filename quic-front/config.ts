@@ -49,6 +49,8 @@ export interface FrontConfig {
    * 10-20 % of the front's CPU in the benchmark. Applied by the process entry points only.
    */
   stackTraceLimit: number;
+  /** Sealed-sender mode (QPQ_SEALED_SENDER; must match the edge's SEALED_SENDER): quic-front/sealed-sender.ts. */
+  sealedSender: boolean;
 }
 
 export function parseHostPort(value: string, what: string): { host: string; port: number } {
@@ -65,6 +67,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${name} must be a non-negative integer, got "${raw}"`);
   return n;
+}
+
+/** "true"/"1" or "false"/"0"/unset; anything else is an error, so a typo cannot turn a mode off. */
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = (env[name] ?? "").trim().toLowerCase();
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "" || raw === "false" || raw === "0") return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
 /** Durations accept "30", "30s" or "30000ms". */
@@ -126,6 +136,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Front
     connectionBufferBytes: int(env, "QPQ_CONNECTION_BUFFER_BYTES", 16 * 1024 * 1024),
     logLevel: level,
     stackTraceLimit: int(env, "QPQ_STACK_TRACE_LIMIT", 4),
+    sealedSender: flag(env, "QPQ_SEALED_SENDER"),
     ...overrides,
   };
   atLeastOne(settings);

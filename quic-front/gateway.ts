@@ -31,6 +31,7 @@ import { FetchWaits, Waiter } from "./fetch-wait.ts";
 import { addressKey } from "./client-address.ts";
 import { FRONT_VERSION, withFrontHealth } from "./health.ts";
 import { toHex } from "../proto/util/hex.ts";
+import { SealedSenderTags } from "./sealed-sender.ts";
 
 const AUTH_METHODS = new Set<number>([
   Method.OpaqueRegisterStart,
@@ -97,6 +98,8 @@ export class Gateway {
   private readonly waits: FetchWaits;
   private readonly authLimiter: KeyedLimiter;
   private readonly hooks: GatewayHooks;
+  /** Sealed-sender mode: the tags that stand for senders at the edge (sealed-sender.ts). */
+  private readonly sealedTags: SealedSenderTags | undefined;
   private nextConnection = 0;
   /** For Health: the front's own uptime, next to the edge's. */
   private readonly startedAt: number;
@@ -141,7 +144,8 @@ export class Gateway {
       opts.config.authPerMinute / 60,
       Math.max(1, Math.ceil(opts.config.authPerMinute / 4)),
     );
-    this.hooks = new GatewayHooks(opts.hooks, opts.logger);
+    this.hooks = new GatewayHooks(opts.hooks, opts.logger, { sealedSender: opts.config.sealedSender });
+    this.sealedTags = opts.config.sealedSender ? new SealedSenderTags() : undefined;
     this.metrics.fetchWaitWaiting.set(0);
     this.startedAt = this.clock.now();
   }
@@ -395,6 +399,10 @@ export class Gateway {
             requestId: frame.requestId,
             payload: frame.payload,
             assertion,
+            sealedSenderTag:
+              this.sealedTags && (id === Method.Enqueue || id === Method.BatchEnqueue)
+                ? this.sealedTags.tagOf(conn.remoteAddr)
+                : undefined,
           });
     // The edge refused an asserted caller (its device was revoked, its account deleted): the
     // session is over now, not at the next re-validation.

@@ -27,7 +27,11 @@ export class GatewayHooks {
   private readonly runner: HookRunner | undefined;
   private readonly logger: Logger;
 
-  constructor(runner: HookRunner | undefined, logger: Logger) {
+  /** Sealed-sender mode: on_message_send carries no senderIdentity. */
+  private readonly sealedSender: boolean;
+
+  constructor(runner: HookRunner | undefined, logger: Logger, opts: { sealedSender?: boolean } = {}) {
+    this.sealedSender = opts.sealedSender ?? false;
     this.runner = runner;
     this.logger = logger;
   }
@@ -118,7 +122,7 @@ export class GatewayHooks {
       return {
         connectionId: conn.id,
         clientAddress: conn.remoteAddr,
-        senderIdentity: conn.identityHex(),
+        senderIdentity: this.sealedSender ? undefined : conn.identityHex(),
         recipients,
         channelId: toHex(req.channelId),
         payloadSize: req.payload.length,

@@ -26,6 +26,8 @@ export interface RelayRequest {
   assertion?: string;
   /** Extra time the edge may hold the call (FetchWait). */
   extraTimeoutMs?: number;
+  /** Sealed-sender mode, Enqueue/BatchEnqueue: the sending address's tag (quic-front/sealed-sender.ts). */
+  sealedSenderTag?: string;
 }
 
 export interface RelayResponse {
@@ -150,6 +152,7 @@ export class EdgeRelay implements Relay {
       "content-type": "application/x-protobuf",
     };
     if (req.assertion) headers[RelayHeader.caller] = req.assertion;
+    if (req.sealedSenderTag) headers[RelayHeader.sealedSender] = req.sealedSenderTag;
     const res = await this.pool.request({
       path: `/rpc/${req.methodId}`,
       method: "POST",

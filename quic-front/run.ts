@@ -7,6 +7,7 @@ import type { Logger } from "../proto/util/log.ts";
 import { serveMetrics } from "./metrics-server.ts";
 import { QpqFront } from "./server.ts";
 import { PluginHost } from "../plugins/host/index.ts";
+import { checkEdgeSealedSender } from "./sealed-sender.ts";
 
 export interface RunningFront {
   front: QpqFront;
@@ -17,6 +18,7 @@ export interface RunningFront {
 }
 
 export async function startFront(config: FrontConfig, logger: Logger): Promise<RunningFront> {
+  await checkEdgeSealedSender(config.edgeUrl, config.sealedSender, logger);
   const tls = await loadTls({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, dataDir: config.dataDir });
   if (tls.note) logger.info("development certificate", { change: tls.note });
   const plugins =

@@ -55,8 +55,10 @@ const EMPTY = new Uint8Array(0);
 export interface EnqueueInput {
   /** The queue's own identity key, for push events and the registration check. */
   recipient: Uint8Array;
-  /** Sender tag (16 bytes), never the sender's identity. */
+  /** Sender tag (16 bytes), never the sender's identity; in sealed-sender mode an address tag. */
   sender: Uint8Array;
+  /** The sender identity's tag, for checks only (channel bans); never stored (lib/sealed-sender.ts). */
+  identityTag?: Uint8Array;
   channel: Uint8Array;
   payload: Uint8Array;
   ttlSecs: number;
@@ -74,6 +76,8 @@ export interface EnqueueResult {
 export interface ReserveInput {
   recipient: Uint8Array;
   sender: Uint8Array;
+  /** As in EnqueueInput: for checks only, never stored. */
+  identityTag?: Uint8Array;
   channel: Uint8Array;
   size: number;
   payloadHash: Uint8Array;

@@ -5,7 +5,7 @@ import * as v from "../lib/validate.ts";
 import { LIMITS } from "../lib/limits.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accepted } from "../durable/refusable.ts";
-import { senderTag } from "../lib/sender-tag.ts";
+import { enqueueSender, senderForFederation } from "../lib/sealed-sender.ts";
 import { relayIfRemote, relayUnknownRecipients } from "../federation/relay.ts";
 import { equalBytes, sha256 } from "../lib/crypto.ts";
 
@@ -53,14 +53,17 @@ async function pending(ctx: RpcContext, req: ReadRequest) {
   return { payloads };
 }
 
-/** What the recipient's queue sees of the caller: a keyed tag, not the identity. */
-async function callerTag(ctx: RpcContext): Promise<Uint8Array> {
-  return senderTag(await ctx.deps.senderTagKey, requireCaller(ctx).identityKey);
+/**
+ * What the recipient's queue sees of the caller: a keyed tag of its identity, or in sealed-sender
+ * mode the front's tag of its address (lib/sealed-sender.ts); the identity tag only for checks.
+ */
+function callerTags(ctx: RpcContext) {
+  return enqueueSender(ctx.deps, requireCaller(ctx), ctx.sealedSenderTag);
 }
 
-/** Who a relay to a federation peer names as sender: the identity, and its tag for deduplication. */
-function relaySender(ctx: RpcContext, tag: Uint8Array) {
-  return { senderIdentity: requireCaller(ctx).identityKey, dedupSeed: tag };
+/** Who a relay to a federation peer names as sender: the identity, or none when sealed. */
+function relaySender(ctx: RpcContext, identityTag: Uint8Array) {
+  return { senderIdentity: senderForFederation(ctx.deps, requireCaller(ctx)) ?? null, dedupSeed: identityTag };
 }
 
 /**
@@ -76,7 +79,7 @@ export const deliveryMethods: MethodTable = {
   [Method.Enqueue]: checked(
     "none",
     unary("user", pb.EnqueueRequest, pb.EnqueueResponse, async (ctx, req) => {
-      const sender = await callerTag(ctx);
+      const { tag: sender, identityTag } = await callerTags(ctx);
       const recipient = v.identityKey(req.recipientKey, "recipient_key");
       const channel = v.channelId(req.channelId);
       const payload = v.payload(req.payload);
@@ -84,6 +87,7 @@ export const deliveryMethods: MethodTable = {
       const stored = await queueOf(ctx.deps, recipient).enqueue({
         recipient,
         sender,
+        identityTag,
         channel,
         payload,
         ttlSecs: req.ttlSecs,
@@ -94,7 +98,7 @@ export const deliveryMethods: MethodTable = {
       if (!stored.ok && stored.error.status === Status.NotFound) {
         const relayed = await relayIfRemote(ctx.deps, {
           recipients: [recipient],
-          ...relaySender(ctx, sender),
+          ...relaySender(ctx, identityTag),
           channel,
           payload,
           ttlSecs: req.ttlSecs,
@@ -114,7 +118,7 @@ export const deliveryMethods: MethodTable = {
   [Method.BatchEnqueue]: checked(
     "none",
     unary("user", pb.BatchEnqueueRequest, pb.BatchEnqueueResponse, async (ctx, req) => {
-      const sender = await callerTag(ctx);
+      const { tag: sender, identityTag } = await callerTags(ctx);
       if (req.recipientKeys.length === 0) throw badRequest("recipient_keys must not be empty");
       if (req.recipientKeys.length > LIMITS.batchRecipientsMax) {
         throw badRequest(
@@ -129,7 +133,7 @@ export const deliveryMethods: MethodTable = {
       const queues = keys.map((k) => queueOf(ctx.deps, k));
       const reserved = await Promise.allSettled(
         queues.map((q, i) =>
-          q.reserve({ recipient: keys[i], sender, channel, size: payload.length, payloadHash, messageId }),
+          q.reserve({ recipient: keys[i], sender, identityTag, channel, size: payload.length, payloadHash, messageId }),
         ),
       );
       // Recipients not registered here may be homed on federation peers: relayed through their
@@ -138,7 +142,7 @@ export const deliveryMethods: MethodTable = {
         r.status === "fulfilled" && !r.value.ok && r.value.error.status === Status.NotFound ? [i] : [],
       );
       const remote = new Set<number>();
-      const relay = { ...relaySender(ctx, sender), channel, payload, ttlSecs: req.ttlSecs, messageId };
+      const relay = { ...relaySender(ctx, identityTag), channel, payload, ttlSecs: req.ttlSecs, messageId };
       if (
         unknown.length > 0 &&
         reserved.every((r, i) => unknown.includes(i) || (r.status === "fulfilled" && r.value.ok))
@@ -182,6 +186,7 @@ export const deliveryMethods: MethodTable = {
             await queues[i].commit({
               recipient: keys[i],
               sender,
+              identityTag,
               channel,
               payload,
               ttlSecs: req.ttlSecs,

@@ -14,6 +14,12 @@ export const RelayHeader = {
   retryAfter: "x-qpq-retry-after-ms",
   /** Set on a successful login/resume: see SessionGrant. */
   session: "x-qpq-session",
+  /**
+   * Sealed-sender mode only, on Enqueue/BatchEnqueue: the front's tag for the sending client
+   * address (32 hex), which the recipient's queue keys quotas and idempotency on instead of the
+   * sender's identity (docs/protocol.md, "Sealed sender"). An edge refuses a mismatch either way.
+   */
+  sealedSender: "x-qpq-sealed-sender",
   /** Set on Enqueue: the recipient's pending messages afterwards (metrics only). */
   queueDepth: "x-qpq-queue-depth",
 } as const;

@@ -14,6 +14,8 @@ import type { QuicTransport } from "../../sdk/transport.ts";
 const root = new URL("../..", import.meta.url).pathname;
 /** Lines of the child's output kept for failure messages. */
 const TAIL_LINES = 40;
+/** Lines of the child's output kept for output(): tests that search the logs. */
+const ALL_LINES = 200_000;
 /** Polling bounds: generous, as a busy 2-core machine may take long to start or to reap. */
 const POLL_MS = 250;
 const READY_ATTEMPTS = 240;
@@ -33,6 +35,8 @@ export interface SystemProcess {
   waitGone(): Promise<void>;
   /** The last lines the processes printed, for failure messages. */
   tail(): string;
+  /** Everything the processes printed so far (front and edge logs; up to ALL_LINES lines). */
+  output(): string;
 }
 
 /**
@@ -62,9 +66,11 @@ export async function spawnSystem(dataDir: string, env: Record<string, string> =
   const pid = proc.pid;
   if (pid === undefined) throw new Error("could not spawn scripts/start.ts");
   const lines: string[] = [];
+  const all: string[] = [];
   const keep = (line: string) => {
     lines.push(line);
     if (lines.length > TAIL_LINES) lines.shift();
+    if (all.length < ALL_LINES) all.push(line);
   };
   // Both pipes are read to the end, so the child never blocks on a full pipe.
   createInterface({ input: proc.stdout! }).on("line", keep);
@@ -105,6 +111,7 @@ export async function spawnSystem(dataDir: string, env: Record<string, string> =
       connect,
       killNow,
       tail,
+      output: () => all.join("\n"),
       async waitGone() {
         await exited;
         await waitGroupGone(pid, tail);
