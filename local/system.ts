@@ -7,6 +7,7 @@ import type { PluginHost } from "../plugins/host/index.ts";
 import { settingsFromEnv, withEdge, type FrontSettings } from "../quic-front/config.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront, type RunningFront } from "../quic-front/run.ts";
+import { localFederation, publicKeyOf, syncPeers } from "./federation.ts";
 
 export interface LocalSystemOptions {
   /** The front's settings, read once by the caller (localSettings); default: localSettings(env). */
@@ -30,6 +31,8 @@ export interface LocalSystem {
   certPem: string;
   metricsUrl?: string;
   plugins?: PluginHost;
+  /** Set with QPQ_FEDERATION_DOMAIN: the region's domain and federation public key (base64url). */
+  federation?: { domain: string; publicKey: string };
   stop(): Promise<void>;
 }
 
@@ -43,13 +46,18 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
   const logger = opts.logger ?? createLogger(settings.logLevel);
   const dataDir = resolve(opts.dataDir ?? settings.dataDir);
   // One setting for both halves: the front's QPQ_SEALED_SENDER sets the edge's SEALED_SENDER.
-  const vars = { SEALED_SENDER: String(settings.sealedSender), ...opts.edgeVars };
-  const edge = await startEdge({ dataDir, port: opts.edgePort, logger, vars });
+  // Federation (local/federation.ts): QPQ_FEDERATION_DOMAIN, QPQ_EDGE_LISTEN, QPQ_FEDERATION_PEERS.
+  const fed = localFederation(opts.env ?? process.env);
+  const vars = { SEALED_SENDER: String(settings.sealedSender), ...fed.vars, ...opts.edgeVars };
+  const edge = await startEdge({ dataDir, port: opts.edgePort ?? fed.edgePort, logger, vars });
   let running: RunningFront;
+  let peers: { stop(): void } | undefined;
   try {
+    if (fed.peersFile) peers = await syncPeers(edge.miniflare, fed.peersFile, logger);
     const config = withEdge({ ...settings, dataDir }, { edgeUrl: edge.url, frontSecret: edge.secrets.FRONT_SECRET });
     running = await startFront(config, logger);
   } catch (err) {
+    peers?.stop();
     await edge.stop();
     throw err;
   }
@@ -60,7 +68,11 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
     certPem: running.tls.caPem,
     metricsUrl: running.metricsUrl,
     plugins: running.plugins,
+    federation: fed.domain
+      ? { domain: fed.domain, publicKey: publicKeyOf(edge.secrets.FEDERATION_SIGNING_KEY) }
+      : undefined,
     async stop() {
+      peers?.stop();
       await running.stop();
       await edge.stop();
     },

@@ -85,6 +85,11 @@ export class QpqClient<T extends Transport = Transport> {
   sessionToken: Uint8Array | undefined;
   /** Updated by every verified resolution. */
   kt: KtTrust = {};
+  /**
+   * Log keys of other regions, pinned on first use per domain (name@domain answers are signed by
+   * the home region's log, not this region's).
+   */
+  remoteKt = new Map<string, Uint8Array>();
   /** The last resolution that verified (what resolveUser checked). */
   lastResolution: VerifiedResolution | undefined;
 
@@ -329,6 +334,8 @@ export class QpqClient<T extends Transport = Transport> {
   async resolveUserVerified(
     username: string,
   ): Promise<VerifiedResolution & { pinnedNow: boolean; previous?: TreeHead }> {
+    const at = username.lastIndexOf("@");
+    if (at >= 0) return this.resolveRemoteVerified(username, username.slice(0, at), username.slice(at + 1));
     let pinnedNow = false;
     if (!this.kt.publicKey) {
       const key = (await this.health()).ktPublicKey;
@@ -352,6 +359,33 @@ export class QpqClient<T extends Transport = Transport> {
     };
     this.lastResolution = verified;
     return { ...verified, pinnedNow, previous };
+  }
+
+  /**
+   * name@domain: the home region's answer, verified against that region's log key (pinned here on
+   * first use per domain; a different key later is refused). No consistency proof across calls.
+   */
+  private async resolveRemoteVerified(
+    address: string,
+    name: string,
+    domain: string,
+  ): Promise<VerifiedResolution & { pinnedNow: boolean; previous?: TreeHead }> {
+    const res = await this.call(
+      Method.ResolveUser,
+      pb.ResolveUserRequest,
+      { username: address, knownTreeSize: 0 },
+      pb.ResolveUserResponse,
+    );
+    const key = res.homeKtPublicKey ?? new Uint8Array(0);
+    if (key.length !== 32) throw new KtVerificationError("unsigned-head", `the answer for ${address} names no log key`);
+    const pinned = this.remoteKt.get(domain.toLowerCase());
+    if (pinned && Buffer.compare(pinned, key) !== 0) {
+      throw new KtVerificationError("unsigned-head", `the log key of ${domain} is not the one pinned before`);
+    }
+    const verified = await verifyResolution(name, res, key, undefined);
+    this.remoteKt.set(domain.toLowerCase(), key);
+    this.lastResolution = verified;
+    return { ...verified, pinnedNow: !pinned };
   }
 
   checkRevocation(identityKey: Uint8Array) {

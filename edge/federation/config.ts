@@ -3,6 +3,7 @@
 import type { AppEnv } from "../env.ts";
 import { importSigningKey } from "../lib/delivery-proof.ts";
 import { ConfigError } from "../../proto/util/config-error.ts";
+import { isDomain } from "./domain.ts";
 
 export interface FederationDeps {
   domain: string;
@@ -10,13 +11,6 @@ export interface FederationDeps {
   url: string | undefined;
   signing: Promise<{ privateKey: CryptoKey; publicKey: Uint8Array }>;
   outboxes: AppEnv["FEDERATION_OUTBOX"];
-}
-
-/** Lower-case DNS name (localhost names included), at most 253 characters. */
-const DOMAIN_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-export function isDomain(value: string): boolean {
-  return DOMAIN_RE.test(value);
 }
 
 export function federationFromEnv(env: AppEnv): FederationDeps | null {

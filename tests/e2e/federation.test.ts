@@ -1,0 +1,186 @@
+// Two federated regions on this machine, each its own Miniflare edge, data directory and QUIC
+// front, wired as `npm start` wires them (QPQ_FEDERATION_DOMAIN, QPQ_EDGE_LISTEN,
+// QPQ_FEDERATION_PEERS): alice@a.test and bob@b.test find each other, set up MLS across regions
+// and exchange messages; region b goes down while alice sends 100 messages and, once back on the
+// same data directory, bob gets all of them exactly once and in order.
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
+import { loadOrCreateSecrets } from "../../local/secrets.ts";
+import { publicKeyOf } from "../../local/federation.ts";
+import { QpqClient } from "../../sdk/client.ts";
+import type { QuicTransport } from "../../sdk/transport.ts";
+import { createLogger } from "../../proto/util/log.ts";
+import { uniqueName } from "../support/system.ts";
+import { createMlsMember } from "../support/mls.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+const str = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function ed25519Identity(): Uint8Array {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Region {
+  domain: string;
+  dir: string;
+  edgePort: number;
+  peersFile: string;
+  system?: LocalSystem;
+}
+
+const logger = createLogger("warn");
+
+async function start(r: Region): Promise<LocalSystem> {
+  r.system = await startLocalSystem({
+    dataDir: r.dir,
+    env: {
+      QPQ_LISTEN: "127.0.0.1:0",
+      QPQ_LOG_LEVEL: "warn",
+      QPQ_DATA_DIR: r.dir,
+      QPQ_FEDERATION_DOMAIN: r.domain,
+      QPQ_EDGE_LISTEN: `127.0.0.1:${r.edgePort}`,
+      QPQ_FEDERATION_PEERS: r.peersFile,
+    },
+    logger,
+  });
+  return r.system;
+}
+
+async function connect(r: Region): Promise<QpqClient<QuicTransport>> {
+  const s = r.system!;
+  return QpqClient.connect({ host: "127.0.0.1", port: s.quicPort, ca: s.certPem });
+}
+
+describe("federation between two regions over QUIC", () => {
+  const base = mkdtempSync(join(tmpdir(), "qpq-fed-"));
+  const a: Region = { domain: "a.test", dir: join(base, "a"), edgePort: 0, peersFile: join(base, "a/peers.json") };
+  const b: Region = { domain: "b.test", dir: join(base, "b"), edgePort: 0, peersFile: join(base, "b/peers.json") };
+  const aliceName = uniqueName("alice");
+  const bobName = uniqueName("bob");
+  const aliceKey = ed25519Identity();
+  const bobKey = ed25519Identity();
+  const clients: QpqClient<QuicTransport>[] = [];
+  let alice: QpqClient<QuicTransport>;
+  let bob: QpqClient<QuicTransport>;
+
+  async function loginBob(): Promise<QpqClient<QuicTransport>> {
+    const c = await connect(b);
+    clients.push(c);
+    await c.login(bobName, "battery staple bob", bobKey);
+    return c;
+  }
+
+  beforeAll(async () => {
+    for (const r of [a, b]) {
+      mkdirSync(r.dir, { recursive: true });
+      r.edgePort = await freePort();
+    }
+    const keys = new Map<Region, string>();
+    for (const r of [a, b]) keys.set(r, publicKeyOf((await loadOrCreateSecrets(r.dir)).FEDERATION_SIGNING_KEY));
+    for (const [r, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      writeFileSync(
+        r.peersFile,
+        JSON.stringify([{ domain: peer.domain, url: `http://127.0.0.1:${peer.edgePort}`, publicKey: keys.get(peer) }]),
+      );
+    }
+    await start(a);
+    await start(b);
+    alice = await connect(a);
+    clients.push(alice);
+    expect(await alice.register(aliceName, "correct horse alice", aliceKey)).toBe(true);
+    await alice.login(aliceName, "correct horse alice", aliceKey);
+    const bobFirst = await connect(b);
+    clients.push(bobFirst);
+    expect(await bobFirst.register(bobName, "battery staple bob", bobKey)).toBe(true);
+    await bobFirst.login(bobName, "battery staple bob", bobKey);
+    bob = bobFirst;
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    await Promise.allSettled([a.system?.stop(), b.system?.stop()]);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it("alice@a resolves bob@b, adds him to an MLS group through her region, and they talk both ways", async () => {
+    const mlsAlice = await createMlsMember(aliceName);
+    const mlsBob = await createMlsMember(bobName);
+    await bob.uploadKeyPackage(await mlsBob.keyPackage());
+
+    // Through region a: the name, verified against region b's log, then bob's KeyPackage.
+    const resolved = await alice.resolveUserVerified(`${bobName}@${b.domain}`);
+    expect(Buffer.from(resolved.identityKey).equals(Buffer.from(bobKey))).toBe(true);
+    const kp = await alice.fetchKeyPackage(bobKey);
+    expect(kp.length).toBeGreaterThan(0);
+
+    await mlsAlice.createGroup(text("fed-group"));
+    const { welcome } = await mlsAlice.addMember(kp);
+    // Bob is already waiting in region b when the Welcome is sent from region a.
+    const waiting = bob.fetchWait({ timeoutMs: 60_000 });
+    const sent = await alice.enqueue({
+      recipientKey: bobKey,
+      payload: welcome,
+      messageId: crypto.getRandomValues(new Uint8Array(16)),
+    });
+    expect(Number(sent.seq)).toBe(0); // accepted by region a's outbox; region b assigns the seq
+    const [got] = await waiting;
+    await mlsBob.joinFromWelcome(got.data);
+    await bob.ack(got.seq);
+
+    await alice.enqueue({ recipientKey: bobKey, payload: await mlsAlice.encrypt(text("hello bob, from a")) });
+    const [m1] = await bob.fetchWait({ timeoutMs: 60_000 });
+    expect(str(await mlsBob.decrypt(m1.data))).toBe("hello bob, from a");
+    await bob.ack(m1.seq);
+
+    // Back from b to a: region b learned alice's home from the relays it received.
+    const aliceWait = alice.fetchWait({ timeoutMs: 60_000 });
+    await bob.enqueue({ recipientKey: aliceKey, payload: await mlsBob.encrypt(text("hi alice, from b")) });
+    const [m2] = await aliceWait;
+    expect(str(await mlsAlice.decrypt(m2.data))).toBe("hi alice, from b");
+    await alice.ack(m2.seq);
+    // And bob can name her too.
+    expect(Buffer.from(await bob.resolveUser(`${aliceName}@${a.domain}`)).equals(Buffer.from(aliceKey))).toBe(true);
+  }, 240_000);
+
+  it("region b down: 100 messages wait in region a's outbox and arrive exactly once, in order", async () => {
+    await bob.close();
+    await b.system!.stop();
+    for (let i = 0; i < 100; i++) {
+      const r = await alice.enqueue({
+        recipientKey: bobKey,
+        payload: text(`offline ${i}`),
+        messageId: crypto.getRandomValues(new Uint8Array(16)),
+      });
+      expect(r.duplicate).toBe(false);
+    }
+    await start(b);
+    bob = await loginBob();
+    const seen: string[] = [];
+    const deadline = Date.now() + 200_000;
+    while (seen.length < 100 && Date.now() < deadline) {
+      const batch = await bob.fetchWait({ timeoutMs: 20_000, limit: 100 });
+      for (const e of batch) seen.push(str(e.data));
+      if (batch.length > 0) await bob.ack(Math.max(...batch.map((e) => e.seq)));
+    }
+    expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => `offline ${i}`));
+    // Nothing more arrives: no duplicates from retries.
+    expect(await bob.fetch({ limit: 10 })).toEqual([]);
+  }, 300_000);
+});
