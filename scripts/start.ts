@@ -31,6 +31,8 @@ try {
     metrics: system.metricsUrl,
     ca: join(dataDir, DEV_TLS_FILES.ca),
     dataDir,
+    // With QPQ_FEDERATION_DOMAIN: the domain and the public key peers configure for this region.
+    ...(system.federation ? { federation: system.federation } : {}),
   });
   let stopping = false;
   const stop = async (signal: string) => {

@@ -32,6 +32,11 @@ export interface OutboxEntry {
   dedupKey: Uint8Array;
   /** Payload bytes, for the byte bound. */
   size: number;
+  /**
+   * What the sender's share of the outbox is counted on: the tag the recipient queue would key the
+   * sender on (never the identity), so no single sender fills the link for everyone.
+   */
+  sender: Uint8Array;
 }
 
 export interface OutboxMetrics {
@@ -62,7 +67,8 @@ const SCHEMA = `
     body BLOB NOT NULL,
     size INTEGER NOT NULL,
     dedup BLOB NOT NULL UNIQUE,
-    enqueued_at INTEGER NOT NULL
+    enqueued_at INTEGER NOT NULL,
+    sender BLOB
   );
   CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY,
@@ -75,6 +81,7 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS seen (sig BLOB PRIMARY KEY, expires_at INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS senders (sender BLOB PRIMARY KEY, pending INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
@@ -94,6 +101,9 @@ export class FederationOutbox extends DurableObject<AppEnv> {
     this.maxMessages = Number.isSafeInteger(max) && max > 0 ? max : FEDERATION_LIMITS.outboxMaxMessages;
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(SCHEMA);
+      // Outboxes created before per-sender shares lack the column (their entries count for nobody).
+      const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray();
+      if (!columns.some((c) => c.name === "sender")) this.sql.exec("ALTER TABLE outbox ADD COLUMN sender BLOB");
       const row = this.sql
         .exec<{ n: number; b: number | null }>("SELECT COUNT(*) AS n, SUM(size) AS b FROM outbox")
         .one();
@@ -116,6 +126,19 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       const now = Date.now();
       const fresh = input.entries.filter((e) => !this.pending(e.dedupKey));
       const size = fresh.reduce((n, e) => n + e.size, 0);
+      const share = Math.max(1, Math.floor(this.maxMessages * FEDERATION_LIMITS.outboxSenderShare));
+      for (const e of fresh) {
+        const held = this.sql
+          .exec<{ pending: number }>("SELECT pending FROM senders WHERE sender = ?", e.sender)
+          .toArray();
+        if ((held[0]?.pending ?? 0) + fresh.filter((f) => f.sender === e.sender).length > share) {
+          this.count("outbox_sender_share");
+          throw rateLimited(
+            `this sender already holds its share of the outbox to ${input.peer} (${share} messages); retry once the peer has taken some`,
+            Math.max(5_000, this.backoffMs()),
+          );
+        }
+      }
       if (this.depth + fresh.length > this.maxMessages || this.bytes + size > FEDERATION_LIMITS.outboxMaxBytes) {
         this.count("outbox_full");
         throw rateLimited(
@@ -127,15 +150,22 @@ export class FederationOutbox extends DurableObject<AppEnv> {
         input.entries.map((e) => {
           const stored = this.sql
             .exec<{ seq: number }>(
-              `INSERT INTO outbox (method, body, size, dedup, enqueued_at) VALUES (?, ?, ?, ?, ?)
+              `INSERT INTO outbox (method, body, size, dedup, enqueued_at, sender) VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT (dedup) DO NOTHING RETURNING seq`,
               e.method,
               e.body,
               e.size,
               e.dedupKey,
               now,
+              e.sender,
             )
             .toArray();
+          if (stored.length > 0) {
+            this.sql.exec(
+              "INSERT INTO senders (sender, pending) VALUES (?, 1) ON CONFLICT (sender) DO UPDATE SET pending = pending + 1",
+              e.sender,
+            );
+          }
           return stored.length === 0;
         }),
       );
@@ -218,6 +248,13 @@ export class FederationOutbox extends DurableObject<AppEnv> {
   }
 
   private remove(seq: number, size: number): void {
+    const row = this.sql
+      .exec<{ sender: ArrayBuffer | null }>("SELECT sender FROM outbox WHERE seq = ?", seq)
+      .toArray()[0];
+    if (row?.sender) {
+      this.sql.exec("UPDATE senders SET pending = pending - 1 WHERE sender = ?", row.sender);
+      this.sql.exec("DELETE FROM senders WHERE sender = ? AND pending <= 0", row.sender);
+    }
     this.sql.exec("DELETE FROM outbox WHERE seq = ?", seq);
     this.depth -= 1;
     this.bytes -= size;

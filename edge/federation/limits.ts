@@ -2,6 +2,8 @@
 export const FEDERATION_LIMITS = {
   /** Pending relays one peer's outbox holds; a full outbox answers RateLimited, it never drops. */
   outboxMaxMessages: 100_000,
+  /** Share of one outbox a single sender may hold (RateLimited beyond, like a recipient queue's share). */
+  outboxSenderShare: 0.1,
   /** Pending payload bytes one peer's outbox holds. */
   outboxMaxBytes: 512 * 1024 * 1024,
   /** Relays sent per alarm run (sequentially, in order: one batch in flight per peer). */

@@ -20,6 +20,8 @@ export interface RelayInput {
   senderIdentity: Uint8Array | null;
   /** What keys the relay message id besides message_id when no sender identity is sent (e.g. the sender tag). */
   dedupSeed?: Uint8Array;
+  /** The tag the sender's share of the outbox is counted on (what the recipient queue would key it on). */
+  quotaTag: Uint8Array;
   channel: Uint8Array;
   payload: Uint8Array;
   ttlSecs: number;
@@ -78,6 +80,7 @@ export async function relayTo(deps: EdgeDeps, domain: string, input: RelayInput)
     body,
     dedupKey,
     size: input.payload.length,
+    sender: input.quotaTag,
   };
   const [r] = accepted(await outboxOf(fed, "out", domain).enqueue({ peer: domain, entries: [entry] }));
   return r;

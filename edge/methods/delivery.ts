@@ -61,9 +61,12 @@ function callerTags(ctx: RpcContext) {
   return enqueueSender(ctx.deps, requireCaller(ctx), ctx.sealedSenderTag);
 }
 
-/** Who a relay to a federation peer names as sender: the identity, or none when sealed. */
-function relaySender(ctx: RpcContext, identityTag: Uint8Array) {
-  return { senderIdentity: senderForFederation(ctx.deps, requireCaller(ctx)) ?? null, dedupSeed: identityTag };
+/**
+ * Who a relay to a federation peer names as sender: the identity, or none when sealed; the
+ * outbox counts the sender's share, and keys a relay's id, on the tag the local queue would use.
+ */
+function relaySender(ctx: RpcContext, tag: Uint8Array) {
+  return { senderIdentity: senderForFederation(ctx.deps, requireCaller(ctx)) ?? null, dedupSeed: tag, quotaTag: tag };
 }
 
 /**
@@ -98,7 +101,7 @@ export const deliveryMethods: MethodTable = {
       if (!stored.ok && stored.error.status === Status.NotFound) {
         const relayed = await relayIfRemote(ctx.deps, {
           recipients: [recipient],
-          ...relaySender(ctx, identityTag),
+          ...relaySender(ctx, sender),
           channel,
           payload,
           ttlSecs: req.ttlSecs,
@@ -142,7 +145,7 @@ export const deliveryMethods: MethodTable = {
         r.status === "fulfilled" && !r.value.ok && r.value.error.status === Status.NotFound ? [i] : [],
       );
       const remote = new Set<number>();
-      const relay = { ...relaySender(ctx, identityTag), channel, payload, ttlSecs: req.ttlSecs, messageId };
+      const relay = { ...relaySender(ctx, sender), channel, payload, ttlSecs: req.ttlSecs, messageId };
       if (
         unknown.length > 0 &&
         reserved.every((r, i) => unknown.includes(i) || (r.status === "fulfilled" && r.value.ok))

@@ -248,16 +248,22 @@ describe("client calls about remote identities", () => {
     await env.DB.prepare("INSERT INTO remote_identities (identity_key, domain, learned_at) VALUES (?, ?, 0)")
       .bind(remote, DOWN)
       .run();
-    const send1 = (messageId: Uint8Array, text = "to the other region") =>
-      rpc(Method.Enqueue, encode(pb.EnqueueRequest, { recipientKey: remote, payload: bytesOf(text), messageId }), {
-        caller: alice,
-      });
+    const send1 = (messageId: Uint8Array, caller = alice) =>
+      rpc(
+        Method.Enqueue,
+        encode(pb.EnqueueRequest, { recipientKey: remote, payload: bytesOf("to the other region"), messageId }),
+        { caller },
+      );
     const id = randomBytes(16);
     const first = ok(await send1(id), pb.EnqueueResponse);
     expect(first.duplicate).toBe(false);
     expect(Number(first.seq)).toBe(0);
     // A retry of the same message while it is still pending is stored once.
     expect(ok(await send1(id), pb.EnqueueResponse).duplicate).toBe(true);
+    // One sender holds at most its share of the outbox (10% of 5 here: one message).
+    const share = await send1(randomBytes(16));
+    expect(share.status).toBe(Status.RateLimited);
+    expect(decodeError(share.body).message).toContain("share");
 
     const outbox = env.FEDERATION_OUTBOX.get(env.FEDERATION_OUTBOX.idFromName(`out:${DOWN}`));
     // The alarm tries the peer, fails, and schedules a retry; the message stays.
@@ -278,7 +284,7 @@ describe("client calls about remote identities", () => {
           payload: bytesOf("both"),
           messageId: randomBytes(16),
         }),
-        { caller: alice },
+        { caller: randomKey() },
       ),
       pb.BatchEnqueueResponse,
     );
@@ -286,8 +292,10 @@ describe("client calls about remote identities", () => {
     expect(Number(batch.seqs[1])).toBe(0);
 
     // The bound (5 in the test configuration): RateLimited with a retry_after, never a drop.
-    for (let i = (await outbox.metrics()).depth; i < 5; i++) ok(await send1(randomBytes(16)), pb.EnqueueResponse);
-    const full = await send1(randomBytes(16));
+    for (let i = (await outbox.metrics()).depth; i < 5; i++) {
+      ok(await send1(randomBytes(16), randomKey()), pb.EnqueueResponse);
+    }
+    const full = await send1(randomBytes(16), randomKey());
     expect(full.status).toBe(Status.RateLimited);
     expect(decodeError(full.body).retryAfterMs).toBeGreaterThan(0);
     m = await outbox.metrics();
