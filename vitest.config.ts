@@ -27,6 +27,8 @@ export default defineConfig({
                 // Federation on, as region b.test; a small outbox so the bound is reachable.
                 FEDERATION_DOMAIN: "b.test",
                 FEDERATION_OUTBOX_MAX_MESSAGES: "5",
+                // The moderation tests' administrator (tests/workers/moderation.test.ts).
+                QPQ_ADMIN_IDENTITIES: "ad".repeat(32),
               },
             },
           })),

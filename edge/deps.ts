@@ -8,6 +8,7 @@ import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
 import { sealedSenderFromEnv } from "./lib/sealed-sender.ts";
 import { sha256 } from "./lib/crypto.ts";
+import { parseAdmins } from "./lib/admins.ts";
 import * as tables from "../schema/tables.ts";
 import { federationFromEnv, type FederationDeps } from "./federation/config.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
@@ -37,6 +38,8 @@ export interface EdgeDeps {
   sealedSender: boolean;
   /** Raw Ed25519 public key of KT_SIGNING_KEY: verifies the log's signed tree heads. */
   ktPublicKey: Promise<Uint8Array>;
+  /** Hex identity keys of the server's administrators (QPQ_ADMIN_IDENTITIES; moderation). */
+  admins: ReadonlySet<string>;
   /** This deployment's federation domain, key and outboxes; null when FEDERATION_DOMAIN is empty. */
   federation: FederationDeps | null;
 }
@@ -60,6 +63,7 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
     sealedSender: sealedSenderFromEnv(env.SEALED_SENDER),
     ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
+    admins: parseAdmins(env.QPQ_ADMIN_IDENTITIES),
     federation: federationFromEnv(env),
   };
   // Surface bad secrets on first use, not as unhandled rejections.

@@ -23,4 +23,6 @@ export interface AppEnv extends Env {
   /** Per-sender enqueue rate into one recipient's queue (token bucket). */
   SENDER_ENQUEUE_BURST?: string;
   SENDER_ENQUEUE_PER_MINUTE?: string;
+  /** Moderation administrators: comma-separated hex identity keys (lib/admins.ts). */
+  QPQ_ADMIN_IDENTITIES?: string;
 }

@@ -516,7 +516,7 @@ export class Gateway {
       if ("revokedDevice" in signal && session.deviceHex !== signal.revokedDevice) continue;
       this.logger.info("session ended by the edge", {
         conn: conn.id,
-        reason: "revokedDevice" in signal ? "device revoked" : "account deleted",
+        reason: "revokedDevice" in signal ? "device revoked" : "banned" in signal ? "banned" : "account deleted",
       });
       this.bind(conn, undefined);
     }

@@ -67,8 +67,10 @@ export class GatewayHooks {
 
   /**
    * Gates a request before it is relayed: on_message_send for Enqueue/BatchEnqueue,
-   * on_group_join for CreateChannel and on_group_leave for RemoveMember. Returns a Forbidden
-   * response when a plugin rejects.
+   * on_group_join for CreateChannel and for UpdateGroupMetadata's added members, on_group_leave
+   * for RemoveMember and a per-channel BanUser. Every membership change is one of these requests
+   * (by whoever makes it), so the actor's front sees each one. Returns a Forbidden response when
+   * a plugin rejects.
    */
   async gate(conn: HookConnection, frame: RequestFrame): Promise<RelayResponse | undefined> {
     const runner = this.runner;
@@ -80,7 +82,9 @@ export class GatewayHooks {
       if (event) decision = await runner.call("on_message_send", event);
     } else if (id === Method.CreateChannel && runner.has("on_group_join")) {
       decision = await this.joins(runner, conn, frame);
-    } else if (id === Method.RemoveMember && runner.has("on_group_leave")) {
+    } else if (id === Method.UpdateGroupMetadata && runner.has("on_group_join")) {
+      decision = await this.added(runner, conn, frame);
+    } else if ((id === Method.RemoveMember || id === Method.BanUser) && runner.has("on_group_leave")) {
       decision = await this.leave(runner, conn, frame);
     }
     if (!decision || decision.allow) return undefined;
@@ -162,18 +166,47 @@ export class GatewayHooks {
     return decisions.find((d) => !d.allow) ?? decisions[0];
   }
 
-  private async leave(runner: HookRunner, conn: HookConnection, frame: RequestFrame) {
+  /** UpdateGroupMetadata adding members (by a creator or admin): one on_group_join per key. */
+  private async added(runner: HookRunner, conn: HookConnection, frame: RequestFrame) {
+    let req: ReturnType<typeof pb.UpdateGroupMetadataRequest.decode>;
     try {
-      const req = pb.RemoveMemberRequest.decode(frame.payload);
-      return await runner.call("on_group_leave", {
-        channelId: toHex(req.channelId),
-        member: toHex(req.memberKey),
-        actor: conn.identityHex() ?? "",
-        time: Date.now(),
-      });
+      req = pb.UpdateGroupMetadataRequest.decode(frame.payload);
     } catch {
       return undefined; // malformed: the edge answers BadRequest
     }
+    const actor = conn.identityHex() ?? "";
+    const time = Date.now();
+    const channelId = toHex(req.channelId);
+    const decisions = await Promise.all(
+      req.addMemberKeys
+        .slice(0, GROUP_MEMBERS_MAX)
+        .map((m) => runner.call("on_group_join", { channelId, member: toHex(m), actor, time })),
+    );
+    return decisions.find((d) => !d.allow) ?? decisions[0];
+  }
+
+  /** RemoveMember (leave or removal) and a per-channel BanUser (which removes the member). */
+  private async leave(runner: HookRunner, conn: HookConnection, frame: RequestFrame) {
+    let channelId: Uint8Array;
+    let member: Uint8Array;
+    try {
+      if (frame.methodId === Method.BanUser) {
+        const req = pb.BanUserRequest.decode(frame.payload);
+        if (req.channelId.length === 0) return undefined; // a server-wide ban changes no membership
+        [channelId, member] = [req.channelId, req.identityKey];
+      } else {
+        const req = pb.RemoveMemberRequest.decode(frame.payload);
+        [channelId, member] = [req.channelId, req.memberKey];
+      }
+    } catch {
+      return undefined; // malformed: the edge answers BadRequest
+    }
+    return runner.call("on_group_leave", {
+      channelId: toHex(channelId),
+      member: toHex(member),
+      actor: conn.identityHex() ?? "",
+      time: Date.now(),
+    });
   }
 
   private observe(p: Promise<unknown>): void {

@@ -5,7 +5,15 @@
 // The same events wake the FetchWaits the gateway parks (fetch-wait.ts); a (re)opened socket
 // wakes them all, since events sent while it was down are lost.
 import { WebSocket } from "ws";
-import { PushEvent, RelayHeader, encodePush, parseSessionSignal, pb, type SessionSignal } from "../proto/index.ts";
+import {
+  PushEvent,
+  RelayHeader,
+  encodePush,
+  parseQueueEvent,
+  parseSessionSignal,
+  pb,
+  type SessionSignal,
+} from "../proto/index.ts";
 import type { Logger } from "../proto/util/log.ts";
 import { toHex } from "../proto/util/hex.ts";
 
@@ -164,6 +172,13 @@ export class PushHub {
   }
 
   private deliver(identityHex: string, sub: Subscription, event: Uint8Array): void {
+    // Typing, presence and membership events: forwarded as they are; they wake no FetchWait.
+    const framed = parseQueueEvent(event);
+    if (framed) {
+      if (framed.eventId === PushEvent.NewMessage) return; // only ever sent bare
+      this.forward(sub, encodePush(framed.eventId, framed.event));
+      return;
+    }
     let channelHex: string | undefined;
     try {
       channelHex = toHex(pb.PushNewMessage.decode(event).channelId);
@@ -171,7 +186,10 @@ export class PushHub {
       channelHex = undefined; // unreadable: wake every waiter of the identity, forward as before
     }
     this.opts.onEvent?.(identityHex, channelHex);
-    const frame = encodePush(PushEvent.NewMessage, event);
+    this.forward(sub, encodePush(PushEvent.NewMessage, event));
+  }
+
+  private forward(sub: Subscription, frame: Uint8Array): void {
     for (const t of [...sub.targets.values()]) {
       t.sendPush(frame).catch((err: unknown) =>
         this.opts.logger.debug("push frame not delivered", {

@@ -40,6 +40,7 @@ import {
   unavailable,
   pb,
   formatSessionSignal,
+  formatQueueEvent,
   type SessionSignal,
 } from "../../proto/index.ts";
 
@@ -170,6 +171,16 @@ const MIGRATIONS: string[] = [
    DELETE FROM devices WHERE device <> x'';
    INSERT OR IGNORE INTO devices (device, added_at, from_seq) VALUES (x'', 0, 0);
    CREATE TABLE revoked_devices (device BLOB PRIMARY KEY, revoked_at INTEGER NOT NULL);`,
+  // Group channel rules, set by the edge when a group changes (edge/methods/group.ts): the
+  // channel's default TTL (disappearing messages), and sender tags banned from the channel.
+  // Enqueue reads them here, so neither costs a D1 query.
+  `CREATE TABLE channel_ttls (channel BLOB PRIMARY KEY, ttl_secs INTEGER NOT NULL);
+   CREATE TABLE channel_bans (
+     channel BLOB NOT NULL,
+     sender BLOB NOT NULL,
+     expires_at INTEGER NOT NULL,
+     PRIMARY KEY (channel, sender)
+   );`,
 ];
 
 interface Waiter {
@@ -311,6 +322,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
       await this.requireRegistered(input.recipient);
       const now = Date.now();
       this.held.sweep(now);
+      this.refuseChannelBan(input.channel, input.identityTag ?? input.sender, now);
       const prior = this.priorSend(input.sender, input.messageId, input.channel, input.payloadHash, now);
       if (prior) return { kind: "duplicate", seq: prior.seq };
       const senderHex = toHex(input.sender);
@@ -344,7 +356,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     // A live reservation already passed the rate check and holds this message's room.
     const held = reservation !== null ? this.held.take(reservation, now) : undefined;
     const senderHex = toHex(input.sender);
-    const ttl = input.ttlSecs > 0 ? Math.min(input.ttlSecs, this.limits.maxTtlSecs) : this.limits.defaultTtlSecs;
+    this.refuseChannelBan(input.channel, input.identityTag ?? input.sender, now);
+    const ttl = Math.min(input.ttlSecs > 0 ? input.ttlSecs : this.channelTtl(input.channel), this.limits.maxTtlSecs);
     const expiresAt = now + ttl * 1000;
     const size = input.payload.length;
     const result = this.ctx.storage.transactionSync((): PriorSend & { duplicate: boolean } => {
@@ -497,6 +510,79 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     });
   }
 
+  // --- group channel rules --------------------------------------------------------------------
+
+  /** The channel's default TTL (a group's disappearing-messages setting), else the server's. */
+  private channelTtl(channel: Uint8Array): number {
+    const row = this.sql
+      .exec<{ ttl_secs: number }>("SELECT ttl_secs FROM channel_ttls WHERE channel = ?", channel)
+      .toArray()[0];
+    return row && row.ttl_secs > 0 ? row.ttl_secs : this.limits.defaultTtlSecs;
+  }
+
+  /** Forbidden when the sender tag is banned from this channel (a per-channel ban). */
+  private refuseChannelBan(channel: Uint8Array, sender: Uint8Array, now: number): void {
+    const row = this.sql
+      .exec<{
+        expires_at: number;
+      }>("SELECT expires_at FROM channel_bans WHERE channel = ? AND sender = ?", channel, sender)
+      .toArray()[0];
+    if (row && (row.expires_at === 0 || row.expires_at > now))
+      throw forbidden("the sender is banned from this channel");
+  }
+
+  /**
+   * Sets this identity's view of a group channel: its default TTL (0 = server default), sender
+   * tags banned from it and tags no longer banned; `forget` drops the channel's rules (the
+   * identity left it). Only a registered identity's queue stores them (a queue that does not
+   * exist yet is not created for them).
+   */
+  async setChannelRules(input: {
+    recipient: Uint8Array;
+    channel: Uint8Array;
+    ttlSecs?: number;
+    ban?: { sender: Uint8Array; expiresAt: number }[];
+    unban?: Uint8Array[];
+    forget?: boolean;
+  }): Promise<Refusable<null>> {
+    return refusable(async () => {
+      if (!this.hasSchema) {
+        try {
+          await this.requireRegistered(input.recipient);
+        } catch (err) {
+          if (err instanceof QpqError && err.status === Status.NotFound) return null;
+          throw err;
+        }
+      }
+      this.ctx.storage.transactionSync(() => {
+        if (input.forget) {
+          this.sql.exec("DELETE FROM channel_ttls WHERE channel = ?", input.channel);
+          this.sql.exec("DELETE FROM channel_bans WHERE channel = ?", input.channel);
+        }
+        if (input.ttlSecs !== undefined) {
+          if (input.ttlSecs > 0) {
+            this.sql.exec(
+              "INSERT OR REPLACE INTO channel_ttls (channel, ttl_secs) VALUES (?, ?)",
+              input.channel,
+              input.ttlSecs,
+            );
+          } else this.sql.exec("DELETE FROM channel_ttls WHERE channel = ?", input.channel);
+        }
+        for (const b of input.ban ?? []) {
+          this.sql.exec(
+            "INSERT OR REPLACE INTO channel_bans (channel, sender, expires_at) VALUES (?, ?, ?)",
+            input.channel,
+            b.sender,
+            b.expiresAt,
+          );
+        }
+        for (const u of input.unban ?? [])
+          this.sql.exec("DELETE FROM channel_bans WHERE channel = ? AND sender = ?", input.channel, u);
+      });
+      return null;
+    });
+  }
+
   // --- push ---------------------------------------------------------------------------------
 
   /**
@@ -522,6 +608,32 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     } catch {
       /* already closed */
     }
+  }
+
+  /**
+   * A non-stored event (PushTyping, PushPresence, PushMembership) for every front subscribed to
+   * this identity; nothing is kept, so an identity with no connection misses them. Answers how
+   * many fronts they were handed to.
+   */
+  async announce(events: { eventId: number; event: Uint8Array }[]): Promise<number> {
+    const sockets = this.ctx.getWebSockets();
+    const frames = events.map((e) => formatQueueEvent(e.eventId, e.event));
+    let sent = 0;
+    for (const ws of sockets) {
+      try {
+        for (const frame of frames) ws.send(frame);
+        sent++;
+      } catch {
+        /* a closing socket misses these events */
+      }
+    }
+    return sent;
+  }
+
+  /** A server-wide ban: every front holding this identity's connections ends their sessions. */
+  async endSessions(): Promise<null> {
+    this.signal({ banned: true });
+    return null;
   }
 
   private push(input: EnqueueInput, seq: number): void {

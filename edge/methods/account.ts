@@ -48,7 +48,8 @@ export const accountMethods: MethodTable = {
       // 3. The key-transparency log: one revocation (a repeat answers the first one).
       await appendRevocation(ctx.deps, username, identityKey, "account_deleted");
       // 4. Everything else the account owns. Channels left without members go with it; group
-      //    channels with other members stay theirs. No blobs or recovery bundles exist to own yet.
+      //    channels with other members stay theirs, under a new creator. No blobs or recovery
+      //    bundles exist to own yet.
       await db.batch([
         db.delete(pushTokens).where(eq(pushTokens.identityKey, identityKey)),
         db.delete(devices).where(eq(devices.identityKey, identityKey)),
@@ -63,6 +64,33 @@ export const accountMethods: MethodTable = {
               sql`NOT EXISTS (SELECT 1 FROM ${channelMembers} m WHERE m.channel_id = ${channels.id} AND m.identity_key <> ${identityKey})`,
             ),
           ),
+        // A group this account created passes to its longest-standing admin, else its
+        // longest-standing member: a group always has a creator-role member behind creator_key.
+        db
+          .update(channelMembers)
+          .set({ role: "creator" })
+          .where(
+            sql`rowid IN (
+              SELECT (SELECT m.rowid FROM ${channelMembers} m WHERE m.channel_id = c.id AND m.identity_key <> ${identityKey}
+                      ORDER BY (m.role = 'admin') DESC, m.joined_at, m.identity_key LIMIT 1)
+              FROM ${channels} c WHERE c.kind = 'group' AND c.creator_key = ${identityKey})`,
+          ),
+        db
+          .update(channels)
+          .set({
+            creatorKey: sql`(SELECT m.identity_key FROM ${channelMembers} m
+              WHERE m.channel_id = ${channels.id} AND m.role = 'creator' AND m.identity_key <> ${identityKey} LIMIT 1)`,
+          })
+          .where(
+            and(
+              eq(channels.kind, "group"),
+              eq(channels.creatorKey, identityKey),
+              sql`EXISTS (SELECT 1 FROM ${channelMembers} m
+                WHERE m.channel_id = ${channels.id} AND m.role = 'creator' AND m.identity_key <> ${identityKey})`,
+            ),
+          ),
+        db.delete(channelMembers).where(eq(channelMembers.identityKey, identityKey)),
+        db.delete(pendingLogins).where(eq(pendingLogins.username, username)),
         db.delete(channelMembers).where(eq(channelMembers.identityKey, identityKey)),
         db.delete(pendingLogins).where(eq(pendingLogins.username, username)),
       ]);

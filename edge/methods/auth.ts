@@ -14,6 +14,7 @@ import * as opaque from "../lib/opaque.ts";
 import { takeLoginAttempt } from "../lib/login-limit.ts";
 import { isBrokenRecord, recordIsUsable } from "../lib/opaque-record.ts";
 import { users, sessions, pendingLogins, pendingRegistrations, devices } from "../../schema/tables.ts";
+import { refuseBanned } from "../lib/bans.ts";
 
 const LOGIN_FAILED = "login failed";
 const OPAQUE_RECORD_BYTES = 192;
@@ -243,6 +244,7 @@ export const authMethods: MethodTable = {
         .where(and(eq(users.username, username), isNull(users.deletingAt)))
         .get();
       if (!user || !equalBytes(user.identityKey, identityKey)) throw unauthorized(LOGIN_FAILED);
+      await refuseBanned(db, identityKey);
       const deviceId = v.deviceId(req.deviceId);
       await loginDevice(ctx, identityKey, deviceId, now);
 
@@ -280,6 +282,7 @@ export const authMethods: MethodTable = {
       const { identityKey, deviceId } = row;
       if (asked.length > 0 && !equalBytes(asked, deviceId))
         throw unauthorized("this session belongs to another device");
+      await refuseBanned(db, identityKey);
       await db
         .update(devices)
         .set({ lastSeenAt: now })

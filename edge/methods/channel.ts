@@ -7,6 +7,7 @@ import { LIMITS } from "../lib/limits.ts";
 import { equalBytes, randomBytes } from "../lib/crypto.ts";
 import { toHex } from "../../proto/util/hex.ts";
 import { channels, channelMembers } from "../../schema/tables.ts";
+import { announceMembership } from "../lib/channel-members.ts";
 
 export const channelMethods: MethodTable = {
   [Method.CreateChannel]: unary("user", pb.CreateChannelRequest, pb.CreateChannelResponse, async (ctx, req) => {
@@ -56,6 +57,13 @@ export const channelMethods: MethodTable = {
       db.insert(channels).values({ id, kind: "group", creatorKey: caller.identityKey, name, createdAt: now }),
       ...inserts,
     ]);
+    // Each initial member's connections learn that it was added (one event each, not one per pair).
+    const actor = caller.identityKey;
+    await Promise.all(
+      [...members.values()].map((member) =>
+        announceMembership(ctx.deps, id, [member], [{ member, change: "joined", actor, role: "member" }]),
+      ),
+    );
     return { channelId: id, wasNew: true };
   }),
 };

@@ -10,6 +10,8 @@ import { transparencyMethods } from "./transparency.ts";
 import { healthMethods } from "./health.ts";
 import { deviceMethods } from "./devices.ts";
 import { accountMethods } from "./account.ts";
+import { moderationMethods } from "./moderation.ts";
+import { presenceMethods } from "./presence.ts";
 
 export const methods: MethodTable = {
   ...authMethods,
@@ -22,4 +24,6 @@ export const methods: MethodTable = {
   ...healthMethods,
   ...deviceMethods,
   ...accountMethods,
+  ...moderationMethods,
+  ...presenceMethods,
 };

@@ -1374,6 +1374,11 @@ export namespace qpq {
             name: string;
             description: string;
             settings?: (qpq.v1.GroupSettings.$Properties|null);
+            addMemberKeys: Uint8Array[];
+            makeAdminKeys: Uint8Array[];
+            makeMemberKeys: Uint8Array[];
+            setName: boolean;
+            setDescription: boolean;
             static create(properties: qpq.v1.UpdateGroupMetadataRequest.$Shape): qpq.v1.UpdateGroupMetadataRequest & qpq.v1.UpdateGroupMetadataRequest.$Shape;
             static create(properties?: qpq.v1.UpdateGroupMetadataRequest.$Properties): qpq.v1.UpdateGroupMetadataRequest;
             static encode(m: qpq.v1.UpdateGroupMetadataRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1386,6 +1391,11 @@ export namespace qpq {
                 name?: (string|null);
                 description?: (string|null);
                 settings?: (qpq.v1.GroupSettings.$Properties|null);
+                addMemberKeys?: (Uint8Array[]|null);
+                makeAdminKeys?: (Uint8Array[]|null);
+                makeMemberKeys?: (Uint8Array[]|null);
+                setName?: (boolean|null);
+                setDescription?: (boolean|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.UpdateGroupMetadataRequest.$Properties;
@@ -1397,6 +1407,7 @@ export namespace qpq {
         class UpdateGroupMetadataResponse {
             constructor(p?: qpq.v1.UpdateGroupMetadataResponse.$Properties);
             $unknowns?: Uint8Array[];
+            addedMemberKeys: Uint8Array[];
             static create(properties: qpq.v1.UpdateGroupMetadataResponse.$Shape): qpq.v1.UpdateGroupMetadataResponse & qpq.v1.UpdateGroupMetadataResponse.$Shape;
             static create(properties?: qpq.v1.UpdateGroupMetadataResponse.$Properties): qpq.v1.UpdateGroupMetadataResponse;
             static encode(m: qpq.v1.UpdateGroupMetadataResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1405,6 +1416,7 @@ export namespace qpq {
 
         namespace UpdateGroupMetadataResponse {
             interface $Properties {
+                addedMemberKeys?: (Uint8Array[]|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.UpdateGroupMetadataResponse.$Properties;
@@ -1441,6 +1453,8 @@ export namespace qpq {
             name: string;
             description: string;
             settings?: (qpq.v1.GroupSettings.$Properties|null);
+            keyEpoch: number;
+            keysRotatedAtMs: number;
             static create(properties: qpq.v1.ListGroupMembersResponse.$Shape): qpq.v1.ListGroupMembersResponse & qpq.v1.ListGroupMembersResponse.$Shape;
             static create(properties?: qpq.v1.ListGroupMembersResponse.$Properties): qpq.v1.ListGroupMembersResponse;
             static encode(m: qpq.v1.ListGroupMembersResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -1453,6 +1467,8 @@ export namespace qpq {
                 name?: (string|null);
                 description?: (string|null);
                 settings?: (qpq.v1.GroupSettings.$Properties|null);
+                keyEpoch?: (number|null);
+                keysRotatedAtMs?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ListGroupMembersResponse.$Properties;
@@ -2409,6 +2425,7 @@ export namespace qpq {
             identityKey: Uint8Array;
             online: boolean;
             lastSeenMs: number;
+            channelId: Uint8Array;
             static create(properties: qpq.v1.PushPresence.$Shape): qpq.v1.PushPresence & qpq.v1.PushPresence.$Shape;
             static create(properties?: qpq.v1.PushPresence.$Properties): qpq.v1.PushPresence;
             static encode(m: qpq.v1.PushPresence.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2420,6 +2437,7 @@ export namespace qpq {
                 identityKey?: (Uint8Array|null);
                 online?: (boolean|null);
                 lastSeenMs?: (number|null);
+                channelId?: (Uint8Array|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.PushPresence.$Properties;
@@ -2436,6 +2454,7 @@ export namespace qpq {
             change: string;
             actorKey: Uint8Array;
             epoch: number;
+            role: string;
             static create(properties: qpq.v1.PushMembership.$Shape): qpq.v1.PushMembership & qpq.v1.PushMembership.$Shape;
             static create(properties?: qpq.v1.PushMembership.$Properties): qpq.v1.PushMembership;
             static encode(m: qpq.v1.PushMembership.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2449,9 +2468,98 @@ export namespace qpq {
                 change?: (string|null);
                 actorKey?: (Uint8Array|null);
                 epoch?: (number|null);
+                role?: (string|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.PushMembership.$Properties;
+        }
+
+        interface IPushTypingRequest extends qpq.v1.PushTypingRequest.$Properties {
+        }
+
+        class PushTypingRequest {
+            constructor(p?: qpq.v1.PushTypingRequest.$Properties);
+            $unknowns?: Uint8Array[];
+            channelId: Uint8Array;
+            typing: boolean;
+            static create(properties: qpq.v1.PushTypingRequest.$Shape): qpq.v1.PushTypingRequest & qpq.v1.PushTypingRequest.$Shape;
+            static create(properties?: qpq.v1.PushTypingRequest.$Properties): qpq.v1.PushTypingRequest;
+            static encode(m: qpq.v1.PushTypingRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushTypingRequest & qpq.v1.PushTypingRequest.$Shape;
+        }
+
+        namespace PushTypingRequest {
+            interface $Properties {
+                channelId?: (Uint8Array|null);
+                typing?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.PushTypingRequest.$Properties;
+        }
+
+        interface IPushTypingResponse extends qpq.v1.PushTypingResponse.$Properties {
+        }
+
+        class PushTypingResponse {
+            constructor(p?: qpq.v1.PushTypingResponse.$Properties);
+            $unknowns?: Uint8Array[];
+            delivered: number;
+            static create(properties: qpq.v1.PushTypingResponse.$Shape): qpq.v1.PushTypingResponse & qpq.v1.PushTypingResponse.$Shape;
+            static create(properties?: qpq.v1.PushTypingResponse.$Properties): qpq.v1.PushTypingResponse;
+            static encode(m: qpq.v1.PushTypingResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushTypingResponse & qpq.v1.PushTypingResponse.$Shape;
+        }
+
+        namespace PushTypingResponse {
+            interface $Properties {
+                delivered?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.PushTypingResponse.$Properties;
+        }
+
+        interface IPushPresenceRequest extends qpq.v1.PushPresenceRequest.$Properties {
+        }
+
+        class PushPresenceRequest {
+            constructor(p?: qpq.v1.PushPresenceRequest.$Properties);
+            $unknowns?: Uint8Array[];
+            channelId: Uint8Array;
+            online: boolean;
+            static create(properties: qpq.v1.PushPresenceRequest.$Shape): qpq.v1.PushPresenceRequest & qpq.v1.PushPresenceRequest.$Shape;
+            static create(properties?: qpq.v1.PushPresenceRequest.$Properties): qpq.v1.PushPresenceRequest;
+            static encode(m: qpq.v1.PushPresenceRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushPresenceRequest & qpq.v1.PushPresenceRequest.$Shape;
+        }
+
+        namespace PushPresenceRequest {
+            interface $Properties {
+                channelId?: (Uint8Array|null);
+                online?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.PushPresenceRequest.$Properties;
+        }
+
+        interface IPushPresenceResponse extends qpq.v1.PushPresenceResponse.$Properties {
+        }
+
+        class PushPresenceResponse {
+            constructor(p?: qpq.v1.PushPresenceResponse.$Properties);
+            $unknowns?: Uint8Array[];
+            delivered: number;
+            static create(properties: qpq.v1.PushPresenceResponse.$Shape): qpq.v1.PushPresenceResponse & qpq.v1.PushPresenceResponse.$Shape;
+            static create(properties?: qpq.v1.PushPresenceResponse.$Properties): qpq.v1.PushPresenceResponse;
+            static encode(m: qpq.v1.PushPresenceResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PushPresenceResponse & qpq.v1.PushPresenceResponse.$Shape;
+        }
+
+        namespace PushPresenceResponse {
+            interface $Properties {
+                delivered?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.PushPresenceResponse.$Properties;
         }
 
         interface IStoreRecoveryBundleRequest extends qpq.v1.StoreRecoveryBundleRequest.$Properties {

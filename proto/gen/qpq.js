@@ -5852,6 +5852,9 @@ export const qpq = $root.qpq = (() => {
         v1.UpdateGroupMetadataRequest = (function() {
 
             const UpdateGroupMetadataRequest = function (p) {
+                this.addMemberKeys = [];
+                this.makeAdminKeys = [];
+                this.makeMemberKeys = [];
                 if (p)
                     for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                         if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -5862,6 +5865,11 @@ export const qpq = $root.qpq = (() => {
             UpdateGroupMetadataRequest.prototype.name = "";
             UpdateGroupMetadataRequest.prototype.description = "";
             UpdateGroupMetadataRequest.prototype.settings = null;
+            UpdateGroupMetadataRequest.prototype.addMemberKeys = $util.emptyArray;
+            UpdateGroupMetadataRequest.prototype.makeAdminKeys = $util.emptyArray;
+            UpdateGroupMetadataRequest.prototype.makeMemberKeys = $util.emptyArray;
+            UpdateGroupMetadataRequest.prototype.setName = false;
+            UpdateGroupMetadataRequest.prototype.setDescription = false;
 
             UpdateGroupMetadataRequest.create = function(properties) {
                 return new UpdateGroupMetadataRequest(properties);
@@ -5882,6 +5890,22 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(26).string(m.description);
                 if (m.settings != null && $Object.hasOwnProperty.call(m, "settings"))
                     $root.qpq.v1.GroupSettings.encode(m.settings, w.uint32(34).fork(), q + 1).ldelim();
+                if (m.addMemberKeys != null && m.addMemberKeys.length) {
+                    for (var i = 0; i < m.addMemberKeys.length; ++i)
+                        w.uint32(42).bytes(m.addMemberKeys[i]);
+                }
+                if (m.makeAdminKeys != null && m.makeAdminKeys.length) {
+                    for (var i = 0; i < m.makeAdminKeys.length; ++i)
+                        w.uint32(50).bytes(m.makeAdminKeys[i]);
+                }
+                if (m.makeMemberKeys != null && m.makeMemberKeys.length) {
+                    for (var i = 0; i < m.makeMemberKeys.length; ++i)
+                        w.uint32(58).bytes(m.makeMemberKeys[i]);
+                }
+                if (m.setName != null && $Object.hasOwnProperty.call(m, "setName") && m.setName !== false)
+                    w.uint32(64).bool(m.setName);
+                if (m.setDescription != null && $Object.hasOwnProperty.call(m, "setDescription") && m.setDescription !== false)
+                    w.uint32(72).bool(m.setDescription);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -5948,6 +5972,48 @@ export const qpq = $root.qpq = (() => {
                             m.settings = $root.qpq.v1.GroupSettings.decode(r, r.size(), $undefined, q + 1, m.settings);
                             continue;
                         }
+                    case 5: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.addMemberKeys && m.addMemberKeys.length))
+                                m.addMemberKeys = [];
+                            m.addMemberKeys.push(r.bytes());
+                            continue;
+                        }
+                    case 6: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.makeAdminKeys && m.makeAdminKeys.length))
+                                m.makeAdminKeys = [];
+                            m.makeAdminKeys.push(r.bytes());
+                            continue;
+                        }
+                    case 7: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.makeMemberKeys && m.makeMemberKeys.length))
+                                m.makeMemberKeys = [];
+                            m.makeMemberKeys.push(r.bytes());
+                            continue;
+                        }
+                    case 8: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.setName = v;
+                            else
+                                delete m.setName;
+                            continue;
+                        }
+                    case 9: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.setDescription = v;
+                            else
+                                delete m.setDescription;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -5971,11 +6037,14 @@ export const qpq = $root.qpq = (() => {
         v1.UpdateGroupMetadataResponse = (function() {
 
             const UpdateGroupMetadataResponse = function (p) {
+                this.addedMemberKeys = [];
                 if (p)
                     for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                         if (p[ks[i]] != null && ks[i] !== "__proto__")
                             this[ks[i]] = p[ks[i]];
             };
+
+            UpdateGroupMetadataResponse.prototype.addedMemberKeys = $util.emptyArray;
 
             UpdateGroupMetadataResponse.create = function(properties) {
                 return new UpdateGroupMetadataResponse(properties);
@@ -5988,6 +6057,10 @@ export const qpq = $root.qpq = (() => {
                     q = 0;
                 if (q > $util.recursionLimit)
                     throw $Error("max depth exceeded");
+                if (m.addedMemberKeys != null && m.addedMemberKeys.length) {
+                    for (var i = 0; i < m.addedMemberKeys.length; ++i)
+                        w.uint32(10).bytes(m.addedMemberKeys[i]);
+                }
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -6019,7 +6092,18 @@ export const qpq = $root.qpq = (() => {
                         z = $undefined;
                         break;
                     }
-                    r.skipType(t & 7, q, t);
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.addedMemberKeys && m.addedMemberKeys.length))
+                                m.addedMemberKeys = [];
+                            m.addedMemberKeys.push(r.bytes());
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
                     if (!r.discardUnknown) {
                         $util.makeProp(m, "$unknowns", false);
                         (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
@@ -6138,6 +6222,8 @@ export const qpq = $root.qpq = (() => {
             ListGroupMembersResponse.prototype.name = "";
             ListGroupMembersResponse.prototype.description = "";
             ListGroupMembersResponse.prototype.settings = null;
+            ListGroupMembersResponse.prototype.keyEpoch = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            ListGroupMembersResponse.prototype.keysRotatedAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             ListGroupMembersResponse.create = function(properties) {
                 return new ListGroupMembersResponse(properties);
@@ -6160,6 +6246,10 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(26).string(m.description);
                 if (m.settings != null && $Object.hasOwnProperty.call(m, "settings"))
                     $root.qpq.v1.GroupSettings.encode(m.settings, w.uint32(34).fork(), q + 1).ldelim();
+                if (m.keyEpoch != null && $Object.hasOwnProperty.call(m, "keyEpoch") && (typeof m.keyEpoch === "object" ? m.keyEpoch.low || m.keyEpoch.high : m.keyEpoch !== 0))
+                    w.uint32(40).uint64(m.keyEpoch);
+                if (m.keysRotatedAtMs != null && $Object.hasOwnProperty.call(m, "keysRotatedAtMs") && (typeof m.keysRotatedAtMs === "object" ? m.keysRotatedAtMs.low || m.keysRotatedAtMs.high : m.keysRotatedAtMs !== 0))
+                    w.uint32(48).uint64(m.keysRotatedAtMs);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -6223,6 +6313,24 @@ export const qpq = $root.qpq = (() => {
                             if (u !== 2)
                                 break;
                             m.settings = $root.qpq.v1.GroupSettings.decode(r, r.size(), $undefined, q + 1, m.settings);
+                            continue;
+                        }
+                    case 5: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.keyEpoch = v;
+                            else
+                                delete m.keyEpoch;
+                            continue;
+                        }
+                    case 6: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.keysRotatedAtMs = v;
+                            else
+                                delete m.keysRotatedAtMs;
                             continue;
                         }
                     }
@@ -10302,6 +10410,7 @@ export const qpq = $root.qpq = (() => {
             PushPresence.prototype.identityKey = $util.newBuffer([]);
             PushPresence.prototype.online = false;
             PushPresence.prototype.lastSeenMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            PushPresence.prototype.channelId = $util.newBuffer([]);
 
             PushPresence.create = function(properties) {
                 return new PushPresence(properties);
@@ -10320,6 +10429,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(16).bool(m.online);
                 if (m.lastSeenMs != null && $Object.hasOwnProperty.call(m, "lastSeenMs") && (typeof m.lastSeenMs === "object" ? m.lastSeenMs.low || m.lastSeenMs.high : m.lastSeenMs !== 0))
                     w.uint32(24).uint64(m.lastSeenMs);
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(34).bytes(m.channelId);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -10380,6 +10491,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.lastSeenMs;
                             continue;
                         }
+                    case 4: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
+                            else
+                                delete m.channelId;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -10414,6 +10534,7 @@ export const qpq = $root.qpq = (() => {
             PushMembership.prototype.change = "";
             PushMembership.prototype.actorKey = $util.newBuffer([]);
             PushMembership.prototype.epoch = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            PushMembership.prototype.role = "";
 
             PushMembership.create = function(properties) {
                 return new PushMembership(properties);
@@ -10436,6 +10557,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(34).bytes(m.actorKey);
                 if (m.epoch != null && $Object.hasOwnProperty.call(m, "epoch") && (typeof m.epoch === "object" ? m.epoch.low || m.epoch.high : m.epoch !== 0))
                     w.uint32(40).uint64(m.epoch);
+                if (m.role != null && $Object.hasOwnProperty.call(m, "role") && m.role !== "")
+                    w.uint32(50).string(m.role);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -10514,6 +10637,15 @@ export const qpq = $root.qpq = (() => {
                                 delete m.epoch;
                             continue;
                         }
+                    case 6: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.stringVerify()).length)
+                                m.role = v;
+                            else
+                                delete m.role;
+                            continue;
+                        }
                     }
                     r.skipType(u, q, t);
                     if (!r.discardUnknown) {
@@ -10532,6 +10664,374 @@ export const qpq = $root.qpq = (() => {
             };
 
             return PushMembership;
+        })();
+
+        v1.PushTypingRequest = (function() {
+
+            const PushTypingRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            PushTypingRequest.prototype.channelId = $util.newBuffer([]);
+            PushTypingRequest.prototype.typing = false;
+
+            PushTypingRequest.create = function(properties) {
+                return new PushTypingRequest(properties);
+            };
+
+            PushTypingRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.typing != null && $Object.hasOwnProperty.call(m, "typing") && m.typing !== false)
+                    w.uint32(16).bool(m.typing);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            PushTypingRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.PushTypingRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
+                            else
+                                delete m.channelId;
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.typing = v;
+                            else
+                                delete m.typing;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return PushTypingRequest;
+        })();
+
+        v1.PushTypingResponse = (function() {
+
+            const PushTypingResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            PushTypingResponse.prototype.delivered = 0;
+
+            PushTypingResponse.create = function(properties) {
+                return new PushTypingResponse(properties);
+            };
+
+            PushTypingResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.delivered != null && $Object.hasOwnProperty.call(m, "delivered") && m.delivered !== 0)
+                    w.uint32(8).uint32(m.delivered);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            PushTypingResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.PushTypingResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.uint32())
+                                m.delivered = v;
+                            else
+                                delete m.delivered;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return PushTypingResponse;
+        })();
+
+        v1.PushPresenceRequest = (function() {
+
+            const PushPresenceRequest = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            PushPresenceRequest.prototype.channelId = $util.newBuffer([]);
+            PushPresenceRequest.prototype.online = false;
+
+            PushPresenceRequest.create = function(properties) {
+                return new PushPresenceRequest(properties);
+            };
+
+            PushPresenceRequest.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.channelId != null && $Object.hasOwnProperty.call(m, "channelId") && m.channelId.length)
+                    w.uint32(10).bytes(m.channelId);
+                if (m.online != null && $Object.hasOwnProperty.call(m, "online") && m.online !== false)
+                    w.uint32(16).bool(m.online);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            PushPresenceRequest.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.PushPresenceRequest();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.channelId = v;
+                            else
+                                delete m.channelId;
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.bool())
+                                m.online = v;
+                            else
+                                delete m.online;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return PushPresenceRequest;
+        })();
+
+        v1.PushPresenceResponse = (function() {
+
+            const PushPresenceResponse = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            PushPresenceResponse.prototype.delivered = 0;
+
+            PushPresenceResponse.create = function(properties) {
+                return new PushPresenceResponse(properties);
+            };
+
+            PushPresenceResponse.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.delivered != null && $Object.hasOwnProperty.call(m, "delivered") && m.delivered !== 0)
+                    w.uint32(8).uint32(m.delivered);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            PushPresenceResponse.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.PushPresenceResponse();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 0)
+                                break;
+                            if (v = r.uint32())
+                                m.delivered = v;
+                            else
+                                delete m.delivered;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return PushPresenceResponse;
         })();
 
         v1.StoreRecoveryBundleRequest = (function() {

@@ -62,6 +62,11 @@ export const Method = {
   FederationHealth: 905,
 
   DeleteAccount: 950,
+
+  // Relayed signals: the client sends PushTypingRequest/PushPresenceRequest under the push
+  // event's own id and the server relays the event to the channel's members (never stored).
+  PushTyping: 1001,
+  PushPresence: 1002,
 } as const;
 
 export type MethodName = keyof typeof Method;

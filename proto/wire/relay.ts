@@ -67,7 +67,7 @@ export function assertionDeviceHex(assertion: string): string | undefined {
  * frames, beside the binary PushNewMessage events: a device was revoked, or the account was
  * deleted. A front then unbinds the matching sessions at once instead of at their next call.
  */
-export type SessionSignal = { revokedDevice: string } | { accountDeleted: true };
+export type SessionSignal = { revokedDevice: string } | { accountDeleted: true } | { banned: true };
 
 export function formatSessionSignal(s: SessionSignal): string {
   return JSON.stringify(s);
@@ -88,5 +88,26 @@ export function parseSessionSignal(text: string): SessionSignal | undefined {
     return { revokedDevice: v.revokedDevice };
   }
   if (v.accountDeleted === true) return { accountDeleted: true };
+  if (v.banned === true) return { banned: true };
   return undefined;
+}
+
+/**
+ * Binary frames on the push subscription: a bare PushNewMessage (protobuf, whose first byte is a
+ * field tag and never 0), or a non-stored event (typing, presence, membership) framed as
+ * [0x00][u16 event id, big-endian][protobuf].
+ */
+export function formatQueueEvent(eventId: number, event: Uint8Array): Uint8Array {
+  const out = new Uint8Array(3 + event.length);
+  out[0] = 0;
+  out[1] = eventId >> 8;
+  out[2] = eventId & 0xff;
+  out.set(event, 3);
+  return out;
+}
+
+/** A framed event's id and body, or undefined for a bare PushNewMessage. */
+export function parseQueueEvent(frame: Uint8Array): { eventId: number; event: Uint8Array } | undefined {
+  if (frame.length < 3 || frame[0] !== 0) return undefined;
+  return { eventId: (frame[1] << 8) | frame[2], event: frame.subarray(3) };
 }

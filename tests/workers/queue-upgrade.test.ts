@@ -55,7 +55,7 @@ describe("queue schema upgrade", () => {
     expect(fresh).toMatchObject({ seq: 3, duplicate: false });
     expect((await inbox(key)).map((e) => textOf(e.data))).toEqual(["old one", "old two", "new"]);
     const version = await queueSql<{ version: number }>(key, "SELECT version FROM schema_version");
-    expect(version).toEqual([{ version: 3 }]);
+    expect(version).toEqual([{ version: 4 }]);
   });
 
   it("keeps the default device's cursor and drops device ids that were never registered", async () => {
