@@ -24,6 +24,13 @@ export class ByteBudget {
     return this.waiters.length;
   }
 
+  /** Reserves `bytes` now if they fit and nobody waits ahead; false otherwise (nothing reserved). */
+  tryAcquire(bytes: number): boolean {
+    if (bytes > this.limit || this.waiters.length > 0 || this.reserved + bytes > this.limit) return false;
+    this.reserved += bytes;
+    return true;
+  }
+
   /**
    * Reserves `bytes`, waiting behind earlier reservations until they fit. Resolves true once
    * reserved (the caller must `release` them), false when `signal` aborts first or when `bytes`

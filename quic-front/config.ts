@@ -49,6 +49,13 @@ export interface FrontConfig {
    * 10-20 % of the front's CPU in the benchmark. Applied by the process entry points only.
    */
   stackTraceLimit: number;
+  /**
+   * The QUIC server path (QPQ_QUIC_DRIVER): "lean", the driver in quic-front/quic/ straight over
+   * quiche, or "js-quic", @matrixai/quic's QUICServer.
+   */
+  quicDriver: "lean" | "js-quic";
+  /** A QUIC connection that receives nothing for this long is closed (QPQ_IDLE_TIMEOUT). */
+  idleTimeoutMs: number;
   /** Sealed-sender mode (QPQ_SEALED_SENDER; must match the edge's SEALED_SENDER): quic-front/sealed-sender.ts. */
   sealedSender: boolean;
 }
@@ -137,6 +144,8 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Front
     logLevel: level,
     stackTraceLimit: int(env, "QPQ_STACK_TRACE_LIMIT", 4),
     sealedSender: flag(env, "QPQ_SEALED_SENDER"),
+    quicDriver: quicDriver(env.QPQ_QUIC_DRIVER),
+    idleTimeoutMs: duration(env, "QPQ_IDLE_TIMEOUT", 120_000),
     ...overrides,
   };
   atLeastOne(settings);
@@ -163,6 +172,7 @@ function atLeastOne(cfg: FrontSettings): void {
     ["QPQ_FETCH_WAIT_PER_IDENTITY", cfg.fetchWaitPerIdentity],
     ["QPQ_TRANSFER_TIMEOUT", cfg.transferTimeoutMs],
     ["QPQ_MIN_TRANSFER_RATE", cfg.minTransferBytesPerSecond],
+    ["QPQ_IDLE_TIMEOUT", cfg.idleTimeoutMs],
   ] as const) {
     if (value < 1) throw new ConfigError(`${name} must be at least 1, got ${value}`);
   }
@@ -186,4 +196,10 @@ function validate(cfg: FrontConfig): void {
       throw new ConfigError("production mode needs a QPQ_FRONT_SECRET of at least 32 characters");
     if (!cfg.edgeUrl.startsWith("https://")) throw new ConfigError("production mode needs an https:// QPQ_EDGE_URL");
   }
+}
+
+function quicDriver(value: string | undefined): "lean" | "js-quic" {
+  const v = value || "lean";
+  if (v !== "lean" && v !== "js-quic") throw new ConfigError(`QPQ_QUIC_DRIVER must be lean|js-quic, got "${v}"`);
+  return v;
 }

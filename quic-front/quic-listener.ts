@@ -44,12 +44,15 @@ export interface RequestLimits {
    * more than the whole budget is answered BadRequest.
    */
   connectionBufferBytes: number;
+  /** A connection that receives nothing for this long is closed (quiche's max_idle_timeout). */
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
   transferTimeoutMs: 10_000,
   minTransferBytesPerSecond: 256 * 1024,
   connectionBufferBytes: 16 * 1024 * 1024,
+  idleTimeoutMs: 120_000,
 };
 
 /** Request buffering and answer ordering state of one connection. */
@@ -104,7 +107,7 @@ export class QuicListener {
         verifyPeer: false,
         initialMaxStreamsBidi: gateway.config.maxStreamsPerConnection,
         initialMaxStreamsUni: 100,
-        maxIdleTimeout: 120_000,
+        maxIdleTimeout: this.limits.idleTimeoutMs,
       },
       logger: new QuicLogger("quic", LogLevel.ERROR),
     });

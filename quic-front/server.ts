@@ -3,6 +3,7 @@ import type { FrontConfig } from "./config.ts";
 import type { TlsMaterial } from "./cert.ts";
 import { Gateway } from "./gateway.ts";
 import { QuicListener } from "./quic-listener.ts";
+import { LeanQuicListener } from "./quic/listener.ts";
 import { WsListener } from "./ws-listener.ts";
 import type { EdgeRelay } from "./relay.ts";
 import type { FrontMetrics } from "./metrics.ts";
@@ -23,7 +24,7 @@ export interface FrontOptions {
 
 export class QpqFront {
   readonly gateway: Gateway;
-  private readonly quic: QuicListener;
+  private readonly quic: QuicListener | LeanQuicListener;
   private readonly ws: WsListener | undefined;
   private readonly config: FrontConfig;
 
@@ -31,11 +32,15 @@ export class QpqFront {
     this.config = opts.config;
     this.gateway = new Gateway(opts);
     const c = opts.config;
-    this.quic = new QuicListener(this.gateway, opts.tls, opts.logger, {
+    const limits = {
       transferTimeoutMs: c.transferTimeoutMs,
       minTransferBytesPerSecond: c.minTransferBytesPerSecond,
       connectionBufferBytes: c.connectionBufferBytes,
-    });
+    };
+    this.quic =
+      c.quicDriver === "lean"
+        ? new LeanQuicListener(this.gateway, opts.tls, opts.logger, { ...limits, idleTimeoutMs: c.idleTimeoutMs })
+        : new QuicListener(this.gateway, opts.tls, opts.logger, { ...limits, idleTimeoutMs: c.idleTimeoutMs });
     if (opts.config.wsListen) {
       // Plain ws:// only with the development certificate on loopback; otherwise wss:// with the
       // configured certificate.

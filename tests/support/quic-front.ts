@@ -5,11 +5,12 @@ import { configFromEnv, type FrontConfig } from "../../quic-front/config.ts";
 import { Gateway } from "../../quic-front/gateway.ts";
 import { silentLogger } from "../../proto/util/log.ts";
 import { QuicListener, type RequestLimits } from "../../quic-front/quic-listener.ts";
+import { LeanQuicListener } from "../../quic-front/quic/listener.ts";
 import { QuicTransport, type ConnectOptions } from "../../sdk/transport.ts";
 import { startTestEdge, type EdgeHandler, type TestEdge } from "../unit/support/test-edge.ts";
 
 export interface TestFront {
-  listener: QuicListener;
+  listener: QuicListener | LeanQuicListener;
   gateway: Gateway;
   edge: TestEdge;
   port: number;
@@ -35,6 +36,8 @@ export async function startTestFront(opts: TestFrontOptions = {}): Promise<TestF
       QPQ_LISTEN: "127.0.0.1:0",
       // Test connections never log in; they must not be closed for that while a test runs.
       QPQ_AUTH_TIMEOUT: "3600s",
+      // Which QUIC server path the front runs (quic-front/config.ts); the process's choice by default.
+      QPQ_QUIC_DRIVER: process.env.QPQ_QUIC_DRIVER ?? "",
       ...opts.env,
       QPQ_EDGE_URL: edge.url,
       QPQ_FRONT_SECRET: "test",
@@ -43,7 +46,11 @@ export async function startTestFront(opts: TestFrontOptions = {}): Promise<TestF
   );
   const gateway = new Gateway({ config, logger: silentLogger });
   const { caPem, certPem, keyPem } = await generateDevCertificate();
-  const listener = new QuicListener(gateway, { caPem, certPem, keyPem, selfSigned: true }, silentLogger, opts.limits);
+  const tls = { caPem, certPem, keyPem, selfSigned: true };
+  const listener =
+    config.quicDriver === "lean"
+      ? new LeanQuicListener(gateway, tls, silentLogger, opts.limits)
+      : new QuicListener(gateway, tls, silentLogger, opts.limits);
   await listener.start("127.0.0.1", 0);
   const transports: QuicTransport[] = [];
   return {
