@@ -8,6 +8,7 @@ import { createInterface } from "node:readline/promises";
 import { Status, statusName } from "../proto/index.ts";
 import { KtVerificationError, QpqCallError, QpqClient, newDeviceId, type KtTrust } from "./client.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
+import { EnvelopeError, generateHybridKeyPair, isEnvelope, openEnvelope, sealEnvelope } from "./hybrid-envelope.ts";
 
 const USAGE = `qpq — command-line client for a qpq server
 
@@ -17,7 +18,8 @@ Usage:
   qpq login <username> [--device <id>]
                                    log in (as the account's default device, or as a device
                                    added with qpq device add) and save the session token
-  qpq send <username> <message…>   send a text message to <username>; prints its seq
+  qpq send <username> <message…>   send a text message to <username> (name@domain: a user of another
+                                   region); prints its seq (0 when relayed: the home region assigns it)
   qpq resolve <username>           print <username>'s identity key once its key-transparency
                                    proof verifies (refused, exit 1, when it does not)
   qpq recv [--wait <seconds>]      print pending messages as "seq<TAB>text", then ack them
@@ -45,8 +47,11 @@ Options:
 The password comes from QPQ_PASSWORD, or is asked for on the terminal.
 Profiles (<dir>/<username>.json, mode 0600) hold the private key and the session token.
 
-Note: send transmits the message bytes exactly as given, as UTF-8 plaintext, so the server
-can read them. Real qpq clients send MLS ciphertext; this CLI is for trying the server out.
+Note: login creates a hybrid (X25519 + ML-KEM-768) key pair for the profile and uploads its
+public half. send pads the text (Padmé) and seals it to the recipient's hybrid key when the
+recipient has one (docs/protocol.md, "Hybrid envelope"); otherwise it goes as UTF-8 plaintext,
+which the server can read. Real qpq clients send MLS ciphertext; this CLI is for trying the
+server out.
 recv shows control characters escaped and non-UTF-8 payloads as "[N bytes, not UTF-8]", and
 says "no messages" on stderr when there were none.
 `;
@@ -162,10 +167,21 @@ async function main(argv: string[]): Promise<void> {
       }
       const password = await readPassword(`Password for ${username}: `, false);
       const device = opts.device === undefined ? new Uint8Array(0) : parseDeviceId(opts.device);
-      const token = await withClient(opts, (c) =>
-        c.login(username, password, b64u.decode(profile.identityKey), device),
-      );
-      store.save({ ...profile, sessionToken: b64u.encode(token), deviceId: hexOf(device), server: serverOf(opts) });
+      // A hybrid key pair, made once per profile and uploaded at every login (it replaces the
+      // server's copy), so senders can wrap messages to it.
+      const hybrid = profile.hybrid ?? (await newHybridKeys());
+      const token = await withClient(opts, async (c) => {
+        const t = await c.login(username, password, b64u.decode(profile.identityKey), device);
+        await c.uploadHybridKey(b64u.decode(hybrid.publicKey));
+        return t;
+      });
+      store.save({
+        ...profile,
+        hybrid,
+        sessionToken: b64u.encode(token),
+        deviceId: hexOf(device),
+        server: serverOf(opts),
+      });
       store.setCurrent(username);
       out(`logged in as ${username}${device.length > 0 ? ` on device ${hexOf(device)}` : ""}`);
       return;
@@ -177,7 +193,11 @@ async function main(argv: string[]): Promise<void> {
       const profile = store.load(opts.as);
       const res = await withSession(opts, profile, async (c) => {
         const recipientKey = await resolveVerified(c, store, profile, recipient);
-        return c.enqueue({ recipientKey, payload: new TextEncoder().encode(words.join(" ")) });
+        const message = new TextEncoder().encode(words.join(" "));
+        // With a hybrid key the text goes padded and sealed to it; else as plain bytes.
+        const hybridKey = await c.fetchHybridKey(recipientKey);
+        const payload = hybridKey.length > 0 ? await sealEnvelope(hybridKey, message) : message;
+        return c.enqueue({ recipientKey, payload });
       });
       out(String(res.seq));
       return;
@@ -197,11 +217,15 @@ async function main(argv: string[]): Promise<void> {
         out(
           `proof     verified: binding at leaf ${r.leafIndex} of a ${r.head.treeSize}-entry log, head signed ${new Date(r.head.timestampMs).toISOString()}`,
         );
+        // name@domain: verified against the home region's log key (pinned by the SDK per domain).
+        const home = username.includes("@") ? username.slice(username.lastIndexOf("@") + 1).toLowerCase() : undefined;
         out(
           `log       ${
-            seenBefore === undefined
-              ? `first tree head seen; log key pinned now: ${Buffer.from(c.kt.publicKey ?? []).toString("hex")}`
-              : `consistent with the ${seenBefore}-entry tree head seen before`
+            home !== undefined
+              ? `${home}'s log, key ${Buffer.from(c.remoteKt.get(home) ?? []).toString("hex")}`
+              : seenBefore === undefined
+                ? `first tree head seen; log key pinned now: ${Buffer.from(c.kt.publicKey ?? []).toString("hex")}`
+                : `consistent with the ${seenBefore}-entry tree head seen before`
           }`,
         );
         out(
@@ -220,7 +244,7 @@ async function main(argv: string[]): Promise<void> {
         let count = 0;
         let batch = waitMs > 0 ? await c.fetchWait({ timeoutMs: waitMs, limit }) : await c.fetch({ limit });
         while (batch.length > 0) {
-          for (const e of batch) out(`${e.seq}\t${showPayload(e.data)}`);
+          for (const e of batch) out(`${e.seq}\t${await showMessage(profile, e.data)}`);
           count += batch.length;
           await c.ack(Math.max(...batch.map((e) => e.seq)));
           if (batch.length < limit) break;
@@ -395,6 +419,25 @@ function parseWait(text: string): number {
 }
 
 /** Text for the terminal: control characters escaped so a message cannot drive the terminal. */
+/** A received payload: opened first when it is a hybrid envelope and the profile holds the key. */
+async function showMessage(profile: Profile, data: Uint8Array): Promise<string> {
+  if (!isEnvelope(data)) return showPayload(data);
+  if (!profile.hybrid) return `[${data.length} bytes, a hybrid envelope; this profile has no hybrid key]`;
+  try {
+    const keys = { publicKey: b64u.decode(profile.hybrid.publicKey), secretKey: b64u.decode(profile.hybrid.secretKey) };
+    return showPayload(await openEnvelope(keys, data));
+  } catch (err) {
+    if (err instanceof EnvelopeError)
+      return `[${data.length} bytes, a hybrid envelope that does not open: ${err.message}]`;
+    throw err;
+  }
+}
+
+async function newHybridKeys(): Promise<{ publicKey: string; secretKey: string }> {
+  const pair = await generateHybridKeyPair();
+  return { publicKey: b64u.encode(pair.publicKey), secretKey: b64u.encode(pair.secretKey) };
+}
+
 function showPayload(data: Uint8Array): string {
   let text: string;
   try {

@@ -23,6 +23,11 @@ export interface Profile {
    * (base64url), so every later resolution must come with a head that extends it.
    */
   kt?: { publicKey: string; treeSize: number; root: string; timestampMs: number };
+  /**
+   * Hybrid (X25519 + ML-KEM-768) key pair, base64url (sdk/hybrid-envelope.ts): the public half is
+   * uploaded at login, so senders wrap messages to it; the secret half opens them.
+   */
+  hybrid?: { publicKey: string; secretKey: string };
 }
 
 /** Usernames the CLI keeps profiles for: they become file names, so no separators or dot files. */

@@ -2,10 +2,11 @@
 // Children run asynchronously: the system under test lives in this process's event loop.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { envelopeLength } from "../../sdk/hybrid-envelope.ts";
 
 const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
 
@@ -81,6 +82,31 @@ describe("qpq CLI", () => {
     const who = await qpq(["whoami"], { as: bob });
     expect(who.code).toBe(0);
     expect(who.stdout).toContain(`username  ${bob}\n`);
+  });
+
+  it("send pads and seals the text to the recipient's hybrid key; recv opens it", async () => {
+    const profile = JSON.parse(readFileSync(join(profiles()[bob], `${bob}.json`), "utf8")) as {
+      identityKey: string;
+      hybrid?: { publicKey: string };
+    };
+    expect(profile.hybrid).toBeDefined();
+    const bobKey = new Uint8Array(Buffer.from(profile.identityKey, "base64url"));
+    const observer = await sys.connect();
+    await observer.login(bob, "bob pw", bobKey);
+    // Login uploaded the profile's hybrid key.
+    expect(Buffer.from(await observer.fetchHybridKey(bobKey)).toString("base64url")).toBe(profile.hybrid!.publicKey);
+    const message = "the server sees only a padded envelope";
+    const sent = await qpq(["send", bob, message], { as: alice });
+    expect(sent).toMatchObject({ code: 0, stderr: "" });
+    const [held] = await observer.peek();
+    expect(Buffer.from(held.data.subarray(0, 6)).toString("hex")).toBe("515051450101"); // "QPQE", v1, suite 1
+    expect(held.data.length).toBe(envelopeLength(message.length));
+    expect(Buffer.from(held.data).includes(Buffer.from(message))).toBe(false);
+    expect(await qpq(["recv"], { as: bob })).toEqual({
+      code: 0,
+      stdout: `${sent.stdout.trim()}\t${message}\n`,
+      stderr: "",
+    });
   });
 
   it("recv --wait returns a message that arrives while waiting", async () => {
