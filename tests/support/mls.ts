@@ -1,7 +1,8 @@
 // Minimal typed wrapper over ts-mls (RFC 9420) for end-to-end tests: a real
 // two-party MLS conversation whose wire bytes are carried by our server.
 // Cipher suite 1 (X25519 / AES-128-GCM / SHA-256 / Ed25519) needs only @hpke/core
-// plus WebCrypto Ed25519 (Node >= 20); no optional peer dependency is used.
+// plus WebCrypto Ed25519 (Node >= 20); the post-quantum suite (MLS_PQ_CIPHER_SUITE) also needs the
+// optional peer @hpke/ml-kem (a devDependency).
 // Deliberately NOT `from "ts-mls"`: the package index statically re-exports
 // nobleCryptoProvider, which imports @noble/hashes -- a package ts-mls@1.6.4 does not
 // declare (not even as an optional peer) and that is not installed here. The
@@ -26,11 +27,18 @@ import { emptyPskIndex } from "ts-mls/pskIndex.js";
 import { zeroOutUint8Array } from "ts-mls/util/byteArray.js";
 
 export const MLS_CIPHER_SUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
+/**
+ * Post-quantum suite 79: ML-KEM-768 for HPKE (ts-mls loads the optional peer @hpke/ml-kem for it),
+ * AES-256-GCM, SHA-384, Ed25519 signatures (WebCrypto).
+ */
+export const MLS_PQ_CIPHER_SUITE = "MLS_256_MLKEM768_AES256GCM_SHA384_Ed25519";
+export type MlsSuiteName = typeof MLS_CIPHER_SUITE | typeof MLS_PQ_CIPHER_SUITE;
 
-let suitePromise: Promise<CiphersuiteImpl> | undefined;
-function suite(): Promise<CiphersuiteImpl> {
-  suitePromise ??= getCiphersuiteImpl(getCiphersuiteFromName(MLS_CIPHER_SUITE));
-  return suitePromise;
+const suites = new Map<MlsSuiteName, Promise<CiphersuiteImpl>>();
+function suite(name: MlsSuiteName): Promise<CiphersuiteImpl> {
+  let impl = suites.get(name);
+  if (!impl) suites.set(name, (impl = getCiphersuiteImpl(getCiphersuiteFromName(name))));
+  return impl;
 }
 
 /** Decodes one complete MLSMessage; rejects truncated input and trailing bytes. */
@@ -151,6 +159,11 @@ export class MlsMember {
     return result.message;
   }
 
+  /** The group's cipher suite name (as ts-mls spells it). */
+  cipherSuite(): string {
+    return this.#cs.name;
+  }
+
   epoch(): bigint {
     return this.#group().groupContext.epoch;
   }
@@ -161,7 +174,7 @@ export class MlsMember {
 }
 
 /** Basic credential (identity = UTF-8 name) with one Ed25519 signature key reused across key packages. */
-export async function createMlsMember(name: string): Promise<MlsMember> {
-  const cs = await suite();
+export async function createMlsMember(name: string, suiteName: MlsSuiteName = MLS_CIPHER_SUITE): Promise<MlsMember> {
+  const cs = await suite(suiteName);
   return new MlsMember(name, cs, await cs.signature.keygen());
 }
