@@ -50,12 +50,12 @@ export async function listReports(client: QpqClient, opts: { limit?: number; aft
     pb.ListReportsResponse,
   );
   return res.reports.map((r) => ({
-    reportId: r.reportId,
-    reporterKey: r.reporterKey,
-    reportedKey: r.reportedKey,
-    channelId: r.channelId,
-    evidence: r.evidence,
-    reason: r.reason,
+    reportId: r.reportId ?? NONE,
+    reporterKey: r.reporterKey ?? NONE,
+    reportedKey: r.reportedKey ?? NONE,
+    channelId: r.channelId ?? NONE,
+    evidence: r.evidence ?? NONE,
+    reason: r.reason ?? "",
     createdAtMs: Number(r.createdAtMs),
   }));
 }
@@ -64,9 +64,9 @@ export async function listReports(client: QpqClient, opts: { limit?: number; aft
 export async function listBanned(client: QpqClient, channelId: Uint8Array = NONE) {
   const res = await client.call(Method.ListBanned, pb.ListBannedRequest, { channelId }, pb.ListBannedResponse);
   return res.bans.map((b) => ({
-    identityKey: b.identityKey,
-    channelId: b.channelId,
-    reason: b.reason,
+    identityKey: b.identityKey ?? NONE,
+    channelId: b.channelId ?? NONE,
+    reason: b.reason ?? "",
     createdAtMs: Number(b.createdAtMs),
     expiresAtMs: Number(b.expiresAtMs),
   }));

@@ -1,0 +1,64 @@
+// Typing and presence end to end over QUIC: relayed to the channel's members' connections as
+// pushes, never stored, never delivered to a non-member (who may not send them either).
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { PushEvent, Status } from "../../proto/index.ts";
+import { QpqCallError } from "../../sdk/client.ts";
+import { onPresence, onTyping, sendPresence, sendTyping } from "../../sdk/groups.ts";
+import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { pushLive, until } from "../support/push.ts";
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+describe("typing and presence over QUIC", () => {
+  let sys: TestSystem;
+
+  beforeAll(async () => {
+    sys = await startTestSystem({ env: { QPQ_AUTH_PER_MINUTE: "6000" } });
+  });
+
+  afterAll(async () => {
+    await sys?.stop();
+  });
+
+  async function user(prefix: string) {
+    const client = await sys.connect();
+    const key = randomIdentity();
+    const name = uniqueName(prefix);
+    await client.register(name, "pw", key);
+    await client.login(name, "pw", key);
+    return { client, key };
+  }
+
+  it("typing reaches a member, not a non-member; nothing is stored", async () => {
+    const alice = await user("alice");
+    const bob = await user("bob");
+    const carol = await user("carol");
+    await pushLive(bob, alice.client);
+    await pushLive(carol, alice.client);
+    const carolFrames: number[] = [];
+    carol.client.transport.onPush((f) => carolFrames.push(f.eventType));
+
+    const { channelId } = await alice.client.createGroupChannel([bob.key]);
+    const typed: { sender: string; typing: boolean }[] = [];
+    onTyping(bob.client, (e) => typed.push({ sender: hex(e.senderKey), typing: e.typing }));
+    const online: string[] = [];
+    onPresence(alice.client, (e) => online.push(hex(e.identityKey)));
+
+    expect(await sendTyping(alice.client, channelId, true)).toBe(1);
+    await until(() => (typed.length > 0 ? true : undefined), "bob hears alice typing");
+    expect(typed[0]).toEqual({ sender: hex(alice.key), typing: true });
+    await sendPresence(bob.client, channelId, true);
+    await until(() => (online.includes(hex(bob.key)) ? true : undefined), "alice hears bob online");
+
+    // Carol is not a member: she cannot send into the channel...
+    let refused: unknown;
+    await sendTyping(carol.client, channelId).catch((e: unknown) => (refused = e));
+    expect(refused).toBeInstanceOf(QpqCallError);
+    expect((refused as QpqCallError).status).toBe(Status.Forbidden);
+    // ...and, once a later push has reached her connection, she has heard no typing at all.
+    await pushLive(carol, alice.client);
+    expect(carolFrames.filter((t) => t === PushEvent.Typing || t === PushEvent.Presence)).toEqual([]);
+    // Never stored: bob's queue on the channel is empty.
+    expect(await bob.client.fetch({ channelId })).toEqual([]);
+  });
+});
