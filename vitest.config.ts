@@ -24,6 +24,8 @@ export default defineConfig({
                 // A slow refill, so rate tests do not depend on how fast the machine is.
                 SENDER_ENQUEUE_BURST: "10",
                 SENDER_ENQUEUE_PER_MINUTE: "1",
+                // Small enough for the quota test to reach (tests/workers/blob.test.ts).
+                BLOB_QUOTA_BYTES: String(16 * 1024 * 1024),
                 // Federation on, as region b.test; a small outbox so the bound is reachable.
                 FEDERATION_DOMAIN: "b.test",
                 FEDERATION_OUTBOX_MAX_MESSAGES: "5",

@@ -2,7 +2,7 @@
 // fixtures. Handlers never read `env` directly.
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import type { AppEnv } from "./env.ts";
-import { sessionTtlMs } from "./lib/limits.ts";
+import { sessionTtlMs, storageLimitsFrom, type StorageLimits } from "./lib/limits.ts";
 import { importAssertionKey } from "./lib/caller-assertion.ts";
 import { importSigningKey } from "./lib/delivery-proof.ts";
 import { importSenderTagKey } from "./lib/sender-tag.ts";
@@ -38,10 +38,13 @@ export interface EdgeDeps {
   sealedSender: boolean;
   /** Raw Ed25519 public key of KT_SIGNING_KEY: verifies the log's signed tree heads. */
   ktPublicKey: Promise<Uint8Array>;
-  /** Hex identity keys of the server's administrators (QPQ_ADMIN_IDENTITIES; moderation). */
-  admins: ReadonlySet<string>;
+  /** Blob chunks (R2); D1 says which blobs are visible. */
+  blobs: AppEnv["BLOBS"];
+  storage: StorageLimits;
   /** This deployment's federation domain, key and outboxes; null when FEDERATION_DOMAIN is empty. */
   federation: FederationDeps | null;
+  /** Hex identity keys of the server's administrators (QPQ_ADMIN_IDENTITIES; moderation). */
+  admins: ReadonlySet<string>;
 }
 
 export function depsFromEnv(env: AppEnv): EdgeDeps {
@@ -63,8 +66,10 @@ export function depsFromEnv(env: AppEnv): EdgeDeps {
     senderTagKey: importSenderTagKey(env.DELIVERY_SIGNING_KEY),
     sealedSender: sealedSenderFromEnv(env.SEALED_SENDER),
     ktPublicKey: importSigningKey(env.KT_SIGNING_KEY).then((k) => k.publicKey),
-    admins: parseAdmins(env.QPQ_ADMIN_IDENTITIES),
+    blobs: env.BLOBS,
+    storage: storageLimitsFrom(env),
     federation: federationFromEnv(env),
+    admins: parseAdmins(env.QPQ_ADMIN_IDENTITIES),
   };
   // Surface bad secrets on first use, not as unhandled rejections.
   for (const p of [deps.frontSecretDigest, deps.assertionKey, deps.signing, deps.senderTagKey, deps.ktPublicKey])

@@ -23,6 +23,9 @@ export interface AppEnv extends Env {
   /** Per-sender enqueue rate into one recipient's queue (token bucket). */
   SENDER_ENQUEUE_BURST?: string;
   SENDER_ENQUEUE_PER_MINUTE?: string;
+  /** Blob storage per identity in bytes (default 1 GiB) and how long a blob stays (default 30 days). */
+  BLOB_QUOTA_BYTES?: string;
+  BLOB_TTL_SECS?: string;
   /** Moderation administrators: comma-separated hex identity keys (lib/admins.ts). */
   QPQ_ADMIN_IDENTITIES?: string;
 }

@@ -1,6 +1,7 @@
 // Every bound the edge enforces, in one place, with defaults that configuration may lower or raise.
 import type { AppEnv } from "../env.ts";
 import { FETCH_WAIT_MAX_MS, GROUP_MEMBERS_MAX } from "../../proto/wire/limits.ts";
+import type { RateLimit } from "./rate-bucket.ts";
 
 export interface QueueLimits {
   defaultTtlSecs: number;
@@ -113,4 +114,49 @@ export function limitsFrom(env: Pick<AppEnv, LimitVars>): QueueLimits {
 
 export function sessionTtlMs(env: Pick<AppEnv, "SESSION_TTL_SECS">): number {
   return positiveInt(env.SESSION_TTL_SECS, 30 * 24 * 3600) * 1000;
+}
+
+/** Blobs, recovery bundles and P2P endpoints (docs/security.md, "Limits"). */
+export interface StorageLimits {
+  /** Bytes one identity may hold in blobs it uploaded plus uploads it has open (BLOB_QUOTA_BYTES). */
+  blobQuotaBytes: number;
+  /** How long an uploaded blob stays downloadable after it completed (BLOB_TTL_SECS). */
+  blobTtlMs: number;
+  /** An upload that receives no chunk for this long is dropped with its chunks. */
+  blobUploadIdleMs: number;
+  /** Uploads one identity may have open at once. */
+  blobUploadsOpenMax: number;
+  /** New uploads one identity may start: a token bucket shared by every front. */
+  blobUploadStarts: RateLimit;
+  /** Identities one UploadBlob may name in share_with, and one uploader may share one blob with. */
+  blobShareMax: number;
+  blobGrantsPerOwnerMax: number;
+  /** Completed blobs and abandoned uploads one sweep deletes at most (a cron run; each upload start too). */
+  blobSweepBatch: number;
+  recoveryBundleMax: number;
+  /** FetchRecoveryBundle per token hash and per client address (IPv6: its /64), across every front. */
+  recoveryFetchPerToken: RateLimit;
+  recoveryFetchPerAddress: RateLimit;
+  p2pAddressMax: number;
+  p2pDefaultTtlSecs: number;
+  p2pMaxTtlSecs: number;
+}
+
+export function storageLimitsFrom(env: Pick<AppEnv, "BLOB_QUOTA_BYTES" | "BLOB_TTL_SECS">): StorageLimits {
+  return {
+    blobQuotaBytes: positiveInt(env.BLOB_QUOTA_BYTES, 1024 * 1024 * 1024),
+    blobTtlMs: positiveInt(env.BLOB_TTL_SECS, 30 * 24 * 3600) * 1000,
+    blobUploadIdleMs: 24 * 3600 * 1000,
+    blobUploadsOpenMax: 8,
+    blobUploadStarts: { burst: 60, perHour: 120 },
+    blobShareMax: GROUP_MEMBERS_MAX,
+    blobGrantsPerOwnerMax: 1024,
+    blobSweepBatch: 20,
+    recoveryBundleMax: 64 * 1024,
+    recoveryFetchPerToken: { burst: 3, perHour: 1 },
+    recoveryFetchPerAddress: { burst: 10, perHour: 10 },
+    p2pAddressMax: 512,
+    p2pDefaultTtlSecs: 300,
+    p2pMaxTtlSecs: 24 * 3600,
+  };
 }

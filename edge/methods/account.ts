@@ -11,6 +11,10 @@ import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accountOf } from "../lib/live-device.ts";
 import { appendRevocation } from "../durable/kt-log.ts";
 import {
+  blobAccess,
+  blobUploads,
+  p2pEndpoints,
+  recoveryBundles,
   channelMembers,
   channels,
   devices,
@@ -48,8 +52,8 @@ export const accountMethods: MethodTable = {
       // 3. The key-transparency log: one revocation (a repeat answers the first one).
       await appendRevocation(ctx.deps, username, identityKey, "account_deleted");
       // 4. Everything else the account owns. Channels left without members go with it; group
-      //    channels with other members stay theirs, under a new creator. No blobs or recovery
-      //    bundles exist to own yet.
+      //    channels with other members stay theirs, under a new creator. Its blobs expire now (their rows and
+      //    R2 objects go with the next storage sweep); its recovery bundle and P2P endpoints go now.
       await db.batch([
         db.delete(pushTokens).where(eq(pushTokens.identityKey, identityKey)),
         db.delete(devices).where(eq(devices.identityKey, identityKey)),
@@ -91,8 +95,14 @@ export const accountMethods: MethodTable = {
           ),
         db.delete(channelMembers).where(eq(channelMembers.identityKey, identityKey)),
         db.delete(pendingLogins).where(eq(pendingLogins.username, username)),
-        db.delete(channelMembers).where(eq(channelMembers.identityKey, identityKey)),
-        db.delete(pendingLogins).where(eq(pendingLogins.username, username)),
+        db.update(blobAccess).set({ expiresAt: 0 }).where(eq(blobAccess.ownerKey, identityKey)),
+        // Shares to this account; its own rows stay (expired) so the sweep releases those blobs.
+        db
+          .delete(blobAccess)
+          .where(and(eq(blobAccess.identityKey, identityKey), sql`${blobAccess.ownerKey} <> ${identityKey}`)),
+        db.update(blobUploads).set({ expiresAt: 0 }).where(eq(blobUploads.ownerKey, identityKey)),
+        db.delete(recoveryBundles).where(eq(recoveryBundles.identityKey, identityKey)),
+        db.delete(p2pEndpoints).where(eq(p2pEndpoints.identityKey, identityKey)),
       ]);
       // 5. Last, together: the sessions (so a retry was possible until now) and the user row,
       //    which frees the username for a new registration.

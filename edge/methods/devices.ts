@@ -10,7 +10,7 @@ import { LIMITS } from "../lib/limits.ts";
 import { equalBytes } from "../lib/crypto.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accepted } from "../durable/refusable.ts";
-import { devices, pushTokens, sessions } from "../../schema/tables.ts";
+import { devices, p2pEndpoints, pushTokens, sessions } from "../../schema/tables.ts";
 
 const PLATFORMS = ["apns", "fcm"] as const;
 
@@ -98,6 +98,9 @@ export const deviceMethods: MethodTable = {
       db.delete(sessions).where(and(eq(sessions.identityKey, identityKey), eq(sessions.deviceId, deviceId))),
       db.delete(pushTokens).where(and(eq(pushTokens.identityKey, identityKey), eq(pushTokens.deviceId, deviceId))),
       db.delete(devices).where(and(eq(devices.identityKey, identityKey), eq(devices.deviceId, deviceId))),
+      db
+        .delete(p2pEndpoints)
+        .where(and(eq(p2pEndpoints.identityKey, identityKey), eq(p2pEndpoints.deviceId, deviceId))),
     ]);
     return {};
   }),

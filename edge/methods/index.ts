@@ -10,6 +10,9 @@ import { transparencyMethods } from "./transparency.ts";
 import { healthMethods } from "./health.ts";
 import { deviceMethods } from "./devices.ts";
 import { accountMethods } from "./account.ts";
+import { blobMethods } from "./blob.ts";
+import { recoveryMethods } from "./recovery.ts";
+import { p2pMethods } from "./p2p.ts";
 import { moderationMethods } from "./moderation.ts";
 import { presenceMethods } from "./presence.ts";
 
@@ -24,6 +27,9 @@ export const methods: MethodTable = {
   ...healthMethods,
   ...deviceMethods,
   ...accountMethods,
+  ...blobMethods,
+  ...recoveryMethods,
+  ...p2pMethods,
   ...moderationMethods,
   ...presenceMethods,
 };

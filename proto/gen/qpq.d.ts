@@ -225,6 +225,7 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             received: number;
             complete: boolean;
+            expiresAtMs: number;
             static create(properties: qpq.v1.UploadBlobResponse.$Shape): qpq.v1.UploadBlobResponse & qpq.v1.UploadBlobResponse.$Shape;
             static create(properties?: qpq.v1.UploadBlobResponse.$Properties): qpq.v1.UploadBlobResponse;
             static encode(m: qpq.v1.UploadBlobResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -235,6 +236,7 @@ export namespace qpq {
             interface $Properties {
                 received?: (number|null);
                 complete?: (boolean|null);
+                expiresAtMs?: (number|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.UploadBlobResponse.$Properties;
@@ -2283,6 +2285,31 @@ export namespace qpq {
             type $Shape = qpq.v1.ResolveEndpointRequest.$Properties;
         }
 
+        interface IPeerEndpoint extends qpq.v1.PeerEndpoint.$Properties {
+        }
+
+        class PeerEndpoint {
+            constructor(p?: qpq.v1.PeerEndpoint.$Properties);
+            $unknowns?: Uint8Array[];
+            deviceId: Uint8Array;
+            address: Uint8Array;
+            expiresAtMs: number;
+            static create(properties: qpq.v1.PeerEndpoint.$Shape): qpq.v1.PeerEndpoint & qpq.v1.PeerEndpoint.$Shape;
+            static create(properties?: qpq.v1.PeerEndpoint.$Properties): qpq.v1.PeerEndpoint;
+            static encode(m: qpq.v1.PeerEndpoint.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.PeerEndpoint & qpq.v1.PeerEndpoint.$Shape;
+        }
+
+        namespace PeerEndpoint {
+            interface $Properties {
+                deviceId?: (Uint8Array|null);
+                address?: (Uint8Array|null);
+                expiresAtMs?: (number|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.PeerEndpoint.$Properties;
+        }
+
         interface IResolveEndpointResponse extends qpq.v1.ResolveEndpointResponse.$Properties {
         }
 
@@ -2291,6 +2318,7 @@ export namespace qpq {
             $unknowns?: Uint8Array[];
             address: Uint8Array;
             expiresAtMs: number;
+            endpoints: qpq.v1.PeerEndpoint.$Properties[];
             static create(properties: qpq.v1.ResolveEndpointResponse.$Shape): qpq.v1.ResolveEndpointResponse & qpq.v1.ResolveEndpointResponse.$Shape;
             static create(properties?: qpq.v1.ResolveEndpointResponse.$Properties): qpq.v1.ResolveEndpointResponse;
             static encode(m: qpq.v1.ResolveEndpointResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
@@ -2301,6 +2329,7 @@ export namespace qpq {
             interface $Properties {
                 address?: (Uint8Array|null);
                 expiresAtMs?: (number|null);
+                endpoints?: (qpq.v1.PeerEndpoint.$Properties[]|null);
                 $unknowns?: Uint8Array[];
             }
             type $Shape = qpq.v1.ResolveEndpointResponse.$Properties;

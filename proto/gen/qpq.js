@@ -934,6 +934,7 @@ export const qpq = $root.qpq = (() => {
 
             UploadBlobResponse.prototype.received = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
             UploadBlobResponse.prototype.complete = false;
+            UploadBlobResponse.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
             UploadBlobResponse.create = function(properties) {
                 return new UploadBlobResponse(properties);
@@ -950,6 +951,8 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(8).uint64(m.received);
                 if (m.complete != null && $Object.hasOwnProperty.call(m, "complete") && m.complete !== false)
                     w.uint32(16).bool(m.complete);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(24).uint64(m.expiresAtMs);
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -999,6 +1002,15 @@ export const qpq = $root.qpq = (() => {
                                 m.complete = v;
                             else
                                 delete m.complete;
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
+                            else
+                                delete m.expiresAtMs;
                             continue;
                         }
                     }
@@ -9804,9 +9816,120 @@ export const qpq = $root.qpq = (() => {
             return ResolveEndpointRequest;
         })();
 
+        v1.PeerEndpoint = (function() {
+
+            const PeerEndpoint = function (p) {
+                if (p)
+                    for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                        if (p[ks[i]] != null && ks[i] !== "__proto__")
+                            this[ks[i]] = p[ks[i]];
+            };
+
+            PeerEndpoint.prototype.deviceId = $util.newBuffer([]);
+            PeerEndpoint.prototype.address = $util.newBuffer([]);
+            PeerEndpoint.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            PeerEndpoint.create = function(properties) {
+                return new PeerEndpoint(properties);
+            };
+
+            PeerEndpoint.encode = function (m, w, q) {
+                if (!w)
+                    w = $Writer.create();
+                if (q === $undefined)
+                    q = 0;
+                if (q > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (m.deviceId != null && $Object.hasOwnProperty.call(m, "deviceId") && m.deviceId.length)
+                    w.uint32(10).bytes(m.deviceId);
+                if (m.address != null && $Object.hasOwnProperty.call(m, "address") && m.address.length)
+                    w.uint32(18).bytes(m.address);
+                if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
+                    w.uint32(24).uint64(m.expiresAtMs);
+                if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                    for (var i = 0; i < m.$unknowns.length; ++i)
+                        w.raw(m.$unknowns[i]);
+                return w;
+            };
+
+            PeerEndpoint.decode = function (r, l, z, q, g) {
+                if (!(r instanceof $Reader))
+                    r = $Reader.create(r);
+                if (q === $undefined)
+                    q = 0;
+                if (q > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var c, m, v;
+                if (l === $undefined)
+                    c = r.len;
+                else {
+                    c = r.pos + l;
+                    if (c > r.len)
+                        throw $RangeError("index out of range");
+                    l = r.len;
+                    r.len = c;
+                }
+                m = g || new $root.qpq.v1.PeerEndpoint();
+                while (r.pos < c) {
+                    var s = r.pos;
+                    var t = r.tag();
+                    if (t === z) {
+                        z = $undefined;
+                        break;
+                    }
+                    var u = t & 7;
+                    switch (t >>>= 3) {
+                    case 1: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.deviceId = v;
+                            else
+                                delete m.deviceId;
+                            continue;
+                        }
+                    case 2: {
+                            if (u !== 2)
+                                break;
+                            if ((v = r.bytes()).length)
+                                m.address = v;
+                            else
+                                delete m.address;
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 0)
+                                break;
+                            if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                m.expiresAtMs = v;
+                            else
+                                delete m.expiresAtMs;
+                            continue;
+                        }
+                    }
+                    r.skipType(u, q, t);
+                    if (!r.discardUnknown) {
+                        $util.makeProp(m, "$unknowns", false);
+                        (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                    }
+                }
+                if (l !== $undefined) {
+                    if (r.pos !== c)
+                        throw $RangeError("index out of range");
+                    r.len = l;
+                }
+                if (z !== $undefined)
+                    throw $Error("missing end group");
+                return m;
+            };
+
+            return PeerEndpoint;
+        })();
+
         v1.ResolveEndpointResponse = (function() {
 
             const ResolveEndpointResponse = function (p) {
+                this.endpoints = [];
                 if (p)
                     for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                         if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -9815,6 +9938,7 @@ export const qpq = $root.qpq = (() => {
 
             ResolveEndpointResponse.prototype.address = $util.newBuffer([]);
             ResolveEndpointResponse.prototype.expiresAtMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            ResolveEndpointResponse.prototype.endpoints = $util.emptyArray;
 
             ResolveEndpointResponse.create = function(properties) {
                 return new ResolveEndpointResponse(properties);
@@ -9831,6 +9955,10 @@ export const qpq = $root.qpq = (() => {
                     w.uint32(10).bytes(m.address);
                 if (m.expiresAtMs != null && $Object.hasOwnProperty.call(m, "expiresAtMs") && (typeof m.expiresAtMs === "object" ? m.expiresAtMs.low || m.expiresAtMs.high : m.expiresAtMs !== 0))
                     w.uint32(16).uint64(m.expiresAtMs);
+                if (m.endpoints != null && m.endpoints.length) {
+                    for (var i = 0; i < m.endpoints.length; ++i)
+                        $root.qpq.v1.PeerEndpoint.encode(m.endpoints[i], w.uint32(26).fork(), q + 1).ldelim();
+                }
                 if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                     for (var i = 0; i < m.$unknowns.length; ++i)
                         w.raw(m.$unknowns[i]);
@@ -9880,6 +10008,14 @@ export const qpq = $root.qpq = (() => {
                                 m.expiresAtMs = v;
                             else
                                 delete m.expiresAtMs;
+                            continue;
+                        }
+                    case 3: {
+                            if (u !== 2)
+                                break;
+                            if (!(m.endpoints && m.endpoints.length))
+                                m.endpoints = [];
+                            m.endpoints.push($root.qpq.v1.PeerEndpoint.decode(r, r.size(), $undefined, q + 1));
                             continue;
                         }
                     }

@@ -88,9 +88,17 @@ export function methodName(id: number): MethodName | undefined {
   return byId.get(id);
 }
 
-/** Methods a client may call before it has a session (wire-protocol.md §6). */
+/**
+ * Methods a client may call before it has a session (wire-protocol.md §6). FetchRecoveryBundle
+ * too: whoever recovers an account has lost the identity key a login needs (the edge limits it
+ * per token and per address instead).
+ */
 export function isUnauthenticated(id: number): boolean {
-  return (id >= Method.OpaqueRegisterStart && id <= Method.SessionResume) || id === Method.Health;
+  return (
+    (id >= Method.OpaqueRegisterStart && id <= Method.SessionResume) ||
+    id === Method.Health ||
+    id === Method.FetchRecoveryBundle
+  );
 }
 
 /**

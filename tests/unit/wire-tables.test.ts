@@ -52,8 +52,8 @@ describe("method and status tables", () => {
   });
 
   it("lets only auth methods and Health run without a session", () => {
-    for (const id of [100, 101, 102, 103, 104, 802]) expect(isUnauthenticated(id)).toBe(true);
-    for (const id of [200, 201, 300, 400, 500, 950, 900]) expect(isUnauthenticated(id)).toBe(false);
+    for (const id of [100, 101, 102, 103, 104, 751, 802]) expect(isUnauthenticated(id)).toBe(true);
+    for (const id of [200, 201, 300, 400, 500, 600, 750, 752, 800, 950, 900]) expect(isUnauthenticated(id)).toBe(false);
   });
 });
 

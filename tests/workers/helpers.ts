@@ -75,6 +75,8 @@ export interface RpcOptions {
   connection?: string;
   /** Front secret to present; null omits the header. Defaults to the real one. */
   frontSecret?: string | null;
+  /** x-qpq-client-addr: the client's address as the front saw it. */
+  clientAddr?: string;
 }
 
 export interface RpcResult {
@@ -94,6 +96,7 @@ export async function rpc(methodId: number, request: Uint8Array, opts: RpcOption
   };
   const secret = opts.frontSecret === undefined ? env.FRONT_SECRET : opts.frontSecret;
   if (secret !== null) headers[H.frontAuth] = secret;
+  if (opts.clientAddr !== undefined) headers[H.clientAddr] = opts.clientAddr;
   if (opts.caller !== undefined) {
     if (typeof opts.caller !== "string") await ensureAccount(opts.caller);
     headers[H.caller] = typeof opts.caller === "string" ? opts.caller : await assertionFor(opts.caller);
