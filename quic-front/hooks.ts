@@ -126,7 +126,8 @@ export class GatewayHooks {
       return {
         connectionId: conn.id,
         clientAddress: conn.remoteAddr,
-        senderIdentity: this.sealedSender ? undefined : conn.identityHex(),
+        // Sealed-sender mode: no such field at all (docs/plugins.md).
+        ...(this.sealedSender ? {} : { senderIdentity: conn.identityHex() }),
         recipients,
         channelId: toHex(req.channelId),
         payloadSize: req.payload.length,
