@@ -8,6 +8,8 @@ import { createInterface } from "node:readline/promises";
 import { Status, statusName } from "../proto/index.ts";
 import { KtVerificationError, QpqCallError, QpqClient, newDeviceId, type KtTrust } from "./client.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
+import { listGroupMembers, updateGroup } from "./groups.ts";
+import { banUser, listBanned, listReports, reportMessage, unbanUser } from "./moderation.ts";
 import { EnvelopeError, generateHybridKeyPair, isEnvelope, openEnvelope, sealEnvelope } from "./hybrid-envelope.ts";
 
 const USAGE = `qpq — command-line client for a qpq server
@@ -31,6 +33,23 @@ Usage:
   qpq delete-account [--yes]       delete the account and everything the server holds for it,
                                    after typing the username to confirm (--yes: no question);
                                    the profile is removed and the name can be registered again
+  qpq group create <name> [user…]  create a group channel with these members; prints its id
+  qpq group info <channel>         name, description, default TTL and members (role, key)
+  qpq group add <channel> <user…>  add members (the group's creator or an admin)
+  qpq group remove <channel> <user>
+                                   remove a member (creator or admin); qpq group leave <channel>
+  qpq group rename <channel> <name…>
+  qpq group ttl <channel> <secs>   default TTL of messages sent to the group without one
+                                   (disappearing messages; 0 = the server's default)
+  qpq group admin <channel> <user> make a member an admin (the creator only)
+  qpq group ban <channel> <user>   ban from the group: removed, cannot be re-added or send there
+  qpq report <user> <evidence file> <reason…>
+                                   report a user to the server's administrators; the file is
+                                   the evidence, already encrypted for them (sent as it is)
+  qpq ban <user> [reason…]         administrators: ban server-wide (sessions end, no login)
+  qpq unban <user>                 administrators: lift a server-wide ban
+  qpq bans                         administrators: list server-wide bans
+  qpq reports                      administrators: list the newest reports
 
 Options:
   --server <host:port>   server address          (env QPQ_SERVER, default 127.0.0.1:5001)
@@ -71,7 +90,21 @@ type Options = {
 };
 
 const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
-  as: ["send", "recv", "whoami", "resolve", "devices", "device", "delete-account"],
+  as: [
+    "send",
+    "recv",
+    "whoami",
+    "resolve",
+    "devices",
+    "device",
+    "delete-account",
+    "group",
+    "report",
+    "ban",
+    "unban",
+    "bans",
+    "reports",
+  ],
   wait: ["recv"],
   device: ["login"],
   yes: ["delete-account"],
@@ -318,6 +351,62 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
 
+    case "group":
+      return groupCommand(opts, store, args);
+
+    case "report": {
+      if (args.length < 3) throw new CliError("usage: qpq report <user> <evidence file> <reason…>");
+      const [who, file, ...reason] = args;
+      const evidence = readEvidence(file);
+      const profile = store.load(opts.as);
+      const id = await withSession(opts, profile, async (c) =>
+        reportMessage(c, {
+          reportedKey: await resolveVerified(c, store, profile, who),
+          evidence,
+          reason: reason.join(" "),
+        }),
+      );
+      out(`reported ${who} (report ${hexOf(id)})`);
+      return;
+    }
+
+    case "ban":
+    case "unban": {
+      if (args.length < 1 || (command === "unban" && args.length !== 1))
+        throw new CliError(command === "ban" ? "usage: qpq ban <user> [reason…]" : "usage: qpq unban <user>");
+      const [who, ...reason] = args;
+      const profile = store.load(opts.as);
+      await withSession(opts, profile, async (c) => {
+        const key = await resolveVerified(c, store, profile, who);
+        return command === "ban" ? banUser(c, key, { reason: reason.join(" ") }) : unbanUser(c, key);
+      });
+      out(command === "ban" ? `banned ${who} server-wide` : `lifted the ban of ${who}`);
+      return;
+    }
+
+    case "bans": {
+      expectArgs(args, 0, "qpq bans");
+      const bans = await withSession(opts, store.load(opts.as), (c) => listBanned(c));
+      for (const b of bans) {
+        const until = b.expiresAtMs > 0 ? new Date(b.expiresAtMs).toISOString() : "permanent";
+        out(`${hexOf(b.identityKey)}\t${until}\t${showPayload(new TextEncoder().encode(b.reason))}`);
+      }
+      if (bans.length === 0) process.stderr.write("no bans\n");
+      return;
+    }
+
+    case "reports": {
+      expectArgs(args, 0, "qpq reports");
+      const reports = await withSession(opts, store.load(opts.as), (c) => listReports(c));
+      for (const r of reports) {
+        out(
+          `${hexOf(r.reportId)}\t${new Date(r.createdAtMs).toISOString()}\treporter ${hexOf(r.reporterKey)}\treported ${hexOf(r.reportedKey)}\t${r.evidence.length} bytes of evidence\t${showPayload(new TextEncoder().encode(r.reason))}`,
+        );
+      }
+      if (reports.length === 0) process.stderr.write("no reports\n");
+      return;
+    }
+
     default:
       throw new CliError(`unknown command "${command}" (see qpq --help)`);
   }
@@ -368,6 +457,91 @@ async function resolveVerified(
 }
 
 /** How a username registered elsewhere gets onto this machine: its key must come along. */
+/** qpq group …: members and targets are usernames, resolved through the key-transparency log. */
+async function groupCommand(opts: Options, store: ProfileStore, args: string[]): Promise<void> {
+  const [action, channelText, ...rest] = args;
+  const usage =
+    "usage: qpq group create <name> [user…] | info|leave <channel> | add <channel> <user…> | " +
+    "remove|admin|ban <channel> <user> | rename <channel> <name…> | ttl <channel> <secs>";
+  if (action === undefined || channelText === undefined) throw new CliError(usage);
+  const profile = store.load(opts.as);
+  const keysOf = (c: QpqClient, users: string[]) =>
+    Promise.all(users.map((u) => resolveVerified(c, store, profile, u)));
+  if (action === "create") {
+    const id = await withSession(opts, profile, async (c) => {
+      return (await c.createGroupChannel(await keysOf(c, rest), channelText)).channelId;
+    });
+    out(hexOf(id));
+    return;
+  }
+  const channel = parseChannelId(channelText);
+  switch (action) {
+    case "info": {
+      expectArgs(rest, 0, "qpq group info <channel>");
+      const g = await withSession(opts, profile, (c) => listGroupMembers(c, channel));
+      out(`name\t${showPayload(new TextEncoder().encode(g.name))}`);
+      if (g.description) out(`description\t${showPayload(new TextEncoder().encode(g.description))}`);
+      out(`default ttl\t${g.defaultTtlSecs > 0 ? `${g.defaultTtlSecs}s` : "server default"}`);
+      for (const m of g.members) out(`${m.role}\t${hexOf(m.identityKey)}`);
+      return;
+    }
+    case "leave":
+      expectArgs(rest, 0, "qpq group leave <channel>");
+      await withSession(opts, profile, (c) => c.removeMember(channel, b64u.decode(profile.identityKey)));
+      out(`left ${channelText}`);
+      return;
+    case "add": {
+      if (rest.length === 0) throw new CliError("usage: qpq group add <channel> <user…>");
+      const added = await withSession(opts, profile, async (c) =>
+        updateGroup(c, channel, { addMembers: await keysOf(c, rest) }),
+      );
+      out(`added ${added.length} member(s)`);
+      return;
+    }
+    case "remove":
+    case "admin":
+    case "ban": {
+      const who = oneArg(rest, `qpq group ${action} <channel> <user>`);
+      await withSession(opts, profile, async (c) => {
+        const key = await resolveVerified(c, store, profile, who);
+        if (action === "remove") return c.removeMember(channel, key);
+        if (action === "admin") return updateGroup(c, channel, { makeAdmins: [key] });
+        return banUser(c, key, { channelId: channel });
+      });
+      out(`${action === "remove" ? "removed" : action === "admin" ? "made admin:" : "banned"} ${who}`);
+      return;
+    }
+    case "rename":
+      if (rest.length === 0) throw new CliError("usage: qpq group rename <channel> <name…>");
+      await withSession(opts, profile, (c) => updateGroup(c, channel, { name: rest.join(" ") }));
+      out(`renamed ${channelText}`);
+      return;
+    case "ttl": {
+      const secs = Number(oneArg(rest, "qpq group ttl <channel> <secs>"));
+      if (!Number.isSafeInteger(secs) || secs < 0 || secs > 0xffffffff)
+        throw new CliError("the TTL is a whole number of seconds (0 = the server's default)");
+      await withSession(opts, profile, (c) => updateGroup(c, channel, { defaultTtlSecs: secs }));
+      out(`default TTL of ${channelText}: ${secs > 0 ? `${secs}s` : "server default"}`);
+      return;
+    }
+    default:
+      throw new CliError(usage);
+  }
+}
+
+function parseChannelId(text: string): Uint8Array {
+  if (!/^(?:[0-9a-f]{2}){1,64}$/i.test(text)) throw new CliError(`a channel id is 1-64 bytes in hex, got "${text}"`);
+  return new Uint8Array(Buffer.from(text, "hex"));
+}
+
+function readEvidence(file: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(file));
+  } catch (err) {
+    throw new CliError(`cannot read the evidence file ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
 /** Device ids on the command line: hex (as qpq device add prints them), or "default". */
 function parseDeviceId(text: string): Uint8Array {
   if (text === "default") return new Uint8Array(0);

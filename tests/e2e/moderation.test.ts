@@ -2,6 +2,10 @@
 // next call is refused), refuses login and resume; reports reach the administrator named in
 // QPQ_ADMIN_IDENTITIES; non-admins cannot ban or list.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
 import { QpqCallError } from "../../sdk/client.ts";
 import { banUser, listBanned, listReports, reportMessage, unbanUser } from "../../sdk/moderation.ts";
@@ -9,6 +13,7 @@ import { randomIdentity, recordingLogger, startTestSystem, uniqueName, type Test
 import { pushLive, until } from "../support/push.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
 
 async function failure(p: Promise<unknown>): Promise<QpqCallError> {
   try {
@@ -90,5 +95,51 @@ describe("moderation over QUIC", () => {
     await unbanUser(admin.client, mallory.key);
     await again.login(mallory.name, "pw", mallory.key);
     await again.enqueue({ recipientKey: bob.key, payload: Uint8Array.of(2) });
+  });
+
+  it("the CLI manages a group and, for the administrator, reports and bans", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qpq-mod-cli-"));
+    try {
+      const ca = join(dir, "ca.pem");
+      writeFileSync(ca, sys.system.certPem);
+      const qpq = (profile: string, args: string[]) =>
+        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          const env = { PATH: process.env.PATH, HOME: dir, QPQ_PROFILE: join(dir, profile), QPQ_PASSWORD: "pw" };
+          const child = execFile(
+            process.execPath,
+            [CLI, ...args, "--server", `127.0.0.1:${sys.system.quicPort}`, "--ca", ca],
+            { env, timeout: 60_000 },
+            (err, stdout, stderr) =>
+              resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+          );
+          child.stdin?.end();
+        });
+      const [alice, bob] = [uniqueName("cli-a"), uniqueName("cli-b")];
+      for (const name of [alice, bob]) {
+        expect((await qpq(name, ["register", name])).code).toBe(0);
+        expect((await qpq(name, ["login", name])).code).toBe(0);
+      }
+      const created = await qpq(alice, ["group", "create", "team", bob]);
+      expect(created).toMatchObject({ code: 0, stderr: "" });
+      const channel = created.stdout.trim();
+      expect(channel).toMatch(/^[0-9a-f]{32}$/);
+      expect((await qpq(alice, ["group", "ttl", channel, "60"])).code).toBe(0);
+      const info = await qpq(bob, ["group", "info", channel]);
+      expect(info.stdout).toContain("name\tteam");
+      expect(info.stdout).toContain("default ttl\t60s");
+      expect(info.stdout.match(/^(creator|member)\t/gm)).toEqual(["creator\t", "member\t"]);
+      // Bob is a plain member: removing alice is refused, and the CLI says why.
+      const refused = await qpq(bob, ["group", "remove", channel, alice]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/Forbidden/);
+
+      const evidence = join(dir, "evidence.bin");
+      writeFileSync(evidence, Buffer.from("sealed for the moderators"));
+      expect((await qpq(bob, ["report", alice, evidence, "spam"])).code).toBe(0);
+      // Only the administrator (its profile holds the configured key) may ban.
+      expect((await qpq(bob, ["ban", alice])).code).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
