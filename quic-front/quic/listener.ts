@@ -92,6 +92,11 @@ export class LeanQuicListener {
     return this.driver.stats;
   }
 
+  /** QUIC connections the driver holds (handshaking, open or closing). */
+  get connectionCount(): number {
+    return this.driver.connectionCount;
+  }
+
   get port(): number {
     return this.driver.port;
   }
@@ -120,7 +125,13 @@ export class LeanQuicListener {
         transport: "quic",
         remoteAddr: conn.remoteAddr,
         sendPush: (frame) => this.sendPush(conn, frame),
-        close: (reason) => this.driver.close(conn, CLOSE_CODES.closed, reason.slice(0, 100)),
+        // The gateway closes every connection with "server stopping" when the front stops.
+        close: (reason) =>
+          this.driver.close(
+            conn,
+            reason === "server stopping" ? CLOSE_CODES.stopping : CLOSE_CODES.closed,
+            reason.slice(0, 100),
+          ),
       })
       .then((client) => {
         if (conn.ended) {
