@@ -8,6 +8,7 @@ import { settingsFromEnv, withEdge, type FrontSettings } from "../quic-front/con
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import { startFront, type RunningFront } from "../quic-front/run.ts";
 import { localFederation, publicKeyOf, syncPeers } from "./federation.ts";
+import { parseAdmins } from "../edge/lib/admins.ts";
 
 export interface LocalSystemOptions {
   /** The front's settings, read once by the caller (localSettings); default: localSettings(env). */
@@ -48,7 +49,15 @@ export async function startLocalSystem(opts: LocalSystemOptions): Promise<LocalS
   // One setting for both halves: the front's QPQ_SEALED_SENDER sets the edge's SEALED_SENDER.
   // Federation (local/federation.ts): QPQ_FEDERATION_DOMAIN, QPQ_EDGE_LISTEN, QPQ_FEDERATION_PEERS.
   const fed = localFederation(opts.env ?? process.env);
-  const vars = { SEALED_SENDER: String(settings.sealedSender), ...fed.vars, ...opts.edgeVars };
+  // Moderation administrators (edge/lib/admins.ts), checked here so a typo fails the start.
+  const admins = (opts.env ?? process.env).QPQ_ADMIN_IDENTITIES;
+  if (admins) parseAdmins(admins);
+  const vars = {
+    SEALED_SENDER: String(settings.sealedSender),
+    ...(admins ? { QPQ_ADMIN_IDENTITIES: admins } : {}),
+    ...fed.vars,
+    ...opts.edgeVars,
+  };
   const edge = await startEdge({ dataDir, port: opts.edgePort ?? fed.edgePort, logger, vars });
   let running: RunningFront;
   let peers: { stop(): void } | undefined;
