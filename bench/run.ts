@@ -13,6 +13,7 @@ import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
 import { drive, fmt, type Summary } from "./stats.ts";
+import { benchFederation } from "./federation.ts";
 import { EXAMPLE_FILES, benchHookCalls } from "../plugins/bench.ts";
 import { basename } from "node:path";
 
@@ -226,3 +227,5 @@ async function main() {
 }
 
 await main();
+// Two federated regions: Enqueue a → b beside the same load within one region (bench/federation.ts).
+if (process.env.BENCH_FEDERATION !== "0") await benchFederation();

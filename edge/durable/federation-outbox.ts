@@ -15,7 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { drizzle } from "drizzle-orm/d1";
 import type { AppEnv } from "../env.ts";
-import { Status, rateLimited } from "../../proto/index.ts";
+import { Status, encode, pb, rateLimited } from "../../proto/index.ts";
 import { refusable, type Refusable } from "./refusable.ts";
 import { federationFromEnv } from "../federation/config.ts";
 import { findPeer } from "../federation/peers.ts";
@@ -193,39 +193,53 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       this.attempted(`peer ${peerDomain} is not configured`);
       return this.retryLater();
     }
-    const batch = this.sql
+    // One bundle: the oldest relays, in order, within one request's body.
+    const rows = this.sql
       .exec<{ seq: number; method: number; body: ArrayBuffer; size: number }>(
         "SELECT seq, method, body, size FROM outbox ORDER BY seq LIMIT ?",
         FEDERATION_LIMITS.outboxBatch,
       )
       .toArray();
-    for (const row of batch) {
-      const body = new Uint8Array(row.body);
-      let status: number;
-      let message: string;
-      let retryAfterMs = 0;
-      try {
-        const answer = await callPeer(fed, peer, row.method, body);
-        status = answer.status;
-        message = answer.message;
-        retryAfterMs = answer.retryAfterMs;
-      } catch (err) {
-        this.attempted(err instanceof Error ? err.message : String(err));
-        return this.retryLater();
+    const batch: typeof rows = [];
+    let bytes = 0;
+    for (const row of rows) {
+      if (batch.length > 0 && bytes + row.body.byteLength > FEDERATION_LIMITS.bundleMaxBytes) break;
+      batch.push(row);
+      bytes += row.body.byteLength;
+    }
+    const bundle = encode(pb.RelayBundleRequest, {
+      items: batch.map((r) => ({ method: r.method, request: new Uint8Array(r.body) })),
+    });
+    let results: ReturnType<typeof pb.RelayBundleResponse.decode>["results"];
+    try {
+      const answer = await callPeer(fed, peer, "relay-bundle", bundle);
+      if (answer.status !== Status.Ok) {
+        this.attempted(`peer answered status ${answer.status}: ${answer.message}`);
+        return this.retryLater(answer.retryAfterMs);
       }
+      results = pb.RelayBundleResponse.decode(answer.body).results;
+    } catch (err) {
+      this.attempted(err instanceof Error ? err.message : String(err));
+      return this.retryLater();
+    }
+    for (const [i, row] of batch.entries()) {
+      const r = results[i];
+      if (!r || r.notAttempted) break;
+      const status = r.status ?? Status.Ok;
       if (status === Status.Ok) {
         this.remove(row.seq, row.size);
         this.count("relayed");
         this.succeeded();
         continue;
       }
+      const message = r.message ?? "";
       if (PERMANENT.has(status)) {
         this.ctx.storage.transactionSync(() => {
           this.sql.exec(
             "INSERT OR REPLACE INTO rejected (seq, method, body, status, reason, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
             row.seq,
             row.method,
-            body,
+            new Uint8Array(row.body),
             status,
             message.slice(0, 512),
             Date.now(),
@@ -242,7 +256,7 @@ export class FederationOutbox extends DurableObject<AppEnv> {
         continue;
       }
       this.attempted(`peer answered status ${status}: ${message}`);
-      return this.retryLater(retryAfterMs);
+      return this.retryLater(r.retryAfterMs ?? 0);
     }
     if (this.depth > 0) await this.ctx.storage.setAlarm(Date.now());
   }

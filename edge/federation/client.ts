@@ -15,19 +15,20 @@ export interface PeerAnswer {
   message: string;
 }
 
-/** The URL and the @path signed for one method of a peer. */
-export function peerTarget(peer: Pick<Peer, "url">, method: number): URL {
-  return new URL(`${peer.url.replace(/\/+$/, "")}/federation/rpc/${method}`);
+/** The URL (and so the @path signed) of one method of a peer, or of another federation path. */
+export function peerTarget(peer: Pick<Peer, "url">, target: number | "relay-bundle"): URL {
+  const path = typeof target === "number" ? `rpc/${target}` : target;
+  return new URL(`${peer.url.replace(/\/+$/, "")}/federation/${path}`);
 }
 
 /** One signed request; transport failures (peer down, timeout, not a federation answer) throw. */
 export async function callPeer(
   fed: Pick<FederationDeps, "domain" | "signing">,
   peer: Pick<Peer, "url">,
-  method: number,
+  target: number | "relay-bundle",
   body: Uint8Array,
 ): Promise<PeerAnswer> {
-  const url = peerTarget(peer, method);
+  const url = peerTarget(peer, target);
   const headers = await signRequest({
     method: "POST",
     path: url.pathname,

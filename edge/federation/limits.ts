@@ -6,8 +6,10 @@ export const FEDERATION_LIMITS = {
   outboxSenderShare: 0.1,
   /** Pending payload bytes one peer's outbox holds. */
   outboxMaxBytes: 512 * 1024 * 1024,
-  /** Relays sent per alarm run (sequentially, in order: one batch in flight per peer). */
+  /** Relays per bundle (one signed request, stored in order by the peer; one bundle in flight per peer). */
   outboxBatch: 64,
+  /** Relay bytes per bundle (a single larger relay goes alone; the receiver reads ≤ 4 MiB + 64 KiB). */
+  bundleMaxBytes: 2 * 1024 * 1024,
   /** Retry back-off while a peer is down: from 1 s, doubling, at most 5 min, with full jitter. */
   backoffBaseMs: 1_000,
   backoffMaxMs: 300_000,

@@ -4,7 +4,22 @@
 //   GET  /federation/metrics        per-peer link metrics, Prometheus text (front secret).
 // A refused signature stores nothing, answers Unauthorized naming the reason, and is counted.
 import { Hono } from "hono";
-import { MAX_PAYLOAD, RelayHeader, Status, encodeError, toErrorReply, unknownMethod } from "../../proto/index.ts";
+import {
+  MAX_PAYLOAD,
+  Method,
+  RelayHeader,
+  Status,
+  badRequest,
+  decode,
+  encode,
+  encodeError,
+  pb,
+  toErrorReply,
+  unknownMethod,
+  type ErrorReply,
+} from "../../proto/index.ts";
+import type { Context } from "hono";
+import type { BodyVariables } from "../middleware/body-limit.ts";
 import type { EdgeDeps } from "../deps.ts";
 import { bodyLimit } from "../middleware/body-limit.ts";
 import { frontOnly } from "../middleware/front-auth.ts";
@@ -27,6 +42,8 @@ import { renderFederationMetrics } from "./metrics.ts";
 
 /** Room for a relay's fields around one frame's payload. */
 const RELAY_BODY_MAX = MAX_PAYLOAD + 64 * 1024;
+/** Relays in one bundle (the outbox sends at most FEDERATION_LIMITS.outboxBatch). */
+const RELAY_BUNDLE_MAX = 256;
 /** Where refusals of requests that name no known peer are counted (one object, not one per name). */
 const UNKNOWN = "*";
 
@@ -75,13 +92,10 @@ export function federationRoutes(deps: EdgeDeps): Hono {
   const app = new Hono();
   const fed = deps.federation;
 
-  app.post("/rpc/:method{9[0-9]{2}}", bodyLimit(RELAY_BODY_MAX), async (c) => {
-    if (!fed) return c.text("federation is off on this deployment", 404);
-    const methodId = Number(c.req.param("method"));
-    const body = c.var.body;
-    let peer: Peer;
+  /** The peer whose signature verified, or the refusal to answer (counted, nothing stored). */
+  async function verified(c: Context<BodyVariables>, fed: FederationDeps): Promise<Peer | Response> {
     try {
-      ({ peer } = await authenticate(deps, fed, c.req.raw, body));
+      return (await authenticate(deps, fed, c.req.raw, c.var.body)).peer;
     } catch (err) {
       if (!(err instanceof SignatureRefusal)) throw err;
       const known = err.reason !== "unknown-peer" && err.reason !== "unsigned" && err.reason !== "malformed";
@@ -95,10 +109,19 @@ export function federationRoutes(deps: EdgeDeps): Hono {
       deps.logger.warn("federation request refused", { reason: err.reason, peer: counted });
       return refusal(Status.Unauthorized, `signature refused (${err.reason}): ${err.message}`);
     }
+  }
+
+  /** Runs one method for a verified peer; a refusal is counted and returned as an ErrorReply. */
+  async function run(
+    fed: FederationDeps,
+    peer: Peer,
+    methodId: number,
+    body: Uint8Array,
+  ): Promise<{ ok: true; body: Uint8Array } | { ok: false; reply: ErrorReply }> {
     const handler = federationMethods[methodId];
     try {
       if (!handler) throw unknownMethod(methodId);
-      return answer(Status.Ok, await handler({ deps, fed, peer }, body));
+      return { ok: true, body: await handler({ deps, fed, peer }, body) };
     } catch (err) {
       const reply = toErrorReply(err);
       if (reply.status === Status.Internal) {
@@ -112,8 +135,53 @@ export function federationRoutes(deps: EdgeDeps): Hono {
           .countRefusal({ peer: peer.domain, reason: `status_${reply.status}` })
           .catch(() => {});
       }
-      return refusal(reply.status, reply.message, reply.retryAfterMs);
+      return { ok: false, reply };
     }
+  }
+
+  app.post("/rpc/:method{9[0-9]{2}}", bodyLimit(RELAY_BODY_MAX), async (c) => {
+    if (!fed) return c.text("federation is off on this deployment", 404);
+    const peer = await verified(c, fed);
+    if (peer instanceof Response) return peer;
+    const r = await run(fed, peer, Number(c.req.param("method")), c.var.body);
+    return r.ok ? answer(Status.Ok, r.body) : refusal(r.reply.status, r.reply.message, r.reply.retryAfterMs);
+  });
+
+  // The outbox's batch: relays stored in order, stopping at the first one that is not.
+  app.post("/relay-bundle", bodyLimit(RELAY_BODY_MAX), async (c) => {
+    if (!fed) return c.text("federation is off on this deployment", 404);
+    const peer = await verified(c, fed);
+    if (peer instanceof Response) return peer;
+    let bundle: ReturnType<typeof pb.RelayBundleRequest.decode>;
+    try {
+      bundle = decode(pb.RelayBundleRequest, c.var.body, "RelayBundleRequest");
+      if (bundle.items.length === 0 || bundle.items.length > RELAY_BUNDLE_MAX) {
+        throw badRequest(`a relay bundle holds 1-${RELAY_BUNDLE_MAX} relays`);
+      }
+    } catch (err) {
+      const reply = toErrorReply(err);
+      return refusal(reply.status, reply.message);
+    }
+    const results: { status?: number; message?: string; retryAfterMs?: number; notAttempted?: boolean }[] = [];
+    let failed = false;
+    for (const item of bundle.items) {
+      if (failed) {
+        results.push({ notAttempted: true });
+        continue;
+      }
+      if (item.method !== Method.RelayEnqueue && item.method !== Method.RelayBatchEnqueue) {
+        results.push({ status: Status.BadRequest, message: "a bundle carries only relays (900, 901)" });
+        failed = true;
+        continue;
+      }
+      const r = await run(fed, peer, item.method, item.request ?? new Uint8Array(0));
+      if (r.ok) results.push({ status: Status.Ok });
+      else {
+        results.push({ status: r.reply.status, message: r.reply.message, retryAfterMs: r.reply.retryAfterMs });
+        failed = true;
+      }
+    }
+    return answer(Status.Ok, encode(pb.RelayBundleResponse, { results }));
   });
 
   app.get("/metrics", frontOnly(deps), async (c) => {

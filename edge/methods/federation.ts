@@ -6,7 +6,7 @@ import { Method, badRequest, decode, encode, forbidden, pb } from "../../proto/i
 import type { EdgeDeps } from "../deps.ts";
 import type { FederationDeps } from "../federation/config.ts";
 import type { Peer } from "../federation/peers.ts";
-import { learnHome } from "../federation/ownership.ts";
+import { homeOf, learnHome } from "../federation/ownership.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accepted } from "../durable/refusable.ts";
 import { senderTag } from "../lib/sender-tag.ts";
@@ -38,7 +38,9 @@ const FEDERATED_TAG = encodeUtf8("qpq-federated-sender-v1");
 async function relayedSender(ctx: FederationContext, senderIdentity: Uint8Array): Promise<Uint8Array> {
   if (senderIdentity.length > 0) {
     v.identityKey(senderIdentity, "sender_identity");
-    if ((await learnHome(ctx.deps.db, senderIdentity, ctx.peer.domain)) === "conflict") {
+    // Known already (cached per isolate after the first relay): no D1 write per relay.
+    const known = (await homeOf(ctx.deps.db, senderIdentity)) === ctx.peer.domain;
+    if (!known && (await learnHome(ctx.deps.db, senderIdentity, ctx.peer.domain)) === "conflict") {
       throw forbidden(`sender_identity is not a user of ${ctx.peer.domain}: a peer relays only its own users`);
     }
   }

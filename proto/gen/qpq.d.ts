@@ -1278,6 +1278,98 @@ export namespace qpq {
             type $Shape = qpq.v1.FederationHealthResponse.$Properties;
         }
 
+        interface IRelayBundleItem extends qpq.v1.RelayBundleItem.$Properties {
+        }
+
+        class RelayBundleItem {
+            constructor(p?: qpq.v1.RelayBundleItem.$Properties);
+            $unknowns?: Uint8Array[];
+            method: number;
+            request: Uint8Array;
+            static create(properties: qpq.v1.RelayBundleItem.$Shape): qpq.v1.RelayBundleItem & qpq.v1.RelayBundleItem.$Shape;
+            static create(properties?: qpq.v1.RelayBundleItem.$Properties): qpq.v1.RelayBundleItem;
+            static encode(m: qpq.v1.RelayBundleItem.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBundleItem & qpq.v1.RelayBundleItem.$Shape;
+        }
+
+        namespace RelayBundleItem {
+            interface $Properties {
+                method?: (number|null);
+                request?: (Uint8Array|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.RelayBundleItem.$Properties;
+        }
+
+        interface IRelayBundleRequest extends qpq.v1.RelayBundleRequest.$Properties {
+        }
+
+        class RelayBundleRequest {
+            constructor(p?: qpq.v1.RelayBundleRequest.$Properties);
+            $unknowns?: Uint8Array[];
+            items: qpq.v1.RelayBundleItem.$Properties[];
+            static create(properties: qpq.v1.RelayBundleRequest.$Shape): qpq.v1.RelayBundleRequest & qpq.v1.RelayBundleRequest.$Shape;
+            static create(properties?: qpq.v1.RelayBundleRequest.$Properties): qpq.v1.RelayBundleRequest;
+            static encode(m: qpq.v1.RelayBundleRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBundleRequest & qpq.v1.RelayBundleRequest.$Shape;
+        }
+
+        namespace RelayBundleRequest {
+            interface $Properties {
+                items?: (qpq.v1.RelayBundleItem.$Properties[]|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.RelayBundleRequest.$Properties;
+        }
+
+        interface IRelayBundleResult extends qpq.v1.RelayBundleResult.$Properties {
+        }
+
+        class RelayBundleResult {
+            constructor(p?: qpq.v1.RelayBundleResult.$Properties);
+            $unknowns?: Uint8Array[];
+            status: number;
+            message: string;
+            retryAfterMs: number;
+            notAttempted: boolean;
+            static create(properties: qpq.v1.RelayBundleResult.$Shape): qpq.v1.RelayBundleResult & qpq.v1.RelayBundleResult.$Shape;
+            static create(properties?: qpq.v1.RelayBundleResult.$Properties): qpq.v1.RelayBundleResult;
+            static encode(m: qpq.v1.RelayBundleResult.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBundleResult & qpq.v1.RelayBundleResult.$Shape;
+        }
+
+        namespace RelayBundleResult {
+            interface $Properties {
+                status?: (number|null);
+                message?: (string|null);
+                retryAfterMs?: (number|null);
+                notAttempted?: (boolean|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.RelayBundleResult.$Properties;
+        }
+
+        interface IRelayBundleResponse extends qpq.v1.RelayBundleResponse.$Properties {
+        }
+
+        class RelayBundleResponse {
+            constructor(p?: qpq.v1.RelayBundleResponse.$Properties);
+            $unknowns?: Uint8Array[];
+            results: qpq.v1.RelayBundleResult.$Properties[];
+            static create(properties: qpq.v1.RelayBundleResponse.$Shape): qpq.v1.RelayBundleResponse & qpq.v1.RelayBundleResponse.$Shape;
+            static create(properties?: qpq.v1.RelayBundleResponse.$Properties): qpq.v1.RelayBundleResponse;
+            static encode(m: qpq.v1.RelayBundleResponse.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+            static decode(r: ($protobuf.Reader|Uint8Array), l?: number): qpq.v1.RelayBundleResponse & qpq.v1.RelayBundleResponse.$Shape;
+        }
+
+        namespace RelayBundleResponse {
+            interface $Properties {
+                results?: (qpq.v1.RelayBundleResult.$Properties[]|null);
+                $unknowns?: Uint8Array[];
+            }
+            type $Shape = qpq.v1.RelayBundleResponse.$Properties;
+        }
+
         interface IGroupMember extends qpq.v1.GroupMember.$Properties {
         }
 

@@ -208,6 +208,42 @@ describe("signed relays", () => {
     ).toBeGreaterThan(0);
   });
 
+  it("stores a bundle's relays in order and stops at the first it cannot store", async () => {
+    const bob = await registeredKey();
+    await ensureAccount(bob);
+    const local = randomKey();
+    await ensureAccount(local);
+    const items = [
+      { method: Method.RelayEnqueue, request: relayBody(bob, "one") },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "two") },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "spoofed", { sender: local }) },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "after the refusal") },
+    ];
+    const body = encode(pb.RelayBundleRequest, { items });
+    const headers = await signRequest({
+      method: "POST",
+      path: "/federation/relay-bundle",
+      body,
+      keyId: A,
+      privateKey: a.privateKey,
+      created: Math.floor(Date.now() / 1000),
+    });
+    const res = await exports.default.fetch("https://edge/federation/relay-bundle", {
+      method: "POST",
+      headers: { ...headers },
+      body,
+    });
+    expect(res.headers.get(RelayHeader.status)).toBe(String(Status.Ok));
+    const { results } = pb.RelayBundleResponse.decode(new Uint8Array(await res.arrayBuffer()));
+    expect(results.map((r) => (r.notAttempted ? "not attempted" : (r.status ?? 0)))).toEqual([
+      Status.Ok,
+      Status.Ok,
+      Status.Forbidden,
+      "not attempted",
+    ]);
+    expect(await pendingTexts(bob)).toEqual(["one", "two"]);
+  });
+
   it("answers resolve, key package, hybrid key and health for its own users", async () => {
     const bob = randomKey();
     await ensureAccount(bob);
