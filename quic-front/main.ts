@@ -1,5 +1,7 @@
 // Production entry of the QUIC front: configuration from the environment, graceful SIGTERM.
 //   QPQ_EDGE_URL=https://… QPQ_FRONT_SECRET=… QPQ_TLS_CERT=… QPQ_TLS_KEY=… node quic-front/main.ts
+// First: a machine without a matching native QUIC binding gets one clear line, not a crash.
+import "./quic/platform-check.ts";
 import { configFromEnv, type FrontConfig } from "./config.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";

@@ -1,4 +1,6 @@
 // `npm start`: the whole system locally, in one command. Ctrl-C / SIGTERM stops it cleanly.
+// First: a machine without a matching native QUIC binding gets one clear line, not a crash.
+import "../quic-front/quic/platform-check.ts";
 import { localSettings, startLocalSystem } from "../local/system.ts";
 import { createLogger, type Logger } from "../proto/util/log.ts";
 import type { FrontSettings } from "../quic-front/config.ts";
