@@ -21,6 +21,8 @@ import { DatabaseSync } from "node:sqlite";
 import { spawnSystem, type SystemProcess } from "../support/process-system.ts";
 import { uniqueName } from "../support/system.ts";
 import { loadOrCreateSecrets } from "../../local/secrets.ts";
+import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
+import { Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
 
 /** The sender tag as docs/protocol.md defines it: HMAC-SHA256(HKDF(DELIVERY_SIGNING_KEY, "qpq-sender-tag-v1"), identity)[0:16]. */
 function documentedSenderTag(deliverySigningKeyBase64: string, identity: Uint8Array): Uint8Array {
@@ -214,6 +216,33 @@ async function scenario(sealed: boolean): Promise<Run> {
     expect(got.map((e) => e.data.length)).toEqual([300, 50]);
     expect(await carol.fetch()).toHaveLength(1);
 
+    // A front in the other mode is refused at the edge, which logs it: this also shows the edge's
+    // own log lines are part of the output searched below.
+    const secrets = await loadOrCreateSecrets(dataDir);
+    const assertion = await mintAssertion(
+      await importAssertionKey(secrets.FRONT_SECRET),
+      { identityKey: sender, deviceId: new Uint8Array(0) },
+      Date.now() + 60_000,
+    );
+    const mismatched = await fetch(new URL(`/rpc/${Method.Enqueue}`, sys.edgeUrl), {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-protobuf",
+        [H.frontAuth]: secrets.FRONT_SECRET,
+        [H.connection]: "other-front:1",
+        [H.requestId]: "1",
+        [H.caller]: assertion,
+        ...(sealed ? {} : { [H.sealedSender]: "ab".repeat(16) }),
+      },
+      body: pb.EnqueueRequest.encode({ recipientKey: recipient, payload: new Uint8Array([1]) }).finish(),
+    });
+    await mismatched.arrayBuffer();
+    expect(mismatched.headers.get(H.status)).toBe(String(Status.Unavailable));
+    for (let i = 0; i < 200 && !sys.output().includes("front and edge disagree"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(sys.output()).toContain("front and edge disagree on sealed-sender mode");
+
     const metricsUrl = (/"metrics":"([^"]+)"/.exec(sys.output()) ?? [])[1];
     expect(metricsUrl).toBeTruthy();
     const metrics = await (await fetch(metricsUrl!)).text();
@@ -235,7 +264,6 @@ async function scenario(sealed: boolean): Promise<Run> {
         return [];
       }
     });
-    const secrets = await loadOrCreateSecrets(dataDir);
     const identityTag = documentedSenderTag(secrets.DELIVERY_SIGNING_KEY, sender);
     const edgeFiles = filesUnder(join(dataDir, "edge"));
     const queueFiles = edgeFiles.filter((f) => /RecipientQueue/.test(f));
