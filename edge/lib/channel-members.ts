@@ -1,7 +1,7 @@
 // Channel membership as the group, moderation and presence methods share it: who is in a
 // channel with which role, and the fan-out to the members' RecipientQueues (non-stored push
 // events, and the channel rules each queue applies on Enqueue: default TTL and banned senders).
-import { and, eq, gt, or } from "drizzle-orm";
+import { and, eq, gt, inArray, or } from "drizzle-orm";
 import { PushEvent, badRequest, forbidden, notFound, pb } from "../../proto/index.ts";
 import type { EdgeDeps } from "../deps.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
@@ -9,6 +9,7 @@ import { accepted } from "../durable/refusable.ts";
 import { equalBytes } from "./crypto.ts";
 import { senderTag } from "./sender-tag.ts";
 import * as v from "./validate.ts";
+import { toHex } from "../../proto/util/hex.ts";
 import { bans, channelMembers, channels } from "../../schema/tables.ts";
 
 export type Role = "creator" | "admin" | "member";
@@ -183,5 +184,72 @@ export async function setRules(
   );
   for (const r of results) {
     if (r.status === "rejected") deps.logger.warn("channel rules not set in a queue", { error: String(r.reason) });
+  }
+}
+
+/** The group channels `identity` is a member of (at most `max`), and whether it is their creator. */
+export async function groupsOf(
+  deps: EdgeDeps,
+  identity: Uint8Array,
+  max: number,
+): Promise<{ id: Uint8Array; creator: boolean }[]> {
+  const rows = await deps.db
+    .select({ id: channelMembers.channelId, role: channelMembers.role })
+    .from(channelMembers)
+    .innerJoin(channels, and(eq(channels.id, channelMembers.channelId), eq(channels.kind, "group")))
+    .where(eq(channelMembers.identityKey, identity))
+    .limit(max)
+    .all();
+  return rows.map((r) => ({ id: r.id, creator: r.role === "creator" }));
+}
+
+/**
+ * After a deleted account left `groups`: each remaining member hears PushMembership "left" for
+ * every group it shared, and the member who became creator "role_changed" (one queue call per
+ * member). Push is a hint: failures are logged.
+ */
+export async function announceDeparture(
+  deps: EdgeDeps,
+  identity: Uint8Array,
+  groups: { id: Uint8Array; creator: boolean }[],
+): Promise<void> {
+  const byMember = new Map<string, { key: Uint8Array; events: { eventId: number; event: Uint8Array }[] }>();
+  const wasCreator = new Set(groups.filter((g) => g.creator).map((g) => toHex(g.id)));
+  // D1 binds at most 100 parameters per statement.
+  for (let i = 0; i < groups.length; i += 90) {
+    const ids = groups.slice(i, i + 90).map((g) => g.id);
+    const rows = await deps.db
+      .select({ channelId: channelMembers.channelId, key: channelMembers.identityKey, role: channelMembers.role })
+      .from(channelMembers)
+      .where(inArray(channelMembers.channelId, ids))
+      .all();
+    const newCreator = new Map(
+      rows
+        .filter((r) => r.role === "creator" && wasCreator.has(toHex(r.channelId)))
+        .map((r) => [toHex(r.channelId), r.key]),
+    );
+    for (const r of rows) {
+      const encode = (member: Uint8Array, change: MembershipChange["change"], role = "") => ({
+        eventId: PushEvent.Membership,
+        event: pb.PushMembership.encode({
+          channelId: r.channelId,
+          memberKey: member,
+          change,
+          actorKey: identity,
+          epoch: 0,
+          role,
+        }).finish(),
+      });
+      const hex = toHex(r.key);
+      const entry = byMember.get(hex) ?? { key: r.key, events: [] };
+      entry.events.push(encode(identity, "left"));
+      const successor = newCreator.get(toHex(r.channelId));
+      if (successor) entry.events.push(encode(successor, "role_changed", "creator"));
+      byMember.set(hex, entry);
+    }
+  }
+  const results = await Promise.allSettled([...byMember.values()].map((m) => queueOf(deps, m.key).announce(m.events)));
+  for (const r of results) {
+    if (r.status === "rejected") deps.logger.warn("push event not handed to a queue", { error: String(r.reason) });
   }
 }

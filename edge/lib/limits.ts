@@ -45,6 +45,8 @@ export const LIMITS = {
   listBannedMax: 1000,
   /** BanUser reasons, in characters. */
   banReasonMax: 256,
+  /** Groups whose members hear that a deleted account left (PushMembership); beyond, they do not. */
+  deletedAccountGroupsAnnounced: 1000,
   keyPackagesPerIdentity: 1000,
   /** Total stored KeyPackage bytes per identity (1000 typical packages are far below this). */
   keyPackageBytesPerIdentity: 8 * 1024 * 1024,

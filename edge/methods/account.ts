@@ -10,6 +10,8 @@ import { unary, requireCaller, type MethodTable } from "../rpc.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accountOf } from "../lib/live-device.ts";
 import { appendRevocation } from "../durable/kt-log.ts";
+import { announceDeparture, groupsOf } from "../lib/channel-members.ts";
+import { LIMITS } from "../lib/limits.ts";
 import {
   blobAccess,
   blobUploads,
@@ -51,6 +53,8 @@ export const accountMethods: MethodTable = {
       await queueOf(ctx.deps, identityKey).purge();
       // 3. The key-transparency log: one revocation (a repeat answers the first one).
       await appendRevocation(ctx.deps, username, identityKey, "account_deleted");
+      // The groups it leaves (their members are told once it has left, below).
+      const groups = await groupsOf(ctx.deps, identityKey, LIMITS.deletedAccountGroupsAnnounced);
       // 4. Everything else the account owns. Channels left without members go with it; group
       //    channels with other members stay theirs, under a new creator. Its blobs expire now (their rows and
       //    R2 objects go with the next storage sweep); its recovery bundle and P2P endpoints go now.
@@ -104,6 +108,10 @@ export const accountMethods: MethodTable = {
         db.delete(recoveryBundles).where(eq(recoveryBundles.identityKey, identityKey)),
         db.delete(p2pEndpoints).where(eq(p2pEndpoints.identityKey, identityKey)),
       ]);
+      // A hint only: a failure here must not hold the deletion back.
+      await announceDeparture(ctx.deps, identityKey, groups).catch((err: unknown) =>
+        ctx.deps.logger.warn("departure not announced", { error: err instanceof Error ? err.message : String(err) }),
+      );
       // 5. Last, together: the sessions (so a retry was possible until now) and the user row,
       //    which frees the username for a new registration.
       await db.batch([

@@ -292,14 +292,22 @@ describe("PushMembership", () => {
 
 describe("DeleteAccount of a group's creator", () => {
   it("passes the creator role to the longest-standing admin, so the group stays managed", async () => {
-    const [creator, member, admin] = [randomKey(), randomKey(), randomKey()];
+    const [creator, member, admin] = [randomKey(), await registeredKey(), randomKey()];
     const id = await group(creator, [member, admin]);
     ok(await update(creator, id, { makeAdminKeys: [admin] }), pb.UpdateGroupMetadataResponse);
+    const memberPush = await subscribe(member);
     ok(
       await rpc(Method.DeleteAccount, pb.DeleteAccountRequest.encode({}).finish(), { caller: creator }),
       pb.DeleteAccountResponse,
     );
     expect(await roles(member, id)).toEqual({ [hex(member)]: "member", [hex(admin)]: "creator" });
+    // The remaining members hear it: the creator left, and who holds the role now.
+    const heard = (await memberPush.atLeast(2)).map(membership);
+    memberPush.close();
+    expect(heard).toEqual([
+      { channel: hex(id), member: hex(creator), change: "left", actor: hex(creator), role: "" },
+      { channel: hex(id), member: hex(admin), change: "role_changed", actor: hex(creator), role: "creator" },
+    ]);
     const row = await env.DB.prepare("SELECT creator_key FROM channels WHERE id = ?").bind(id).first<{
       creator_key: ArrayBuffer;
     }>();
