@@ -85,6 +85,7 @@ async function main() {
     QPQ_AUTH_PER_MINUTE: "100000",
   });
   const echo = await child("echo-child.ts", { QPQ_DATA_DIR: dataDir });
+  const leanEcho = await child("lean-echo-child.ts", { QPQ_DATA_DIR: dataDir });
   // The four example plugins as an operator would install them, with the sender rate limit
   // raised so the load generator is measured, not refused.
   const pluginDir = join(dataDir, "plugins");
@@ -164,6 +165,12 @@ async function main() {
     const opEcho = async (i: number) => {
       await echoClients[i % USERS].request(Method.Health, healthBody);
     };
+    const leanEchoClients = await Promise.all(
+      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: leanEcho.port, ca })),
+    );
+    const opLeanEcho = async (i: number) => {
+      await leanEchoClients[i % USERS].request(Method.Health, healthBody);
+    };
 
     const enqueueVia = (which: "client" | "pluginClient") => async (i: number) => {
       const u = users[i % USERS];
@@ -174,18 +181,26 @@ async function main() {
     await drive(400, CONCURRENCY, opFront);
     await drive(400, CONCURRENCY, opDirect);
     await drive(400, CONCURRENCY, opEcho);
+    await drive(400, CONCURRENCY, opLeanEcho);
     await drive(400, CONCURRENCY, enqueueVia("pluginClient"));
 
     const phase = async (name: string, c: Child | undefined, op: (i: number) => Promise<void>) => {
       const before = c ? await c.cpuMicros() : 0;
+      // The load generator's own CPU (its QUIC or HTTP client), to see whether it is the bottleneck.
+      const clientBefore = process.cpuUsage();
       const s = await drive(RPCS, CONCURRENCY, op);
+      const clientUsed = process.cpuUsage(clientBefore);
+      const clientCpu = (clientUsed.user + clientUsed.system) / s.ops;
       const cpu = c ? ((await c.cpuMicros()) - before) / s.ops : undefined;
-      console.log(`${name.padEnd(28)} ${fmt(s)}${cpu !== undefined ? `   CPU ${cpu.toFixed(0)} µs/RPC` : ""}`);
-      return { s, cpu };
+      console.log(
+        `${name.padEnd(28)} ${fmt(s)}${cpu !== undefined ? `   CPU ${cpu.toFixed(0)} µs/RPC` : ""}   client CPU ${clientCpu.toFixed(0)} µs/RPC`,
+      );
+      return { s, cpu, clientCpu };
     };
     const viaFront = await phase("QUIC front → edge", front, opFront);
     const viaHttp = await phase("HTTP straight to edge", undefined, opDirect);
     const viaEcho = await phase("bare QUIC echo (floor)", echo, opEcho);
+    const viaLeanEcho = await phase("bare echo, lean driver", leanEcho, opLeanEcho);
 
     console.log("");
     const bare = await phase("Enqueue, no plugins", front, enqueueVia("client"));
@@ -201,6 +216,15 @@ async function main() {
     console.log(`bare QUIC echo CPU per RPC:           ${viaEcho.cpu?.toFixed(0)} µs`);
     console.log(
       `front CPU / echo CPU:                 ${((viaFront.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}  (the front's work on top of the QUIC stack)`,
+    );
+    console.log(
+      `lean driver echo: ${viaLeanEcho.cpu?.toFixed(0)} µs/RPC, ${viaLeanEcho.s.perSecond.toFixed(0)} RPC/s; js-quic echo: ${viaEcho.cpu?.toFixed(0)} µs/RPC, ${viaEcho.s.perSecond.toFixed(0)} RPC/s`,
+    );
+    console.log(
+      `lean/js-quic echo CPU per RPC:        ${((viaLeanEcho.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}   throughput ${ratio(viaLeanEcho.s, viaEcho.s)}`,
+    );
+    console.log(
+      `load generator CPU per RPC (js-quic client): ${viaLeanEcho.clientCpu.toFixed(0)} µs against the lean echo, ${viaFront.clientCpu.toFixed(0)} µs through the front`,
     );
     console.log(`enqueue throughput with/without plugins: ${ratio(withPlugins.s, bare.s)}  (target ≥ 0.90)`);
     console.log(
@@ -218,9 +242,10 @@ async function main() {
     await Promise.allSettled([
       ...users.flatMap((u) => [u.client.close(), u.pluginClient.close()]),
       ...echoClients.map((c) => c.close()),
+      ...leanEchoClients.map((c) => c.close()),
     ]);
   } finally {
-    await Promise.allSettled([front.stop(), echo.stop(), pluginFront.stop()]);
+    await Promise.allSettled([front.stop(), echo.stop(), leanEcho.stop(), pluginFront.stop()]);
     await edge.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
