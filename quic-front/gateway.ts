@@ -41,6 +41,13 @@ const AUTH_METHODS = new Set<number>([
   Method.SessionResume,
 ]);
 
+/**
+ * Typing and presence (1001, 1002): each fans out to up to 256 members' connections, so a
+ * connection may send a few per second (burst 20, 5/s) within its RPC rate.
+ */
+const SIGNALS_PER_SECOND = 5;
+const SIGNAL_BURST = 20;
+
 export type Transport = "quic" | "websocket";
 
 /** What a listener provides for one accepted client connection. */
@@ -97,6 +104,8 @@ export class Gateway {
   private readonly authTimers = new Map<string, Timer>();
   private readonly waits: FetchWaits;
   private readonly authLimiter: KeyedLimiter;
+  /** Per-connection rate of typing and presence signals, made on a connection's first one. */
+  private readonly signalBuckets = new WeakMap<ClientConnection, TokenBucket>();
   private readonly hooks: GatewayHooks;
   /** Sealed-sender mode: the tags that stand for senders at the edge (sealed-sender.ts). */
   private readonly sealedTags: SealedSenderTags | undefined;
@@ -373,7 +382,9 @@ export class Gateway {
     if (!this.connections.has(conn.id)) return errorResponse(Status.Unavailable, "the connection is closed", 1000);
     const now = this.clock.now();
     const wait =
-      conn.bucket.take(now) || (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0);
+      conn.bucket.take(now) ||
+      (AUTH_METHODS.has(id) ? this.authLimiter.take(addressKey(conn.remoteAddr), now) : 0) ||
+      (id === Method.PushTyping || id === Method.PushPresence ? this.signalBucket(conn, now).take(now) : 0);
     if (wait > 0) {
       this.metrics.rateLimitHit.inc();
       return errorResponse(Status.RateLimited, "too many requests", wait);
@@ -421,6 +432,12 @@ export class Gateway {
       });
     }
     return res;
+  }
+
+  private signalBucket(conn: ClientConnection, now: number): TokenBucket {
+    let b = this.signalBuckets.get(conn);
+    if (!b) this.signalBuckets.set(conn, (b = new TokenBucket(SIGNALS_PER_SECOND, SIGNAL_BURST, now)));
+    return b;
   }
 
   private relayBase(conn: ClientConnection) {

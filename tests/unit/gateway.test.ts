@@ -15,6 +15,7 @@ import {
   type ResponseFrame,
 } from "../../proto/index.ts";
 import { gate } from "./support/test-edge.ts";
+import { ManualClock } from "./support/manual-clock.ts";
 import {
   IDENTITY,
   MINUTE,
@@ -187,6 +188,22 @@ describe("Gateway limits", () => {
     expect(edge.callsTo(Method.Health)).toHaveLength(2);
     // The limit is per connection: a fresh connection still has its burst.
     expect((await rpc(gw, await open(gw, fakeLink("203.0.113.6:1")), Method.Health)).status).toBe(Status.Ok);
+  });
+
+  it("limits typing and presence signals per connection (burst 20, 5/s) beyond its RPC rate", async () => {
+    // A clock that does not move: no token comes back while the test runs, however slowly.
+    const { gw, edge } = await start({ clock: new ManualClock() });
+    const conn = await open(gw);
+    await login(gw, conn);
+    const typing = pb.PushTypingRequest.encode({ channelId: new Uint8Array(16), typing: true }).finish();
+    const statuses: number[] = [];
+    for (let i = 0; i < 21; i++) statuses.push((await rpc(gw, conn, Method.PushTyping, typing)).status);
+    expect(statuses.slice(0, 20).every((s) => s === Status.Ok)).toBe(true);
+    expect(statuses[20]).toBe(Status.RateLimited);
+    expect((await rpc(gw, conn, Method.PushPresence, typing)).status).toBe(Status.RateLimited);
+    expect(edge.callsTo(Method.PushTyping)).toHaveLength(20);
+    // Other calls are not held back by it.
+    expect((await rpc(gw, conn, Method.Health)).status).toBe(Status.Ok);
   });
 
   it("limits auth attempts per client address across connections", async () => {
