@@ -76,3 +76,12 @@ export async function enqueueSender(
 export function senderForFederation(deps: { sealedSender: boolean }, caller: Caller): Uint8Array | undefined {
   return deps.sealedSender ? undefined : caller.identityKey;
 }
+
+/**
+ * What a relay received from a peer may use of the sender identity it names (to learn the sender's
+ * home region, to key the recipient's quota): nothing in sealed-sender mode, so a peer that does
+ * name its senders still leaves no trace of them here; the relay is then keyed on the peer's domain.
+ */
+export function acceptRelayedSender(deps: { sealedSender: boolean }, senderIdentity: Uint8Array): Uint8Array {
+  return deps.sealedSender ? new Uint8Array(0) : senderIdentity;
+}

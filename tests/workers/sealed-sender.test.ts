@@ -5,7 +5,12 @@
 import { describe, it, expect } from "vitest";
 import { exports } from "cloudflare:workers";
 import { Method, RelayHeader as H, Status, decodeError, pb } from "../../proto/index.ts";
-import { enqueueSender, sealedSenderFromEnv, senderForFederation } from "../../edge/lib/sealed-sender.ts";
+import {
+  acceptRelayedSender,
+  enqueueSender,
+  sealedSenderFromEnv,
+  senderForFederation,
+} from "../../edge/lib/sealed-sender.ts";
 import { importSenderTagKey, senderTag } from "../../edge/lib/sender-tag.ts";
 import { createLogger } from "../../proto/util/log.ts";
 import { toHex } from "../../proto/util/hex.ts";
@@ -93,5 +98,8 @@ describe("sealed sender at the edge", () => {
     const caller = { identityKey: randomKey(), deviceId: new Uint8Array(0) };
     expect(senderForFederation({ sealedSender: false }, caller)).toEqual(caller.identityKey);
     expect(senderForFederation({ sealedSender: true }, caller)).toBeUndefined();
+    // A relay received from a peer: its named sender is dropped in the mode.
+    expect(acceptRelayedSender({ sealedSender: false }, caller.identityKey)).toEqual(caller.identityKey);
+    expect(acceptRelayedSender({ sealedSender: true }, caller.identityKey)).toHaveLength(0);
   });
 });
