@@ -17,7 +17,7 @@ import { drizzle } from "drizzle-orm/d1";
 import type { AppEnv } from "../env.ts";
 import { Status, encode, pb, rateLimited } from "../../proto/index.ts";
 import { refusable, type Refusable } from "./refusable.ts";
-import { federationFromEnv } from "../federation/config.ts";
+import { federationFromEnv, type FederationDeps } from "../federation/config.ts";
 import { findPeer } from "../federation/peers.ts";
 import { callPeer } from "../federation/client.ts";
 import { FEDERATION_LIMITS } from "../federation/limits.ts";
@@ -93,6 +93,8 @@ export class FederationOutbox extends DurableObject<AppEnv> {
   /** Consecutive failed attempts: the back-off exponent. */
   private failures = 0;
   private readonly maxMessages: number;
+  /** This region's federation identity (its signing key imported once per object). */
+  private fed: FederationDeps | null | undefined;
 
   constructor(ctx: DurableObjectState, env: AppEnv) {
     super(ctx, env);
@@ -187,7 +189,8 @@ export class FederationOutbox extends DurableObject<AppEnv> {
   override async alarm(): Promise<void> {
     const peerDomain = this.meta("peer");
     if (!peerDomain || this.depth === 0) return;
-    const fed = federationFromEnv(this.env);
+    this.fed ??= federationFromEnv(this.env);
+    const fed = this.fed;
     const peer = fed ? await findPeer(drizzle(this.env.DB, { schema: tables }), peerDomain) : null;
     if (!fed || !peer) {
       this.attempted(`peer ${peerDomain} is not configured`);
