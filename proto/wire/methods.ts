@@ -122,6 +122,8 @@ const idempotent = new Set<number>([
   Method.AuditKeyTransparency,
   Method.CreateChannel,
   Method.ListGroupMembers,
+  Method.ListReports,
+  Method.ListBanned,
   Method.ListDevices,
   Method.DownloadBlob,
   Method.ResolveEndpoint,

@@ -323,6 +323,42 @@ describe("Gateway hooks", () => {
     ]);
   });
 
+  it("asks on_group_join for each member UpdateGroupMetadata adds, and on_group_leave for a per-channel ban", async () => {
+    const refuseCarol = () => ({ allow: false, reason: "not carol", plugin: "p" });
+    const hooks = fakeHooks({ on_group_join: refuseCarol, on_group_leave: () => ({ allow: true }) });
+    const { gw, edge } = await start({ hooks: hooks.runner });
+    const conn = await open(gw);
+    await login(gw, conn);
+    const channelId = new Uint8Array(16).fill(9);
+    const [bob, carol] = [new Uint8Array(32).fill(0xb0), new Uint8Array(32).fill(0xc0)];
+
+    const add = pb.UpdateGroupMetadataRequest.encode({ channelId, addMemberKeys: [bob, carol] }).finish();
+    const refused = await rpc(gw, conn, Method.UpdateGroupMetadata, add);
+    expect(refused.status).toBe(Status.Forbidden);
+    expect(decodeError(refused.payload).message).toBe("not carol");
+    expect(edge.callsTo(Method.UpdateGroupMetadata)).toHaveLength(0);
+    expect(hooks.calls.map((c) => [c.hook, (c.event as { member: string }).member])).toEqual([
+      ["on_group_join", "b0".repeat(32)],
+      ["on_group_join", "c0".repeat(32)],
+    ]);
+    // A rename adds nobody: no hook, relayed.
+    const rename = pb.UpdateGroupMetadataRequest.encode({ channelId, setName: true, name: "x" }).finish();
+    expect((await rpc(gw, conn, Method.UpdateGroupMetadata, rename)).status).toBe(Status.Ok);
+
+    const channelBan = pb.BanUserRequest.encode({ identityKey: bob, channelId }).finish();
+    expect((await rpc(gw, conn, Method.BanUser, channelBan)).status).toBe(Status.Ok);
+    expect(hooks.calls.at(-1)).toEqual({
+      hook: "on_group_leave",
+      event: expect.objectContaining({ channelId: "09".repeat(16), member: "b0".repeat(32), actor: IDENTITY }),
+    });
+    // A server-wide ban changes no membership: no hook.
+    const calls = hooks.calls.length;
+    expect((await rpc(gw, conn, Method.BanUser, pb.BanUserRequest.encode({ identityKey: bob }).finish())).status).toBe(
+      Status.Ok,
+    );
+    expect(hooks.calls).toHaveLength(calls);
+  });
+
   it("relays an Enqueue that on_message_send allows", async () => {
     const hooks = fakeHooks({ on_message_send: () => ({ allow: true }) });
     const { gw, edge } = await start({ hooks: hooks.runner });

@@ -177,6 +177,16 @@ describe("UpdateGroupMetadata and ListGroupMembers", () => {
     expect((await update(admin, id, { setName: true, name: "again" })).status).toBe(Status.Forbidden);
   });
 
+  it("holds at most 257 members, the creator included", async () => {
+    const creator = randomKey();
+    const id = await group(creator, Array.from({ length: 255 }, randomKey));
+    ok(await update(creator, id, { addMemberKeys: [randomKey()] }), pb.UpdateGroupMetadataResponse);
+    const full = await update(creator, id, { addMemberKeys: [randomKey()] });
+    expect(full.status).toBe(Status.Forbidden);
+    expect(errorOf(full).message).toContain("257");
+    expect(ok(await list(creator, id), pb.ListGroupMembersResponse).members).toHaveLength(257);
+  });
+
   it("validates: an empty update, a bad key, a too long name, the creator's role", async () => {
     const [creator, bob] = [randomKey(), randomKey()];
     const id = await group(creator, [bob]);

@@ -68,6 +68,16 @@ describe("ReportMessage and ListReports", () => {
     expect(page).toHaveLength(1);
   });
 
+  it("keeps at most 100 reports per reporter, then answers RateLimited", async () => {
+    const [reporter, reported] = [randomKey(), randomKey()];
+    for (let i = 0; i < 100; i++) ok(await report(reporter, reported, Uint8Array.of(i)), pb.ReportMessageResponse);
+    const over = await report(reporter, reported, Uint8Array.of(1));
+    expect(over.status).toBe(Status.RateLimited);
+    expect(errorOf(over).retryAfterMs).toBeGreaterThan(0);
+    // Another reporter is not affected.
+    ok(await report(randomKey(), reported, Uint8Array.of(1)), pb.ReportMessageResponse);
+  });
+
   it("validates evidence and the reported key", async () => {
     const reporter = randomKey();
     expect((await report(reporter, randomKey(), NONE)).status).toBe(Status.BadRequest);
