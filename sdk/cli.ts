@@ -7,6 +7,7 @@ import { parseArgs } from "node:util";
 import { createInterface } from "node:readline/promises";
 import { Status, statusName } from "../proto/index.ts";
 import { KtVerificationError, QpqCallError, QpqClient, newDeviceId, type KtTrust } from "./client.ts";
+import { getFile, putFile } from "./blob.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
 import { listGroupMembers, updateGroup } from "./groups.ts";
 import { banUser, listBanned, listReports, reportMessage, unbanUser } from "./moderation.ts";
@@ -30,6 +31,12 @@ Usage:
   qpq device add <name>            register another device (at most 5, the default included);
                                    prints the id to log in with on that device
   qpq device revoke <id|default>   revoke a device: its sessions end at once, its slot is freed
+  qpq blob put <file> [--share <username>]…
+                                   upload a file (at most 50 MiB) in 1 MiB chunks; run it again
+                                   after an interruption and it resumes where the server's copy
+                                   ends; prints the blob id (hex SHA-256) to download it by
+  qpq blob get <blob id> <file>    download a blob you uploaded or that was shared with you; a
+                                   cut-off download resumes from <file>.part; the SHA-256 is checked
   qpq delete-account [--yes]       delete the account and everything the server holds for it,
                                    after typing the username to confirm (--yes: no question);
                                    the profile is removed and the name can be registered again
@@ -61,6 +68,7 @@ Options:
   --wait <seconds>       recv: wait up to this long (at most 60) for a first message
   --device <id>          login: the device (hex id from qpq device add) this session belongs to
   --yes                  delete-account: do not ask for confirmation
+  --share <username>     blob put: also let this user download the blob (repeatable)
   -h, --help             show this help
 
 The password comes from QPQ_PASSWORD, or is asked for on the terminal.
@@ -86,6 +94,7 @@ type Options = {
   wait?: string;
   device?: string;
   yes?: boolean;
+  share?: string[];
   help?: boolean;
 };
 
@@ -104,10 +113,12 @@ const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
     "unban",
     "bans",
     "reports",
+    "blob",
   ],
   wait: ["recv"],
   device: ["login"],
   yes: ["delete-account"],
+  share: ["blob"],
 };
 
 const env = process.env;
@@ -127,6 +138,7 @@ async function main(argv: string[]): Promise<void> {
         wait: { type: "string" },
         device: { type: "string" },
         yes: { type: "boolean" },
+        share: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -337,6 +349,35 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       throw new CliError("usage: qpq device add <name> | qpq device revoke <id|default>");
+    }
+
+    case "blob": {
+      const [action, ...rest] = args;
+      const profile = store.load(opts.as);
+      if (action === "put") {
+        const file = oneArg(rest, "qpq blob put <file> [--share <username>]…");
+        const res = await withSession(opts, profile, async (c) => {
+          const shareWith: Uint8Array[] = [];
+          for (const name of opts.share ?? []) shareWith.push(await resolveVerified(c, store, profile, name));
+          return putFile(c.blobs, file, { shareWith });
+        });
+        if (res.resumedAt > 0 && res.resumedAt < res.size) {
+          process.stderr.write(`resumed at byte ${res.resumedAt} of ${res.size}\n`);
+        }
+        out(hexOf(res.hash));
+        return;
+      }
+      if (action === "get") {
+        if (rest.length !== 2) throw new CliError("usage: qpq blob get <blob id> <file>");
+        const [id, file] = rest;
+        if (!/^[0-9a-f]{64}$/i.test(id)) throw new CliError(`a blob id is 64 hex digits (its SHA-256), got "${id}"`);
+        const res = await withSession(opts, profile, (c) =>
+          getFile(c.blobs, new Uint8Array(Buffer.from(id, "hex")), file),
+        );
+        out(`${file}: ${res.size} bytes${res.resumedAt > 0 ? ` (resumed at byte ${res.resumedAt})` : ""}`);
+        return;
+      }
+      throw new CliError("usage: qpq blob put <file> [--share <username>]… | qpq blob get <blob id> <file>");
     }
 
     case "delete-account": {

@@ -8,6 +8,9 @@ import { WsTransport, type WsConnectOptions } from "./ws-transport.ts";
 import type { PushFrame, ResponseFrame } from "../proto/index.ts";
 import { KtVerificationError, verifyResolution, type VerifiedResolution } from "../proto/kt/verify.ts";
 import type { TreeHead } from "../proto/kt/tree-head.ts";
+import { Blobs } from "./blob.ts";
+import { Recovery } from "./recovery.ts";
+import { P2P } from "./p2p.ts";
 
 export { TransportError } from "./request-slots.ts";
 export { KtVerificationError } from "../proto/kt/verify.ts";
@@ -92,6 +95,12 @@ export class QpqClient<T extends Transport = Transport> {
   remoteKt = new Map<string, Uint8Array>();
   /** The last resolution that verified (what resolveUser checked). */
   lastResolution: VerifiedResolution | undefined;
+  /** Blobs (600/601): chunked, resumable upload and ranged download (sdk/blob.ts). */
+  readonly blobs: Blobs = new Blobs(this);
+  /** Recovery bundles (750-752; fetch works before login) (sdk/recovery.ts). */
+  readonly recovery: Recovery = new Recovery(this);
+  /** Direct peer endpoints (800/801) (sdk/p2p.ts). */
+  readonly p2p: P2P = new P2P(this);
 
   constructor(transport: T) {
     this.transport = transport;

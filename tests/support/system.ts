@@ -7,6 +7,9 @@ import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
 import { QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
 import { createLogger, type Logger } from "../../proto/util/log.ts";
+import { loadOrCreateSecrets } from "../../local/secrets.ts";
+import { settingsFromEnv, withEdge } from "../../quic-front/config.ts";
+import { startFront } from "../../quic-front/run.ts";
 
 export interface TestSystem {
   system: LocalSystem;
@@ -67,4 +70,39 @@ export function recordingLogger(): Logger & {
     (msg: string, fields: Record<string, unknown> = {}) =>
       void entries.push({ level, msg, fields });
   return { entries, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+/**
+ * A second front over the same edge (as in a deployment with several fronts): its own QUIC port,
+ * rate limits and connections, the system's data directory (so the same development CA).
+ */
+export async function startExtraFront(
+  t: TestSystem,
+  env: Record<string, string> = {},
+): Promise<{ port: number; connect(): Promise<QpqClient<QuicTransport>>; stop(): Promise<void> }> {
+  const secrets = await loadOrCreateSecrets(t.dataDir);
+  const settings = settingsFromEnv({
+    QPQ_LISTEN: "127.0.0.1:0",
+    QPQ_LOG_LEVEL: "warn",
+    QPQ_FRONT_ID: "front-extra",
+    ...env,
+  });
+  const config = withEdge(
+    { ...settings, dataDir: t.dataDir },
+    { edgeUrl: t.system.edgeUrl, frontSecret: secrets.FRONT_SECRET },
+  );
+  const running = await startFront(config, createLogger("warn"));
+  const clients: QpqClient<QuicTransport>[] = [];
+  return {
+    port: running.front.port,
+    async connect() {
+      const c = await QpqClient.connect({ host: "127.0.0.1", port: running.front.port, ca: t.system.certPem });
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+      await running.stop();
+    },
+  };
 }
