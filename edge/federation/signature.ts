@@ -6,6 +6,9 @@
 import { base64ToBytes, concatBytes, sha256, timingSafeEqual } from "../lib/crypto.ts";
 import { encodeUtf8 } from "../../proto/util/text.ts";
 
+/** WebCrypto's key type, spelled so both the workerd and the Node type environments accept it. */
+type Key = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
+
 export const SIGNATURE_LABEL = "sig1";
 export const COVERED = ["@method", "@path", "content-digest"] as const;
 /** A signature older than this is stale; the replay cache keeps each seen one this long. */
@@ -71,7 +74,7 @@ export async function signRequest(opts: {
   path: string;
   body: Uint8Array;
   keyId: string;
-  privateKey: CryptoKey;
+  privateKey: Key;
   created: number;
 }): Promise<SignedHeaders> {
   const digest = await contentDigest(opts.body);
@@ -143,7 +146,7 @@ export async function checkDigest(header: string | null | undefined, body: Uint8
   return expected;
 }
 
-export async function importPeerKey(publicKey: Uint8Array): Promise<CryptoKey> {
+export async function importPeerKey(publicKey: Uint8Array): Promise<Key> {
   return crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
 }
 
@@ -151,7 +154,7 @@ export async function importPeerKey(publicKey: Uint8Array): Promise<CryptoKey> {
 export async function verifySignature(
   parsed: ParsedSignature,
   req: { method: string; path: string; digest: string },
-  publicKey: CryptoKey,
+  publicKey: Key,
 ): Promise<void> {
   const base = signatureBase(req.method, req.path, req.digest, parsed.params);
   const ok = await crypto.subtle.verify("Ed25519", publicKey, parsed.signature, base).catch(() => false);

@@ -5,7 +5,8 @@
 // same data directory, bob gets all of them exactly once and in order.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import { publicKeyOf } from "../../local/federation.ts";
 import { QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
 import { createLogger } from "../../proto/util/log.ts";
+import { RelayHeader } from "../../proto/index.ts";
 import { uniqueName } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
 
@@ -183,4 +185,21 @@ describe("federation between two regions over QUIC", () => {
     // Nothing more arrives: no duplicates from retries.
     expect(await bob.fetch({ limit: 10 })).toEqual([]);
   }, 300_000);
+
+  it("picks up a changed peers file without a restart", async () => {
+    const peers = JSON.parse(readFileSync(a.peersFile, "utf8")) as unknown[];
+    const c = { domain: "c.test", url: "http://127.0.0.1:9", publicKey: Buffer.alloc(32, 3).toString("base64url") };
+    writeFileSync(a.peersFile, JSON.stringify([...peers, c]));
+    const { FRONT_SECRET } = await loadOrCreateSecrets(a.dir);
+    const deadline = Date.now() + 60_000;
+    let listed = false;
+    while (!listed && Date.now() < deadline) {
+      const res = await fetch(`${a.system!.edgeUrl}/federation/metrics`, {
+        headers: { [RelayHeader.frontAuth]: FRONT_SECRET },
+      });
+      listed = (await res.text()).includes('federation_outbox_depth{peer="c.test"}');
+      if (!listed) await sleep(250);
+    }
+    expect(listed).toBe(true);
+  }, 120_000);
 });
