@@ -26,6 +26,4 @@ export interface AppEnv extends Env {
   /** Blob storage per identity in bytes (default 1 GiB) and how long a blob stays (default 30 days). */
   BLOB_QUOTA_BYTES?: string;
   BLOB_TTL_SECS?: string;
-  /** Moderation administrators: comma-separated hex identity keys (lib/admins.ts). */
-  QPQ_ADMIN_IDENTITIES?: string;
 }
