@@ -11,6 +11,7 @@ import { startEdge } from "../local/edge.ts";
 import { createLogger } from "../proto/util/log.ts";
 import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
+import { LeanQuicClient } from "../quic-front/quic/client.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
 import { drive, fmt, type Summary } from "./stats.ts";
 import { benchFederation } from "./federation.ts";
@@ -20,6 +21,15 @@ import { basename } from "node:path";
 const RPCS = Number(process.env.BENCH_RPCS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const USERS = 8;
+/**
+ * The load generator's QUIC client: "lean" (quic-front/quic/client.ts, straight over quiche) by
+ * default, so the client does not take most of the shared cores; "js-quic" is the SDK's.
+ */
+const CLIENT = process.env.BENCH_CLIENT ?? "lean";
+const connectQuic = async (port: number, ca: string) =>
+  CLIENT === "js-quic"
+    ? await QuicTransport.connect({ host: "127.0.0.1", port, ca })
+    : await LeanQuicClient.connect({ host: "127.0.0.1", port, ca });
 const here = new URL(".", import.meta.url).pathname;
 const dataDir = mkdtempSync(join(tmpdir(), "qpq-bench-"));
 const logger = createLogger("warn");
@@ -62,7 +72,7 @@ const newId = () => crypto.getRandomValues(new Uint8Array(16));
 async function main() {
   console.log(`qpq-edge benchmark — ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), Node ${process.version}`);
   console.log(
-    `${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch\n`,
+    `${RPCS} RPCs per phase at concurrency ${CONCURRENCY}, ${USERS} users, 256-byte payloads with message ids, mix: 1/2 Enqueue, 1/2 Fetch; load generator's QUIC client: ${CLIENT}\n`,
   );
   // Every user sends only to the next one: lift the per-sender rate and share for the load.
   const edge = await startEdge({
@@ -111,8 +121,8 @@ async function main() {
     // Users with real OPAQUE registration and login through the front.
     const users: { client: QpqClient; pluginClient: QpqClient; key: Uint8Array }[] = [];
     for (let u = 0; u < USERS; u++) {
-      const client = await QpqClient.connect({ host: "127.0.0.1", port: front.port, ca });
-      const pluginClient = await QpqClient.connect({ host: "127.0.0.1", port: pluginFront.port, ca });
+      const client = new QpqClient(await connectQuic(front.port, ca));
+      const pluginClient = new QpqClient(await connectQuic(pluginFront.port, ca));
       const key = crypto.getRandomValues(new Uint8Array(32));
       const username = `bench-${u}`;
       if (!(await client.register(username, "pw", key))) throw new Error("register failed");
@@ -158,18 +168,21 @@ async function main() {
       else await direct(u, Method.Fetch, fetchBody(u));
     };
 
-    const echoClients = await Promise.all(
-      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: echo.port, ca })),
-    );
+    const echoClients = await Promise.all(users.map(() => connectQuic(echo.port, ca)));
     const healthBody = pb.HealthRequest.encode({}).finish();
     const opEcho = async (i: number) => {
       await echoClients[i % USERS].request(Method.Health, healthBody);
     };
-    const leanEchoClients = await Promise.all(
-      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: leanEcho.port, ca })),
-    );
+    const leanEchoClients = await Promise.all(users.map(() => connectQuic(leanEcho.port, ca)));
     const opLeanEcho = async (i: number) => {
       await leanEchoClients[i % USERS].request(Method.Health, healthBody);
+    };
+    // The SDK's own QUIC client against the same server: what the client costs.
+    const sdkEchoClients = await Promise.all(
+      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: leanEcho.port, ca })),
+    );
+    const opSdkEcho = async (i: number) => {
+      await sdkEchoClients[i % USERS].request(Method.Health, healthBody);
     };
 
     const enqueueVia = (which: "client" | "pluginClient") => async (i: number) => {
@@ -182,6 +195,7 @@ async function main() {
     await drive(400, CONCURRENCY, opDirect);
     await drive(400, CONCURRENCY, opEcho);
     await drive(400, CONCURRENCY, opLeanEcho);
+    await drive(400, CONCURRENCY, opSdkEcho);
     await drive(400, CONCURRENCY, enqueueVia("pluginClient"));
 
     const phase = async (name: string, c: Child | undefined, op: (i: number) => Promise<void>) => {
@@ -201,6 +215,7 @@ async function main() {
     const viaHttp = await phase("HTTP straight to edge", undefined, opDirect);
     const viaEcho = await phase("bare QUIC echo (floor)", echo, opEcho);
     const viaLeanEcho = await phase("bare echo, lean driver", leanEcho, opLeanEcho);
+    const viaSdkEcho = await phase("same, SDK (js-quic) client", leanEcho, opSdkEcho);
 
     console.log("");
     const bare = await phase("Enqueue, no plugins", front, enqueueVia("client"));
@@ -224,7 +239,7 @@ async function main() {
       `lean/js-quic echo CPU per RPC:        ${((viaLeanEcho.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}   throughput ${ratio(viaLeanEcho.s, viaEcho.s)}`,
     );
     console.log(
-      `load generator CPU per RPC (js-quic client): ${viaLeanEcho.clientCpu.toFixed(0)} µs against the lean echo, ${viaFront.clientCpu.toFixed(0)} µs through the front`,
+      `load generator CPU per RPC against the lean echo: ${CLIENT} client ${viaLeanEcho.clientCpu.toFixed(0)} µs, SDK (js-quic) client ${viaSdkEcho.clientCpu.toFixed(0)} µs (${viaSdkEcho.s.perSecond.toFixed(0)} RPC/s)`,
     );
     console.log(`enqueue throughput with/without plugins: ${ratio(withPlugins.s, bare.s)}  (target ≥ 0.90)`);
     console.log(
@@ -243,6 +258,7 @@ async function main() {
       ...users.flatMap((u) => [u.client.close(), u.pluginClient.close()]),
       ...echoClients.map((c) => c.close()),
       ...leanEchoClients.map((c) => c.close()),
+      ...sdkEchoClients.map((c) => c.close()),
     ]);
   } finally {
     await Promise.allSettled([front.stop(), echo.stop(), leanEcho.stop(), pluginFront.stop()]);

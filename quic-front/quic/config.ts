@@ -2,7 +2,7 @@
 import { quiche, type Config } from "./native.ts";
 
 /** Signature algorithms BoringSSL offers (as @matrixai/quic configures them). */
-const SIGALGS = [
+export const SIGALGS = [
   "ecdsa_secp256r1_sha256",
   "ecdsa_secp384r1_sha384",
   "ecdsa_secp521r1_sha512",
