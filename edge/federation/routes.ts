@@ -19,7 +19,7 @@ import {
   type ErrorReply,
 } from "../../proto/index.ts";
 import type { Context } from "hono";
-import type { BodyVariables } from "../middleware/body-limit.ts";
+import { createMiddleware } from "hono/factory";
 import type { EdgeDeps } from "../deps.ts";
 import { bodyLimit } from "../middleware/body-limit.ts";
 import { frontOnly } from "../middleware/front-auth.ts";
@@ -30,6 +30,7 @@ import { findPeer, listPeers, type Peer } from "./peers.ts";
 import {
   SIGNATURE_MAX_AGE_SECS,
   SignatureRefusal,
+  type ParsedSignature,
   checkCreated,
   checkDigest,
   importPeerKey,
@@ -60,21 +61,24 @@ function refusal(status: number, message: string, retryAfterMs = 0): Response {
   return answer(status, encodeError({ message, retryAfterMs }), retryAfterMs);
 }
 
-/** Verifies a peer's request; throws SignatureRefusal. The replay check comes last (it writes). */
-async function authenticate(
-  deps: EdgeDeps,
-  fed: FederationDeps,
-  req: Request,
-  body: Uint8Array,
-): Promise<{ peer: Peer }> {
-  const parsed = parseSignature(req.headers.get("signature-input"), req.headers.get("signature"));
-  const nowSecs = Math.floor(Date.now() / 1000);
-  checkCreated(parsed.created, nowSecs);
-  const digest = await checkDigest(req.headers.get("content-digest"), body);
+/**
+ * What the headers alone show, checked before a body byte is read: a signature in the accepted
+ * form, a created time inside the window, and a configured peer as signer. Throws SignatureRefusal.
+ */
+async function checkHeaders(deps: EdgeDeps, fed: FederationDeps, headers: Headers): Promise<Signed> {
+  const parsed = parseSignature(headers.get("signature-input"), headers.get("signature"));
+  checkCreated(parsed.created, Math.floor(Date.now() / 1000));
   const peer = await findPeer(deps.db, parsed.keyId);
   if (!peer || peer.domain === fed.domain) {
     throw new SignatureRefusal("unknown-peer", `${parsed.keyId} is not a federation peer of ${fed.domain}`);
   }
+  return { parsed, peer };
+}
+
+/** Then, with the body: its digest, the signature under the peer's key, and the replay check last (it writes). */
+async function checkSigned(fed: FederationDeps, signed: Signed, req: Request, body: Uint8Array): Promise<Peer> {
+  const { parsed, peer } = signed;
+  const digest = await checkDigest(req.headers.get("content-digest"), body);
   const key = await importPeerKey(peer.publicKey).catch(() => {
     throw new SignatureRefusal("unknown-peer", `the configured key of ${peer.domain} is not an Ed25519 key`);
   });
@@ -85,29 +89,53 @@ async function authenticate(
   });
   if (seen === "replay") throw new SignatureRefusal("replay", "this signature was already used");
   if (seen === "full") throw new SignatureRefusal("replay", "too many signed requests in the window; retry later");
-  return { peer };
+  return peer;
 }
+
+interface Signed {
+  parsed: ParsedSignature;
+  peer: Peer;
+}
+
+type SignedVariables = { Variables: { body: Uint8Array; signed: Signed } };
 
 export function federationRoutes(deps: EdgeDeps): Hono {
   const app = new Hono();
   const fed = deps.federation;
 
-  /** The peer whose signature verified, or the refusal to answer (counted, nothing stored). */
-  async function verified(c: Context<BodyVariables>, fed: FederationDeps): Promise<Peer | Response> {
+  /** A refused signature: counted (per configured peer, else in one place), logged, answered Unauthorized. */
+  async function refused(fed: FederationDeps, headers: Headers, err: SignatureRefusal): Promise<Response> {
+    const known = err.reason !== "unknown-peer" && err.reason !== "unsigned" && err.reason !== "malformed";
+    const claimed = known
+      ? (/keyid="([a-z0-9.-]+)"/.exec(headers.get("signature-input") ?? "")?.[1] ?? UNKNOWN)
+      : UNKNOWN;
+    const counted = (await findPeer(deps.db, claimed).catch(() => null)) ? claimed : UNKNOWN;
+    await outboxOf(fed, "in", counted)
+      .countRefusal({ peer: counted, reason: err.reason })
+      .catch(() => {});
+    deps.logger.warn("federation request refused", { reason: err.reason, peer: counted });
+    return refusal(Status.Unauthorized, `signature refused (${err.reason}): ${err.message}`);
+  }
+
+  // Headers first: an unsigned, stale or unknown signer's request gets no body byte read.
+  const signedHeaders = createMiddleware<SignedVariables>(async (c, next) => {
+    if (!fed) return c.text("federation is off on this deployment", 404);
     try {
-      return (await authenticate(deps, fed, c.req.raw, c.var.body)).peer;
+      c.set("signed", await checkHeaders(deps, fed, c.req.raw.headers));
     } catch (err) {
       if (!(err instanceof SignatureRefusal)) throw err;
-      const known = err.reason !== "unknown-peer" && err.reason !== "unsigned" && err.reason !== "malformed";
-      const claimed = known
-        ? (/keyid="([a-z0-9.-]+)"/.exec(c.req.header("signature-input") ?? "")?.[1] ?? UNKNOWN)
-        : UNKNOWN;
-      const counted = (await findPeer(deps.db, claimed).catch(() => null)) ? claimed : UNKNOWN;
-      await outboxOf(fed, "in", counted)
-        .countRefusal({ peer: counted, reason: err.reason })
-        .catch(() => {});
-      deps.logger.warn("federation request refused", { reason: err.reason, peer: counted });
-      return refusal(Status.Unauthorized, `signature refused (${err.reason}): ${err.message}`);
+      return refused(fed, c.req.raw.headers, err);
+    }
+    await next();
+  });
+
+  /** The peer whose signature verified, or the refusal to answer (counted, nothing stored). */
+  async function verified(c: Context<SignedVariables>, fed: FederationDeps): Promise<Peer | Response> {
+    try {
+      return await checkSigned(fed, c.var.signed, c.req.raw, c.var.body);
+    } catch (err) {
+      if (!(err instanceof SignatureRefusal)) throw err;
+      return refused(fed, c.req.raw.headers, err);
     }
   }
 
@@ -139,7 +167,7 @@ export function federationRoutes(deps: EdgeDeps): Hono {
     }
   }
 
-  app.post("/rpc/:method{9[0-9]{2}}", bodyLimit(RELAY_BODY_MAX), async (c) => {
+  app.post("/rpc/:method{9[0-9]{2}}", signedHeaders, bodyLimit(RELAY_BODY_MAX), async (c) => {
     if (!fed) return c.text("federation is off on this deployment", 404);
     const peer = await verified(c, fed);
     if (peer instanceof Response) return peer;
@@ -148,7 +176,7 @@ export function federationRoutes(deps: EdgeDeps): Hono {
   });
 
   // The outbox's batch: relays stored in order, stopping at the first one that is not.
-  app.post("/relay-bundle", bodyLimit(RELAY_BODY_MAX), async (c) => {
+  app.post("/relay-bundle", signedHeaders, bodyLimit(RELAY_BODY_MAX), async (c) => {
     if (!fed) return c.text("federation is off on this deployment", 404);
     const peer = await verified(c, fed);
     if (peer instanceof Response) return peer;
