@@ -105,6 +105,9 @@ export const groupMethods: MethodTable = {
       if (role === "member") throw forbidden("only the channel's creator or an admin may change the group");
       if ((promote.length > 0 || demote.length > 0) && role !== "creator")
         throw forbidden("only the channel's creator may change roles");
+      const promoted = new Set(promote.map(toHex));
+      if (demote.some((k) => promoted.has(toHex(k))))
+        throw badRequest("a key cannot be in both make_admin_keys and make_member_keys");
       for (const k of [...promote, ...demote]) {
         const m = memberOf(group, k);
         if (!m) throw notFound(`${toHex(k).slice(0, 16)}… is not a member of this channel`);
@@ -157,8 +160,9 @@ export const groupMethods: MethodTable = {
             ]
           : [];
       writes.push(...setRole(promote, "admin"), ...setRole(demote, "member"));
+      // Nothing to write when every key to add already was a member.
       const [first, ...rest] = writes;
-      await db.batch([first, ...rest]);
+      if (first) await db.batch([first, ...rest]);
 
       // Every queue learns the TTL (when it changed); new members also learn the channel's bans.
       const everyone = [...group.members.map((m) => m.identityKey), ...adding];

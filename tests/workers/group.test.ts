@@ -197,6 +197,10 @@ describe("UpdateGroupMetadata and ListGroupMembers", () => {
     expect((await update(creator, id, { setName: true, name: "n".repeat(129) })).status).toBe(Status.BadRequest);
     expect((await update(creator, id, { makeMemberKeys: [creator] })).status).toBe(Status.BadRequest);
     expect((await update(creator, id, { makeAdminKeys: [randomKey()] })).status).toBe(Status.NotFound);
+    expect((await update(creator, id, { makeAdminKeys: [bob], makeMemberKeys: [bob] })).status).toBe(Status.BadRequest);
+    // Adding only keys that already are members changes nothing and answers none added.
+    const none = ok(await update(creator, id, { addMemberKeys: [bob] }), pb.UpdateGroupMetadataResponse);
+    expect(none.addedMemberKeys).toEqual([]);
   });
 });
 
