@@ -95,6 +95,7 @@ export class FederationOutbox extends DurableObject<AppEnv> {
   private readonly maxMessages: number;
   /** This region's federation identity (its signing key imported once per object). */
   private fed: FederationDeps | null | undefined;
+  private sending = false;
 
   constructor(ctx: DurableObjectState, env: AppEnv) {
     super(ctx, env);
@@ -186,7 +187,21 @@ export class FederationOutbox extends DurableObject<AppEnv> {
     return this.sql.exec("SELECT 1 FROM outbox WHERE dedup = ?", dedup).toArray().length > 0;
   }
 
+  /**
+   * At most one bundle in flight: an alarm that fires while one is being sent (an enqueue set it)
+   * leaves the work to the running one, which schedules the next run before it ends.
+   */
   override async alarm(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      await this.sendBundle();
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async sendBundle(): Promise<void> {
     const peerDomain = this.meta("peer");
     if (!peerDomain || this.depth === 0) return;
     this.fed ??= federationFromEnv(this.env);
