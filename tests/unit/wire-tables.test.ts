@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import {
   Method,
+  PushEvent,
   Status,
   isUnauthenticated,
   methodName,
@@ -44,6 +45,12 @@ describe("method and status tables", () => {
       Internal: 10,
       UnknownMethod: 11,
     });
+  });
+
+  it("keep the push event ids of wire-protocol.md §5; typing and presence are also request ids", () => {
+    expect(PushEvent).toEqual({ NewMessage: 1000, Typing: 1001, Presence: 1002, Membership: 1003 });
+    expect([Method.PushTyping, Method.PushPresence]).toEqual([PushEvent.Typing, PushEvent.Presence]);
+    expect(methodName(1003)).toBeUndefined(); // PushMembership is only ever pushed
   });
 
   it("name only registered ids", () => {
