@@ -165,6 +165,34 @@ describe("lean QUIC driver", () => {
   );
 
   it(
+    "answers an Initial of an unknown QUIC version with version negotiation, keeping nothing",
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      const f = await start();
+      const s = await udpSocket(f.port);
+      cleanups.push(() => s.close());
+      // A long-header Initial of version 0x1a2a3a4a, padded to the 1,200 bytes a client must send.
+      const p = Buffer.alloc(1200);
+      p[0] = 0xc0;
+      p.writeUInt32BE(0x1a2a3a4a, 1);
+      p[5] = 8;
+      p.fill(1, 6, 14);
+      p[14] = 8;
+      p.fill(2, 15, 23);
+      s.send(p);
+      const reply = await s.next();
+      const h = quiche.Header.fromSlice(reply, quiche.MAX_CONN_ID_LEN);
+      expect(h.ty).toBe(PacketType.VersionNegotiation);
+      expect(h.versions).toContain(quiche.PROTOCOL_VERSION);
+      expect(Buffer.from(h.dcid).equals(Buffer.alloc(8, 2))).toBe(true); // echoes the client's ids
+      expect(f.listener.stats).toMatchObject({ versionNegotiations: 1, retriesSent: 0, accepted: 0 });
+      expect(f.listener.connectionCount).toBe(0);
+    },
+  );
+
+  it(
     "refuses a client that offers another ALPN, before the gateway sees a connection",
     { timeout: 60_000 },
     async () => {
