@@ -2,6 +2,7 @@
 //   POST /federation/rpc/<900-905>  a signed request from a peer (signature.ts), answered like
 //                                   /rpc: HTTP 200, the wire status in x-qpq-status.
 //   GET  /federation/metrics        per-peer link metrics, Prometheus text (front secret).
+//   GET  /federation/peers          each peer's FederationHealth (905) answer, asked now (front secret).
 // A refused signature stores nothing, answers Unauthorized naming the reason, and is counted.
 import { Hono } from "hono";
 import {
@@ -40,6 +41,7 @@ import {
   verifySignature,
 } from "./signature.ts";
 import { renderFederationMetrics } from "./metrics.ts";
+import { callPeer } from "./client.ts";
 
 /** Room for a relay's fields around one frame's payload. */
 const RELAY_BODY_MAX = MAX_PAYLOAD + 64 * 1024;
@@ -210,6 +212,40 @@ export function federationRoutes(deps: EdgeDeps): Hono {
       }
     }
     return answer(Status.Ok, encode(pb.RelayBundleResponse, { results }));
+  });
+
+  // Operators: each configured peer asked FederationHealth (905) now, with the answer or the failure.
+  app.get("/peers", frontOnly(deps), async (c) => {
+    if (!fed) return c.json({ domain: null, peers: [] });
+    const peers = await listPeers(deps.db);
+    const results = await Promise.all(
+      peers.map(async (p) => {
+        const started = Date.now();
+        try {
+          const a = await callPeer(
+            fed,
+            p,
+            Method.FederationHealth,
+            encode(pb.FederationHealthRequest, { originDomain: fed.domain }),
+          );
+          if (a.status !== Status.Ok)
+            return { domain: p.domain, url: p.url, ok: false, error: `status ${a.status}: ${a.message}` };
+          const h = pb.FederationHealthResponse.decode(a.body);
+          return {
+            domain: p.domain,
+            url: p.url,
+            ok: h.status === "ok" && h.domain === p.domain,
+            status: h.status,
+            answeredAs: h.domain,
+            uptimeSecs: Number(h.uptimeSecs),
+            rttMs: Date.now() - started,
+          };
+        } catch (err) {
+          return { domain: p.domain, url: p.url, ok: false, error: err instanceof Error ? err.message : String(err) };
+        }
+      }),
+    );
+    return c.json({ domain: fed.domain, peers: results });
   });
 
   app.get("/metrics", frontOnly(deps), async (c) => {

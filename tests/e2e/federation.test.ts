@@ -186,11 +186,17 @@ describe("federation between two regions over QUIC", () => {
     expect(await bob.fetch({ limit: 10 })).toEqual([]);
   }, 300_000);
 
-  it("picks up a changed peers file without a restart", async () => {
+  it("reports the peer healthy (905), and picks up a changed peers file without a restart", async () => {
+    const { FRONT_SECRET } = await loadOrCreateSecrets(a.dir);
+    const health = await fetch(`${a.system!.edgeUrl}/federation/peers`, {
+      headers: { [RelayHeader.frontAuth]: FRONT_SECRET },
+    });
+    const doc = (await health.json()) as { peers: { domain: string; ok: boolean; answeredAs?: string }[] };
+    expect(doc.peers).toEqual([expect.objectContaining({ domain: b.domain, ok: true, answeredAs: b.domain })]);
+
     const peers = JSON.parse(readFileSync(a.peersFile, "utf8")) as unknown[];
     const c = { domain: "c.test", url: "http://127.0.0.1:9", publicKey: Buffer.alloc(32, 3).toString("base64url") };
     writeFileSync(a.peersFile, JSON.stringify([...peers, c]));
-    const { FRONT_SECRET } = await loadOrCreateSecrets(a.dir);
     const deadline = Date.now() + 60_000;
     let listed = false;
     while (!listed && Date.now() < deadline) {

@@ -269,6 +269,21 @@ describe("signed relays", () => {
   });
 });
 
+describe("/federation/peers", () => {
+  it("asks every configured peer's FederationHealth and reports one that cannot be reached", async () => {
+    const denied = await exports.default.fetch("https://edge/federation/peers");
+    expect(denied.status).toBe(401);
+    const res = await exports.default.fetch("https://edge/federation/peers", {
+      headers: { [RelayHeader.frontAuth]: env.FRONT_SECRET },
+    });
+    const doc = (await res.json()) as { domain: string; peers: { domain: string; ok: boolean; error?: string }[] };
+    expect(doc.domain).toBe("b.test");
+    const down = doc.peers.find((p) => p.domain === DOWN);
+    expect(down?.ok).toBe(false);
+    expect(down?.error).toBeTruthy();
+  });
+});
+
 describe("client calls about remote identities", () => {
   it("ResolveUser of name@domain needs a configured peer", async () => {
     const alice = randomKey();
