@@ -1,6 +1,8 @@
 // membership-audit: writes one audit line per group membership change through `log`, which
 // the gateway's log carries as {"msg":"plugin log","plugin":"membership-audit","line":…}.
 // It never refuses anything, and it is fail-open: a broken audit must not block membership.
+// The hooks run when the change is requested, before the edge decides (docs/plugins.md): an
+// attempt the edge then refuses (a plain member removing someone) is logged as well.
 //
 // Lines look like:
 //   group-join channel=<hex> member=<hex> actor=<hex> at=2026-01-01T00:00:00.000Z
