@@ -5,6 +5,7 @@ import type { StatusCode } from "../../proto/wire/status.ts";
 import type { FederationDeps } from "./config.ts";
 import type { Peer } from "./peers.ts";
 import { signRequest } from "./signature.ts";
+import { peerTarget } from "./peer-url.ts";
 import { FEDERATION_LIMITS } from "./limits.ts";
 
 export interface PeerAnswer {
@@ -13,12 +14,6 @@ export interface PeerAnswer {
   retryAfterMs: number;
   /** The error text for a non-Ok answer. */
   message: string;
-}
-
-/** The URL (and so the @path signed) of one method of a peer, or of another federation path. */
-export function peerTarget(peer: Pick<Peer, "url">, target: number | "relay-bundle"): URL {
-  const path = typeof target === "number" ? `rpc/${target}` : target;
-  return new URL(`${peer.url.replace(/\/+$/, "")}/federation/${path}`);
 }
 
 /** One signed request; transport failures (peer down, timeout, not a federation answer) throw. */

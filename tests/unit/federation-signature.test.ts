@@ -17,6 +17,7 @@ import {
   verifySignature,
 } from "../../edge/federation/signature.ts";
 import { readPeers } from "../../local/federation.ts";
+import { peerTarget } from "../../edge/federation/peer-url.ts";
 
 async function keys() {
   const pair = (await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"])) as unknown as {
@@ -153,5 +154,16 @@ describe("the local peers file", () => {
     expect(() => readPeers(file([{ domain: "b.example", url: "http://x", publicKey: "short" }]))).toThrow(
       /\[0\]: publicKey/,
     );
+  });
+});
+
+describe("peer URLs", () => {
+  it("signs the path under the peer's base URL; plain http only to this machine", () => {
+    expect(peerTarget({ url: "https://edge.example/base/" }, 900).pathname).toBe("/base/federation/rpc/900");
+    expect(peerTarget({ url: "http://127.0.0.1:8788" }, "relay-bundle").href).toBe(
+      "http://127.0.0.1:8788/federation/relay-bundle",
+    );
+    expect(peerTarget({ url: "http://b.localhost:8788" }, 905).host).toBe("b.localhost:8788");
+    expect(() => peerTarget({ url: "http://edge.example" }, 900)).toThrow(/https/);
   });
 });
