@@ -2,8 +2,8 @@
 // pushes, never stored, never delivered to a non-member (who may not send them either).
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { PushEvent, Status } from "../../proto/index.ts";
-import { QpqCallError } from "../../sdk/client.ts";
-import { onPresence, onTyping, sendPresence, sendTyping } from "../../sdk/groups.ts";
+import { QpqCallError, QpqClient } from "../../sdk/client.ts";
+import { onMembership, onPresence, onTyping, sendPresence, sendTyping, updateGroup } from "../../sdk/groups.ts";
 import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
 import { pushLive, until } from "../support/push.ts";
 
@@ -11,17 +11,21 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 describe("typing and presence over QUIC", () => {
   let sys: TestSystem;
+  const opened: QpqClient[] = [];
 
   beforeAll(async () => {
-    sys = await startTestSystem({ env: { QPQ_AUTH_PER_MINUTE: "6000" } });
+    sys = await startTestSystem({ env: { QPQ_AUTH_PER_MINUTE: "6000", QPQ_WS_LISTEN: "127.0.0.1:0" } });
   });
 
   afterAll(async () => {
+    await Promise.allSettled(opened.map((c) => c.close()));
     await sys?.stop();
   });
 
-  async function user(prefix: string) {
-    const client = await sys.connect();
+  async function user(prefix: string, over: "quic" | "websocket" = "quic") {
+    const client =
+      over === "quic" ? await sys.connect() : await QpqClient.connectWebSocket(sys.system.front.wsUrl as string);
+    if (over === "websocket") opened.push(client);
     const key = randomIdentity();
     const name = uniqueName(prefix);
     await client.register(name, "pw", key);
@@ -60,5 +64,20 @@ describe("typing and presence over QUIC", () => {
     expect(carolFrames.filter((t) => t === PushEvent.Typing || t === PushEvent.Presence)).toEqual([]);
     // Never stored: bob's queue on the channel is empty.
     expect(await bob.client.fetch({ channelId })).toEqual([]);
+  });
+
+  it("reaches a member connected through the WebSocket bridge, membership changes included", async () => {
+    const alice = await user("ws-alice");
+    const bob = await user("ws-bob", "websocket");
+    await pushLive(bob, alice.client);
+    const { channelId } = await alice.client.createGroupChannel([bob.key]);
+    const typed: boolean[] = [];
+    onTyping(bob.client, (e) => typed.push(e.typing));
+    const changes: string[] = [];
+    onMembership(bob.client, (e) => changes.push(e.change));
+    await sendTyping(alice.client, channelId, true);
+    await until(() => (typed.length > 0 ? true : undefined), "typing over the bridge");
+    await updateGroup(alice.client, channelId, { name: "renamed" });
+    await until(() => (changes.includes("metadata_changed") ? true : undefined), "membership over the bridge");
   });
 });
