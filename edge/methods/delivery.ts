@@ -1,4 +1,6 @@
 // 200-205: delivery. Hot path: no D1 here; each call goes to the recipient's own Durable Object.
+// (A recipient that queue does not know may be homed on a federation peer: one look-up of its home,
+// cached per isolate, and the peer's outbox object; edge/federation/relay.ts.)
 import { Method, QpqError, Status, pb, forbidden, badRequest } from "../../proto/index.ts";
 import { unary, requireCaller, type MethodSpec, type MethodTable, type RpcContext } from "../rpc.ts";
 import * as v from "../lib/validate.ts";
