@@ -41,7 +41,7 @@ Usage:
                                    after typing the username to confirm (--yes: no question);
                                    the profile is removed and the name can be registered again
   qpq group create <name> [user…]  create a group channel with these members; prints its id
-  qpq group info <channel>         name, description, default TTL and members (role, key)
+  qpq group info <channel>         name, description, default TTL and members (role, key, name)
   qpq group add <channel> <user…>  add members (the group's creator or an admin)
   qpq group remove <channel> <user>
                                    remove a member (creator or admin); qpq group leave <channel>
@@ -519,11 +519,25 @@ async function groupCommand(opts: Options, store: ProfileStore, args: string[]):
   switch (action) {
     case "info": {
       expectArgs(rest, 0, "qpq group info <channel>");
-      const g = await withSession(opts, profile, (c) => listGroupMembers(c, channel));
+      // Members with their usernames (ResolveIdentity; "?" for one the server does not know).
+      const { g, names } = await withSession(opts, profile, async (c) => {
+        const g = await listGroupMembers(c, channel);
+        const names = await Promise.all(
+          g.members.map((m) =>
+            c.resolveIdentity(m.identityKey).then(
+              (r) => r.username,
+              () => "?",
+            ),
+          ),
+        );
+        return { g, names };
+      });
       out(`name\t${showPayload(new TextEncoder().encode(g.name))}`);
       if (g.description) out(`description\t${showPayload(new TextEncoder().encode(g.description))}`);
       out(`default ttl\t${g.defaultTtlSecs > 0 ? `${g.defaultTtlSecs}s` : "server default"}`);
-      for (const m of g.members) out(`${m.role}\t${hexOf(m.identityKey)}`);
+      g.members.forEach((m, i) =>
+        out(`${m.role}\t${hexOf(m.identityKey)}\t${showPayload(new TextEncoder().encode(names[i]))}`),
+      );
       return;
     }
     case "leave":

@@ -128,6 +128,7 @@ describe("moderation over QUIC", () => {
       expect(info.stdout).toContain("name\tteam");
       expect(info.stdout).toContain("default ttl\t60s");
       expect(info.stdout.match(/^(creator|member)\t/gm)).toEqual(["creator\t", "member\t"]);
+      expect(info.stdout).toMatch(new RegExp(`^member\\t[0-9a-f]{64}\\t${bob}$`, "m"));
       // Bob is a plain member: removing alice is refused, and the CLI says why.
       const refused = await qpq(bob, ["group", "remove", channel, alice]);
       expect(refused.code).toBe(1);
