@@ -151,26 +151,48 @@ export class Blobs {
   }
 
   /**
-   * Downloads from `offset` to the end, handing each chunk to `sink` in order. `prefixHash`, when
-   * given, already holds the SHA-256 state of bytes [0, offset) (a resumed download); the whole
-   * blob's hash is then checked against `hash` and a mismatch throws BlobError.
+   * Downloads from `offset` to the end, handing each chunk to `sink` in order. Up to `parallel`
+   * (default 4) chunk reads are in flight at once, so memory stays that many chunks. `prefixHash`,
+   * when given, already holds the SHA-256 state of bytes [0, offset) (a resumed download); the
+   * whole blob's hash is then checked against `hash` and a mismatch throws BlobError.
    */
   async get(
     hash: Uint8Array,
     sink: (chunk: Uint8Array, offset: number) => Promise<void> | void,
-    opts: { offset?: number; prefixHash?: ReturnType<typeof createHash> } = {},
+    opts: { offset?: number; prefixHash?: ReturnType<typeof createHash>; parallel?: number } = {},
   ): Promise<{ size: number }> {
     let at = opts.offset ?? 0;
     const digest = opts.prefixHash ?? (at === 0 ? createHash("sha256") : undefined);
-    let total = -1;
-    do {
-      const { chunk, totalSize } = await this.read(hash, at);
-      total = totalSize;
+    // The first read tells the size; later ones go ahead of the sink, in order.
+    const first = await this.read(hash, at);
+    const total = first.totalSize;
+    const ahead: { read: Promise<{ chunk: Uint8Array }>; length: number }[] = [];
+    let next = at + first.chunk.length;
+    const parallel = Math.max(1, opts.parallel ?? 4);
+    const fill = () => {
+      while (ahead.length < parallel && next < total) {
+        const length = Math.min(BLOB_CHUNK_BYTES, total - next);
+        const read = this.read(hash, next, length);
+        read.catch(() => {}); // awaited in order below; a failure surfaces there
+        ahead.push({ read, length });
+        next += length;
+      }
+    };
+    let chunk = first.chunk;
+    for (;;) {
       if (chunk.length === 0 && at < total) throw new BlobError(`the server sent no bytes at offset ${at}`);
+      fill();
       digest?.update(chunk);
       await sink(chunk, at);
       at += chunk.length;
-    } while (at < total);
+      const pending = ahead.shift();
+      if (!pending) break;
+      chunk = (await pending.read).chunk;
+      if (chunk.length !== pending.length) {
+        throw new BlobError(`the server sent ${chunk.length} bytes at offset ${at}, not ${pending.length}`);
+      }
+    }
+    if (at !== total) throw new BlobError(`the download ended at ${at} of ${total} bytes`);
     if (digest && !equal(new Uint8Array(digest.digest()), hash)) {
       throw new BlobError("the downloaded bytes do not hash to the blob id");
     }

@@ -186,15 +186,15 @@ export const blobMethods: MethodTable = {
     const hash = blobHash(req.blobHash);
     const share = shareList(ctx, req.shareWith, caller);
     const chunk = req.chunk;
-    const now = Date.now();
-    const own = await ownCopy(ctx, hash, caller, now);
+    let upload = await findUpload(ctx, caller, hash);
+    // Completion removes the upload, so only without one can the caller already hold the blob.
+    const own = upload ? undefined : await ownCopy(ctx, hash, caller, Date.now());
     // Already uploaded by the caller (a status question, or a repeat of the last chunk after a
     // lost answer): complete; share_with adds identities to it.
     if (own) {
       await grant(ctx, hash, caller, share, own.expiresAt);
       return { received: own.size, complete: true, expiresAtMs: own.expiresAt };
     }
-    let upload = await findUpload(ctx, caller, hash);
     // An empty chunk asks where to resume and writes nothing.
     if (chunk.length === 0) {
       return upload

@@ -10,6 +10,10 @@ import { sha256 } from "../../edge/lib/crypto.ts";
 import { sweepStorage } from "../../edge/lib/storage-sweep.ts";
 import { createLogger } from "../../proto/util/log.ts";
 import * as tables from "../../schema/tables.ts";
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import worker from "../../edge/worker.ts";
+import type { AppEnv } from "../../edge/env.ts";
+import { login, register } from "./opaque-client.ts";
 
 const MiB = BLOB_CHUNK_BYTES;
 const NONE = new Uint8Array(0);
@@ -23,6 +27,11 @@ interface UploadArgs {
 }
 
 function upload(caller: Uint8Array, a: UploadArgs) {
+  return uploadAs(caller, a);
+}
+
+/** As `upload`, for an identity key (account made on first use) or a ready caller assertion. */
+function uploadAs(caller: Uint8Array | string, a: UploadArgs) {
   return rpc(
     Method.UploadBlob,
     pb.UploadBlobRequest.encode({
@@ -301,5 +310,97 @@ describe("blob sweep", () => {
       n: number;
     }>();
     expect(rows?.n).toBe(0);
+  });
+});
+
+describe("DeleteAccount and the cron sweep", () => {
+  it("DeleteAccount ends the account's blobs, shares, recovery bundle and endpoints; the sweep deletes the bytes", async () => {
+    const username = `blobdel-${crypto.randomUUID().slice(0, 12)}`;
+    const identityKey = randomKey();
+    expect(await register(username, "pw", identityKey)).toBe(true);
+    const alice = (await login(username, "pw", identityKey)).assertion;
+    if (!alice) throw new Error("login failed");
+    const bob = randomKey();
+    const mine = await blobOf(MiB + 1);
+    ok(
+      await uploadAs(alice, { hash: mine.hash, total: mine.data.length, chunk: mine.data.subarray(0, MiB) }),
+      pb.UploadBlobResponse,
+    );
+    ok(
+      await uploadAs(alice, {
+        hash: mine.hash,
+        total: mine.data.length,
+        offset: MiB,
+        chunk: mine.data.subarray(MiB),
+        shareWith: [bob],
+      }),
+      pb.UploadBlobResponse,
+    );
+    const open = await blobOf(MiB + 1);
+    ok(
+      await uploadAs(alice, { hash: open.hash, total: open.data.length, chunk: open.data.subarray(0, MiB) }),
+      pb.UploadBlobResponse,
+    );
+    const theirs = await blobOf(10);
+    ok(
+      await upload(bob, { hash: theirs.hash, total: 10, chunk: theirs.data, shareWith: [identityKey] }),
+      pb.UploadBlobResponse,
+    );
+    const tokenHash = await sha256(randomBytes(32));
+    ok(
+      await rpc(
+        Method.StoreRecoveryBundle,
+        pb.StoreRecoveryBundleRequest.encode({ tokenHash, bundle: randomBytes(9) }).finish(),
+        {
+          caller: alice,
+        },
+      ),
+      pb.StoreRecoveryBundleResponse,
+    );
+    ok(
+      await rpc(Method.PublishEndpoint, pb.PublishEndpointRequest.encode({ address: randomBytes(4) }).finish(), {
+        caller: alice,
+      }),
+      pb.PublishEndpointResponse,
+    );
+    expect((await download(bob, mine.hash)).status).toBe(Status.Ok);
+
+    ok(
+      await rpc(Method.DeleteAccount, pb.DeleteAccountRequest.encode({}).finish(), { caller: alice }),
+      pb.DeleteAccountResponse,
+    );
+
+    // At once: nobody reads the deleted account's blobs any more; the rest is gone.
+    expect((await download(bob, mine.hash)).status).toBe(Status.NotFound);
+    const count = (sql: string, ...args: unknown[]) =>
+      env.DB.prepare(sql)
+        .bind(...args)
+        .first<{ n: number }>()
+        .then((r) => r?.n);
+    expect(
+      await count(
+        "SELECT COUNT(*) AS n FROM blob_access WHERE identity_key = ? AND owner_key <> ?",
+        identityKey,
+        identityKey,
+      ),
+    ).toBe(0);
+    expect(await count("SELECT COUNT(*) AS n FROM recovery_bundles WHERE identity_key = ?", identityKey)).toBe(0);
+    expect(await count("SELECT COUNT(*) AS n FROM p2p_endpoints WHERE identity_key = ?", identityKey)).toBe(0);
+    expect((await download(bob, theirs.hash)).status).toBe(Status.Ok); // bob's own blob stays his
+
+    // The cron trigger's sweep removes the rows and the R2 objects.
+    const stored = await env.DB.prepare("SELECT storage_id FROM blobs WHERE hash = ?")
+      .bind(mine.hash)
+      .first<{ storage_id: string }>();
+    const openRow = await uploadRow(identityKey, open.hash);
+    const controller = createScheduledController({ scheduledTime: Date.now(), cron: "*/15 * * * *" });
+    const ctx = createExecutionContext();
+    worker.scheduled(controller, env as unknown as AppEnv, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(await count("SELECT COUNT(*) AS n FROM blobs WHERE hash = ?", mine.hash)).toBe(0);
+    expect(await count("SELECT COUNT(*) AS n FROM blob_access WHERE owner_key = ?", identityKey)).toBe(0);
+    expect(await uploadRow(identityKey, open.hash)).toBeNull();
+    expect(await r2Keys(`blob/${stored?.storage_id}/`)).toEqual([]);
+    expect(await r2Keys(`blob/${openRow?.upload_id}/`)).toEqual([]);
   });
 });
