@@ -211,6 +211,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
   private purged = false;
   /** Cached alarm time: undefined until read, null when none is set. */
   private alarmAt: number | null | undefined;
+  /** Whether any group channel rule is stored (undefined: not read yet); false skips the reads. */
+  private hasChannelRules: boolean | undefined;
   private byteCount = 0;
 
   constructor(ctx: DurableObjectState, env: AppEnv) {
@@ -512,8 +514,20 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   // --- group channel rules --------------------------------------------------------------------
 
+  /** Most queues hold no channel rule: one cached flag spares their enqueues both reads. */
+  private channelRulesStored(): boolean {
+    this.hasChannelRules ??=
+      this.sql
+        .exec<{
+          n: number;
+        }>("SELECT EXISTS (SELECT 1 FROM channel_ttls) OR EXISTS (SELECT 1 FROM channel_bans) AS n")
+        .one().n === 1;
+    return this.hasChannelRules;
+  }
+
   /** The channel's default TTL (a group's disappearing-messages setting), else the server's. */
   private channelTtl(channel: Uint8Array): number {
+    if (!this.channelRulesStored()) return this.limits.defaultTtlSecs;
     const row = this.sql
       .exec<{ ttl_secs: number }>("SELECT ttl_secs FROM channel_ttls WHERE channel = ?", channel)
       .toArray()[0];
@@ -522,6 +536,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
 
   /** Forbidden when the sender tag is banned from this channel (a per-channel ban). */
   private refuseChannelBan(channel: Uint8Array, sender: Uint8Array, now: number): void {
+    if (!this.channelRulesStored()) return;
     const row = this.sql
       .exec<{
         expires_at: number;
@@ -579,6 +594,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
         for (const u of input.unban ?? [])
           this.sql.exec("DELETE FROM channel_bans WHERE channel = ? AND sender = ?", input.channel, u);
       });
+      this.hasChannelRules = undefined;
       return null;
     });
   }
@@ -828,6 +844,7 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     this.messageCount = 0;
     this.byteCount = 0;
     this.alarmAt = null;
+    this.hasChannelRules = undefined;
     for (const w of this.waiters) w.wake();
     this.signal({ accountDeleted: true });
     for (const ws of this.ctx.getWebSockets()) {
