@@ -19,6 +19,7 @@ import { createLogger } from "../../proto/util/log.ts";
 import { RelayHeader } from "../../proto/index.ts";
 import { uniqueName } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
+import { generateHybridKeyPair } from "../../sdk/hybrid-envelope.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -131,6 +132,10 @@ describe("federation between two regions over QUIC", () => {
     expect(Buffer.from(resolved.identityKey).equals(Buffer.from(bobKey))).toBe(true);
     const kp = await alice.fetchKeyPackage(bobKey);
     expect(kp.length).toBeGreaterThan(0);
+    // His hybrid (X25519 + ML-KEM-768) key, through region a too.
+    const hybrid = await generateHybridKeyPair();
+    await bob.uploadHybridKey(hybrid.publicKey);
+    expect(Buffer.from(await alice.fetchHybridKey(bobKey)).equals(Buffer.from(hybrid.publicKey))).toBe(true);
 
     await mlsAlice.createGroup(text("fed-group"));
     const { welcome } = await mlsAlice.addMember(kp);

@@ -266,6 +266,12 @@ describe("signed relays", () => {
     );
     expect(kp.status).toBe(Status.Ok);
     expect(pb.ProxyFetchKeyPackageResponse.decode(kp.body).package.length).toBe(0);
+
+    const hk = await send(
+      await signed(Method.ProxyFetchHybridKey, encode(pb.ProxyFetchHybridKeyRequest, { identityKey: bob })),
+    );
+    expect(hk.status).toBe(Status.Ok);
+    expect(pb.ProxyFetchHybridKeyResponse.decode(hk.body).hybridPublicKey.length).toBe(0);
   });
 });
 
