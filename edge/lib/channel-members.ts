@@ -79,21 +79,29 @@ export function requireMember(channel: Channel, caller: Uint8Array): Member {
   return m;
 }
 
-/** Live bans of `identity` that keep it out of `channel`: server-wide or this channel's. */
-export async function bannedFrom(deps: EdgeDeps, identity: Uint8Array, channel: Uint8Array): Promise<boolean> {
+/** The first of `identities` a live ban keeps out of `channel` (server-wide or this channel's). */
+export async function firstBanned(
+  deps: EdgeDeps,
+  identities: Uint8Array[],
+  channel: Uint8Array,
+): Promise<Uint8Array | undefined> {
   const now = Date.now();
-  const row = await deps.db
-    .select({ key: bans.identityKey })
-    .from(bans)
-    .where(
-      and(
-        eq(bans.identityKey, identity),
-        or(eq(bans.channelId, new Uint8Array(0)), eq(bans.channelId, channel)),
-        or(eq(bans.expiresAt, 0), gt(bans.expiresAt, now)),
-      ),
-    )
-    .get();
-  return row !== undefined;
+  // D1 binds at most 100 parameters per statement.
+  for (let i = 0; i < identities.length; i += 90) {
+    const row = await deps.db
+      .select({ key: bans.identityKey })
+      .from(bans)
+      .where(
+        and(
+          inArray(bans.identityKey, identities.slice(i, i + 90)),
+          or(eq(bans.channelId, new Uint8Array(0)), eq(bans.channelId, channel)),
+          or(eq(bans.expiresAt, 0), gt(bans.expiresAt, now)),
+        ),
+      )
+      .get();
+    if (row) return row.key;
+  }
+  return undefined;
 }
 
 /** The live per-channel bans of a channel, as the sender tags the members' queues refuse. */

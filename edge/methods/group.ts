@@ -15,8 +15,8 @@ import { toHex } from "../../proto/util/hex.ts";
 import { channels, channelMembers } from "../../schema/tables.ts";
 import {
   announceMembership,
-  bannedFrom,
   channelBanRules,
+  firstBanned,
   loadGroup,
   memberOf,
   requireMember,
@@ -117,10 +117,8 @@ export const groupMethods: MethodTable = {
       if (group.members.length + adding.length > LIMITS.groupMembersMax + 1) {
         throw forbidden(`a group holds at most ${LIMITS.groupMembersMax + 1} members, the creator included`);
       }
-      for (const k of adding) {
-        if (await bannedFrom(ctx.deps, k, channelId))
-          throw forbidden(`${toHex(k).slice(0, 16)}… is banned from this channel`);
-      }
+      const banned = await firstBanned(ctx.deps, adding, channelId);
+      if (banned) throw forbidden(`${toHex(banned).slice(0, 16)}… is banned from this channel`);
 
       const { db } = ctx.deps;
       const now = Date.now();
