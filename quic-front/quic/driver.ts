@@ -33,6 +33,8 @@ export interface DriverStats {
   /** Initial packets dropped: bad or expired token, too short, connection limit. */
   initialsDropped: number;
   accepted: number;
+  datagramsIn: number;
+  datagramsOut: number;
 }
 
 const SLAB = 64 * 1024;
@@ -56,7 +58,14 @@ export class QuicDriver<App> {
   private readonly scratch = Buffer.allocUnsafe(quiche.MAX_DATAGRAM_SIZE);
   private closing = false;
   private allEnded: (() => void) | undefined;
-  readonly stats: DriverStats = { retriesSent: 0, versionNegotiations: 0, initialsDropped: 0, accepted: 0 };
+  readonly stats: DriverStats = {
+    retriesSent: 0,
+    versionNegotiations: 0,
+    initialsDropped: 0,
+    accepted: 0,
+    datagramsIn: 0,
+    datagramsOut: 0,
+  };
 
   constructor(config: Config, handler: DriverHandler<App>, opts: DriverOptions) {
     this.config = config;
@@ -149,6 +158,7 @@ export class QuicDriver<App> {
   }
 
   private receive(data: Buffer, from: Host): void {
+    this.stats.datagramsIn++;
     let header: Header;
     try {
       header = quiche.Header.fromSlice(data, CONN_ID_LEN);
@@ -268,6 +278,7 @@ export class QuicDriver<App> {
       if (out === null) return;
       const [len, info] = out;
       socket.send(this.slab, this.slabUsed, len, info.to.port, info.to.host);
+      this.stats.datagramsOut++;
       this.slabUsed += len;
     }
   }
