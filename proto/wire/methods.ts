@@ -127,6 +127,8 @@ const idempotent = new Set<number>([
   Method.ListDevices,
   Method.DownloadBlob,
   Method.ResolveEndpoint,
+  // A chunk the edge already stored is acknowledged again, the last one answers the blob complete.
+  Method.UploadBlob,
 ]);
 export function isIdempotent(id: number): boolean {
   return idempotent.has(id);

@@ -99,6 +99,22 @@ describe("blobs over QUIC", () => {
     expect(Buffer.compare(await eve.client.blobs.getBytes(hash), data)).toBe(0);
   });
 
+  it("keeps blobs and open uploads across a restart (R2 persisted under the data directory)", async () => {
+    const alice = await user("persist");
+    const done = randomFillSync(new Uint8Array(MiB + 9));
+    const { hash } = await alice.client.blobs.put(bytesSource(done));
+    const half = randomFillSync(new Uint8Array(2 * MiB + 1));
+    const halfHash = sha256(half);
+    await alice.client.blobs.put(bytesSource(half), { hash: halfHash, stopAt: MiB });
+    await sys.restart();
+    const again = await sys.connect();
+    await again.login(alice.name, "pw", alice.key);
+    expect(Buffer.compare(await again.blobs.getBytes(hash), done)).toBe(0);
+    expect((await again.blobs.status(halfHash)).received).toBe(MiB);
+    expect((await again.blobs.put(bytesSource(half), { hash: halfHash })).resumedAt).toBe(MiB);
+    expect(Buffer.compare(await again.blobs.getBytes(halfHash), half)).toBe(0);
+  });
+
   it("qpq blob put --share and qpq blob get, resuming a cut-off download", async () => {
     const server = `127.0.0.1:${sys.system.quicPort}`;
     const ca = join(dir, "ca.pem");

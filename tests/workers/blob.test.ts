@@ -8,6 +8,7 @@ import { BLOB_CHUNK_BYTES } from "../../proto/wire/limits.ts";
 import { env, errorOf, hex, ok, randomBytes, randomKey, rpc } from "./helpers.ts";
 import { sha256 } from "../../edge/lib/crypto.ts";
 import { sweepStorage } from "../../edge/lib/storage-sweep.ts";
+import { bucketKey } from "../../edge/lib/rate-bucket.ts";
 import { createLogger } from "../../proto/util/log.ts";
 import * as tables from "../../schema/tables.ts";
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
@@ -270,6 +271,29 @@ describe("blob limits", () => {
     const ninth = await upload(alice, { hash: b.hash, total: b.data.length, chunk: b.data.subarray(0, MiB) });
     expect(ninth.status).toBe(Status.RateLimited);
     expect(errorOf(ninth).retryAfterMs).toBeGreaterThan(0);
+  });
+});
+
+describe("blob upload starts", () => {
+  it("takes one start per new upload from a bucket shared by every front; an empty bucket is RateLimited", async () => {
+    const alice = randomKey();
+    const first = await blobOf(10);
+    ok(await upload(alice, { hash: first.hash, total: 10, chunk: first.data }), pb.UploadBlobResponse);
+    const key = await bucketKey("blob-upload", alice);
+    const row = await env.DB.prepare("SELECT tokens FROM rate_buckets WHERE key = ?")
+      .bind(key)
+      .first<{ tokens: number }>();
+    expect(row?.tokens).toBe(59); // burst 60, one taken
+    // Spend the rest, as 59 more starts would.
+    await env.DB.prepare("UPDATE rate_buckets SET tokens = 0, updated_at = ? WHERE key = ?")
+      .bind(Date.now(), key)
+      .run();
+    const next = await blobOf(10);
+    const refused = await upload(alice, { hash: next.hash, total: 10, chunk: next.data });
+    expect(refused.status).toBe(Status.RateLimited);
+    expect(errorOf(refused).retryAfterMs).toBeGreaterThan(20_000); // 120 an hour: one per 30 s
+    // Chunks of an upload already open, and status questions, take nothing.
+    expect(ok(await upload(alice, { hash: first.hash, total: 0 }), pb.UploadBlobResponse).complete).toBe(true);
   });
 });
 
