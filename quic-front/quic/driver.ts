@@ -35,6 +35,8 @@ export interface DriverStats {
   accepted: number;
   datagramsIn: number;
   datagramsOut: number;
+  /** Passes over a connection that sent at least one datagram. */
+  sends: number;
 }
 
 const SLAB = 64 * 1024;
@@ -65,6 +67,7 @@ export class QuicDriver<App> {
     accepted: 0,
     datagramsIn: 0,
     datagramsOut: 0,
+    sends: 0,
   };
 
   constructor(config: Config, handler: DriverHandler<App>, opts: DriverOptions) {
@@ -263,6 +266,7 @@ export class QuicDriver<App> {
   private sendAll(conn: DriverConnection<App>): void {
     const socket = this.socket;
     if (!socket) return;
+    let sent = 0;
     for (;;) {
       if (SLAB - this.slabUsed < quiche.MAX_DATAGRAM_SIZE) {
         // Datagrams handed to the socket keep their slab alive until sent; never reuse it.
@@ -273,14 +277,16 @@ export class QuicDriver<App> {
       try {
         out = conn.quiche.send(this.slab.subarray(this.slabUsed));
       } catch {
-        return;
+        break;
       }
-      if (out === null) return;
+      if (out === null) break;
       const [len, info] = out;
       socket.send(this.slab, this.slabUsed, len, info.to.port, info.to.host);
-      this.stats.datagramsOut++;
+      sent++;
       this.slabUsed += len;
     }
+    this.stats.datagramsOut += sent;
+    if (sent > 0) this.stats.sends++;
   }
 
   private armTimer(conn: DriverConnection<App>): void {

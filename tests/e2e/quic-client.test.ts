@@ -1,7 +1,9 @@
 // The lean QUIC client (quic-front/quic/client.ts) against the front on the lean driver: RPCs
 // with their FIN on the last bytes, many at once, the SDK's client logic over it, CA pinning.
-import { afterEach, describe, expect, it } from "vitest";
-import { Method, Status, pb } from "../../proto/index.ts";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { Method, PushEvent, Status, encodePush, pb, type PushFrame } from "../../proto/index.ts";
+import type { ClientConnection } from "../../quic-front/gateway.ts";
+import { LeanQuicListener } from "../../quic-front/quic/listener.ts";
 import { generateDevCa } from "../../quic-front/cert.ts";
 import { LeanQuicClient } from "../../quic-front/quic/client.ts";
 import { QpqClient } from "../../sdk/client.ts";
@@ -45,4 +47,32 @@ describe("lean QUIC client", () => {
     ).rejects.toThrow();
     expect(front.gateway.openConnections).toBe(0);
   });
+  it(
+    "receives pushes; pushes of one event-loop turn leave the server in one send pass",
+    { timeout: 60_000 },
+    async () => {
+      front = await startTestFront();
+      const listener = front.listener as LeanQuicListener;
+      const c = await LeanQuicClient.connect({ host: "127.0.0.1", port: front.port, ca: front.certPem });
+      clients.push(c);
+      const got: PushFrame[] = [];
+      c.onPush((f) => got.push(f));
+      // The gateway's one connection (private to it: this test reaches in to push directly).
+      const conns = (front.gateway as unknown as { connections: Map<string, ClientConnection> }).connections;
+      await vi.waitFor(() => expect(conns.size).toBe(1), { timeout: 30_000 });
+      const conn = [...conns.values()][0];
+      await vi.waitFor(() => expect(listener.stats.datagramsIn).toBeGreaterThan(0));
+      // Quiet first: nothing else in flight between the two counts.
+      await new Promise((r) => setTimeout(r, 200));
+      const before = { ...listener.stats };
+      await Promise.all(
+        Array.from({ length: 5 }, (_, i) => conn.sendPush(encodePush(PushEvent.NewMessage, Uint8Array.of(i)))),
+      );
+      await vi.waitFor(() => expect(got).toHaveLength(5), { timeout: 30_000 });
+      expect(got.map((f) => f.payload[0]).sort()).toEqual([0, 1, 2, 3, 4]);
+      // One send pass for all five (quiche puts one stream frame in a packet: one datagram each).
+      expect(listener.stats.sends - before.sends).toBe(1);
+      expect(listener.stats.datagramsOut - before.datagramsOut).toBe(5);
+    },
+  );
 });
