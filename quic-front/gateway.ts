@@ -39,6 +39,9 @@ const AUTH_METHODS = new Set<number>([
   Method.OpaqueLoginStart,
   Method.OpaqueLoginFinish,
   Method.SessionResume,
+  // Callable without a session, and every call writes the edge's D1 buckets: bounded per address
+  // here before it reaches the edge (which limits per address and token on its own).
+  Method.FetchRecoveryBundle,
 ]);
 
 /**

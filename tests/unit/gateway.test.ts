@@ -223,6 +223,16 @@ describe("Gateway limits", () => {
     expect(edge.callsTo(Method.OpaqueLoginStart)).toHaveLength(2);
   });
 
+  it("counts unauthenticated recovery fetches against the same per-address auth limit", async () => {
+    const { gw, edge } = await start({ config: { authPerMinute: 4 } });
+    const fetch = pb.FetchRecoveryBundleRequest.encode({ tokenHash: new Uint8Array(32) }).finish();
+    const conn = await open(gw, fakeLink("198.51.100.20:1000"));
+    expect((await rpc(gw, conn, Method.FetchRecoveryBundle, fetch)).status).not.toBe(Status.RateLimited);
+    const again = await rpc(gw, await open(gw, fakeLink("198.51.100.20:2000")), Method.FetchRecoveryBundle, fetch);
+    expect(again.status).toBe(Status.RateLimited);
+    expect(edge.callsTo(Method.FetchRecoveryBundle)).toHaveLength(1);
+  });
+
   it("refuses connections beyond maxConnections and closes their link", async () => {
     const { gw } = await start({ config: { maxConnections: 1 } });
     const first = await open(gw);
