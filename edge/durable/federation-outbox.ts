@@ -19,9 +19,10 @@ import { Status, encode, pb, rateLimited } from "../../proto/index.ts";
 import { refusable, type Refusable } from "./refusable.ts";
 import { federationFromEnv, type FederationDeps } from "../federation/config.ts";
 import { findPeer } from "../federation/peers.ts";
-import { callPeer } from "../federation/client.ts";
+import { PERMANENT, callPeer } from "../federation/client.ts";
 import { FEDERATION_LIMITS } from "../federation/limits.ts";
 import * as tables from "../../schema/tables.ts";
+import { fromHex, toHex } from "../../proto/util/hex.ts";
 
 export interface OutboxEntry {
   /** 900 (RelayEnqueue) or 901 (RelayBatchEnqueue). */
@@ -37,6 +38,8 @@ export interface OutboxEntry {
    * sender on (never the identity), so no single sender fills the link for everyone.
    */
   sender: Uint8Array;
+  /** The recipients the relay names: order is kept per recipient, and a busy one holds back only its own. */
+  recipients: Uint8Array[];
 }
 
 export interface OutboxMetrics {
@@ -52,13 +55,29 @@ export interface OutboxMetrics {
   relayed: number;
   rejected: number;
   retries: number;
+  /** Relays a busy recipient could not take yet (held back, retried; the link stays up). */
+  deferred: number;
   /** Inbound: requests this peer signed that were refused, by reason. */
   refused: Record<string, number>;
   accepted: number;
 }
 
-/** Statuses a retry cannot fix: the entry moves to `rejected`. Everything else is retried. */
-const PERMANENT: ReadonlySet<number> = new Set([Status.BadRequest, Status.NotFound, Status.Forbidden]);
+const KEY_BYTES = 32;
+
+/** Recipient keys as stored: concatenated 32-byte keys. */
+function concatKeys(keys: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(keys.length * KEY_BYTES);
+  keys.forEach((k, i) => out.set(k.subarray(0, KEY_BYTES), i * KEY_BYTES));
+  return out;
+}
+
+function splitKeys(stored: ArrayBuffer | null): string[] {
+  if (!stored) return [];
+  const bytes = new Uint8Array(stored);
+  const out: string[] = [];
+  for (let at = 0; at + KEY_BYTES <= bytes.length; at += KEY_BYTES) out.push(toHex(bytes.subarray(at, at + KEY_BYTES)));
+  return out;
+}
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS outbox (
@@ -68,7 +87,8 @@ const SCHEMA = `
     size INTEGER NOT NULL,
     dedup BLOB NOT NULL UNIQUE,
     enqueued_at INTEGER NOT NULL,
-    sender BLOB
+    sender BLOB,
+    recipients BLOB
   );
   CREATE TABLE IF NOT EXISTS rejected (
     seq INTEGER PRIMARY KEY,
@@ -82,6 +102,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS seen_expiry ON seen (expires_at);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE IF NOT EXISTS senders (sender BLOB PRIMARY KEY, pending INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS held (recipient BLOB PRIMARY KEY, until INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
@@ -107,6 +128,7 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       // Outboxes created before per-sender shares lack the column (their entries count for nobody).
       const columns = this.sql.exec<{ name: string }>("PRAGMA table_info(outbox)").toArray();
       if (!columns.some((c) => c.name === "sender")) this.sql.exec("ALTER TABLE outbox ADD COLUMN sender BLOB");
+      if (!columns.some((c) => c.name === "recipients")) this.sql.exec("ALTER TABLE outbox ADD COLUMN recipients BLOB");
       const row = this.sql
         .exec<{ n: number; b: number | null }>("SELECT COUNT(*) AS n, SUM(size) AS b FROM outbox")
         .one();
@@ -153,14 +175,15 @@ export class FederationOutbox extends DurableObject<AppEnv> {
         input.entries.map((e) => {
           const stored = this.sql
             .exec<{ seq: number }>(
-              `INSERT INTO outbox (method, body, size, dedup, enqueued_at, sender) VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT (dedup) DO NOTHING RETURNING seq`,
+              `INSERT INTO outbox (method, body, size, dedup, enqueued_at, sender, recipients)
+               VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup) DO NOTHING RETURNING seq`,
               e.method,
               e.body,
               e.size,
               e.dedupKey,
               now,
               e.sender,
+              concatKeys(e.recipients),
             )
             .toArray();
           if (stored.length > 0) {
@@ -211,19 +234,41 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       this.attempted(`peer ${peerDomain} is not configured`);
       return this.retryLater();
     }
-    // One bundle: the oldest relays, in order, within one request's body.
+    // One bundle: the oldest relays, in order, within one request's body, skipping those to
+    // recipients held back (their earlier relay could not be stored yet) and every later one to
+    // the same recipients, so each recipient still gets its relays in order.
+    const now = Date.now();
+    this.sql.exec("DELETE FROM held WHERE until <= ?", now);
+    const blocked = new Set(
+      this.sql
+        .exec<{ recipient: ArrayBuffer }>("SELECT recipient FROM held")
+        .toArray()
+        .map((r) => toHex(new Uint8Array(r.recipient))),
+    );
     const rows = this.sql
-      .exec<{ seq: number; method: number; body: ArrayBuffer; size: number }>(
-        "SELECT seq, method, body, size FROM outbox ORDER BY seq LIMIT ?",
-        FEDERATION_LIMITS.outboxBatch,
+      .exec<{ seq: number; method: number; body: ArrayBuffer; size: number; recipients: ArrayBuffer | null }>(
+        "SELECT seq, method, body, size, recipients FROM outbox ORDER BY seq LIMIT ?",
+        FEDERATION_LIMITS.outboxScanWindow,
       )
       .toArray();
-    const batch: typeof rows = [];
+    const batch: ((typeof rows)[number] & { to: string[] })[] = [];
     let bytes = 0;
     for (const row of rows) {
+      const to = splitKeys(row.recipients);
+      if (to.some((r) => blocked.has(r))) {
+        to.forEach((r) => blocked.add(r));
+        continue;
+      }
+      if (batch.length >= FEDERATION_LIMITS.outboxBatch) break;
       if (batch.length > 0 && bytes + row.body.byteLength > FEDERATION_LIMITS.bundleMaxBytes) break;
-      batch.push(row);
+      batch.push({ ...row, to });
       bytes += row.body.byteLength;
+    }
+    if (batch.length === 0) {
+      // Everything in reach waits for held recipients: come back when the first hold ends.
+      const next = this.sql.exec<{ t: number | null }>("SELECT MIN(until) AS t FROM held").one().t;
+      await this.ctx.storage.setAlarm(next ?? now + FEDERATION_LIMITS.backoffBaseMs);
+      return;
     }
     const bundle = encode(pb.RelayBundleRequest, {
       items: batch.map((r) => ({ method: r.method, request: new Uint8Array(r.body) })),
@@ -240,14 +285,15 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       this.attempted(err instanceof Error ? err.message : String(err));
       return this.retryLater();
     }
+    // The peer answered: the link is up, whatever each relay's fate.
+    this.succeeded();
     for (const [i, row] of batch.entries()) {
       const r = results[i];
-      if (!r || r.notAttempted) break;
+      if (!r || r.notAttempted) continue;
       const status = r.status ?? Status.Ok;
       if (status === Status.Ok) {
         this.remove(row.seq, row.size);
         this.count("relayed");
-        this.succeeded();
         continue;
       }
       const message = r.message ?? "";
@@ -269,12 +315,18 @@ export class FederationOutbox extends DurableObject<AppEnv> {
         });
         this.remove(row.seq, row.size);
         this.count("rejected");
-        // The link works: the peer answered.
-        this.succeeded();
         continue;
       }
-      this.attempted(`peer answered status ${status}: ${message}`);
-      return this.retryLater(r.retryAfterMs ?? 0);
+      // This recipient cannot take it yet (its queue is full, its sender's rate is spent...):
+      // hold its relays back for the peer's retry_after, the others go on.
+      const until =
+        Date.now() +
+        Math.min(FEDERATION_LIMITS.backoffMaxMs, Math.max(r.retryAfterMs ?? 0, FEDERATION_LIMITS.backoffBaseMs));
+      for (const k of row.to) {
+        this.sql.exec("INSERT OR REPLACE INTO held (recipient, until) VALUES (?, ?)", fromHex(k), until);
+      }
+      this.count("deferred");
+      this.setMeta("last_error", `a recipient's relay was deferred: status ${status}: ${message}`.slice(0, 512));
     }
     if (this.depth > 0) await this.ctx.storage.setAlarm(Date.now());
   }
@@ -375,6 +427,7 @@ export class FederationOutbox extends DurableObject<AppEnv> {
       relayed: counters.relayed ?? 0,
       rejected: counters.rejected ?? 0,
       retries: counters.retries ?? 0,
+      deferred: counters.deferred ?? 0,
       refused,
       accepted: counters.accepted ?? 0,
     };

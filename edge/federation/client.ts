@@ -8,6 +8,9 @@ import { signRequest } from "./signature.ts";
 import { peerTarget } from "./peer-url.ts";
 import { FEDERATION_LIMITS } from "./limits.ts";
 
+/** Statuses a retry cannot fix: the outbox sets such a relay aside, and it holds back nobody. */
+export const PERMANENT: ReadonlySet<number> = new Set([Status.BadRequest, Status.NotFound, Status.Forbidden]);
+
 export interface PeerAnswer {
   status: StatusCode;
   body: Uint8Array;

@@ -8,6 +8,8 @@ export const FEDERATION_LIMITS = {
   outboxMaxBytes: 512 * 1024 * 1024,
   /** Relays per bundle (one signed request, stored in order by the peer; one bundle in flight per peer). */
   outboxBatch: 64,
+  /** Oldest relays one run looks through for ones not held back by a busy recipient. */
+  outboxScanWindow: 512,
   /** Relay bytes per bundle (a single larger relay goes alone; the receiver reads ≤ 4 MiB + 64 KiB). */
   bundleMaxBytes: 2 * 1024 * 1024,
   /** Retry back-off while a peer is down: from 1 s, doubling, at most 5 min, with full jitter. */

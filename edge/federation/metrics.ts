@@ -20,6 +20,10 @@ export function renderFederationMetrics(
   const relayed = new Counter("federation_relayed_total", "Relays a peer stored");
   const rejected = new Counter("federation_relay_rejected_total", "Relays a peer refused for good (kept, not retried)");
   const retries = new Counter("federation_relay_retries_total", "Failed relay attempts (retried with back-off)");
+  const deferred = new Counter(
+    "federation_relay_deferred_total",
+    "Relays a busy recipient could not take yet (held back for it alone, retried)",
+  );
   const accepted = new Counter("federation_inbound_accepted_total", "Signed requests accepted from a peer");
   const refused = new Counter("federation_inbound_refused_total", "Requests refused, by claimed peer and reason");
   for (const r of rows) {
@@ -32,12 +36,13 @@ export function renderFederationMetrics(
     relayed.inc(peer, r.out.relayed);
     rejected.inc(peer, r.out.rejected);
     retries.inc(peer, r.out.retries);
+    deferred.inc(peer, r.out.deferred);
     accepted.inc(peer, r.in.accepted);
     for (const [reason, n] of Object.entries(r.in.refused)) refused.inc({ ...peer, reason }, n);
   }
   for (const [reason, n] of Object.entries(unknown.refused)) refused.inc({ peer: "unknown", reason }, n);
   return (
-    [depth, bytes, oldest, link, lastSuccess, relayed, rejected, retries, accepted, refused]
+    [depth, bytes, oldest, link, lastSuccess, relayed, rejected, retries, deferred, accepted, refused]
       .map((f) => f.render())
       .join("\n") + "\n"
   );

@@ -81,6 +81,7 @@ export async function relayTo(deps: EdgeDeps, domain: string, input: RelayInput)
     dedupKey,
     size: input.payload.length,
     sender: input.quotaTag,
+    recipients: input.recipients,
   };
   const [r] = accepted(await outboxOf(fed, "out", domain).enqueue({ peer: domain, entries: [entry] }));
   return r;

@@ -41,7 +41,8 @@ import {
   verifySignature,
 } from "./signature.ts";
 import { renderFederationMetrics } from "./metrics.ts";
-import { callPeer } from "./client.ts";
+import { toHex } from "../../proto/util/hex.ts";
+import { PERMANENT, callPeer } from "./client.ts";
 
 /** Room for a relay's fields around one frame's payload. */
 const RELAY_BODY_MAX = MAX_PAYLOAD + 64 * 1024;
@@ -49,6 +50,16 @@ const RELAY_BODY_MAX = MAX_PAYLOAD + 64 * 1024;
 const RELAY_BUNDLE_MAX = 256;
 /** Where refusals of requests that name no known peer are counted (one object, not one per name). */
 const UNKNOWN = "*";
+
+/** Hex recipient keys a relay names; none when it does not decode (run() then refuses it). */
+function relayRecipients(method: number, request: Uint8Array): string[] {
+  try {
+    if (method === Method.RelayEnqueue) return [toHex(pb.RelayEnqueueRequest.decode(request).recipientKey)];
+    return pb.RelayBatchEnqueueRequest.decode(request).recipientKeys.map((k) => toHex(k));
+  } catch {
+    return [];
+  }
+}
 
 function answer(status: number, body: Uint8Array, retryAfterMs = 0): Response {
   const headers: Record<string, string> = {
@@ -177,7 +188,7 @@ export function federationRoutes(deps: EdgeDeps): Hono {
     return r.ok ? answer(Status.Ok, r.body) : refusal(r.reply.status, r.reply.message, r.reply.retryAfterMs);
   });
 
-  // The outbox's batch: relays stored in order, stopping at the first one that is not.
+  // The outbox's batch: relays stored in order, per recipient.
   app.post("/relay-bundle", signedHeaders, bodyLimit(RELAY_BODY_MAX), async (c) => {
     if (!fed) return c.text("federation is off on this deployment", 404);
     const peer = await verified(c, fed);
@@ -193,23 +204,29 @@ export function federationRoutes(deps: EdgeDeps): Hono {
       return refusal(reply.status, reply.message);
     }
     const results: { status?: number; message?: string; retryAfterMs?: number; notAttempted?: boolean }[] = [];
-    let failed = false;
+    // Order is kept per recipient: after a relay to X could not be stored for now, later relays
+    // naming X are not tried (not_attempted); relays to others go on, so one busy recipient does
+    // not hold back everyone's messages.
+    const blocked = new Set<string>();
     for (const item of bundle.items) {
-      if (failed) {
+      const request = item.request ?? new Uint8Array(0);
+      if (item.method !== Method.RelayEnqueue && item.method !== Method.RelayBatchEnqueue) {
+        results.push({ status: Status.BadRequest, message: "a bundle carries only relays (900, 901)" });
+        continue;
+      }
+      const recipients = relayRecipients(item.method, request);
+      if (recipients.some((r) => blocked.has(r))) {
+        recipients.forEach((r) => blocked.add(r));
         results.push({ notAttempted: true });
         continue;
       }
-      if (item.method !== Method.RelayEnqueue && item.method !== Method.RelayBatchEnqueue) {
-        results.push({ status: Status.BadRequest, message: "a bundle carries only relays (900, 901)" });
-        failed = true;
+      const r = await run(fed, peer, item.method, request);
+      if (r.ok) {
+        results.push({ status: Status.Ok });
         continue;
       }
-      const r = await run(fed, peer, item.method, item.request ?? new Uint8Array(0));
-      if (r.ok) results.push({ status: Status.Ok });
-      else {
-        results.push({ status: r.reply.status, message: r.reply.message, retryAfterMs: r.reply.retryAfterMs });
-        failed = true;
-      }
+      results.push({ status: r.reply.status, message: r.reply.message, retryAfterMs: r.reply.retryAfterMs });
+      if (!PERMANENT.has(r.reply.status)) recipients.forEach((k) => blocked.add(k));
     }
     return answer(Status.Ok, encode(pb.RelayBundleResponse, { results }));
   });

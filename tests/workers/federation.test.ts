@@ -208,17 +208,7 @@ describe("signed relays", () => {
     ).toBeGreaterThan(0);
   });
 
-  it("stores a bundle's relays in order and stops at the first it cannot store", async () => {
-    const bob = await registeredKey();
-    await ensureAccount(bob);
-    const local = randomKey();
-    await ensureAccount(local);
-    const items = [
-      { method: Method.RelayEnqueue, request: relayBody(bob, "one") },
-      { method: Method.RelayEnqueue, request: relayBody(bob, "two") },
-      { method: Method.RelayEnqueue, request: relayBody(bob, "spoofed", { sender: local }) },
-      { method: Method.RelayEnqueue, request: relayBody(bob, "after the refusal") },
-    ];
+  async function sendBundle(items: { method: number; request: Uint8Array }[]) {
     const body = encode(pb.RelayBundleRequest, { items });
     const headers = await signRequest({
       method: "POST",
@@ -235,13 +225,39 @@ describe("signed relays", () => {
     });
     expect(res.headers.get(RelayHeader.status)).toBe(String(Status.Ok));
     const { results } = pb.RelayBundleResponse.decode(new Uint8Array(await res.arrayBuffer()));
-    expect(results.map((r) => (r.notAttempted ? "not attempted" : (r.status ?? 0)))).toEqual([
-      Status.Ok,
-      Status.Ok,
-      Status.Forbidden,
-      "not attempted",
+    return results.map((r) => (r.notAttempted ? "not attempted" : (r.status ?? 0)));
+  }
+
+  it("stores a bundle's relays in order; a relay refused for good holds back nothing", async () => {
+    const bob = await registeredKey();
+    await ensureAccount(bob);
+    const local = randomKey();
+    await ensureAccount(local);
+    const results = await sendBundle([
+      { method: Method.RelayEnqueue, request: relayBody(bob, "one") },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "two") },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "spoofed", { sender: local }) },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "after the refusal") },
     ]);
-    expect(await pendingTexts(bob)).toEqual(["one", "two"]);
+    expect(results).toEqual([Status.Ok, Status.Ok, Status.Forbidden, Status.Ok]);
+    expect(await pendingTexts(bob)).toEqual(["one", "two", "after the refusal"]);
+  });
+
+  it("holds back only the busy recipient's later relays: others' go on, each recipient's stay in order", async () => {
+    const bob = await registeredKey();
+    const carol = await registeredKey();
+    const sender = randomKey();
+    // The test configuration lets one sender hold 5 messages of one queue (10% of 50).
+    const toBob = Array.from({ length: 6 }, (_, i) => ({
+      method: Method.RelayEnqueue,
+      request: relayBody(bob, `bob ${i}`, { sender }),
+    }));
+    const results = await sendBundle([
+      ...toBob,
+      { method: Method.RelayEnqueue, request: relayBody(carol, "carol 0", { sender }) },
+      { method: Method.RelayEnqueue, request: relayBody(bob, "bob 6", { sender }) },
+    ]);
+    expect(results).toEqual([...Array(5).fill(Status.Ok), Status.RateLimited, Status.Ok, "not attempted"]);
   });
 
   it("answers resolve, key package, hybrid key and health for its own users", async () => {
