@@ -43,6 +43,8 @@ interface Region {
   edgePort: number;
   peersFile: string;
   system?: LocalSystem;
+  /** Edge variables (limits) of this region. */
+  edgeVars?: Record<string, string>;
 }
 
 const logger = createLogger("warn");
@@ -58,9 +60,29 @@ async function start(r: Region): Promise<LocalSystem> {
       QPQ_EDGE_LISTEN: `127.0.0.1:${r.edgePort}`,
       QPQ_FEDERATION_PEERS: r.peersFile,
     },
+    edgeVars: r.edgeVars,
     logger,
   });
   return r.system;
+}
+
+/** Data directories, free edge ports, and each region's peers file naming the other. */
+async function wire(x: Region, y: Region): Promise<void> {
+  for (const r of [x, y]) {
+    mkdirSync(r.dir, { recursive: true });
+    r.edgePort = await freePort();
+  }
+  const keys = new Map<Region, string>();
+  for (const r of [x, y]) keys.set(r, publicKeyOf((await loadOrCreateSecrets(r.dir)).FEDERATION_SIGNING_KEY));
+  for (const [r, peer] of [
+    [x, y],
+    [y, x],
+  ] as const) {
+    writeFileSync(
+      r.peersFile,
+      JSON.stringify([{ domain: peer.domain, url: `http://127.0.0.1:${peer.edgePort}`, publicKey: keys.get(peer) }]),
+    );
+  }
 }
 
 async function connect(r: Region): Promise<QpqClient<QuicTransport>> {
@@ -88,21 +110,7 @@ describe("federation between two regions over QUIC", () => {
   }
 
   beforeAll(async () => {
-    for (const r of [a, b]) {
-      mkdirSync(r.dir, { recursive: true });
-      r.edgePort = await freePort();
-    }
-    const keys = new Map<Region, string>();
-    for (const r of [a, b]) keys.set(r, publicKeyOf((await loadOrCreateSecrets(r.dir)).FEDERATION_SIGNING_KEY));
-    for (const [r, peer] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      writeFileSync(
-        r.peersFile,
-        JSON.stringify([{ domain: peer.domain, url: `http://127.0.0.1:${peer.edgePort}`, publicKey: keys.get(peer) }]),
-      );
-    }
+    await wire(a, b);
     await start(a);
     await start(b);
     alice = await connect(a);
@@ -213,4 +221,66 @@ describe("federation between two regions over QUIC", () => {
     }
     expect(listed).toBe(true);
   }, 120_000);
+});
+
+describe("federation: one busy recipient does not hold back the others", () => {
+  const base = mkdtempSync(join(tmpdir(), "qpq-fed-hol-"));
+  const c: Region = { domain: "c.test", dir: join(base, "c"), edgePort: 0, peersFile: join(base, "c/peers.json") };
+  // One sender may hold 2 messages of a queue in region d.
+  const d: Region = {
+    domain: "d.test",
+    dir: join(base, "d"),
+    edgePort: 0,
+    peersFile: join(base, "d/peers.json"),
+    edgeVars: { MAX_SENDER_QUEUE_MESSAGES: "2" },
+  };
+  const clients: QpqClient<QuicTransport>[] = [];
+  const user = async (r: Region, prefix: string) => {
+    const client = await connect(r);
+    clients.push(client);
+    const name = uniqueName(prefix);
+    const key = ed25519Identity();
+    expect(await client.register(name, "pw", key)).toBe(true);
+    await client.login(name, "pw", key);
+    return { client, name, key };
+  };
+
+  beforeAll(async () => {
+    await wire(c, d);
+    await start(c);
+    await start(d);
+  }, 240_000);
+
+  afterAll(async () => {
+    await Promise.allSettled(clients.map((x) => x.close()));
+    await Promise.allSettled([c.system?.stop(), d.system?.stop()]);
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  it("holds back only the full recipient's relays; a message to another recipient arrives at once", async () => {
+    const alice = await user(c, "alice");
+    const bob = await user(d, "bob");
+    const carol = await user(d, "carol");
+    await alice.client.resolveUser(`${bob.name}@${d.domain}`);
+    await alice.client.resolveUser(`${carol.name}@${d.domain}`);
+    // The third does not fit alice's share of bob's queue: region d refuses it for a minute.
+    for (const i of [1, 2, 3]) {
+      await alice.client.enqueue({
+        recipientKey: bob.key,
+        payload: text(`to bob ${i}`),
+        messageId: crypto.getRandomValues(new Uint8Array(16)),
+      });
+    }
+    const first = await bob.client.fetchWait({ timeoutMs: 30_000, limit: 10 });
+    expect(first.length).toBeGreaterThan(0);
+    // Carol's message, sent after bob's third, is not stuck behind it.
+    await alice.client.enqueue({
+      recipientKey: carol.key,
+      payload: text("to carol"),
+      messageId: crypto.getRandomValues(new Uint8Array(16)),
+    });
+    const got = await carol.client.fetchWait({ timeoutMs: 30_000 });
+    expect(got.map((e) => str(e.data))).toEqual(["to carol"]);
+    expect((await bob.client.fetch({ limit: 10 })).map((e) => str(e.data))).toEqual(["to bob 1", "to bob 2"]);
+  }, 180_000);
 });
