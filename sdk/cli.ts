@@ -8,6 +8,7 @@ import { createInterface } from "node:readline/promises";
 import { Status, statusName } from "../proto/index.ts";
 import { KtVerificationError, QpqCallError, QpqClient, newDeviceId, type KtTrust } from "./client.ts";
 import { getFile, putFile } from "./blob.ts";
+import { RecoveryError, newRecoveryToken } from "./recovery.ts";
 import { ProfileError, ProfileStore, b64u, checkProfileName, newIdentity, type Profile } from "./profile.ts";
 import { listGroupMembers, updateGroup } from "./groups.ts";
 import { banUser, listBanned, listReports, reportMessage, unbanUser } from "./moderation.ts";
@@ -37,6 +38,11 @@ Usage:
                                    ends; prints the blob id (hex SHA-256) to download it by
   qpq blob get <blob id> <file>    download a blob you uploaded or that was shared with you; a
                                    cut-off download resumes from <file>.part; the SHA-256 is checked
+  qpq recovery setup               store this profile's keys on the server, sealed under a new
+                                   recovery token printed once: keep it offline
+  qpq recovery restore <token>     on a machine that lost the profile: fetch and open the keys
+                                   (no login needed) and save the profile; then qpq login
+  qpq recovery delete              delete the account's recovery bundle from the server
   qpq delete-account [--yes]       delete the account and everything the server holds for it,
                                    after typing the username to confirm (--yes: no question);
                                    the profile is removed and the name can be registered again
@@ -114,6 +120,7 @@ const OPTION_COMMANDS: Partial<Record<keyof Options, string[]>> = {
     "bans",
     "reports",
     "blob",
+    "recovery",
   ],
   wait: ["recv"],
   device: ["login"],
@@ -378,6 +385,74 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       throw new CliError("usage: qpq blob put <file> [--share <username>]… | qpq blob get <blob id> <file>");
+    }
+
+    case "recovery": {
+      const [action, ...rest] = args;
+      if (action === "setup" || action === "delete") {
+        expectArgs(rest, 0, `qpq recovery ${action}`);
+        const profile = store.load(opts.as);
+        if (action === "delete") {
+          await withSession(opts, profile, (c) => c.recovery.delete());
+          out(`deleted the recovery bundle of ${profile.username}`);
+          return;
+        }
+        const token = newRecoveryToken();
+        const keys = {
+          version: profile.version,
+          username: profile.username,
+          identityKey: profile.identityKey,
+          privateKey: profile.privateKey,
+          hybrid: profile.hybrid,
+        };
+        await withSession(opts, profile, (c) =>
+          c.recovery.store(token, new TextEncoder().encode(JSON.stringify(keys))),
+        );
+        out(b64u.encode(token));
+        process.stderr.write(
+          `the line above is ${profile.username}'s recovery token: keep it offline; with it, qpq recovery restore brings the keys back (a new setup replaces it)\n`,
+        );
+        return;
+      }
+      if (action === "restore") {
+        const text = oneArg(rest, "qpq recovery restore <token>");
+        const token = b64u.decode(text);
+        if (token.length !== 32) throw new CliError("a recovery token is 43 base64url characters (32 bytes)");
+        let plain: Uint8Array;
+        try {
+          plain = await withClient(opts, (c) => c.recovery.fetch(token));
+        } catch (err) {
+          if (err instanceof QpqCallError && err.status === Status.NotFound) {
+            throw new CliError("the server holds no recovery bundle for this token");
+          }
+          if (err instanceof RecoveryError) throw new CliError(err.message);
+          throw err;
+        }
+        const keys = JSON.parse(new TextDecoder().decode(plain)) as Partial<Profile>;
+        if (
+          keys.version !== 1 ||
+          typeof keys.username !== "string" ||
+          typeof keys.identityKey !== "string" ||
+          typeof keys.privateKey !== "string"
+        ) {
+          throw new CliError("the recovery bundle does not hold a qpq profile");
+        }
+        const username = checkProfileName(keys.username);
+        if (store.find(username))
+          throw new CliError(`a profile for ${username} exists already (${store.pathOf(username)})`);
+        store.save({
+          version: 1,
+          username,
+          identityKey: keys.identityKey,
+          privateKey: keys.privateKey,
+          hybrid: keys.hybrid,
+          server: serverOf(opts),
+        });
+        store.setCurrent(username);
+        out(`restored ${username}; now run: qpq login ${username}`);
+        return;
+      }
+      throw new CliError("usage: qpq recovery setup | qpq recovery restore <token> | qpq recovery delete");
     }
 
     case "delete-account": {

@@ -2,10 +2,16 @@
 // bundle without a session; the fetch limit per token holds across both fronts (the edge counts
 // in D1), so switching fronts gains an attacker nothing.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
 import { QpqCallError } from "../../sdk/client.ts";
 import { newRecoveryToken } from "../../sdk/recovery.ts";
 import { randomIdentity, startExtraFront, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+
+const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
 
 async function failure(p: Promise<unknown>): Promise<QpqCallError> {
   try {
@@ -29,6 +35,53 @@ describe("recovery over QUIC, two fronts", () => {
   afterAll(async () => {
     await frontB?.stop();
     await sys?.stop();
+  });
+
+  it("qpq recovery setup, then restore on a machine without the profile, then login", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qpq-recovery-"));
+    try {
+      const server = `127.0.0.1:${sys.system.quicPort}`;
+      const ca = join(dir, "ca.pem");
+      writeFileSync(ca, sys.system.certPem);
+      const qpq = (args: string[], profileDir: string) =>
+        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          const env = { PATH: process.env.PATH, HOME: dir, QPQ_PROFILE: profileDir, QPQ_PASSWORD: "pw" };
+          const child = execFile(
+            process.execPath,
+            [CLI, ...args, "--server", server, "--ca", ca],
+            { env, timeout: 60_000 },
+            (err, stdout, stderr) =>
+              resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stdout, stderr }),
+          );
+          child.stdin?.end();
+        });
+      const name = uniqueName("rec");
+      const [oldDir, newDir] = [join(dir, "old"), join(dir, "new")];
+      expect((await qpq(["register", name], oldDir)).code).toBe(0);
+      expect((await qpq(["login", name], oldDir)).code).toBe(0);
+      const setup = await qpq(["recovery", "setup"], oldDir);
+      expect(setup.code).toBe(0);
+      const token = setup.stdout.trim();
+      expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+
+      // The old machine is gone; the new one has only the token.
+      const restored = await qpq(["recovery", "restore", token], newDir);
+      expect(restored).toMatchObject({ code: 0, stdout: `restored ${name}; now run: qpq login ${name}\n` });
+      const before = JSON.parse(readFileSync(join(oldDir, `${name}.json`), "utf8")) as Record<string, unknown>;
+      const after = JSON.parse(readFileSync(join(newDir, `${name}.json`), "utf8")) as Record<string, unknown>;
+      expect(after.identityKey).toBe(before.identityKey);
+      expect(after.privateKey).toBe(before.privateKey);
+      expect((await qpq(["login", name], newDir)).code).toBe(0);
+
+      // A wrong token: refused, exit 1.
+      const wrong = await qpq(
+        ["recovery", "restore", token.slice(0, -2) + (token.endsWith("AA") ? "AB" : "AA")],
+        join(dir, "x"),
+      );
+      expect(wrong.code).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("fetches the bundle without a session, and refuses the fourth fetch of a token on either front", async () => {
