@@ -13,10 +13,10 @@ import { join } from "node:path";
 import { startLocalSystem, type LocalSystem } from "../../local/system.ts";
 import { loadOrCreateSecrets } from "../../local/secrets.ts";
 import { publicKeyOf } from "../../local/federation.ts";
-import { QpqClient } from "../../sdk/client.ts";
+import { QpqCallError, QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
 import { createLogger } from "../../proto/util/log.ts";
-import { RelayHeader } from "../../proto/index.ts";
+import { RelayHeader, Status } from "../../proto/index.ts";
 import { uniqueName } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
 import { generateHybridKeyPair } from "../../sdk/hybrid-envelope.ts";
@@ -177,6 +177,12 @@ describe("federation between two regions over QUIC", () => {
   it("region b down: 100 messages wait in region a's outbox and arrive exactly once, in order", async () => {
     await bob.close();
     await b.system!.stop();
+    // Look-ups answered by region b fail clearly while it is down; sends are accepted all the same.
+    const lookup = await alice.resolveUser(`${bobName}@${b.domain}`).then(
+      () => Status.Ok,
+      (err: unknown) => (err instanceof QpqCallError ? err.status : -1),
+    );
+    expect(lookup).toBe(Status.Unavailable);
     for (let i = 0; i < 100; i++) {
       const r = await alice.enqueue({
         recipientKey: bobKey,
