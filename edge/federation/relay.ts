@@ -1,6 +1,6 @@
 // The origin side of a relay: Enqueue and BatchEnqueue to identities homed on a peer store a
 // relay request in that peer's outbox (durable/federation-outbox.ts) and answer Ok from there.
-import { Method, encode, pb } from "../../proto/index.ts";
+import { Method, encode, pb, unavailable } from "../../proto/index.ts";
 import type { EdgeDeps } from "../deps.ts";
 import { accepted } from "../durable/refusable.ts";
 import type { OutboxEntry } from "../durable/federation-outbox.ts";
@@ -8,6 +8,7 @@ import { concatBytes, randomBytes, sha256 } from "../lib/crypto.ts";
 import { encodeUtf8 } from "../../proto/util/text.ts";
 import { outboxOf } from "./config.ts";
 import { homeOf } from "./ownership.ts";
+import { findPeer } from "./peers.ts";
 import { LIMITS } from "../lib/limits.ts";
 
 export interface RelayInput {
@@ -61,6 +62,10 @@ export async function homesOf(deps: EdgeDeps, recipients: Uint8Array[]): Promise
 export async function relayTo(deps: EdgeDeps, domain: string, input: RelayInput): Promise<{ duplicate: boolean }> {
   const fed = deps.federation;
   if (!fed) throw new Error("unreachable: relayTo without federation");
+  // A home that is no longer a configured peer would hold the message for good: say so instead.
+  if (!(await findPeer(deps.db, domain))) {
+    throw unavailable(`the recipient's home region ${domain} is not a federation peer of this region`, 60_000);
+  }
   const messageId = await relayMessageId(input);
   const common = {
     payload: input.payload,

@@ -307,6 +307,20 @@ describe("/federation/peers", () => {
 });
 
 describe("client calls about remote identities", () => {
+  it("Enqueue to an identity whose home is no longer a peer is Unavailable, not held for good", async () => {
+    const remote = randomKey();
+    await env.DB.prepare("INSERT INTO remote_identities (identity_key, domain, learned_at) VALUES (?, ?, 0)")
+      .bind(remote, "gone.test")
+      .run();
+    const res = await rpc(
+      Method.Enqueue,
+      encode(pb.EnqueueRequest, { recipientKey: remote, payload: bytesOf("hello"), messageId: randomBytes(16) }),
+      { caller: randomKey() },
+    );
+    expect(res.status).toBe(Status.Unavailable);
+    expect(decodeError(res.body).message).toContain("not a federation peer");
+  });
+
   it("ResolveUser of name@domain needs a configured peer", async () => {
     const alice = randomKey();
     const res = await rpc(Method.ResolveUser, encode(pb.ResolveUserRequest, { username: "bob@nowhere.test" }), {
