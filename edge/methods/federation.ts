@@ -10,6 +10,7 @@ import { homeOf, learnHome } from "../federation/ownership.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
 import { accepted } from "../durable/refusable.ts";
 import { senderTag } from "../lib/sender-tag.ts";
+import { acceptRelayedSender } from "../lib/sealed-sender.ts";
 import { concatBytes } from "../lib/crypto.ts";
 import { encodeUtf8 } from "../../proto/util/text.ts";
 import { LIMITS } from "../lib/limits.ts";
@@ -35,7 +36,9 @@ const FEDERATED_TAG = encodeUtf8("qpq-federated-sender-v1");
  * when the relay names one, the sender (never the same as a local sender's tag). A peer may only
  * relay senders of its own domain: a sender registered here or owned by another domain is refused.
  */
-async function relayedSender(ctx: FederationContext, senderIdentity: Uint8Array): Promise<Uint8Array> {
+async function relayedSender(ctx: FederationContext, named: Uint8Array): Promise<Uint8Array> {
+  // Sealed-sender mode keeps no trace of a sender a peer names (lib/sealed-sender.ts).
+  const senderIdentity = acceptRelayedSender(ctx.deps, named);
   if (senderIdentity.length > 0) {
     v.identityKey(senderIdentity, "sender_identity");
     // Known already (cached per isolate after the first relay): no D1 write per relay.
