@@ -15,7 +15,7 @@ export class StreamWriteError extends Error {}
 
 export class DriverConnection<App = unknown> {
   readonly quiche: Connection;
-  /** Map key of the connection: its source connection id, hex. */
+  /** Map key of the connection: its source connection id. */
   readonly key: string;
   remote: Host;
   /** What the application attaches (the listener's per-connection state). */
@@ -91,6 +91,7 @@ export class DriverConnection<App = unknown> {
 
   /** Retries writes waiting for credit (before each flush). */
   retryWrites(): void {
+    if (this.pending.size === 0) return;
     for (const id of [...this.pending.keys()]) this.tryWrite(id);
   }
 

@@ -40,6 +40,9 @@ export interface DriverStats {
 }
 
 const SLAB = 64 * 1024;
+
+/** Map key of a connection id, without copying its bytes. */
+const cidKey = (cid: Uint8Array) => Buffer.from(cid.buffer, cid.byteOffset, cid.length).toString("latin1");
 const CONN_ID_LEN = quiche.MAX_CONN_ID_LEN;
 
 export class QuicDriver<App> {
@@ -168,7 +171,7 @@ export class QuicDriver<App> {
     } catch {
       return; // not QUIC
     }
-    const conn = this.conns.get(Buffer.from(header.dcid).toString("hex"));
+    const conn = this.conns.get(cidKey(header.dcid));
     if (conn) {
       this.recv(conn, data, from);
       return;
@@ -218,7 +221,7 @@ export class QuicDriver<App> {
       this.stats.initialsDropped++;
       return;
     }
-    const conn = new DriverConnection<App>(q, scid.toString("hex"), from);
+    const conn = new DriverConnection<App>(q, cidKey(scid), from);
     this.conns.set(conn.key, conn);
     this.stats.accepted++;
     this.recv(conn, data, from);
