@@ -28,7 +28,7 @@ import type { Logger } from "../proto/util/log.ts";
 import { GatewayHooks, type HookConnection, type HookRunner } from "./hooks.ts";
 import { systemClock, type Clock, type Timer } from "./clock.ts";
 import { FetchWaits, Waiter } from "./fetch-wait.ts";
-import { addressKey } from "./client-address.ts";
+import { addressKey } from "../proto/util/client-address.ts";
 import { FRONT_VERSION, withFrontHealth } from "./health.ts";
 import { toHex } from "../proto/util/hex.ts";
 import { SealedSenderTags } from "./sealed-sender.ts";
@@ -101,7 +101,7 @@ export class Gateway {
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly connections = new Map<string, ClientConnection>();
-  /** Open connections per client address key (client-address.ts). */
+  /** Open connections per client address key (proto/util/client-address.ts). */
   private readonly perAddress = new Map<string, number>();
   /** Deadline of each connection that has no session yet. */
   private readonly authTimers = new Map<string, Timer>();

@@ -5,7 +5,7 @@
 // share, rate and idempotency on it, and nobody can later turn a stored tag back into an address
 // or link it to an identity. Plugin events drop `senderIdentity`; logs and metrics never had it.
 import { createHmac, randomBytes } from "node:crypto";
-import { addressKey } from "./client-address.ts";
+import { addressKey } from "../proto/util/client-address.ts";
 import { ConfigError } from "../proto/util/config-error.ts";
 import type { Logger } from "../proto/util/log.ts";
 

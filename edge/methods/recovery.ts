@@ -9,7 +9,7 @@ import { Method, pb, badRequest, forbidden, notFound, rateLimited } from "../../
 import { unary, requireCaller, type MethodTable, type RpcContext } from "../rpc.ts";
 import { bucketKey, takeToken } from "../lib/rate-bucket.ts";
 import { equalBytes } from "../lib/crypto.ts";
-import { addressKey } from "../../quic-front/client-address.ts";
+import { addressKey } from "../../proto/util/client-address.ts";
 import { recoveryBundles } from "../../schema/tables.ts";
 
 const TOKEN_HASH_BYTES = 32;

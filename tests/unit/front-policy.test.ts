@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { TokenBucket, KeyedLimiter } from "../../proto/util/token-bucket.ts";
 import { configFromEnv, parseHostPort } from "../../quic-front/config.ts";
 import { ConfigError } from "../../proto/util/config-error.ts";
-import { addressKey } from "../../quic-front/client-address.ts";
+import { addressKey } from "../../proto/util/client-address.ts";
 import { FetchWaits, Waiter } from "../../quic-front/fetch-wait.ts";
 import { closeReason } from "../../quic-front/ws-listener.ts";
 import { ManualClock } from "./support/manual-clock.ts";
