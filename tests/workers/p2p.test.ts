@@ -39,14 +39,15 @@ describe("PublishEndpoint / ResolveEndpoint", () => {
     expect(published.expiresAtMs).toBeGreaterThanOrEqual(before + 300_000);
     expect(published.expiresAtMs).toBeLessThanOrEqual(Date.now() + 300_000);
     const laptop = await deviceAssertion(alice, bytesOf("laptop"));
-    ok(await publish(laptop, bytesOf("udp://203.0.113.9:9"), 60), pb.PublishEndpointResponse);
+    // Published later (and, should both land in one millisecond, expiring later): the newest.
+    ok(await publish(laptop, bytesOf("udp://203.0.113.9:9"), 600), pb.PublishEndpointResponse);
 
     const seen = await resolve(bob, alice);
     expect(textOf(seen.address)).toBe("udp://203.0.113.9:9");
     expect(seen.endpoints.map((e) => textOf(e.deviceId)).sort()).toEqual(["", "laptop"]);
 
     // Publishing again replaces the device's endpoint; an empty address withdraws it.
-    ok(await publish(alice, bytesOf("udp://198.51.100.7:5555")), pb.PublishEndpointResponse);
+    ok(await publish(alice, bytesOf("udp://198.51.100.7:5555"), 900), pb.PublishEndpointResponse);
     expect(textOf((await resolve(bob, alice)).address)).toBe("udp://198.51.100.7:5555");
     expect(ok(await publish(laptop, new Uint8Array(0)), pb.PublishEndpointResponse).expiresAtMs).toBe(0);
     expect((await resolve(bob, alice)).endpoints).toHaveLength(1);
@@ -99,7 +100,7 @@ describe("PublishEndpoint / ResolveEndpoint", () => {
       await env.DB.prepare(
         "INSERT INTO p2p_endpoints (identity_key, device_id, address, published_at, expires_at) VALUES (?, ?, x'01', ?, ?)",
       )
-        .bind(alice, bytesOf(`old-${i}`), Date.now(), Date.now() + 3_600_000)
+        .bind(alice, bytesOf(`old-${i}`), Date.now() - 60_000, Date.now() + 3_600_000)
         .run();
     }
     const refused = await publish(alice, bytesOf("sixth"));
