@@ -4,9 +4,9 @@
 import { ALPN, FrameError, RequestAssembler, encodeResponse } from "../proto/index.ts";
 import { loadTls } from "../quic-front/cert.ts";
 import { settingsFromEnv } from "../quic-front/config.ts";
-import { serverConfig } from "../quic-front/quic/config.ts";
+import { serverConfig } from "../quic/config.ts";
 import { QuicDriver } from "../quic-front/quic/driver.ts";
-import type { DriverConnection } from "../quic-front/quic/connection.ts";
+import type { DriverConnection } from "../quic/connection.ts";
 
 const settings = settingsFromEnv(process.env);
 Error.stackTraceLimit = settings.stackTraceLimit;

@@ -11,7 +11,7 @@ import { startEdge } from "../local/edge.ts";
 import { createLogger } from "../proto/util/log.ts";
 import { QpqClient } from "../sdk/client.ts";
 import { QuicTransport } from "../sdk/transport.ts";
-import { LeanQuicClient } from "../quic-front/quic/client.ts";
+import { LeanQuicClient } from "../quic/client.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
 import { drive, fmt, type Summary } from "./stats.ts";
 import { benchFederation } from "./federation.ts";
@@ -22,7 +22,7 @@ const RPCS = Number(process.env.BENCH_RPCS ?? 3000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const USERS = 8;
 /**
- * The load generator's QUIC client: "lean" (quic-front/quic/client.ts, straight over quiche) by
+ * The load generator's QUIC client: "lean" (quic/client.ts, straight over quiche) by
  * default, so the client does not take most of the shared cores; "js-quic" is the SDK's.
  */
 const CLIENT = process.env.BENCH_CLIENT ?? "lean";

@@ -4,10 +4,10 @@
 // application's stream work, then `send` until quiche has nothing more).
 import { createHmac, randomBytes } from "node:crypto";
 import dgram from "node:dgram";
-import { DriverConnection } from "./connection.ts";
-import { PacketType, quiche, type Config, type Header, type Host } from "./native.ts";
+import { DriverConnection } from "../../quic/connection.ts";
+import { PacketType, quiche, type Config, type Header, type Host } from "../../quic/native.ts";
 import { RetryTokens } from "./retry-token.ts";
-import { TimerHeap } from "./timer-heap.ts";
+import { TimerHeap } from "../../quic/timer-heap.ts";
 
 /** What the application does with the driver's connections. */
 export interface DriverHandler<App> {

@@ -10,10 +10,10 @@ import type { ClientConnection, Gateway } from "../gateway.ts";
 import { binding, listenAddress } from "../listen-error.ts";
 import type { Logger } from "../../proto/util/log.ts";
 import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "../quic-listener.ts";
-import { serverConfig } from "./config.ts";
-import type { DriverConnection } from "./connection.ts";
+import { serverConfig } from "../../quic/config.ts";
+import type { DriverConnection } from "../../quic/connection.ts";
 import { QuicDriver } from "./driver.ts";
-import { streamErrorCode } from "./native.ts";
+import { streamErrorCode } from "../../quic/native.ts";
 import { RequestStream } from "./request-stream.ts";
 
 /** How long a complete request waits for its FIN before it is served anyway. */

@@ -2,7 +2,7 @@
 // stream, with its reservation from the connection's byte budget and its deadlines. Reading
 // stops (bytes stay in QUIC flow control) while the reservation waits for room.
 import { RequestAssembler } from "../../proto/index.ts";
-import type { TimerEntry } from "./timer-heap.ts";
+import type { TimerEntry } from "../../quic/timer-heap.ts";
 
 export type RequestPhase =
   /** Reading header and payload. */

@@ -1,11 +1,11 @@
-// The lean QUIC client (quic-front/quic/client.ts) against the front on the lean driver: RPCs
+// The lean QUIC client (quic/client.ts) against the front on the lean driver: RPCs
 // with their FIN on the last bytes, many at once, the SDK's client logic over it, CA pinning.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Method, PushEvent, Status, encodePush, pb, type PushFrame } from "../../proto/index.ts";
 import type { ClientConnection } from "../../quic-front/gateway.ts";
 import { LeanQuicListener } from "../../quic-front/quic/listener.ts";
 import { generateDevCa } from "../../quic-front/cert.ts";
-import { LeanQuicClient } from "../../quic-front/quic/client.ts";
+import { LeanQuicClient } from "../../quic/client.ts";
 import { QpqClient } from "../../sdk/client.ts";
 import { startTestFront, type TestFront } from "../support/quic-front.ts";
 

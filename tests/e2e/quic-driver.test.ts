@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { MAX_PAYLOAD, Method, Status } from "../../proto/index.ts";
-import { quiche, PacketType } from "../../quic-front/quic/native.ts";
+import { quiche, PacketType } from "../../quic/native.ts";
 import { LeanQuicListener } from "../../quic-front/quic/listener.ts";
 import { TransportError, type QuicTransport } from "../../sdk/transport.ts";
 import { requestHeader } from "../support/frames.ts";

@@ -1,7 +1,7 @@
 // The lean QUIC driver's pure parts: the one timer heap and the stateless retry tokens.
 import { describe, expect, it } from "vitest";
 import { RetryTokens } from "../../quic-front/quic/retry-token.ts";
-import { TimerHeap } from "../../quic-front/quic/timer-heap.ts";
+import { TimerHeap } from "../../quic/timer-heap.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

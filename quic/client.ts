@@ -13,7 +13,7 @@ import {
   encodeRequest,
   type PushFrame,
   type ResponseFrame,
-} from "../../proto/index.ts";
+} from "../proto/index.ts";
 import { SIGALGS } from "./config.ts";
 import { DriverConnection } from "./connection.ts";
 import { quiche, type Host } from "./native.ts";

@@ -1,4 +1,4 @@
-// quiche configuration of the server: TLS material, ALPN, transport parameters.
+// quiche configuration: signature algorithms both sides offer; the server's TLS material, ALPN, transport.
 import { quiche, type Config } from "./native.ts";
 
 /** Signature algorithms BoringSSL offers (as @matrixai/quic configures them). */
