@@ -11,7 +11,8 @@ import { Status } from "../../proto/index.ts";
 import { BLOB_CHUNK_BYTES, BLOB_MAX_BYTES } from "../../proto/wire/limits.ts";
 import { QpqCallError } from "../../sdk/client.ts";
 import { bytesSource } from "../../sdk/blob.ts";
-import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { registerAndLogin } from "../support/users.ts";
 
 const MiB = BLOB_CHUNK_BYTES;
 const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
@@ -34,14 +35,7 @@ describe("blobs over QUIC", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  async function user(prefix: string) {
-    const client = await sys.connect();
-    const key = randomIdentity();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key, name };
-  }
+  const user = async (prefix: string) => registerAndLogin(await sys.connect(), prefix);
 
   it(
     "a 50 MiB upload cut off at 30 MiB resumes on a new connection, then round-trips",

@@ -9,20 +9,11 @@ import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
 import { QpqCallError, QpqClient, newDeviceId } from "../../sdk/client.ts";
 import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { callFailure, registerAndLogin } from "../support/users.ts";
 
 const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const bytes = (s: string) => new TextEncoder().encode(s);
-
-async function failure(p: Promise<unknown>): Promise<QpqCallError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof QpqCallError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("devices over QUIC", () => {
   let sys: TestSystem;
@@ -39,14 +30,7 @@ describe("devices over QUIC", () => {
   });
 
   /** A new user, registered and logged in on its default device. */
-  async function loggedInUser(prefix: string) {
-    const client = await sys.connect();
-    const key = randomIdentity();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key, name };
-  }
+  const loggedInUser = async (prefix: string) => registerAndLogin(await sys.connect(), prefix);
 
   /** A registered user logged in on its default device, and a second connection logged in as a new device. */
   async function userWithTwoDevices() {
@@ -80,7 +64,7 @@ describe("devices over QUIC", () => {
     expect(await u.laptop.fetch()).toEqual([]);
 
     // A session reads only its own device's cursor.
-    const other = await failure(u.phone.fetch({ deviceId: u.laptopId }));
+    const other = await callFailure(u.phone.fetch({ deviceId: u.laptopId }));
     expect(other.status).toBe(Status.Forbidden);
 
     const { devices } = await u.laptop.listDevices();
@@ -99,15 +83,15 @@ describe("devices over QUIC", () => {
 
     await u.phone.revokeDevice(u.laptopId);
     // The laptop's next call is refused by the edge, and the front unbinds its session...
-    const refused = await failure(u.laptop.fetch());
+    const refused = await callFailure(u.laptop.fetch());
     expect(refused.status).toBe(Status.Unauthorized);
     // ...so the call after that is refused at the front: this connection has no session any more.
-    const unbound = await failure(u.laptop.listDevices());
+    const unbound = await callFailure(u.laptop.listDevices());
     expect(unbound.status).toBe(Status.Unauthorized);
     expect(unbound.message).toMatch(/no session/);
     // Its token does not resume either.
     const again = await sys.connect();
-    expect((await failure(again.resume(u.laptop.sessionToken!))).status).toBe(Status.Unauthorized);
+    expect((await callFailure(again.resume(u.laptop.sessionToken!))).status).toBe(Status.Unauthorized);
     // The phone goes on; a message the revoked laptop never acked is no longer held for it.
     expect((await u.phone.listDevices()).devices).toHaveLength(1);
     expect(await u.phone.fetch()).toEqual([]);
@@ -150,7 +134,7 @@ describe("devices over QUIC", () => {
   it("refuses a sixth device with Forbidden", async () => {
     const u = await userWithTwoDevices();
     for (let i = 0; i < 3; i++) expect(await u.phone.registerDevice(newDeviceId(), `extra ${i}`)).toBe(true);
-    const sixth = await failure(u.phone.registerDevice(newDeviceId(), "one too many"));
+    const sixth = await callFailure(u.phone.registerDevice(newDeviceId(), "one too many"));
     expect(sixth.status).toBe(Status.Forbidden);
     expect(sixth.message).toMatch(/at most 5 devices/);
   });
@@ -158,7 +142,7 @@ describe("devices over QUIC", () => {
   it("DeleteAccount ends the account; its name registers again with a new key", async () => {
     const u = await userWithTwoDevices();
     await u.phone.deleteAccount();
-    expect((await failure(u.laptop.fetch())).status).toBe(Status.Unauthorized);
+    expect((await callFailure(u.laptop.fetch())).status).toBe(Status.Unauthorized);
     const fresh = await sys.connect();
     const newKey = randomIdentity();
     expect(await fresh.register(u.name, "new pw", newKey)).toBe(true);

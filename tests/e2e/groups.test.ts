@@ -6,9 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
-import { QpqCallError, type QpqClient } from "../../sdk/client.ts";
+import { QpqCallError } from "../../sdk/client.ts";
 import { listGroupMembers, onMembership, rotateKeys, updateGroup, type MembershipEvent } from "../../sdk/groups.ts";
-import { randomIdentity, recordingLogger, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { recordingLogger, startTestSystem, type TestSystem } from "../support/system.ts";
+import { registerAndLogin } from "../support/users.ts";
 import { pushLive, until } from "../support/push.ts";
 
 const RECORDER = `
@@ -48,15 +49,8 @@ describe("groups over QUIC", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A registered, logged-in user whose push subscription is known to be live. */
-  async function user(prefix: string): Promise<{ client: QpqClient; key: Uint8Array }> {
-    const client = await sys.connect();
-    const key = randomIdentity();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key };
-  }
+  /** A registered user, logged in on its default device. */
+  const user = async (prefix: string) => registerAndLogin(await sys.connect(), prefix);
 
   it("PushMembership reaches a connected member without a fetch; a non-admin cannot remove; hooks fire for others' changes", async () => {
     const alice = await user("alice");

@@ -7,23 +7,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
-import { QpqCallError } from "../../sdk/client.ts";
 import { banUser, listBanned, listReports, reportMessage, unbanUser } from "../../sdk/moderation.ts";
 import { randomIdentity, recordingLogger, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { callFailure, registerAndLogin } from "../support/users.ts";
 import { pushLive, until } from "../support/push.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
-
-async function failure(p: Promise<unknown>): Promise<QpqCallError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof QpqCallError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("moderation over QUIC", () => {
   let sys: TestSystem;
@@ -42,13 +32,7 @@ describe("moderation over QUIC", () => {
     await sys?.stop();
   });
 
-  async function user(prefix: string, key = randomIdentity()) {
-    const client = await sys.connect();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key, name };
-  }
+  const user = async (prefix: string, key?: Uint8Array) => registerAndLogin(await sys.connect(), prefix, key);
 
   it("a banned user's open connection is refused on its next call, and it cannot log in, resume or enqueue", async () => {
     const admin = await user("admin", adminKey);
@@ -60,7 +44,7 @@ describe("moderation over QUIC", () => {
     // Reports: anyone files one; only the administrator lists them.
     const evidence = crypto.getRandomValues(new Uint8Array(300));
     const reportId = await reportMessage(bob.client, { reportedKey: mallory.key, evidence, reason: "spam" });
-    expect((await failure(listReports(bob.client))).status).toBe(Status.Forbidden);
+    expect((await callFailure(listReports(bob.client))).status).toBe(Status.Forbidden);
     const reports = await listReports(admin.client);
     const mine = reports.find((r) => hex(r.reportId) === hex(reportId));
     expect(mine && [hex(mine.reporterKey), hex(mine.evidence), mine.reason]).toEqual([
@@ -69,7 +53,7 @@ describe("moderation over QUIC", () => {
       "spam",
     ]);
 
-    expect((await failure(banUser(bob.client, mallory.key))).status).toBe(Status.Forbidden);
+    expect((await callFailure(banUser(bob.client, mallory.key))).status).toBe(Status.Forbidden);
     await banUser(admin.client, mallory.key, { reason: "spam" });
     // The front hears the ban on mallory's push subscription and ends the session...
     await until(
@@ -80,16 +64,16 @@ describe("moderation over QUIC", () => {
       "the ban's session signal",
     );
     // ...so her open connection's next call is refused, an enqueue included.
-    const refused = await failure(mallory.client.enqueue({ recipientKey: bob.key, payload: Uint8Array.of(1) }));
+    const refused = await callFailure(mallory.client.enqueue({ recipientKey: bob.key, payload: Uint8Array.of(1) }));
     expect(refused.status).toBe(Status.Unauthorized);
     expect(await bob.client.fetch()).toHaveLength(0);
 
     // No new session: login is Forbidden, the old token does not resume.
     const again = await sys.connect();
-    const login = await failure(again.login(mallory.name, "pw", mallory.key));
+    const login = await callFailure(again.login(mallory.name, "pw", mallory.key));
     expect(login.status).toBe(Status.Forbidden);
     expect(login.message).toContain("banned");
-    expect((await failure(again.resume(token))).status).toBe(Status.Unauthorized);
+    expect((await callFailure(again.resume(token))).status).toBe(Status.Unauthorized);
 
     expect((await listBanned(admin.client)).map((b) => hex(b.identityKey))).toContain(hex(mallory.key));
     await unbanUser(admin.client, mallory.key);

@@ -1,7 +1,8 @@
 // P2P endpoints over QUIC: a peer resolves a published endpoint, and once its lifetime is over
 // the endpoint is no longer resolved (the server's clock, not a cleanup run, decides).
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { startTestSystem, type TestSystem } from "../support/system.ts";
+import { registerAndLogin } from "../support/users.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -17,14 +18,7 @@ describe("P2P endpoints over QUIC", () => {
     await sys?.stop();
   });
 
-  async function user(prefix: string) {
-    const client = await sys.connect();
-    const key = randomIdentity();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key };
-  }
+  const user = async (prefix: string) => registerAndLogin(await sys.connect(), prefix);
 
   it("resolves a published endpoint until it expires, then never again", async () => {
     const [alice, bob] = [await user("p2pa"), await user("p2pb")];

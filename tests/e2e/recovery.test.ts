@@ -7,21 +7,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Status } from "../../proto/index.ts";
-import { QpqCallError } from "../../sdk/client.ts";
 import { newRecoveryToken } from "../../sdk/recovery.ts";
 import { randomIdentity, startExtraFront, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { callFailure } from "../support/users.ts";
 
 const CLI = join(import.meta.dirname, "../../sdk/cli.ts");
-
-async function failure(p: Promise<unknown>): Promise<QpqCallError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof QpqCallError) return err;
-    throw err;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("recovery over QUIC, two fronts", () => {
   let sys: TestSystem;
@@ -102,13 +92,13 @@ describe("recovery over QUIC, two fronts", () => {
     await viaA.recovery.fetch(token);
     // Three fetches per token in all, not per front.
     for (const client of [viaB, viaA]) {
-      const refused = await failure(client.recovery.fetch(token));
+      const refused = await callFailure(client.recovery.fetch(token));
       expect(refused.status).toBe(Status.RateLimited);
       expect(refused.retryAfterMs).toBeGreaterThan(0);
     }
     // Another token is limited on its own (its bundle does not exist: NotFound, not RateLimited).
-    expect((await failure(viaB.recovery.fetch(newRecoveryToken()))).status).toBe(Status.NotFound);
+    expect((await callFailure(viaB.recovery.fetch(newRecoveryToken()))).status).toBe(Status.NotFound);
     // Storing still needs a session.
-    expect((await failure(viaB.recovery.store(newRecoveryToken(), secret))).status).toBe(Status.Unauthorized);
+    expect((await callFailure(viaB.recovery.store(newRecoveryToken(), secret))).status).toBe(Status.Unauthorized);
   });
 });

@@ -4,7 +4,8 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { PushEvent, Status } from "../../proto/index.ts";
 import { QpqCallError, QpqClient } from "../../sdk/client.ts";
 import { onMembership, onPresence, onTyping, sendPresence, sendTyping, updateGroup } from "../../sdk/groups.ts";
-import { randomIdentity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { startTestSystem, type TestSystem } from "../support/system.ts";
+import { registerAndLogin } from "../support/users.ts";
 import { pushLive, until } from "../support/push.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
@@ -26,11 +27,7 @@ describe("typing and presence over QUIC", () => {
     const client =
       over === "quic" ? await sys.connect() : await QpqClient.connectWebSocket(sys.system.front.wsUrl as string);
     if (over === "websocket") opened.push(client);
-    const key = randomIdentity();
-    const name = uniqueName(prefix);
-    await client.register(name, "pw", key);
-    await client.login(name, "pw", key);
-    return { client, key };
+    return registerAndLogin(client, prefix);
   }
 
   it("typing reaches a member, not a non-member; nothing is stored", async () => {
