@@ -20,6 +20,7 @@ import type { webcrypto } from "node:crypto";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { MAX_DELIVERY_PAYLOAD } from "../proto/index.ts";
 import { pad, paddedLength, unpad, PaddingError } from "./padding.ts";
+import { concatBytes } from "../proto/util/bytes.ts";
 
 export const X25519_BYTES = 32;
 export const ML_KEM_768_PUBLIC_BYTES = 1184;
@@ -51,16 +52,6 @@ type CryptoKey = webcrypto.CryptoKey;
 const subtle = globalThis.crypto.subtle;
 const b64u = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64url");
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 async function x25519KeyPair(): Promise<{ publicKey: Uint8Array; privateKey: Uint8Array; key: CryptoKey }> {
   const pair = (await subtle.generateKey({ name: "X25519" }, true, [
     "deriveBits",
@@ -89,9 +80,9 @@ async function x25519(privateKey: CryptoKey, publicKey: Uint8Array): Promise<Uin
 
 async function deriveKeyAndNonce(ssK: Uint8Array, ssX: Uint8Array, recipientPublicKey: Uint8Array, header: Uint8Array) {
   const salt = new Uint8Array(await subtle.digest("SHA-256", recipientPublicKey));
-  const ikm = await subtle.importKey("raw", concat(ssK, ssX), "HKDF", false, ["deriveBits"]);
+  const ikm = await subtle.importKey("raw", concatBytes(ssK, ssX), "HKDF", false, ["deriveBits"]);
   // HKDF info is bounded (1 KiB in WebCrypto), so the header goes in as its digest.
-  const info = concat(INFO_LABEL, new Uint8Array(await subtle.digest("SHA-256", header)));
+  const info = concatBytes(INFO_LABEL, new Uint8Array(await subtle.digest("SHA-256", header)));
   const okm = new Uint8Array(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, ikm, 44 * 8));
   const key = await subtle.importKey("raw", okm.subarray(0, 32), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
   return { key, nonce: okm.slice(32, 44) };
@@ -100,7 +91,7 @@ async function deriveKeyAndNonce(ssK: Uint8Array, ssX: Uint8Array, recipientPubl
 export async function generateHybridKeyPair(): Promise<HybridKeyPair> {
   const x = await x25519KeyPair();
   const k = ml_kem768.keygen();
-  return { publicKey: concat(x.publicKey, k.publicKey), secretKey: concat(x.privateKey, k.secretKey) };
+  return { publicKey: concatBytes(x.publicKey, k.publicKey), secretKey: concatBytes(x.privateKey, k.secretKey) };
 }
 
 /** Whether `bytes` starts like an envelope (magic), whatever its version. */
@@ -136,7 +127,7 @@ export async function sealEnvelope(recipientPublicKey: Uint8Array, plaintext: Ui
   } catch (err) {
     throw new EnvelopeError(`the ML-KEM-768 key is not usable: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const header = concat(
+  const header = concatBytes(
     MAGIC,
     Uint8Array.of(ENVELOPE_VERSION, SUITE_X25519_MLKEM768_AES256GCM),
     eph.publicKey,
@@ -148,7 +139,7 @@ export async function sealEnvelope(recipientPublicKey: Uint8Array, plaintext: Ui
   );
   kem.sharedSecret.fill(0);
   ssX.fill(0);
-  return concat(header, sealed);
+  return concatBytes(header, sealed);
 }
 
 /** The key pair's X25519 private key; a secret half that does not match its public half is refused. */
