@@ -3,6 +3,8 @@
 // peer. Data under QPQ_DATA_DIR (default .qpq-data)/regions/{a,b}. Ctrl-C stops both.
 //   region a: QUIC 127.0.0.1:5001, edge http://127.0.0.1:8787
 //   region b: QUIC 127.0.0.1:5011, edge http://127.0.0.1:8788
+// First: a machine without a matching native QUIC binding gets one clear line, not a crash.
+import "../quic-front/quic/platform-check.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startLocalSystem, type LocalSystem } from "../local/system.ts";
