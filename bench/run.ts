@@ -10,7 +10,7 @@ import { Method, Status, pb, RelayHeader } from "../proto/index.ts";
 import { startEdge } from "../local/edge.ts";
 import { createLogger } from "../proto/util/log.ts";
 import { QpqClient } from "../sdk/client.ts";
-import { QuicTransport } from "../sdk/transport.ts";
+import { JsQuicTransport } from "./js-quic-transport.ts";
 import { LeanQuicClient } from "../quic/client.ts";
 import { importAssertionKey, mintAssertion } from "../edge/lib/caller-assertion.ts";
 import { drive, fmt, type Summary } from "./stats.ts";
@@ -23,12 +23,13 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const USERS = 8;
 /**
  * The load generator's QUIC client: "lean" (quic/client.ts, straight over quiche) by
- * default, so the client does not take most of the shared cores; "js-quic" is the SDK's.
+ * default, so the client does not take most of the shared cores; "js-quic" is @matrixai/quic's
+ * client (the SDK's former transport, bench/js-quic-transport.ts).
  */
 const CLIENT = process.env.BENCH_CLIENT ?? "lean";
 const connectQuic = async (port: number, ca: string) =>
   CLIENT === "js-quic"
-    ? await QuicTransport.connect({ host: "127.0.0.1", port, ca })
+    ? await JsQuicTransport.connect({ host: "127.0.0.1", port, ca })
     : await LeanQuicClient.connect({ host: "127.0.0.1", port, ca });
 const here = new URL(".", import.meta.url).pathname;
 const dataDir = mkdtempSync(join(tmpdir(), "qpq-bench-"));
@@ -177,9 +178,9 @@ async function main() {
     const opLeanEcho = async (i: number) => {
       await leanEchoClients[i % USERS].request(Method.Health, healthBody);
     };
-    // The SDK's own QUIC client against the same server: what the client costs.
+    // @matrixai/quic's client against the same server: what that client costs.
     const sdkEchoClients = await Promise.all(
-      users.map(() => QuicTransport.connect({ host: "127.0.0.1", port: leanEcho.port, ca })),
+      users.map(() => JsQuicTransport.connect({ host: "127.0.0.1", port: leanEcho.port, ca })),
     );
     const opSdkEcho = async (i: number) => {
       await sdkEchoClients[i % USERS].request(Method.Health, healthBody);
@@ -215,7 +216,7 @@ async function main() {
     const viaHttp = await phase("HTTP straight to edge", undefined, opDirect);
     const viaEcho = await phase("bare QUIC echo (floor)", echo, opEcho);
     const viaLeanEcho = await phase("bare echo, lean driver", leanEcho, opLeanEcho);
-    const viaSdkEcho = await phase("same, SDK (js-quic) client", leanEcho, opSdkEcho);
+    const viaSdkEcho = await phase("same, js-quic client", leanEcho, opSdkEcho);
 
     console.log("");
     const bare = await phase("Enqueue, no plugins", front, enqueueVia("client"));
@@ -239,7 +240,7 @@ async function main() {
       `lean/js-quic echo CPU per RPC:        ${((viaLeanEcho.cpu ?? 0) / (viaEcho.cpu ?? 1)).toFixed(2)}   throughput ${ratio(viaLeanEcho.s, viaEcho.s)}`,
     );
     console.log(
-      `load generator CPU per RPC against the lean echo: ${CLIENT} client ${viaLeanEcho.clientCpu.toFixed(0)} µs, SDK (js-quic) client ${viaSdkEcho.clientCpu.toFixed(0)} µs (${viaSdkEcho.s.perSecond.toFixed(0)} RPC/s)`,
+      `load generator CPU per RPC against the lean echo: ${CLIENT} client ${viaLeanEcho.clientCpu.toFixed(0)} µs, js-quic client ${viaSdkEcho.clientCpu.toFixed(0)} µs (${viaSdkEcho.s.perSecond.toFixed(0)} RPC/s)`,
     );
     console.log(`enqueue throughput with/without plugins: ${ratio(withPlugins.s, bare.s)}  (target ≥ 0.90)`);
     console.log(

@@ -3,8 +3,10 @@
 // server's unidirectional streams, one flush per event-loop turn. It has the SDK's Transport
 // shape (request, onPush, close), so `new QpqClient(client)` speaks the whole protocol over it;
 // the benchmark's load generator uses it so that the client does not dominate the machine.
+// `openStream` gives the SDK's transport (sdk/transport.ts) streams it writes and reads itself.
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
+import { lookup } from "node:dns/promises";
 import {
   ALPN,
   FrameError,
@@ -16,7 +18,7 @@ import {
 } from "../proto/index.ts";
 import { SIGALGS } from "./config.ts";
 import { DriverConnection } from "./connection.ts";
-import { quiche, type Host } from "./native.ts";
+import { quiche, streamErrorCode, type Host } from "./native.ts";
 
 export interface LeanClientOptions {
   host: string;
@@ -27,6 +29,8 @@ export interface LeanClientOptions {
   connectTimeoutMs?: number;
   /** Deadline of one RPC, queueing for a stream included (default 120 s). */
   requestTimeoutMs?: number;
+  /** Sends an ack-eliciting packet this often so an idle connection stays open (default: never). */
+  keepAliveMs?: number;
 }
 
 interface Call {
@@ -40,6 +44,126 @@ interface Call {
 
 export class LeanClientError extends Error {}
 
+const EMPTY = new Uint8Array(0);
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** What a stream needs of its client. */
+interface StreamHost {
+  readonly conn: DriverConnection<undefined>;
+  /** Why the connection can carry nothing more, or undefined while it can. */
+  ended(): Error | undefined;
+  touch(): void;
+  forget(id: number): void;
+}
+
+/**
+ * One client-initiated bidirectional stream from `openStream`. Writes go out in order (one at a
+ * time); reads are pulled by the caller, so what it does not read stays in quiche and holds the
+ * server back by flow control. `release` (or `cancel`) must be called once the exchange is over.
+ */
+export class LeanStream {
+  readonly id: number;
+  private readonly host: StreamHost;
+  private wake: (() => void) | undefined;
+  private failure: Error | undefined;
+  private finSent = false;
+  private finRead = false;
+  private released = false;
+
+  constructor(id: number, host: StreamHost) {
+    this.id = id;
+    this.host = host;
+  }
+
+  /** Resolves once `data` (and FIN with it when `fin`) is in quiche's buffers. */
+  write(data: Uint8Array, fin: boolean): Promise<void> {
+    const ended = this.failure ?? this.host.ended();
+    if (ended) return Promise.reject(ended);
+    return new Promise<void>((resolve, reject) => {
+      this.host.conn.write(this.id, data, fin, (err) => {
+        if (!err) {
+          if (fin) this.finSent = true;
+          resolve();
+          return;
+        }
+        const code = streamErrorCode(err, "StreamStopped");
+        reject(
+          this.failure ??
+            this.host.ended() ??
+            new LeanClientError(
+              code !== undefined
+                ? `the server stopped reading the stream (code ${code})`
+                : `the request was not sent: ${err.message}`,
+            ),
+        );
+      });
+      this.host.touch();
+    });
+  }
+
+  /**
+   * The next bytes the server sent (a copy), or null once it finished the stream. Rejects when
+   * the server reset the stream, the stream was cancelled, or the connection ended.
+   */
+  async read(buf: Uint8Array): Promise<Uint8Array | null> {
+    for (;;) {
+      const ended = this.failure ?? this.host.ended();
+      if (ended) throw ended;
+      if (this.finRead) return null;
+      let got: [number, boolean] | null;
+      try {
+        got = this.host.conn.read(this.id, buf);
+      } catch (err) {
+        const code = streamErrorCode(err, "StreamReset");
+        throw new LeanClientError(
+          code !== undefined
+            ? `the server reset the stream (code ${code})`
+            : `reading the answer failed: ${message(err)}`,
+        );
+      }
+      if (got === null) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        continue;
+      }
+      const [n, fin] = got;
+      if (fin) this.finRead = true;
+      // What was read returns flow-control credit to the server.
+      this.host.touch();
+      if (n > 0) return buf.slice(0, n);
+    }
+  }
+
+  /** Abandons the stream in both directions; a pending read or write rejects with `reason`. */
+  cancel(reason: Error): void {
+    if (this.released) return;
+    this.failure ??= reason;
+    this.host.conn.reset(this.id, 0);
+    this.notify();
+    this.finish();
+  }
+
+  /** Ends the exchange: a direction not finished yet is shut down, and the stream is forgotten. */
+  release(): void {
+    if (this.released) return;
+    if (!this.finSent) this.host.conn.reset(this.id, 0);
+    else if (!this.finRead) this.host.conn.shutdown(this.id, "read", 0);
+    this.finish();
+  }
+
+  /** Wakes a waiting read (data, FIN, reset, or the connection ended). */
+  notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private finish(): void {
+    this.released = true;
+    this.host.forget(this.id);
+    this.host.touch();
+  }
+}
+
 export class LeanQuicClient {
   private readonly socket: dgram.Socket;
   private readonly conn: DriverConnection<undefined>;
@@ -50,6 +174,11 @@ export class LeanQuicClient {
   private readonly queued: Call[] = [];
   private readonly pushes = new Map<number, PushAssembler>();
   private readonly pushHandlers = new Set<(frame: PushFrame) => void>();
+  private readonly streams = new Map<number, LeanStream>();
+  private readonly closeHandlers = new Set<(err: Error) => void>();
+  private readonly streamHost: StreamHost;
+  private endedWith: Error | undefined;
+  private keepAlive: NodeJS.Timeout | undefined;
   private readonly buf = new Uint8Array(64 * 1024);
   private readonly out = Buffer.allocUnsafe(quiche.MAX_DATAGRAM_SIZE);
   private nextBidi = 0;
@@ -60,12 +189,27 @@ export class LeanQuicClient {
   private failed: ((err: Error) => void) | undefined;
   private closed = false;
   private socketClosed = false;
+  /** Datagrams handed to the socket and not sent yet; `drained` runs when that reaches 0. */
+  private sending = 0;
+  private drained: (() => void) | undefined;
+  private readonly sent = () => {
+    if (--this.sending > 0) return;
+    const drained = this.drained;
+    this.drained = undefined;
+    drained?.();
+  };
 
   private constructor(socket: dgram.Socket, conn: DriverConnection<undefined>, local: Host, opts: LeanClientOptions) {
     this.socket = socket;
     this.conn = conn;
     this.local = local;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 120_000;
+    this.streamHost = {
+      conn,
+      ended: () => this.endedWith,
+      touch: () => this.touch(),
+      forget: (id) => this.streams.delete(id),
+    };
   }
 
   static async connect(opts: LeanClientOptions): Promise<LeanQuicClient> {
@@ -82,10 +226,13 @@ export class LeanQuicClient {
     config.setInitialMaxStreamsBidi(0);
     config.setInitialMaxStreamsUni(1000);
     config.setDisableActiveMigration(true);
-    const socket = dgram.createSocket(opts.host.includes(":") ? "udp6" : "udp4");
-    await new Promise<void>((resolve) => socket.bind(0, opts.host.includes(":") ? "::" : "0.0.0.0", resolve));
-    const local = { host: opts.host.includes(":") ? "::1" : "127.0.0.1", port: socket.address().port };
-    const remote = { host: opts.host, port: opts.port };
+    // quiche takes addresses, not names.
+    const { address, family } = await lookup(opts.host);
+    const v6 = family === 6;
+    const socket = dgram.createSocket(v6 ? "udp6" : "udp4");
+    await new Promise<void>((resolve) => socket.bind(0, v6 ? "::" : "0.0.0.0", resolve));
+    const local = { host: v6 ? "::1" : "127.0.0.1", port: socket.address().port };
+    const remote = { host: address, port: opts.port };
     const q = quiche.Connection.connect(opts.serverName ?? "localhost", randomBytes(20), local, remote, config);
     const client = new LeanQuicClient(socket, new DriverConnection<undefined>(q, "client", remote), local, opts);
     socket.on("message", (data, rinfo) => client.receive(data, { host: rinfo.address, port: rinfo.port }));
@@ -99,6 +246,17 @@ export class LeanQuicClient {
       opts.connectTimeoutMs ?? 10_000,
     );
     client.flush();
+    if (opts.keepAliveMs) {
+      client.keepAlive = setInterval(() => {
+        try {
+          client.conn.quiche.sendAckEliciting();
+        } catch {
+          /* closing */
+        }
+        client.flush();
+      }, opts.keepAliveMs);
+      client.keepAlive.unref();
+    }
     try {
       await ready;
     } catch (err) {
@@ -131,6 +289,38 @@ export class LeanQuicClient {
     });
   }
 
+  /** Bidirectional streams the server still lets this client open. */
+  get streamCredit(): number {
+    return this.endedWith ? 0 : this.conn.streamsLeft("bidi");
+  }
+
+  /**
+   * Opens the next bidirectional stream (quiche counts it against the server's grant at once).
+   * Throws a LeanClientError when the server grants no stream now or the connection ended.
+   */
+  openStream(): LeanStream {
+    if (this.endedWith) throw this.endedWith;
+    const id = this.nextBidi;
+    try {
+      this.conn.quiche.streamSend(id, EMPTY, false);
+    } catch (err) {
+      throw new LeanClientError(`cannot open a stream: ${message(err)}`);
+    }
+    this.nextBidi += 4;
+    const stream = new LeanStream(id, this.streamHost);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  /** Called once with the reason when the connection ends (closed by either side, or timed out). */
+  onClose(handler: (err: Error) => void): () => void {
+    if (this.endedWith) {
+      const err = this.endedWith;
+      queueMicrotask(() => handler(err));
+    } else this.closeHandlers.add(handler);
+    return () => this.closeHandlers.delete(handler);
+  }
+
   onPush(handler: (frame: PushFrame) => void): () => void {
     this.pushHandlers.add(handler);
     return () => this.pushHandlers.delete(handler);
@@ -139,12 +329,19 @@ export class LeanQuicClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.endedWith ??= new LeanClientError("the connection is closed");
     this.conn.close(0, "");
     this.flush();
     clearTimeout(this.timer);
+    clearInterval(this.keepAlive);
     this.socketClosed = true;
-    for (const c of [...this.calls.values(), ...this.queued])
-      this.fail(c, new LeanClientError("the connection is closed"));
+    this.conn.abandonWrites();
+    for (const c of [...this.calls.values(), ...this.queued]) this.fail(c, this.endedWith);
+    for (const s of [...this.streams.values()]) s.notify();
+    for (const h of [...this.closeHandlers]) h(this.endedWith);
+    this.closeHandlers.clear();
+    // Closing the socket cancels sends still queued: the CONNECTION_CLOSE must leave first.
+    if (this.sending > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await new Promise<void>((resolve) => this.socket.close(() => resolve()));
   }
 
@@ -178,9 +375,17 @@ export class LeanQuicClient {
       /* a bad packet is dropped; a fatal error shows as a closed connection below */
     }
     if (this.conn.quiche.isEstablished()) {
-      this.established?.();
-      this.established = undefined;
-      for (const id of this.conn.quiche.readable()) this.readable(id);
+      // Ready once a 1-RTT (short header) packet arrives: the server has then finished its side
+      // of the handshake too. Some servers (@matrixai/quic's) reset streams that arrive earlier.
+      if (this.established && (data[0] & 0x80) === 0) {
+        this.established();
+        this.established = undefined;
+      }
+      for (const id of this.conn.quiche.readable()) {
+        const stream = this.streams.get(id);
+        if (stream) stream.notify();
+        else this.readable(id);
+      }
       this.startQueued();
     }
     this.touch();
@@ -244,11 +449,22 @@ export class LeanQuicClient {
         break;
       }
       if (out === null) break;
-      this.socket.send(Buffer.from(this.out.subarray(0, out[0])), out[1].to.port, out[1].to.host);
+      this.sending++;
+      this.socket.send(Buffer.from(this.out.subarray(0, out[0])), out[1].to.port, out[1].to.host, this.sent);
     }
-    if (this.conn.quiche.isClosed()) {
+    if (this.conn.quiche.isClosed() || this.conn.quiche.isDraining()) {
       this.failed?.(new LeanClientError("the connection closed during the handshake"));
-      if (!this.closed) void this.close();
+      if (!this.closed) {
+        const peer = this.conn.quiche.peerError();
+        this.endedWith ??= new LeanClientError(
+          peer
+            ? `the server closed the connection (code ${peer.errorCode})`
+            : this.conn.quiche.isTimedOut()
+              ? "the connection timed out"
+              : "the connection is closed",
+        );
+        void this.close();
+      }
       return;
     }
     clearTimeout(this.timer);

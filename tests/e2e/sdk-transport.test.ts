@@ -3,6 +3,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Method, Status, encodeRequest, encodeResponse } from "../../proto/index.ts";
 import { QuicTransport, TransportError } from "../../sdk/transport.ts";
+import { generateDevCa } from "../../quic-front/cert.ts";
 import { startTestFront, type TestFront } from "../support/quic-front.ts";
 import { answer, startQuicPeer, type QuicPeer, type StreamScript } from "../support/quic-peer.ts";
 import { gate } from "../unit/support/test-edge.ts";
@@ -57,6 +58,24 @@ describe("many concurrent requests on one connection", () => {
     // Still one healthy connection.
     expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
   }, 600_000);
+});
+
+describe("connecting", () => {
+  it("refuses a server whose certificate the pinned CA did not sign, with a TransportError", async () => {
+    const front = await startTestFront();
+    try {
+      const other = await generateDevCa();
+      await expect(
+        QuicTransport.connect({ host: "127.0.0.1", port: front.port, ca: other.caPem, connectTimeoutMs: 20_000 }),
+      ).rejects.toBeInstanceOf(TransportError);
+      expect(front.gateway.openConnections).toBe(0);
+      // The right CA connects.
+      const t = await front.connect();
+      expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
+    } finally {
+      await front.stop();
+    }
+  }, 60_000);
 });
 
 describe("a server that grants few streams", () => {
