@@ -1,7 +1,7 @@
 // Channel membership as the group, moderation and presence methods share it: who is in a
 // channel with which role, and the fan-out to the members' RecipientQueues (non-stored push
 // events, and the channel rules each queue applies on Enqueue: default TTL and banned senders).
-import { and, eq, gt, inArray, or } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, or, sql } from "drizzle-orm";
 import { PushEvent, badRequest, forbidden, notFound, pb } from "../../proto/index.ts";
 import type { EdgeDeps } from "../deps.ts";
 import { queueOf } from "../durable/recipient-queue-client.ts";
@@ -46,6 +46,12 @@ export async function loadChannel(deps: EdgeDeps, id: Uint8Array): Promise<Chann
       .select({ identityKey: channelMembers.identityKey, role: channelMembers.role, joinedAt: channelMembers.joinedAt })
       .from(channelMembers)
       .where(eq(channelMembers.channelId, id))
+      // Listings show the creator, then admins, then members, each in joining order.
+      .orderBy(
+        sql`CASE ${channelMembers.role} WHEN 'creator' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END`,
+        asc(channelMembers.joinedAt),
+        asc(channelMembers.identityKey),
+      )
       .all(),
   ]);
   if (!row) throw notFound("no such channel");

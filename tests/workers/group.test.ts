@@ -166,6 +166,8 @@ describe("UpdateGroupMetadata and ListGroupMembers", () => {
     const seen = ok(await list(newcomer, id), pb.ListGroupMembersResponse);
     expect(seen.name).toBe("Team");
     expect(seen.description).toBe("weekly");
+    // Listed creator first, then admins, then members.
+    expect(seen.members.map((m) => m.role)).toEqual(["creator", "admin", "member", "member", "member"]);
     expect(await roles(member, id)).toEqual({
       [hex(creator)]: "creator",
       [hex(admin)]: "admin",
