@@ -4,13 +4,21 @@ import { createServer } from "node:http";
 import type { FrontMetrics } from "./metrics.ts";
 import { binding, listenAddress } from "./listen-error.ts";
 
+/**
+ * `more` adds text after the front's own metrics (the edge's federation metrics); it must not
+ * reject and should bound its own time.
+ */
 export async function serveMetrics(
   metrics: FrontMetrics,
   listen: { host: string; port: number },
+  more?: () => Promise<string>,
 ): Promise<{ url: string; close(): void }> {
   const server = createServer((req, res) => {
     if (req.method === "GET" && req.url === "/metrics") {
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(metrics.render());
+      const own = metrics.render();
+      void (more ? more().catch(() => "") : Promise.resolve("")).then((extra) => {
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(own + extra);
+      });
     } else {
       res.writeHead(404).end();
     }

@@ -5,6 +5,7 @@ import { loadTls, type TlsMaterial } from "./cert.ts";
 import type { FrontConfig } from "./config.ts";
 import type { Logger } from "../proto/util/log.ts";
 import { serveMetrics } from "./metrics-server.ts";
+import { federationMetrics } from "./edge-metrics.ts";
 import { QpqFront } from "./server.ts";
 import { PluginHost } from "../plugins/host/index.ts";
 import { checkEdgeSealedSender } from "./sealed-sender.ts";
@@ -35,7 +36,11 @@ export async function startFront(config: FrontConfig, logger: Logger): Promise<R
   }
   let metrics: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
-    metrics = config.metricsListen ? await serveMetrics(front.metrics, config.metricsListen) : undefined;
+    metrics = config.metricsListen
+      ? await serveMetrics(front.metrics, config.metricsListen, () =>
+          federationMetrics(config.edgeUrl, config.frontSecret),
+        )
+      : undefined;
   } catch (err) {
     await front.stop();
     await plugins?.stop();

@@ -54,6 +54,7 @@ async function start(r: Region): Promise<LocalSystem> {
     dataDir: r.dir,
     env: {
       QPQ_LISTEN: "127.0.0.1:0",
+      QPQ_METRICS_LISTEN: "127.0.0.1:0",
       QPQ_LOG_LEVEL: "warn",
       QPQ_DATA_DIR: r.dir,
       QPQ_FEDERATION_DOMAIN: r.domain,
@@ -226,6 +227,12 @@ describe("federation between two regions over QUIC", () => {
       if (!listed) await sleep(250);
     }
     expect(listed).toBe(true);
+
+    // Operators scrape one place: the front's /metrics carries the edge's federation metrics.
+    const scraped = await (await fetch(a.system!.metricsUrl!)).text();
+    expect(scraped).toContain(`federation_outbox_depth{peer="${b.domain}"}`);
+    expect(scraped).toMatch(/^federation_metrics_up 1$/m);
+    expect(scraped).toContain("# TYPE enqueue_total counter");
   }, 120_000);
 });
 
