@@ -611,6 +611,8 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     }
     const [client, server] = Object.values(new WebSocketPair());
     this.ctx.acceptWebSocket(server);
+    // A front that missed the ban's signal (its socket was down) hears it on resubscribing.
+    if (this.bannedNow()) server.send(formatSessionSignal({ banned: true }));
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -646,10 +648,30 @@ export class RecipientQueue extends DurableObject<AppEnv> {
     return sent;
   }
 
-  /** A server-wide ban: every front holding this identity's connections ends their sessions. */
-  async endSessions(): Promise<null> {
+  /**
+   * A server-wide ban (until `expiresAt` ms, 0: until lifted): every front holding this
+   * identity's connections ends their sessions, now and whenever one subscribes again meanwhile.
+   */
+  async endSessions(expiresAt = 0): Promise<null> {
+    this.ensureSchema();
+    this.sql.exec(
+      "INSERT OR REPLACE INTO meta (key, value) VALUES ('banned_until', ?)",
+      expiresAt === 0 ? Number.MAX_SAFE_INTEGER : expiresAt,
+    );
     this.signal({ banned: true });
     return null;
+  }
+
+  /** The server-wide ban was lifted. */
+  async liftBan(): Promise<null> {
+    if (this.hasSchema) this.sql.exec("DELETE FROM meta WHERE key = 'banned_until'");
+    return null;
+  }
+
+  private bannedNow(): boolean {
+    if (!this.hasSchema) return false;
+    const row = this.sql.exec<{ value: number }>("SELECT value FROM meta WHERE key = 'banned_until'").toArray()[0];
+    return row !== undefined && row.value > Date.now();
   }
 
   private push(input: EnqueueInput, seq: number): void {

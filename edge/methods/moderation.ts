@@ -111,7 +111,7 @@ export const moderationMethods: MethodTable = {
       if (ctx.deps.admins.has(toHex(target))) throw forbidden("a configured administrator cannot be banned");
       // The ban first (no new login or resume), then the sessions, then the open connections.
       await db.batch([upsert, db.delete(sessions).where(eq(sessions.identityKey, target))]);
-      await queueOf(ctx.deps, target).endSessions();
+      await queueOf(ctx.deps, target).endSessions(expiresAt);
       return {};
     }
 
@@ -153,6 +153,7 @@ export const moderationMethods: MethodTable = {
     if (channelId.length === 0) {
       requireAdmin(ctx);
       await remove;
+      await queueOf(ctx.deps, target).liftBan();
       return {};
     }
     const group = await loadGroup(ctx.deps, channelId);

@@ -87,6 +87,19 @@ describe("ReportMessage and ListReports", () => {
   });
 });
 
+/** A fresh push subscription of the front for `assertion`'s identity, and its first message. */
+async function resubscribe(assertion: string): Promise<{ ws: WebSocket; first: Promise<unknown> }> {
+  const sub = await exports.default.fetch("https://edge/push", {
+    headers: { Upgrade: "websocket", "x-qpq-front-auth": env.FRONT_SECRET, "x-qpq-caller": assertion },
+  });
+  const ws = sub.webSocket!;
+  const first = new Promise<unknown>((resolve) =>
+    ws.addEventListener("message", (e) => resolve(typeof e.data === "string" ? parseSessionSignal(e.data) : "binary")),
+  );
+  ws.accept();
+  return { ws, first };
+}
+
 describe("server-wide bans", () => {
   it("only admins ban; a banned user cannot log in or resume, its sessions end, and unbanning lets it back", async () => {
     const username = `ban-${crypto.randomUUID().slice(0, 12)}`;
@@ -129,13 +142,24 @@ describe("server-wide bans", () => {
     );
     expect(resume.status).toBe(Status.Unauthorized); // the ban deleted the session
 
+    // A front whose push socket was down when the ban went out hears it on subscribing again.
+    const late = await resubscribe(session.assertion!);
+    expect(await late.first).toEqual({ banned: true });
+    late.ws.close(1000, "done");
+
     const listed = ok(await listBanned(ADMIN), pb.ListBannedResponse).bans.map((b) => hex(b.identityKey));
     expect(listed).toContain(hex(key));
     expect((await listBanned(randomKey())).status).toBe(Status.Forbidden);
 
     expect((await unban(randomKey(), key)).status).toBe(Status.Forbidden);
     ok(await unban(ADMIN, key), pb.UnbanUserResponse);
-    expect((await login(username, PASSWORD, key)).res.status).toBe(Status.Ok);
+    const again = await login(username, PASSWORD, key);
+    expect(again.res.status).toBe(Status.Ok);
+    // Lifted: a new subscription hears the next message, not the ban.
+    const after = await resubscribe(again.assertion!);
+    ok(await enqueueAs(await registeredKey(), key, Uint8Array.of(1)), pb.EnqueueResponse);
+    expect(await after.first).toBe("binary");
+    after.ws.close(1000, "done");
   });
 });
 
