@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import {
   ALPN,
   FrameError,
@@ -25,6 +26,7 @@ export interface LeanClientOptions {
   port: number;
   /** PEM of the CA to trust; nothing else is accepted. */
   ca: string;
+  /** The name the certificate must carry: by default the host when it is a name, else "localhost". */
   serverName?: string;
   connectTimeoutMs?: number;
   /** Deadline of one RPC, queueing for a stream included (default 120 s). */
@@ -43,6 +45,11 @@ interface Call {
 }
 
 export class LeanClientError extends Error {}
+
+/** SNI carries names only (RFC 6066), so an address falls back to the development name. */
+export function serverNameFor(opts: { host: string; serverName?: string }): string {
+  return opts.serverName ?? (isIP(opts.host) === 0 ? opts.host : "localhost");
+}
 
 const EMPTY = new Uint8Array(0);
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -226,14 +233,15 @@ export class LeanQuicClient {
     config.setInitialMaxStreamsBidi(0);
     config.setInitialMaxStreamsUni(1000);
     config.setDisableActiveMigration(true);
-    // quiche takes addresses, not names.
-    const { address, family } = await lookup(opts.host);
+    // quiche takes addresses, not names. IPv4 first: fronts listen on 0.0.0.0 by default, and
+    // "localhost" often resolves to ::1 first.
+    const { address, family } = await lookup(opts.host, { order: "ipv4first" });
     const v6 = family === 6;
     const socket = dgram.createSocket(v6 ? "udp6" : "udp4");
     await new Promise<void>((resolve) => socket.bind(0, v6 ? "::" : "0.0.0.0", resolve));
     const local = { host: v6 ? "::1" : "127.0.0.1", port: socket.address().port };
     const remote = { host: address, port: opts.port };
-    const q = quiche.Connection.connect(opts.serverName ?? "localhost", randomBytes(20), local, remote, config);
+    const q = quiche.Connection.connect(serverNameFor(opts), randomBytes(20), local, remote, config);
     const client = new LeanQuicClient(socket, new DriverConnection<undefined>(q, "client", remote), local, opts);
     socket.on("message", (data, rinfo) => client.receive(data, { host: rinfo.address, port: rinfo.port }));
     socket.on("error", () => {});

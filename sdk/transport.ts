@@ -13,6 +13,7 @@ export interface ConnectOptions {
   port: number;
   /** PEM of the CA (or self-signed certificate) to trust; nothing else is accepted. */
   ca: string;
+  /** The name the certificate must carry: by default the host when it is a name, else "localhost". */
   serverName?: string;
   connectTimeoutMs?: number;
   /** Deadline of one RPC, including time queued for a stream and a 60 s FetchWait (default 120 s). */
@@ -60,7 +61,7 @@ export class QuicTransport {
         host: opts.host,
         port: opts.port,
         ca: opts.ca,
-        serverName: opts.serverName ?? "localhost",
+        serverName: opts.serverName,
         connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
         keepAliveMs: 10_000,
       });

@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { Method, Status, encodeRequest, encodeResponse } from "../../proto/index.ts";
 import { QuicTransport, TransportError } from "../../sdk/transport.ts";
 import { generateDevCa } from "../../quic-front/cert.ts";
+import { serverNameFor } from "../../quic/client.ts";
 import { startTestFront, type TestFront } from "../support/quic-front.ts";
 import { answer, startQuicPeer, type QuicPeer, type StreamScript } from "../support/quic-peer.ts";
 import { gate } from "../unit/support/test-edge.ts";
@@ -76,6 +77,26 @@ describe("connecting", () => {
       await front.stop();
     }
   }, 60_000);
+});
+
+describe("connecting by name", () => {
+  it("resolves localhost to the front's IPv4 listener and checks the certificate for that name", async () => {
+    const front = await startTestFront();
+    try {
+      const t = await QuicTransport.connect({ host: "localhost", port: front.port, ca: front.certPem });
+      expect((await t.request(Method.Health, EMPTY)).status).toBe(Status.Ok);
+      await t.close();
+    } finally {
+      await front.stop();
+    }
+  }, 60_000);
+
+  it("sends the host as the certificate name, or localhost for an address", () => {
+    expect(serverNameFor({ host: "chat.example.com" })).toBe("chat.example.com");
+    expect(serverNameFor({ host: "127.0.0.1" })).toBe("localhost");
+    expect(serverNameFor({ host: "::1" })).toBe("localhost");
+    expect(serverNameFor({ host: "127.0.0.1", serverName: "chat.example.com" })).toBe("chat.example.com");
+  });
 });
 
 describe("a server that grants few streams", () => {
