@@ -218,6 +218,42 @@ describe("lean QUIC driver", () => {
     },
   );
 
+  it("drops garbage datagrams without creating state, and keeps serving", { timeout: 120_000 }, async () => {
+    const f = await start();
+    const t = await f.connect();
+    expect((await t.request(Method.Health, new Uint8Array(0))).status).toBe(Status.Ok);
+    const s = await udpSocket(f.port);
+    cleanups.push(() => s.close());
+    const junk: Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(65_000, 0xff)];
+    for (let i = 0; i < 2000; i++) junk.push(randomBytes(1 + (i % 1500)));
+    // Long headers claiming Initials with impossible lengths and connection ids.
+    for (const [dcidLen, scidLen] of [
+      [0, 0],
+      [20, 20],
+      [21, 0],
+      [255, 255],
+    ]) {
+      const p = Buffer.alloc(1200, 0xab);
+      p[0] = 0xc0;
+      p.writeUInt32BE(quiche.PROTOCOL_VERSION, 1);
+      p[5] = dcidLen;
+      if (6 + dcidLen < p.length) p[6 + dcidLen] = scidLen;
+      junk.push(p);
+    }
+    for (const d of junk) s.send(d);
+    // The front still answers on the real connection after all of it.
+    await vi.waitFor(async () => expect((await t.request(Method.Health, new Uint8Array(0))).status).toBe(Status.Ok), {
+      timeout: 60_000,
+    });
+    expect(f.listener.stats.accepted).toBe(1);
+    expect(f.listener.connectionCount).toBe(1);
+    // A new client still gets in.
+    const other = await f.connect();
+    expect((await other.request(Method.Health, new Uint8Array(0))).status).toBe(Status.Ok);
+    await other.close();
+    await t.close();
+  });
+
   it("refuses an oversize frame from its header, buffering nothing of it", { timeout: 60_000 }, async () => {
     const f = await start();
     const t = await f.connect();
