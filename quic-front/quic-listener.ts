@@ -10,6 +10,7 @@ import type { TlsMaterial } from "./cert.ts";
 import type { ClientConnection, Gateway } from "./gateway.ts";
 import type { Logger } from "../proto/util/log.ts";
 import { binding, listenAddress } from "./listen-error.ts";
+import { requestLimits, type RequestLimits } from "./request-limits.ts";
 
 /** How long a complete request waits for its FIN before it is served anyway. */
 const FIN_GRACE_MS = 1000;
@@ -28,32 +29,6 @@ async function finWithin<T>(
     clearTimeout(timer);
   }
 }
-
-/** How long a request may take to arrive (and an answer to be taken), and how much one connection may buffer. */
-export interface RequestLimits {
-  /**
-   * A request must arrive completely within this time from stream open, and an answer must be
-   * taken by the client within this time from when its turn to be written comes ...
-   */
-  transferTimeoutMs: number;
-  /** ... plus one second per this many frame bytes, so slow links can move large frames. */
-  minTransferBytesPerSecond: number;
-  /**
-   * Payload bytes the in-progress requests of one connection may reserve. A request waits (its
-   * bytes held back by QUIC flow control) until its announced length fits; one that announces
-   * more than the whole budget is answered BadRequest.
-   */
-  connectionBufferBytes: number;
-  /** A connection that receives nothing for this long is closed (quiche's max_idle_timeout). */
-  idleTimeoutMs: number;
-}
-
-export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
-  transferTimeoutMs: 10_000,
-  minTransferBytesPerSecond: 256 * 1024,
-  connectionBufferBytes: 16 * 1024 * 1024,
-  idleTimeoutMs: 120_000,
-};
 
 /** Request buffering and answer ordering state of one connection. */
 interface ConnectionBuffers {
@@ -78,11 +53,7 @@ export class QuicListener {
   constructor(gateway: Gateway, tls: TlsMaterial, logger: Logger, limits: Partial<RequestLimits> = {}) {
     this.gateway = gateway;
     this.logger = logger;
-    this.limits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
-    for (const [name, value] of Object.entries(this.limits)) {
-      if (!Number.isSafeInteger(value) || value < 1)
-        throw new RangeError(`${name} must be a positive integer, got ${value}`);
-    }
+    this.limits = requestLimits(limits);
     const retryKey = randomBytes(32);
     this.server = new QUICServer({
       crypto: {

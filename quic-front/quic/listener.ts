@@ -9,7 +9,7 @@ import type { TlsMaterial } from "../cert.ts";
 import type { ClientConnection, Gateway } from "../gateway.ts";
 import { binding, listenAddress } from "../listen-error.ts";
 import type { Logger } from "../../proto/util/log.ts";
-import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from "../quic-listener.ts";
+import { requestLimits, type RequestLimits } from "../request-limits.ts";
 import { serverConfig } from "../../quic/config.ts";
 import type { DriverConnection } from "../../quic/connection.ts";
 import { QuicDriver } from "./driver.ts";
@@ -50,11 +50,7 @@ export class LeanQuicListener {
   constructor(gateway: Gateway, tls: TlsMaterial, logger: Logger, limits: Partial<LeanListenerOptions> = {}) {
     this.gateway = gateway;
     this.logger = logger;
-    this.limits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
-    for (const [name, value] of Object.entries(this.limits)) {
-      if (!Number.isSafeInteger(value) || value < 1)
-        throw new RangeError(`${name} must be a positive integer, got ${value}`);
-    }
+    this.limits = requestLimits(limits);
     const config = serverConfig({
       certPem: tls.certPem,
       keyPem: tls.keyPem,
