@@ -4,7 +4,6 @@
 // and exchange messages; region b goes down while alice sends 100 messages and, once back on the
 // same data directory, bob gets all of them exactly once and in order.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createServer } from "node:net";
@@ -17,17 +16,12 @@ import { QpqCallError, QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
 import { createLogger } from "../../proto/util/log.ts";
 import { RelayHeader, Status } from "../../proto/index.ts";
-import { uniqueName } from "../support/system.ts";
+import { ed25519Identity, uniqueName } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
 import { generateHybridKeyPair } from "../../sdk/hybrid-envelope.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
-
-function ed25519Identity(): Uint8Array {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
-}
 
 async function freePort(): Promise<number> {
   const server = createServer();

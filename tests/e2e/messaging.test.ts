@@ -1,17 +1,11 @@
 // Two users, real OPAQUE and real MLS (ts-mls), over real QUIC through the front, the edge,
 // Durable Objects and D1, all started exactly as `npm start` starts them.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { generateKeyPairSync } from "node:crypto";
 import { Method, Status, pb, encodeRequest, decodeError } from "../../proto/index.ts";
 import { QpqCallError, type QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
-import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { ed25519Identity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
 import { createMlsMember } from "../support/mls.ts";
-
-function ed25519Identity(): Uint8Array {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
-}
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -3,10 +3,9 @@
 // (single use), the Welcome and application messages both ways carried as ordinary deliveries,
 // over real QUIC against the real edge.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { generateKeyPairSync } from "node:crypto";
 import type { QpqClient } from "../../sdk/client.ts";
 import type { QuicTransport } from "../../sdk/transport.ts";
-import { startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
+import { ed25519Identity, startTestSystem, uniqueName, type TestSystem } from "../support/system.ts";
 import {
   MLS_CIPHER_SUITE,
   MLS_PQ_CIPHER_SUITE,
@@ -14,11 +13,6 @@ import {
   decodeMessage,
   type MlsSuiteName,
 } from "../support/mls.ts";
-
-function ed25519Identity(): Uint8Array {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
-}
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);

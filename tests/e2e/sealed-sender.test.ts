@@ -6,20 +6,13 @@
 // same run without the mode finds it where docs/protocol.md says it is kept: the sender tag in the
 // recipient's queue, senderIdentity in plugin events.
 import { describe, it, expect, afterAll } from "vitest";
-import {
-  createHash,
-  createHmac,
-  createPublicKey,
-  generateKeyPairSync,
-  hkdfSync,
-  verify as verifySignature,
-} from "node:crypto";
+import { createHash, createHmac, createPublicKey, hkdfSync, verify as verifySignature } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { spawnSystem, type SystemProcess } from "../support/process-system.ts";
-import { uniqueName } from "../support/system.ts";
+import { ed25519Identity, uniqueName } from "../support/system.ts";
 import { loadOrCreateSecrets } from "../../local/secrets.ts";
 import { importAssertionKey, mintAssertion } from "../../edge/lib/caller-assertion.ts";
 import { Method, RelayHeader as H, Status, pb } from "../../proto/index.ts";
@@ -44,11 +37,6 @@ export function on_disconnect(e) { record("on_disconnect", e); }
 export function on_message_send(e) { record("on_message_send", e); }
 export function on_message_receive(e) { record("on_message_receive", e); }
 `;
-
-function ed25519Identity(): Uint8Array {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
-}
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 

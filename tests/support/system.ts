@@ -1,5 +1,6 @@
 // Starts the whole local system (the same code `npm start` runs) on free ports in a temporary
 // data directory, and connects SDK clients to it over real QUIC.
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +55,12 @@ export async function startTestSystem(
 
 export function randomIdentity(): Uint8Array {
   return crypto.getRandomValues(new Uint8Array(32));
+}
+
+/** A real Ed25519 public key (32 bytes), for tests whose identity must also sign MLS credentials. */
+export function ed25519Identity(): Uint8Array {
+  const { publicKey } = generateKeyPairSync("ed25519");
+  return new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(-32));
 }
 
 export function uniqueName(prefix: string): string {
